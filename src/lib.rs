@@ -3,3 +3,16 @@
 //! Data flows one way: `event` (decode and key) → `attribution` (join outcomes to
 //! assignments, decide rewards) → `window` (windowed counts per arm) → `weights`
 //! (posteriors, `p_best`, policy) → a sink. `replay` drives that dataflow from files.
+
+pub mod attribution;
+pub mod config;
+pub mod counters;
+pub mod dataflow;
+pub mod event;
+pub mod policy;
+pub mod posterior;
+pub mod replay;
+pub mod sink;
+pub mod time;
+pub mod weights;
+pub mod window;

@@ -1,3 +1,116 @@
-fn main() {
-    println!("Hello, world!");
+//! The `banditflow` command line: replay files, generate traffic, run the demo.
+
+use std::io::Write;
+use std::path::PathBuf;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::Context;
+use clap::{Parser, Subcommand};
+
+use banditflow::config::Dataflow;
+use banditflow::replay::{replay, Input, Output, Progress, ReplayOptions, ReplaySummary};
+
+/// Streaming multi-armed-bandit weights from experiment traffic.
+#[derive(Parser)]
+#[command(name = "banditflow", version, about)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run a dataflow over JSON-lines files and write its weight records as JSON lines.
+    Replay {
+        /// The dataflow job file (TOML).
+        #[arg(long)]
+        dataflow: PathBuf,
+        /// Assignment records, one JSON object per line (`-` for standard input).
+        #[arg(long)]
+        assignments: String,
+        /// Outcome records, one JSON object per line (`-` for standard input).
+        #[arg(long)]
+        outcomes: String,
+        /// Worker threads.
+        #[arg(long, default_value_t = 1)]
+        workers: usize,
+        /// Where to write weight records (standard output by default).
+        #[arg(long)]
+        out: Option<PathBuf>,
+        /// No progress lines on standard error (the final summary is still printed).
+        #[arg(long)]
+        quiet: bool,
+    },
+}
+
+fn main() -> anyhow::Result<()> {
+    tracing_subscriber::fmt().with_writer(std::io::stderr).with_env_filter(
+        tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
+    ).init();
+    match Cli::parse().command {
+        Command::Replay { dataflow, assignments, outcomes, workers, out, quiet } => {
+            let job = Dataflow::load(&dataflow).with_context(|| format!("loading {}", dataflow.display()))?;
+            let options = ReplayOptions {
+                job,
+                assignments: Input::parse(&assignments),
+                outcomes: Input::parse(&outcomes),
+                workers,
+                output: out.map(Output::File).unwrap_or(Output::Stdout),
+            };
+            let summary = run_with_progress(&options, quiet)?;
+            print_summary(&summary);
+            Ok(())
+        }
+    }
+}
+
+/// Runs a replay, printing a progress line to standard error every second.
+fn run_with_progress(options: &ReplayOptions, quiet: bool) -> anyhow::Result<ReplaySummary> {
+    let progress = Arc::new(Progress::default());
+    let watcher = progress.clone();
+    let done = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let done_in = done.clone();
+    let reporter = std::thread::spawn(move || {
+        let started = Instant::now();
+        while !done_in.load(Ordering::Relaxed) {
+            std::thread::sleep(Duration::from_millis(100));
+            if quiet || started.elapsed().as_millis() % 1000 >= 100 {
+                continue;
+            }
+            let lines = watcher.lines_read.load(Ordering::Relaxed);
+            let secs = started.elapsed().as_secs_f64().max(1e-9);
+            eprintln!(
+                "replay: {lines} lines read ({:.0}/s), {} records written",
+                lines as f64 / secs,
+                watcher.records_written.load(Ordering::Relaxed)
+            );
+        }
+    });
+    let result = replay(options, progress);
+    done.store(true, Ordering::Relaxed);
+    let _ = reporter.join();
+    Ok(result?)
+}
+
+fn print_summary(summary: &ReplaySummary) {
+    let c = &summary.counters;
+    let events = c.assignments_read + c.outcomes_read;
+    let secs = summary.elapsed.as_secs_f64().max(1e-9);
+    let mut err = std::io::stderr().lock();
+    let _ = writeln!(
+        err,
+        "replay done in {:.3}s: {events} events read ({:.0}/s), {} applied, {} late, {} too_old, {} malformed, {} records written",
+        secs,
+        events as f64 / secs,
+        c.assignments_applied + c.outcomes_applied,
+        c.late,
+        c.too_old,
+        c.malformed_total(),
+        c.records_written,
+    );
+    if let Ok(json) = serde_json::to_string(c) {
+        let _ = writeln!(err, "summary: {json}");
+    }
 }

@@ -1,0 +1,427 @@
+//! Attribution: outcomes joined to assignments by key, and each assignment's reward decided
+//! once its attribution interval has passed.
+//!
+//! A keyed state machine (SEMANTICS.md, "Attribution" and "Time"): an assignment is held
+//! until `ts + attribution`, an outcome waiting for its assignment until the frontier passes
+//! its `ts`. When a tick completes, every assignment resolving in it becomes one
+//! [`Resolved`] fact. O(1) work per event and a few dozen bytes per pending assignment.
+
+use std::cell::RefCell;
+use std::collections::{BTreeMap, HashMap};
+use std::hash::{BuildHasherDefault, Hasher};
+use std::rc::Rc;
+
+use timely::dataflow::channels::pact::Exchange;
+use timely::dataflow::operators::generic::Operator;
+use timely::dataflow::Stream;
+
+use crate::counters::Counters;
+use crate::event::{Assignment, AssignmentKey, Event, NameId, Outcome};
+use crate::time::Ticks;
+use crate::window::WindowUpdate;
+
+/// The timing rules attribution needs from a dataflow.
+#[derive(Clone, Copy, Debug)]
+pub struct AttributionRules {
+    /// Tick arithmetic.
+    pub ticks: Ticks,
+    /// How long after an assignment an outcome still counts, ms.
+    pub attribution_ms: u64,
+    /// How far back the posterior looks, ms.
+    pub window_ms: u64,
+}
+
+/// An assignment whose reward is decided: it counts in its arm's posterior from tick
+/// `enter` up to (not including) tick `leave`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct Resolved {
+    /// Entity id.
+    pub entity: NameId,
+    /// Arm id.
+    pub arm: NameId,
+    /// First tick whose posterior counts it.
+    pub enter: u64,
+    /// First tick whose posterior no longer counts it.
+    pub leave: u64,
+    /// Whether an outcome fell in its attribution interval.
+    pub success: bool,
+}
+
+/// Keys are already uniform hashes: use their bits instead of hashing again.
+#[derive(Default)]
+struct KeyHasher(u64);
+
+impl Hasher for KeyHasher {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+    fn write(&mut self, bytes: &[u8]) {
+        for b in bytes {
+            self.0 = self.0.rotate_left(8) ^ u64::from(*b);
+        }
+    }
+    fn write_u64(&mut self, n: u64) {
+        self.0 = self.0.rotate_left(29) ^ n;
+    }
+}
+
+type KeyMap<V> = HashMap<AssignmentKey, V, BuildHasherDefault<KeyHasher>>;
+
+/// A pending assignment: 16 bytes beside its 16-byte key.
+#[derive(Clone, Copy, Debug)]
+struct Pending {
+    ts: i64,
+    /// Index into `pairs`: (entity, arm) interned per worker.
+    pair: u32,
+}
+
+/// The attribution state of one worker's share of the keys.
+#[derive(Default)]
+pub struct Attribution {
+    rules: Option<AttributionRules>,
+    /// Every tick before this one is complete and settled.
+    settled: u64,
+    pending: KeyMap<Pending>,
+    resolve_at: BTreeMap<u64, Vec<AssignmentKey>>,
+    outcomes: KeyMap<Vec<i64>>,
+    expire_at: BTreeMap<u64, Vec<AssignmentKey>>,
+    pairs: Vec<(NameId, NameId)>,
+    pair_index: HashMap<(NameId, NameId), u32>,
+}
+
+impl Attribution {
+    /// Empty state under `rules`; ticks before `start` count as complete.
+    pub fn new(rules: AttributionRules, start: u64) -> Self {
+        Attribution { rules: Some(rules), settled: start, ..Default::default() }
+    }
+
+    fn rules(&self) -> AttributionRules {
+        // `new` is the only constructor used outside `Default` in this module.
+        self.rules.expect("Attribution built with new()")
+    }
+
+    /// Assignments held until they resolve.
+    pub fn pending_assignments(&self) -> usize {
+        self.pending.len()
+    }
+
+    /// Outcomes held (waiting for an assignment, or for their assignment to resolve).
+    pub fn buffered_outcomes(&self) -> usize {
+        self.outcomes.values().map(Vec::len).sum()
+    }
+
+    fn intern(&mut self, entity: NameId, arm: NameId) -> u32 {
+        if let Some(i) = self.pair_index.get(&(entity, arm)) {
+            return *i;
+        }
+        let i = self.pairs.len() as u32;
+        self.pairs.push((entity, arm));
+        self.pair_index.insert((entity, arm), i);
+        i
+    }
+
+    /// Applies one assignment (SEMANTICS.md: late, too_late, too_old, duplicates, conflicts).
+    pub fn assignment(&mut self, a: Assignment, counters: &mut Counters) {
+        let rules = self.rules();
+        if rules.ticks.settle_tick(a.ts, rules.window_ms) < self.settled {
+            counters.too_old += 1;
+            return;
+        }
+        let resolves = rules.ticks.settle_tick(a.ts, rules.attribution_ms);
+        if resolves < self.settled {
+            counters.too_late += 1;
+            return;
+        }
+        let late = rules.ticks.tick_of(a.ts) < self.settled;
+        let pair = self.intern(a.entity, a.arm);
+        if let Some(held) = self.pending.get_mut(&a.key) {
+            let (entity, arm) = self.pairs[held.pair as usize];
+            if (held.ts, entity, arm) == (a.ts, a.entity, a.arm) {
+                counters.duplicate += 1;
+            } else {
+                counters.conflict += 1;
+                // The smallest (ts, entity, arm) wins whatever the arrival order.
+                if (a.ts, a.entity, a.arm) < (held.ts, entity, arm) {
+                    *held = Pending { ts: a.ts, pair };
+                    self.resolve_at.entry(resolves).or_default().push(a.key);
+                }
+            }
+            return;
+        }
+        if late {
+            counters.late += 1;
+        }
+        counters.assignments_applied += 1;
+        self.pending.insert(a.key, Pending { ts: a.ts, pair });
+        self.resolve_at.entry(resolves).or_default().push(a.key);
+    }
+
+    /// Applies one outcome of a counted kind.
+    pub fn outcome(&mut self, o: Outcome, counters: &mut Counters) {
+        let rules = self.rules();
+        if rules.ticks.settle_tick(o.ts, rules.window_ms) < self.settled {
+            counters.too_old += 1;
+            return;
+        }
+        let tick = rules.ticks.tick_of(o.ts);
+        if self.pending.contains_key(&o.key) {
+            if tick < self.settled {
+                counters.late += 1;
+            }
+            self.outcomes.entry(o.key).or_default().push(o.ts);
+        } else if tick < self.settled {
+            counters.late_outcome += 1;
+        } else {
+            self.outcomes.entry(o.key).or_default().push(o.ts);
+            self.expire_at.entry(tick).or_default().push(o.key);
+        }
+    }
+
+    /// Completes every tick before `frontier`: resolves the assignments due and drops the
+    /// outcomes nobody claimed. Resolved facts are appended to `resolved`.
+    pub fn settle(&mut self, frontier: u64, counters: &mut Counters, resolved: &mut Vec<Resolved>) {
+        if frontier <= self.settled {
+            return;
+        }
+        let rules = self.rules();
+        while let Some(entry) = self.resolve_at.first_entry() {
+            if *entry.key() >= frontier {
+                break;
+            }
+            let (tick, keys) = entry.remove_entry();
+            for key in keys {
+                let Some(held) = self.pending.get(&key).copied() else { continue };
+                // A conflict may have moved this key to an earlier tick: this entry is stale.
+                if rules.ticks.settle_tick(held.ts, rules.attribution_ms) != tick {
+                    continue;
+                }
+                self.pending.remove(&key);
+                let mut success = false;
+                if let Some(times) = self.outcomes.remove(&key) {
+                    let until = held.ts.saturating_add(rules.attribution_ms as i64);
+                    for ts in times {
+                        if held.ts <= ts && ts <= until {
+                            success = true;
+                            counters.outcomes_applied += 1;
+                        } else {
+                            counters.outside_attribution += 1;
+                        }
+                    }
+                }
+                let (entity, arm) = self.pairs[held.pair as usize];
+                let leave = rules.ticks.settle_tick(held.ts, rules.window_ms);
+                resolved.push(Resolved { entity, arm, enter: tick, leave, success });
+            }
+        }
+        while let Some(entry) = self.expire_at.first_entry() {
+            if *entry.key() >= frontier {
+                break;
+            }
+            let (tick, keys) = entry.remove_entry();
+            for key in keys {
+                if self.pending.contains_key(&key) {
+                    continue;
+                }
+                if let Some(times) = self.outcomes.get_mut(&key) {
+                    let before = times.len();
+                    times.retain(|ts| rules.ticks.tick_of(*ts) > tick);
+                    counters.unmatched_outcome += (before - times.len()) as u64;
+                    if times.is_empty() {
+                        self.outcomes.remove(&key);
+                    }
+                }
+            }
+        }
+        self.settled = frontier;
+    }
+}
+
+/// Adds up resolved facts that share (entity, arm, enter, leave) into window updates:
+/// `+(trials, successes)` at `enter` and the same negated at `leave`.
+pub fn window_updates(resolved: &mut Vec<Resolved>, updates: &mut Vec<WindowUpdate>) {
+    let mut sums: HashMap<(NameId, NameId, u64, u64), (i64, i64)> = HashMap::new();
+    for r in resolved.drain(..) {
+        if r.leave <= r.enter {
+            continue; // never inside the window at the end of any tick
+        }
+        let s = sums.entry((r.entity, r.arm, r.enter, r.leave)).or_insert((0, 0));
+        s.0 += 1;
+        s.1 += i64::from(r.success);
+    }
+    for ((entity, arm, enter, leave), (trials, successes)) in sums {
+        updates.push(((entity, arm), enter, (trials, successes)));
+        updates.push(((entity, arm), leave, (-trials, -successes)));
+    }
+}
+
+/// The attribution operator: exchanges events by assignment key, runs [`Attribution`] on
+/// each worker's share, and emits window updates at the ticks they take effect.
+pub fn attribute<'scope>(
+    events: Stream<'scope, u64, Vec<Event>>,
+    rules: AttributionRules,
+    counters: Rc<RefCell<Counters>>,
+) -> Stream<'scope, u64, Vec<WindowUpdate>> {
+    events.unary_frontier(
+        Exchange::new(|e: &Event| e.key().route()),
+        "Attribution",
+        move |capability, _info| {
+            let mut capability = Some(capability);
+            let mut state = Attribution::new(rules, 0);
+            let mut resolved = Vec::new();
+            let mut updates: Vec<WindowUpdate> = Vec::new();
+            move |(input, frontier), output| {
+                let mut counters = counters.borrow_mut();
+                input.for_each(|_time, data| {
+                    for event in data.drain(..) {
+                        match event {
+                            Event::Assignment(a) => state.assignment(a, &mut counters),
+                            Event::Outcome(o) => state.outcome(o, &mut counters),
+                        }
+                    }
+                });
+                let next = frontier.frontier().iter().next().copied();
+                let Some(cap) = capability.as_mut() else { return };
+                state.settle(next.unwrap_or(u64::MAX), &mut counters, &mut resolved);
+                window_updates(&mut resolved, &mut updates);
+                if !updates.is_empty() {
+                    updates.sort_unstable_by_key(|u| u.1);
+                    for run in updates.chunk_by(|a, b| a.1 == b.1) {
+                        output.session(&cap.delayed(&run[0].1)).give_iterator(run.iter().copied());
+                    }
+                    updates.clear();
+                }
+                match next {
+                    Some(t) => cap.downgrade(&t),
+                    None => capability = None,
+                }
+            }
+        },
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const TICK: u64 = 1_000;
+
+    fn rules() -> AttributionRules {
+        AttributionRules { ticks: Ticks::new(TICK), attribution_ms: 3_000, window_ms: 10_000 }
+    }
+
+    fn assignment(id: &str, arm: u64, ts: i64) -> Assignment {
+        Assignment { key: AssignmentKey::of(id), entity: 1, arm, ts }
+    }
+
+    fn outcome(id: &str, ts: i64) -> Outcome {
+        Outcome { key: AssignmentKey::of(id), ts }
+    }
+
+    #[test]
+    fn outcome_at_the_inclusive_end_of_the_interval_is_a_success() {
+        let mut s = Attribution::new(rules(), 0);
+        let mut c = Counters::default();
+        let mut out = Vec::new();
+        s.assignment(assignment("a", 7, 1_500), &mut c);
+        s.outcome(outcome("a", 4_500), &mut c);
+        s.settle(4, &mut c, &mut out);
+        assert!(out.is_empty(), "resolution time 4_500 is in tick 4, not yet complete");
+        s.settle(5, &mut c, &mut out);
+        assert_eq!(out, vec![Resolved { entity: 1, arm: 7, enter: 4, leave: 11, success: true }]);
+        assert_eq!(c.outcomes_applied, 1);
+        assert_eq!(s.pending_assignments(), 0);
+    }
+
+    #[test]
+    fn outcome_before_its_assignment_still_joins() {
+        let mut s = Attribution::new(rules(), 0);
+        let mut c = Counters::default();
+        let mut out = Vec::new();
+        s.outcome(outcome("a", 2_000), &mut c);
+        s.assignment(assignment("a", 7, 2_000), &mut c);
+        s.settle(10, &mut c, &mut out);
+        assert!(out[0].success);
+        assert_eq!(c.unmatched_outcome, 0);
+    }
+
+    #[test]
+    fn outcome_outside_the_interval_is_counted_not_applied() {
+        let mut s = Attribution::new(rules(), 0);
+        let mut c = Counters::default();
+        let mut out = Vec::new();
+        s.assignment(assignment("a", 7, 2_000), &mut c);
+        s.outcome(outcome("a", 1_999), &mut c);
+        s.outcome(outcome("a", 5_001), &mut c);
+        s.settle(10, &mut c, &mut out);
+        assert!(!out[0].success);
+        assert_eq!(c.outside_attribution, 2);
+    }
+
+    #[test]
+    fn unclaimed_outcome_is_dropped_once_the_frontier_passes_it() {
+        let mut s = Attribution::new(rules(), 0);
+        let mut c = Counters::default();
+        let mut out = Vec::new();
+        s.outcome(outcome("a", 2_000), &mut c);
+        s.settle(2, &mut c, &mut out);
+        assert_eq!(s.buffered_outcomes(), 1);
+        s.settle(3, &mut c, &mut out);
+        assert_eq!(s.buffered_outcomes(), 0);
+        assert_eq!(c.unmatched_outcome, 1);
+        // The assignment now arrives late, still pending-able, but its outcome is gone.
+        s.assignment(assignment("a", 7, 2_000), &mut c);
+        s.settle(10, &mut c, &mut out);
+        assert_eq!((c.late, out[0].success), (1, false));
+    }
+
+    #[test]
+    fn late_assignment_after_its_resolution_is_too_late_and_duplicates_count_once() {
+        let mut s = Attribution::new(rules(), 0);
+        let mut c = Counters::default();
+        let mut out = Vec::new();
+        s.assignment(assignment("a", 7, 1_000), &mut c);
+        s.assignment(assignment("a", 7, 1_000), &mut c);
+        s.settle(5, &mut c, &mut out);
+        s.assignment(assignment("a", 7, 1_000), &mut c);
+        assert_eq!((out.len(), c.duplicate, c.too_late), (1, 1, 1));
+    }
+
+    #[test]
+    fn conflicting_copies_resolve_to_the_smallest_whatever_the_order() {
+        for order in [[0, 1], [1, 0]] {
+            let copies = [assignment("a", 9, 2_000), assignment("a", 7, 1_000)];
+            let mut s = Attribution::new(rules(), 0);
+            let mut c = Counters::default();
+            let mut out = Vec::new();
+            for i in order {
+                s.assignment(copies[i], &mut c);
+            }
+            s.outcome(outcome("a", 4_500), &mut c);
+            s.settle(20, &mut c, &mut out);
+            assert_eq!(out, vec![Resolved { entity: 1, arm: 7, enter: 4, leave: 11, success: false }]);
+            assert_eq!(c.conflict, 1);
+        }
+    }
+
+    #[test]
+    fn record_older_than_the_window_is_too_old() {
+        let mut s = Attribution::new(rules(), 20);
+        let mut c = Counters::default();
+        s.assignment(assignment("a", 7, 5_000), &mut c);
+        s.outcome(outcome("b", 5_000), &mut c);
+        assert_eq!(c.too_old, 2);
+    }
+
+    #[test]
+    fn window_updates_aggregate_and_retract_at_leave() {
+        let mut resolved = vec![
+            Resolved { entity: 1, arm: 2, enter: 4, leave: 11, success: true },
+            Resolved { entity: 1, arm: 2, enter: 4, leave: 11, success: false },
+            Resolved { entity: 1, arm: 2, enter: 4, leave: 4, success: true },
+        ];
+        let mut updates = Vec::new();
+        window_updates(&mut resolved, &mut updates);
+        updates.sort();
+        assert_eq!(updates, vec![((1, 2), 4, (2, 1)), ((1, 2), 11, (-2, -1))]);
+    }
+}

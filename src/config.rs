@@ -1,0 +1,1174 @@
+//! The dataflow job file: what to compute (which entities, which outcome kinds, which
+//! windows) and how (tick, lateness, prior, policy). Loaded from TOML, validated once at the
+//! boundary, so the dataflow itself can trust every number it is given.
+//!
+//! The field docs of [`Dataflow`] and its sections are the user documentation of each key:
+//! its meaning, its default and its unit. `dataflows/default.toml` shows them all by example.
+
+use std::collections::HashSet;
+use std::fmt;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::de::{self, Deserializer, Visitor};
+use serde::Deserialize;
+
+/// Default of [`Dataflow::idle_timeout_ms`]: 30 seconds.
+const DEFAULT_IDLE_TIMEOUT_MS: u64 = 30_000;
+/// Default of [`Dataflow::max_future_skew_ms`]: 1 hour.
+const DEFAULT_MAX_FUTURE_SKEW_MS: u64 = 3_600_000;
+/// Default of [`PolicyConfig::min_trials`].
+const DEFAULT_MIN_TRIALS: u64 = 100;
+/// Longest id accepted, in bytes (SEMANTICS: ids are 1–128 bytes).
+const MAX_ID_BYTES: usize = 128;
+
+/// A dataflow job file: what to compute and how.
+///
+/// Every duration is written in the file as a string such as `"500ms"`, `"30s"`, `"1m"` or
+/// `"24h"` and held here in whole milliseconds.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Dataflow {
+    /// `name` (required): the job's name, written into every weight record's `dataflow`
+    /// field. Must not be empty.
+    pub name: String,
+    /// `tick` (required, duration, > 0): the dataflow's logical time step. Weights are
+    /// computed as of the end of each complete tick, `floor(ts / tick)`. Milliseconds.
+    pub tick_ms: u64,
+    /// `window` (required, duration, longer than `attribution`): how far back resolved
+    /// assignments count towards a posterior. As of `T`, assignments with
+    /// `T - window < ts <= T - attribution` count. Milliseconds.
+    pub window_ms: u64,
+    /// `attribution` (required, duration, > 0): how long after an assignment an outcome
+    /// still rewards it. An assignment is pending, and not yet a trial, until
+    /// `ts + attribution`. Milliseconds.
+    pub attribution_ms: u64,
+    /// `allowed_lateness` (required, duration, may be `"0s"`): how far behind the largest
+    /// `ts` a partition has delivered its watermark stays, i.e. how out of order records may
+    /// arrive and still be on time. Milliseconds.
+    pub allowed_lateness_ms: u64,
+    /// `idle_timeout` (optional, duration, > 0, default `"30s"`): a partition with nothing
+    /// new for this long stops holding time back. Milliseconds.
+    pub idle_timeout_ms: u64,
+    /// `max_future_skew` (optional, duration, default `"1h"`): a record whose `ts` is more
+    /// than this ahead of wall-clock time is malformed. Milliseconds.
+    pub max_future_skew_ms: u64,
+    /// `outcome_kinds` (optional, array of strings): the outcome `kind`s that count as a
+    /// success. Absent (`None`): every outcome counts, whatever its kind. If given, it must
+    /// name at least one kind, and an outcome without a `kind` does not count.
+    pub outcome_kinds: Option<Vec<String>>,
+    /// `[prior]` (optional table): the Beta prior every arm starts from. Default 1, 1.
+    pub prior: Prior,
+    /// `[policy]` (optional table): how posteriors become weights.
+    pub policy: PolicyConfig,
+    /// `[[arms]]` (optional, repeated table): arms declared up front for an entity. A declared
+    /// arm is in the entity's weight record from the start, before any traffic.
+    pub arms: Vec<ArmDeclaration>,
+}
+
+/// `[prior]`: the Beta prior of every arm's success rate, `Beta(alpha, beta)`.
+///
+/// The posterior is `Beta(alpha + successes, beta + failures)`.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Prior {
+    /// `alpha` (optional, finite number > 0, default 1): pseudo-successes.
+    pub alpha: f64,
+    /// `beta` (optional, finite number > 0, default 1): pseudo-failures.
+    pub beta: f64,
+}
+
+impl Default for Prior {
+    /// The uniform prior, `Beta(1, 1)`.
+    fn default() -> Self {
+        Prior {
+            alpha: 1.0,
+            beta: 1.0,
+        }
+    }
+}
+
+/// `[policy]`: how `p_best` becomes published weights (burn-in, floor, step limit).
+#[derive(Clone, Debug, PartialEq)]
+pub struct PolicyConfig {
+    /// `min_trials` (optional, integer >= 0, default 100): weights stay uniform (burn-in)
+    /// until every arm of the entity has at least this many resolved trials in the window.
+    pub min_trials: u64,
+    /// `floor` (optional, number in `[0, 1)`, default 0): the least weight any arm gets,
+    /// `w = floor + (1 - K * floor) * p_best` for `K` arms. For an entity declared in
+    /// `[[arms]]`, `floor * K` must stay below 1.
+    pub floor: f64,
+    /// `max_step` (optional, number in `(0, 1]`, default absent = no limit): the most any
+    /// arm's weight may change from one published record to the next.
+    pub max_step: Option<f64>,
+}
+
+impl Default for PolicyConfig {
+    /// 100 trials of burn-in, no floor, no step limit.
+    fn default() -> Self {
+        PolicyConfig {
+            min_trials: DEFAULT_MIN_TRIALS,
+            floor: 0.0,
+            max_step: None,
+        }
+    }
+}
+
+/// `[[arms]]`: the arms an entity may serve, declared in the job file.
+#[derive(Clone, Debug, PartialEq)]
+pub struct ArmDeclaration {
+    /// `entity_id` (required, 1–128 bytes): the experiment or placement. Declared at most
+    /// once per file.
+    pub entity_id: String,
+    /// `arm_ids` (required, at least one, each 1–128 bytes, no duplicates): its arms.
+    pub arm_ids: Vec<String>,
+}
+
+/// Why a job file was rejected. Every message names the key at fault.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// The file could not be read.
+    #[error("cannot read dataflow file `{}`: {error}", path.display())]
+    Read {
+        /// The file.
+        path: PathBuf,
+        /// What the operating system said.
+        error: std::io::Error,
+    },
+    /// The file was read but its content is not a valid job; `error` says why.
+    #[error("dataflow file `{}`: {error}", path.display())]
+    InFile {
+        /// The file.
+        path: PathBuf,
+        /// What is wrong with its content.
+        error: Box<ConfigError>,
+    },
+    /// The text is not TOML.
+    #[error("invalid TOML: {message}")]
+    Syntax {
+        /// The TOML parser's message, with line and column.
+        message: String,
+    },
+    /// A key this version does not know (often a typo).
+    #[error("unknown key `{key}` at line {line}")]
+    UnknownKey {
+        /// The key, prefixed by its table, e.g. `policy.flor`.
+        key: String,
+        /// 1-based line of the key.
+        line: usize,
+    },
+    /// A required key is absent.
+    #[error("missing required key `{key}`")]
+    MissingKey {
+        /// The key, prefixed by its table, e.g. `arms.arm_ids`.
+        key: &'static str,
+    },
+    /// A value of the wrong type or out of its type's range (e.g. a negative `min_trials`).
+    #[error("invalid value for `{key}` at line {line}: {message}")]
+    BadValue {
+        /// The key, prefixed by its table.
+        key: String,
+        /// 1-based line of the value.
+        line: usize,
+        /// What was found and what was expected.
+        message: String,
+    },
+    /// A duration string humantime cannot parse.
+    #[error("invalid duration for `{key}`: {error} (got \"{value}\"; write e.g. \"500ms\", \"30s\", \"1m\", \"24h\")")]
+    BadDuration {
+        /// The key.
+        key: &'static str,
+        /// The string as written.
+        value: String,
+        /// What the duration parser said.
+        error: humantime::DurationError,
+    },
+    /// A duration with a part smaller than a millisecond.
+    #[error(
+        "invalid duration for `{key}`: must be a whole number of milliseconds (got \"{value}\")"
+    )]
+    FractionalMillis {
+        /// The key.
+        key: &'static str,
+        /// The string as written.
+        value: String,
+    },
+    /// A duration too long to hold in milliseconds.
+    #[error("invalid duration for `{key}`: too long (got \"{value}\")")]
+    DurationTooLong {
+        /// The key.
+        key: &'static str,
+        /// The string as written.
+        value: String,
+    },
+    /// A duration that must be positive is zero.
+    #[error("invalid `{key}`: must be greater than zero")]
+    NotPositive {
+        /// The key.
+        key: &'static str,
+    },
+    /// `window <= attribution`: no resolved assignment could ever be in the window.
+    #[error(
+        "invalid `window`: must be longer than `attribution` ({} <= {})",
+        short_duration(*window_ms),
+        short_duration(*attribution_ms)
+    )]
+    WindowNotLongerThanAttribution {
+        /// `window`, in milliseconds.
+        window_ms: u64,
+        /// `attribution`, in milliseconds.
+        attribution_ms: u64,
+    },
+    /// `name` is empty.
+    #[error("invalid `name`: must not be empty")]
+    EmptyName,
+    /// `outcome_kinds` is empty or holds an empty kind.
+    #[error("invalid `outcome_kinds`: {reason}")]
+    OutcomeKinds {
+        /// What is wrong.
+        reason: &'static str,
+    },
+    /// A prior parameter that is not a finite positive number.
+    #[error("invalid `{key}`: must be a finite number greater than zero (got {value})")]
+    Prior {
+        /// `prior.alpha` or `prior.beta`.
+        key: &'static str,
+        /// The value given.
+        value: f64,
+    },
+    /// `floor` outside `[0, 1)`.
+    #[error("invalid `policy.floor`: must be at least 0 and below 1 (got {floor})")]
+    FloorOutOfRange {
+        /// The value given.
+        floor: f64,
+    },
+    /// `floor * K >= 1` for an entity declared with `K` arms: its weights could never move
+    /// from uniform.
+    #[error("invalid `policy.floor`: {floor} × {arms} arms declared for entity `{entity_id}` is at least 1, so its weights could never leave uniform")]
+    FloorTooHighForArms {
+        /// The floor.
+        floor: f64,
+        /// The entity.
+        entity_id: String,
+        /// How many arms it declares.
+        arms: usize,
+    },
+    /// `max_step` outside `(0, 1]`.
+    #[error("invalid `policy.max_step`: must be greater than 0 and at most 1 (got {max_step})")]
+    MaxStepOutOfRange {
+        /// The value given.
+        max_step: f64,
+    },
+    /// An id that is empty or longer than 128 bytes.
+    #[error("invalid `{key}`: \"{id}\" is {} bytes; ids must be 1 to 128 bytes", id.len())]
+    IdLength {
+        /// `arms.entity_id` or `arms.arm_ids`.
+        key: &'static str,
+        /// The id as written.
+        id: String,
+    },
+    /// An `[[arms]]` entry with an empty `arm_ids`.
+    #[error("invalid `arms.arm_ids` for entity `{entity_id}`: must name at least one arm")]
+    NoArms {
+        /// The entity.
+        entity_id: String,
+    },
+    /// The same arm twice in one entity's `arm_ids`.
+    #[error("invalid `arms.arm_ids` for entity `{entity_id}`: arm `{arm_id}` is listed twice")]
+    DuplicateArm {
+        /// The entity.
+        entity_id: String,
+        /// The repeated arm.
+        arm_id: String,
+    },
+    /// Two `[[arms]]` entries for one entity.
+    #[error("invalid `arms.entity_id`: entity `{entity_id}` is declared twice")]
+    DuplicateEntity {
+        /// The repeated entity.
+        entity_id: String,
+    },
+}
+
+impl Dataflow {
+    /// Parses and validates a job file's text.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use banditflow::config::Dataflow;
+    ///
+    /// let job = Dataflow::from_toml_str(r#"
+    ///     name = "demo"
+    ///     tick = "1m"
+    ///     window = "24h"
+    ///     attribution = "30m"
+    ///     allowed_lateness = "2m"
+    /// "#).unwrap();
+    /// assert_eq!(job.window_ms, 24 * 3_600_000);
+    /// assert_eq!(job.policy.min_trials, 100);
+    ///
+    /// let err = Dataflow::from_toml_str(r#"
+    ///     name = "demo"
+    ///     tick = "1m"
+    ///     window = "20m"
+    ///     attribution = "30m"
+    ///     allowed_lateness = "2m"
+    /// "#).unwrap_err();
+    /// assert_eq!(
+    ///     err.to_string(),
+    ///     "invalid `window`: must be longer than `attribution` (20m <= 30m)"
+    /// );
+    /// ```
+    pub fn from_toml_str(text: &str) -> Result<Dataflow, ConfigError> {
+        let raw: RawDataflow = toml::from_str(text).map_err(|e| toml_error(text, &e))?;
+        let dataflow = raw.into_dataflow()?;
+        dataflow.validate()?;
+        Ok(dataflow)
+    }
+
+    /// Reads, parses and validates the job file at `path`. Errors name the file.
+    pub fn load(path: &Path) -> Result<Dataflow, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|error| ConfigError::Read {
+            path: path.to_path_buf(),
+            error,
+        })?;
+        Dataflow::from_toml_str(&text).map_err(|error| ConfigError::InFile {
+            path: path.to_path_buf(),
+            error: Box::new(error),
+        })
+    }
+
+    /// Checks the rules that involve values rather than syntax, in the order of the file.
+    fn validate(&self) -> Result<(), ConfigError> {
+        if self.name.is_empty() {
+            return Err(ConfigError::EmptyName);
+        }
+        for (key, ms) in [
+            ("tick", self.tick_ms),
+            ("attribution", self.attribution_ms),
+            ("idle_timeout", self.idle_timeout_ms),
+        ] {
+            if ms == 0 {
+                return Err(ConfigError::NotPositive { key });
+            }
+        }
+        if self.window_ms <= self.attribution_ms {
+            return Err(ConfigError::WindowNotLongerThanAttribution {
+                window_ms: self.window_ms,
+                attribution_ms: self.attribution_ms,
+            });
+        }
+        if let Some(kinds) = &self.outcome_kinds {
+            if kinds.is_empty() {
+                return Err(ConfigError::OutcomeKinds {
+                    reason: "must name at least one kind (leave it out to count every kind)",
+                });
+            }
+            if kinds.iter().any(String::is_empty) {
+                return Err(ConfigError::OutcomeKinds {
+                    reason: "a kind must not be empty",
+                });
+            }
+        }
+        self.prior.validate()?;
+        self.policy.validate()?;
+        let mut entities = HashSet::new();
+        for declaration in &self.arms {
+            declaration.validate()?;
+            if !entities.insert(declaration.entity_id.as_str()) {
+                return Err(ConfigError::DuplicateEntity {
+                    entity_id: declaration.entity_id.clone(),
+                });
+            }
+            let arms = declaration.arm_ids.len();
+            if self.policy.floor * arms as f64 >= 1.0 {
+                return Err(ConfigError::FloorTooHighForArms {
+                    floor: self.policy.floor,
+                    entity_id: declaration.entity_id.clone(),
+                    arms,
+                });
+            }
+        }
+        Ok(())
+    }
+}
+
+impl Prior {
+    fn validate(&self) -> Result<(), ConfigError> {
+        for (key, value) in [("prior.alpha", self.alpha), ("prior.beta", self.beta)] {
+            if !(value.is_finite() && value > 0.0) {
+                return Err(ConfigError::Prior { key, value });
+            }
+        }
+        Ok(())
+    }
+}
+
+impl PolicyConfig {
+    fn validate(&self) -> Result<(), ConfigError> {
+        if !(0.0..1.0).contains(&self.floor) {
+            return Err(ConfigError::FloorOutOfRange { floor: self.floor });
+        }
+        if let Some(max_step) = self.max_step {
+            if !(max_step > 0.0 && max_step <= 1.0) {
+                return Err(ConfigError::MaxStepOutOfRange { max_step });
+            }
+        }
+        Ok(())
+    }
+}
+
+impl ArmDeclaration {
+    fn validate(&self) -> Result<(), ConfigError> {
+        check_id("arms.entity_id", &self.entity_id)?;
+        if self.arm_ids.is_empty() {
+            return Err(ConfigError::NoArms {
+                entity_id: self.entity_id.clone(),
+            });
+        }
+        let mut seen = HashSet::new();
+        for arm_id in &self.arm_ids {
+            check_id("arms.arm_ids", arm_id)?;
+            if !seen.insert(arm_id.as_str()) {
+                return Err(ConfigError::DuplicateArm {
+                    entity_id: self.entity_id.clone(),
+                    arm_id: arm_id.clone(),
+                });
+            }
+        }
+        Ok(())
+    }
+}
+
+fn check_id(key: &'static str, id: &str) -> Result<(), ConfigError> {
+    if id.is_empty() || id.len() > MAX_ID_BYTES {
+        return Err(ConfigError::IdLength {
+            key,
+            id: id.to_owned(),
+        });
+    }
+    Ok(())
+}
+
+// ---------------------------------------------------------------------------------------------
+// The file as written. Every key is optional here so that a missing one is reported by its
+// full name (`arms.arm_ids`), and every table denies unknown keys. Adding a section is adding a
+// field to `RawDataflow` (and its typed twin to `Dataflow`).
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawDataflow {
+    name: Option<String>,
+    tick: Option<DurationText>,
+    window: Option<DurationText>,
+    attribution: Option<DurationText>,
+    allowed_lateness: Option<DurationText>,
+    idle_timeout: Option<DurationText>,
+    max_future_skew: Option<DurationText>,
+    outcome_kinds: Option<Vec<String>>,
+    #[serde(default)]
+    prior: RawPrior,
+    #[serde(default)]
+    policy: RawPolicy,
+    #[serde(default)]
+    arms: Vec<RawArmDeclaration>,
+}
+
+#[derive(Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawPrior {
+    alpha: Option<f64>,
+    beta: Option<f64>,
+}
+
+#[derive(Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawPolicy {
+    min_trials: Option<u64>,
+    floor: Option<f64>,
+    max_step: Option<f64>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawArmDeclaration {
+    entity_id: Option<String>,
+    arm_ids: Option<Vec<String>>,
+}
+
+impl RawDataflow {
+    fn into_dataflow(self) -> Result<Dataflow, ConfigError> {
+        Ok(Dataflow {
+            name: required(self.name, "name")?,
+            tick_ms: required(self.tick, "tick")?.millis("tick")?,
+            window_ms: required(self.window, "window")?.millis("window")?,
+            attribution_ms: required(self.attribution, "attribution")?.millis("attribution")?,
+            allowed_lateness_ms: required(self.allowed_lateness, "allowed_lateness")?
+                .millis("allowed_lateness")?,
+            idle_timeout_ms: optional_millis(self.idle_timeout, "idle_timeout")?
+                .unwrap_or(DEFAULT_IDLE_TIMEOUT_MS),
+            max_future_skew_ms: optional_millis(self.max_future_skew, "max_future_skew")?
+                .unwrap_or(DEFAULT_MAX_FUTURE_SKEW_MS),
+            outcome_kinds: self.outcome_kinds,
+            prior: self.prior.into_prior(),
+            policy: self.policy.into_policy(),
+            arms: self
+                .arms
+                .into_iter()
+                .map(RawArmDeclaration::into_declaration)
+                .collect::<Result<_, _>>()?,
+        })
+    }
+}
+
+impl RawPrior {
+    fn into_prior(self) -> Prior {
+        let default = Prior::default();
+        Prior {
+            alpha: self.alpha.unwrap_or(default.alpha),
+            beta: self.beta.unwrap_or(default.beta),
+        }
+    }
+}
+
+impl RawPolicy {
+    fn into_policy(self) -> PolicyConfig {
+        let default = PolicyConfig::default();
+        PolicyConfig {
+            min_trials: self.min_trials.unwrap_or(default.min_trials),
+            floor: self.floor.unwrap_or(default.floor),
+            max_step: self.max_step.or(default.max_step),
+        }
+    }
+}
+
+impl RawArmDeclaration {
+    fn into_declaration(self) -> Result<ArmDeclaration, ConfigError> {
+        Ok(ArmDeclaration {
+            entity_id: required(self.entity_id, "arms.entity_id")?,
+            arm_ids: required(self.arm_ids, "arms.arm_ids")?,
+        })
+    }
+}
+
+fn required<T>(value: Option<T>, key: &'static str) -> Result<T, ConfigError> {
+    value.ok_or(ConfigError::MissingKey { key })
+}
+
+fn optional_millis(
+    value: Option<DurationText>,
+    key: &'static str,
+) -> Result<Option<u64>, ConfigError> {
+    value.map(|text| text.millis(key)).transpose()
+}
+
+/// A duration as written in the file (`"30s"`), parsed once the key is known.
+struct DurationText(String);
+
+impl DurationText {
+    fn millis(self, key: &'static str) -> Result<u64, ConfigError> {
+        let duration: Duration =
+            humantime::parse_duration(&self.0).map_err(|error| ConfigError::BadDuration {
+                key,
+                value: self.0.clone(),
+                error,
+            })?;
+        if !duration.subsec_nanos().is_multiple_of(1_000_000) {
+            return Err(ConfigError::FractionalMillis { key, value: self.0 });
+        }
+        u64::try_from(duration.as_millis())
+            .map_err(|_| ConfigError::DurationTooLong { key, value: self.0 })
+    }
+}
+
+impl<'de> Deserialize<'de> for DurationText {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct DurationVisitor;
+        impl Visitor<'_> for DurationVisitor {
+            type Value = DurationText;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("a duration string such as \"500ms\", \"30s\", \"1m\" or \"24h\"")
+            }
+            fn visit_str<E: de::Error>(self, v: &str) -> Result<DurationText, E> {
+                Ok(DurationText(v.to_owned()))
+            }
+        }
+        deserializer.deserialize_str(DurationVisitor)
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Turning the TOML deserializer's errors into ones that name the key.
+
+/// Maps a `toml` error to a [`ConfigError`], recovering the full key name from the error's
+/// position in `text` (serde only reports the innermost field name).
+fn toml_error(text: &str, error: &toml::de::Error) -> ConfigError {
+    let message = error.message();
+    let Some(span) = error.span().filter(|s| s.start <= text.len()) else {
+        return syntax(error);
+    };
+    let line = text[..span.start].matches('\n').count() + 1;
+    if let Some(field) = between(message, "unknown field `", "`") {
+        let line_text = line_text(text, span.start);
+        // `[kafak]`: the unknown key is a table header, which names its full path.
+        if let Some(header) = table_header(line_text) {
+            return ConfigError::UnknownKey { key: header, line };
+        }
+        let mut key = table_at(text, span.start);
+        // `policy = { flor = 1 }`: the unknown key sits inside an inline table.
+        if let Some((line_key, key_start)) = key_of_line(line_text) {
+            if line_start(text, span.start) + key_start != span.start {
+                key = join(&key, &line_key);
+            }
+        }
+        return ConfigError::UnknownKey {
+            key: join(&key, field),
+            line,
+        };
+    }
+    if message.starts_with("invalid type") || message.starts_with("invalid value") {
+        if let Some(key) = key_of_value_at(text, span.start) {
+            return ConfigError::BadValue {
+                key,
+                line,
+                message: message.to_owned(),
+            };
+        }
+    }
+    syntax(error)
+}
+
+fn syntax(error: &toml::de::Error) -> ConfigError {
+    ConfigError::Syntax {
+        message: error.to_string().trim_end().to_owned(),
+    }
+}
+
+fn between<'a>(text: &'a str, open: &str, close: &str) -> Option<&'a str> {
+    let rest = text.strip_prefix(open)?;
+    rest.find(close).map(|end| &rest[..end])
+}
+
+fn join(table: &str, key: &str) -> String {
+    if table.is_empty() {
+        key.to_owned()
+    } else {
+        format!("{table}.{key}")
+    }
+}
+
+fn line_start(text: &str, offset: usize) -> usize {
+    text[..offset].rfind('\n').map_or(0, |i| i + 1)
+}
+
+fn line_text(text: &str, offset: usize) -> &str {
+    let start = line_start(text, offset);
+    let end = text[offset..].find('\n').map_or(text.len(), |i| offset + i);
+    &text[start..end]
+}
+
+/// The table (`policy`, `arms`) whose header governs `offset`; empty for the root.
+fn table_at(text: &str, offset: usize) -> String {
+    text[..line_start(text, offset)]
+        .lines()
+        .rev()
+        .find_map(table_header)
+        .unwrap_or_default()
+}
+
+/// `[policy]` → `policy`, `[[arms]]` → `arms`; `None` if the line is not a header.
+fn table_header(line: &str) -> Option<String> {
+    let line = line.trim_start();
+    if !line.starts_with('[') {
+        return None;
+    }
+    let line = line.split('#').next().unwrap_or_default().trim();
+    let name = line.trim_start_matches('[').trim_end_matches(']').trim();
+    Some(name.to_owned())
+}
+
+/// The bare key a `key = value` line starts with, and its byte offset in the line.
+fn key_of_line(line: &str) -> Option<(String, usize)> {
+    let (before, _) = line.split_once('=')?;
+    let key = before.trim();
+    let bare = |c: char| c.is_ascii_alphanumeric() || c == '_' || c == '-' || c == '.';
+    if key.is_empty() || !key.chars().all(bare) {
+        return None;
+    }
+    Some((key.to_owned(), before.len() - before.trim_start().len()))
+}
+
+/// The full key whose value contains `offset`: the nearest `key =` line at or above it (a
+/// value may span lines, like a long array), within the table that governs it.
+fn key_of_value_at(text: &str, offset: usize) -> Option<String> {
+    let upto = &text[..line_start(text, offset) + line_text(text, offset).len()];
+    for line in upto.lines().rev() {
+        if table_header(line).is_some() {
+            return None;
+        }
+        if let Some((key, _)) = key_of_line(line) {
+            return Some(join(&table_at(text, offset), &key));
+        }
+    }
+    None
+}
+
+/// Milliseconds in the largest unit that divides them: `86400000` → `24h`.
+fn short_duration(ms: u64) -> String {
+    match ms {
+        0 => "0s".to_owned(),
+        ms if ms.is_multiple_of(3_600_000) => format!("{}h", ms / 3_600_000),
+        ms if ms.is_multiple_of(60_000) => format!("{}m", ms / 60_000),
+        ms if ms.is_multiple_of(1_000) => format!("{}s", ms / 1_000),
+        ms => format!("{ms}ms"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const MINIMAL: &str = r#"
+name = "t"
+tick = "1m"
+window = "24h"
+attribution = "30m"
+allowed_lateness = "2m"
+"#;
+
+    fn with(extra: &str) -> String {
+        format!("{MINIMAL}{extra}")
+    }
+
+    fn error_of(text: &str) -> String {
+        match Dataflow::from_toml_str(text) {
+            Ok(dataflow) => panic!("expected an error, got {dataflow:?}"),
+            Err(error) => error.to_string(),
+        }
+    }
+
+    fn assert_error_names(text: &str, expected: &[&str]) {
+        let message = error_of(text);
+        for part in expected {
+            assert!(
+                message.contains(part),
+                "error `{message}` should contain `{part}`"
+            );
+        }
+    }
+
+    fn arms(entity_id: &str, arm_ids: &[&str]) -> String {
+        let ids: Vec<String> = arm_ids.iter().map(|a| format!("{a:?}")).collect();
+        format!(
+            "\n[[arms]]\nentity_id = {entity_id:?}\narm_ids = [{}]\n",
+            ids.join(", ")
+        )
+    }
+
+    #[test]
+    fn valid_full_file_round_trips_to_expected_struct() {
+        let text = r#"
+name = "homepage"
+tick = "500ms"
+window = "7days"
+attribution = "1h 30m"
+allowed_lateness = "0s"
+idle_timeout = "45s"
+max_future_skew = "10m"
+outcome_kinds = ["click", "purchase"]
+
+[prior]
+alpha = 2.5
+beta = 7
+
+[policy]
+min_trials = 50
+floor = 0.05
+max_step = 0.2
+
+[[arms]]
+entity_id = "hero"
+arm_ids = ["a", "b", "c"]
+
+[[arms]]
+entity_id = "footer"
+arm_ids = ["x"]
+"#;
+        let expected = Dataflow {
+            name: "homepage".into(),
+            tick_ms: 500,
+            window_ms: 7 * 86_400_000,
+            attribution_ms: 5_400_000,
+            allowed_lateness_ms: 0,
+            idle_timeout_ms: 45_000,
+            max_future_skew_ms: 600_000,
+            outcome_kinds: Some(vec!["click".into(), "purchase".into()]),
+            prior: Prior {
+                alpha: 2.5,
+                beta: 7.0,
+            },
+            policy: PolicyConfig {
+                min_trials: 50,
+                floor: 0.05,
+                max_step: Some(0.2),
+            },
+            arms: vec![
+                ArmDeclaration {
+                    entity_id: "hero".into(),
+                    arm_ids: vec!["a".into(), "b".into(), "c".into()],
+                },
+                ArmDeclaration {
+                    entity_id: "footer".into(),
+                    arm_ids: vec!["x".into()],
+                },
+            ],
+        };
+        assert_eq!(Dataflow::from_toml_str(text).unwrap(), expected);
+    }
+
+    #[test]
+    fn defaults_apply_when_optional_keys_are_omitted() {
+        let dataflow = Dataflow::from_toml_str(MINIMAL).unwrap();
+        assert_eq!(dataflow.idle_timeout_ms, 30_000);
+        assert_eq!(dataflow.max_future_skew_ms, 3_600_000);
+        assert_eq!(dataflow.outcome_kinds, None);
+        assert_eq!(
+            dataflow.prior,
+            Prior {
+                alpha: 1.0,
+                beta: 1.0
+            }
+        );
+        assert_eq!(
+            dataflow.policy,
+            PolicyConfig {
+                min_trials: 100,
+                floor: 0.0,
+                max_step: None
+            }
+        );
+        assert!(dataflow.arms.is_empty());
+    }
+
+    #[test]
+    fn partial_sections_keep_defaults_for_the_keys_left_out() {
+        let dataflow =
+            Dataflow::from_toml_str(&with("[prior]\nbeta = 3\n[policy]\nfloor = 0.1\n")).unwrap();
+        assert_eq!(
+            dataflow.prior,
+            Prior {
+                alpha: 1.0,
+                beta: 3.0
+            }
+        );
+        assert_eq!(dataflow.policy.min_trials, 100);
+        assert_eq!(dataflow.policy.floor, 0.1);
+        assert_eq!(dataflow.policy.max_step, None);
+    }
+
+    #[test]
+    fn unknown_top_level_key_is_rejected_naming_it() {
+        let text = MINIMAL.replace("window =", "windw =");
+        assert_eq!(error_of(&text), "unknown key `windw` at line 4");
+    }
+
+    #[test]
+    fn unknown_key_in_a_table_is_named_with_its_table() {
+        assert_error_names(
+            &with("[policy]\nflor = 0.1\n"),
+            &["unknown key `policy.flor`"],
+        );
+        assert_error_names(&with("[prior]\nalfa = 2\n"), &["unknown key `prior.alfa`"]);
+        let text = with("[[arms]]\nentity_id = \"e\"\narm_ids = [\"a\"]\narm = \"b\"\n");
+        assert_error_names(&text, &["unknown key `arms.arm`"]);
+    }
+
+    #[test]
+    fn unknown_key_in_an_inline_table_is_named_with_its_table() {
+        assert_error_names(&with("policy = { flor = 0.1 }\n"), &["`policy.flor`"]);
+    }
+
+    #[test]
+    fn unknown_table_is_rejected_naming_it() {
+        assert_error_names(
+            &with("[kafak]\nbrokers = \"x\"\n"),
+            &["unknown key `kafak`"],
+        );
+        let text = with("[policy]\nfloor = 0.1\n[metrcs]\nport = 1\n");
+        assert_eq!(error_of(&text), "unknown key `metrcs` at line 9");
+    }
+
+    #[test]
+    fn each_missing_required_key_is_named() {
+        for key in ["name", "tick", "window", "attribution", "allowed_lateness"] {
+            let text: String = MINIMAL
+                .lines()
+                .filter(|line| !line.starts_with(&format!("{key} =")))
+                .map(|line| format!("{line}\n"))
+                .collect();
+            assert_eq!(error_of(&text), format!("missing required key `{key}`"));
+        }
+    }
+
+    #[test]
+    fn missing_arm_keys_are_named_with_their_table() {
+        assert_eq!(
+            error_of(&with("[[arms]]\nentity_id = \"e\"\n")),
+            "missing required key `arms.arm_ids`"
+        );
+        assert_eq!(
+            error_of(&with("[[arms]]\narm_ids = [\"a\"]\n")),
+            "missing required key `arms.entity_id`"
+        );
+    }
+
+    #[test]
+    fn duration_given_as_a_number_names_the_key() {
+        let text = MINIMAL.replace("tick = \"1m\"", "tick = 60000");
+        assert_error_names(
+            &text,
+            &["invalid value for `tick` at line 3", "a duration string"],
+        );
+    }
+
+    #[test]
+    fn value_of_the_wrong_type_names_the_key() {
+        assert_error_names(&with("[policy]\nfloor = \"a\"\n"), &["`policy.floor`"]);
+        assert_error_names(
+            &with("[policy]\nmin_trials = -1\n"),
+            &["`policy.min_trials`"],
+        );
+        assert_error_names(&with("outcome_kinds = \"click\"\n"), &["`outcome_kinds`"]);
+        assert_error_names(&with("name2 = 1\n"), &["`name2`"]);
+    }
+
+    #[test]
+    fn wrong_type_inside_a_multiline_array_names_the_key() {
+        let text = with("[[arms]]\nentity_id = \"e\"\narm_ids = [\n  \"a\",\n  3,\n]\n");
+        assert_error_names(&text, &["invalid value for `arms.arm_ids` at line 11"]);
+    }
+
+    #[test]
+    fn malformed_duration_names_the_key() {
+        let text = MINIMAL.replace("\"24h\"", "\"24 hourz\"");
+        assert_error_names(&text, &["invalid duration for `window`", "24 hourz"]);
+        let text = with("idle_timeout = \"soon\"\n");
+        assert_error_names(&text, &["invalid duration for `idle_timeout`"]);
+    }
+
+    #[test]
+    fn sub_millisecond_duration_is_rejected_naming_the_key() {
+        let text = MINIMAL.replace("\"2m\"", "\"1500us\"");
+        assert_error_names(
+            &text,
+            &[
+                "invalid duration for `allowed_lateness`",
+                "whole number of milliseconds",
+            ],
+        );
+    }
+
+    #[test]
+    fn zero_tick_is_rejected() {
+        let text = MINIMAL.replace("tick = \"1m\"", "tick = \"0s\"");
+        assert_eq!(error_of(&text), "invalid `tick`: must be greater than zero");
+    }
+
+    #[test]
+    fn zero_attribution_is_rejected() {
+        let text = MINIMAL.replace("\"30m\"", "\"0ms\"");
+        assert_eq!(
+            error_of(&text),
+            "invalid `attribution`: must be greater than zero"
+        );
+    }
+
+    #[test]
+    fn zero_idle_timeout_is_rejected() {
+        assert_eq!(
+            error_of(&with("idle_timeout = \"0s\"\n")),
+            "invalid `idle_timeout`: must be greater than zero"
+        );
+    }
+
+    #[test]
+    fn window_not_longer_than_attribution_is_rejected() {
+        let text = MINIMAL.replace("\"24h\"", "\"30m\"");
+        assert_eq!(
+            error_of(&text),
+            "invalid `window`: must be longer than `attribution` (30m <= 30m)"
+        );
+        let text = MINIMAL.replace("\"24h\"", "\"1500s\"");
+        assert_eq!(
+            error_of(&text),
+            "invalid `window`: must be longer than `attribution` (25m <= 30m)"
+        );
+    }
+
+    #[test]
+    fn empty_name_is_rejected() {
+        let text = MINIMAL.replace("name = \"t\"", "name = \"\"");
+        assert_eq!(error_of(&text), "invalid `name`: must not be empty");
+    }
+
+    #[test]
+    fn empty_outcome_kinds_is_rejected() {
+        assert_error_names(&with("outcome_kinds = []\n"), &["invalid `outcome_kinds`"]);
+        assert_error_names(
+            &with("outcome_kinds = [\"\"]\n"),
+            &["invalid `outcome_kinds`"],
+        );
+    }
+
+    #[test]
+    fn prior_must_be_positive_and_finite() {
+        for (table, key) in [
+            ("[prior]\nalpha = 0\n", "`prior.alpha`"),
+            ("[prior]\nbeta = -1.5\n", "`prior.beta`"),
+            ("[prior]\nalpha = inf\n", "`prior.alpha`"),
+            ("[prior]\nbeta = nan\n", "`prior.beta`"),
+        ] {
+            assert_error_names(&with(table), &["invalid ", key]);
+        }
+    }
+
+    #[test]
+    fn floor_outside_zero_to_one_is_rejected() {
+        for floor in ["1.0", "1.5", "-0.1", "nan"] {
+            assert_error_names(
+                &with(&format!("[policy]\nfloor = {floor}\n")),
+                &["invalid `policy.floor`", "below 1"],
+            );
+        }
+    }
+
+    #[test]
+    fn floor_too_high_for_declared_arms_names_floor_and_entity() {
+        let text = with(&format!(
+            "[policy]\nfloor = 0.25\n{}",
+            arms("hero", &["a", "b", "c", "d"])
+        ));
+        assert_error_names(
+            &text,
+            &["invalid `policy.floor`", "entity `hero`", "4 arms"],
+        );
+    }
+
+    #[test]
+    fn floor_below_one_over_declared_arms_is_accepted() {
+        let text = with(&format!(
+            "[policy]\nfloor = 0.24\n{}",
+            arms("hero", &["a", "b", "c", "d"])
+        ));
+        assert_eq!(Dataflow::from_toml_str(&text).unwrap().policy.floor, 0.24);
+    }
+
+    #[test]
+    fn max_step_outside_zero_to_one_is_rejected() {
+        for step in ["0", "-0.1", "1.01", "nan"] {
+            assert_error_names(
+                &with(&format!("[policy]\nmax_step = {step}\n")),
+                &["invalid `policy.max_step`"],
+            );
+        }
+        let text = with("[policy]\nmax_step = 1\n");
+        assert_eq!(
+            Dataflow::from_toml_str(&text).unwrap().policy.max_step,
+            Some(1.0)
+        );
+    }
+
+    #[test]
+    fn empty_arm_ids_is_rejected() {
+        assert_eq!(
+            error_of(&with(&arms("hero", &[]))),
+            "invalid `arms.arm_ids` for entity `hero`: must name at least one arm"
+        );
+    }
+
+    #[test]
+    fn duplicate_arm_id_is_rejected() {
+        assert_eq!(
+            error_of(&with(&arms("hero", &["a", "b", "a"]))),
+            "invalid `arms.arm_ids` for entity `hero`: arm `a` is listed twice"
+        );
+    }
+
+    #[test]
+    fn entity_declared_twice_is_rejected() {
+        let text = with(&format!("{}{}", arms("hero", &["a"]), arms("hero", &["b"])));
+        assert_eq!(
+            error_of(&text),
+            "invalid `arms.entity_id`: entity `hero` is declared twice"
+        );
+    }
+
+    #[test]
+    fn ids_must_be_1_to_128_bytes() {
+        let long = "x".repeat(129);
+        assert_error_names(
+            &with(&arms("", &["a"])),
+            &["invalid `arms.entity_id`", "0 bytes"],
+        );
+        assert_error_names(
+            &with(&arms(&long, &["a"])),
+            &["invalid `arms.entity_id`", "129 bytes"],
+        );
+        assert_error_names(
+            &with(&arms("e", &[""])),
+            &["invalid `arms.arm_ids`", "0 bytes"],
+        );
+        // 65 two-byte characters: 130 bytes, 65 characters.
+        let wide = "é".repeat(65);
+        assert_error_names(
+            &with(&arms("e", &[&wide])),
+            &["invalid `arms.arm_ids`", "130 bytes"],
+        );
+        let longest = "y".repeat(128);
+        assert!(Dataflow::from_toml_str(&with(&arms(&longest, &[&longest]))).is_ok());
+    }
+
+    #[test]
+    fn invalid_toml_is_reported_with_its_line() {
+        assert_error_names(&with("[policy\n"), &["invalid TOML", "line 7"]);
+        assert_error_names(
+            &with("name = \"again\"\n"),
+            &["invalid TOML", "duplicate key `name`"],
+        );
+    }
+
+    #[test]
+    fn load_reads_a_valid_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("job.toml");
+        std::fs::write(&path, MINIMAL).unwrap();
+        assert_eq!(Dataflow::load(&path).unwrap().name, "t");
+    }
+
+    #[test]
+    fn load_errors_name_the_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let missing = dir.path().join("missing.toml");
+        let message = Dataflow::load(&missing).unwrap_err().to_string();
+        assert!(message.contains("missing.toml"), "{message}");
+
+        let bad = dir.path().join("bad.toml");
+        std::fs::write(&bad, MINIMAL.replace("\"1m\"", "\"0s\"")).unwrap();
+        let message = Dataflow::load(&bad).unwrap_err().to_string();
+        assert!(message.contains("bad.toml"), "{message}");
+        assert!(message.contains("invalid `tick`"), "{message}");
+    }
+
+    #[test]
+    fn config_error_can_cross_threads_and_be_wrapped() {
+        fn assert_error<E: std::error::Error + Send + Sync + 'static>() {}
+        assert_error::<ConfigError>();
+    }
+
+    #[test]
+    fn durations_in_messages_use_the_largest_whole_unit() {
+        assert_eq!(short_duration(86_400_000), "24h");
+        assert_eq!(short_duration(1_800_000), "30m");
+        assert_eq!(short_duration(90_000), "90s");
+        assert_eq!(short_duration(1_500), "1500ms");
+        assert_eq!(short_duration(0), "0s");
+    }
+}

@@ -1,0 +1,76 @@
+//! What happened to every input record: read, applied, or why not.
+//!
+//! Nothing is dropped silently: each record ends in exactly one of these counters
+//! (a late record that is still applied is counted under `applied` and under `late`).
+
+use std::collections::BTreeMap;
+
+use serde::Serialize;
+
+/// Counts of records by what became of them; summed over workers at the end of a run.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
+pub struct Counters {
+    /// Assignment lines read.
+    pub assignments_read: u64,
+    /// Outcome lines read.
+    pub outcomes_read: u64,
+    /// Assignments held pending until they resolve (first copy of an id).
+    pub assignments_applied: u64,
+    /// Outcomes that fell in their assignment's attribution interval.
+    pub outcomes_applied: u64,
+    /// Records behind the frontier that were still applied.
+    pub late: u64,
+    /// Late assignments whose resolution time had passed: not applied.
+    pub too_late: u64,
+    /// Late outcomes whose assignment was no longer pending: not applied.
+    pub late_outcome: u64,
+    /// Records older than anything the window could still use.
+    pub too_old: u64,
+    /// Assignment copies identical to a pending one.
+    pub duplicate: u64,
+    /// Assignment copies that disagree with a pending one (one of them wins).
+    pub conflict: u64,
+    /// Outcomes of a resolved assignment outside its attribution interval.
+    pub outside_attribution: u64,
+    /// Outcomes whose assignment never arrived before the frontier passed them.
+    pub unmatched_outcome: u64,
+    /// Outcomes of a kind the dataflow does not count.
+    pub ignored_kind: u64,
+    /// Records that could not be applied at all, by reason.
+    pub malformed: BTreeMap<String, u64>,
+    /// Weight records written.
+    pub records_written: u64,
+}
+
+impl Counters {
+    /// Counts one malformed record under `reason`.
+    pub fn malformed(&mut self, reason: &str) {
+        *self.malformed.entry(reason.to_owned()).or_insert(0) += 1;
+    }
+
+    /// Adds another worker's counts to these.
+    pub fn merge(&mut self, other: &Counters) {
+        self.assignments_read += other.assignments_read;
+        self.outcomes_read += other.outcomes_read;
+        self.assignments_applied += other.assignments_applied;
+        self.outcomes_applied += other.outcomes_applied;
+        self.late += other.late;
+        self.too_late += other.too_late;
+        self.late_outcome += other.late_outcome;
+        self.too_old += other.too_old;
+        self.duplicate += other.duplicate;
+        self.conflict += other.conflict;
+        self.outside_attribution += other.outside_attribution;
+        self.unmatched_outcome += other.unmatched_outcome;
+        self.ignored_kind += other.ignored_kind;
+        for (reason, n) in &other.malformed {
+            *self.malformed.entry(reason.clone()).or_insert(0) += n;
+        }
+        self.records_written += other.records_written;
+    }
+
+    /// All malformed records, whatever the reason.
+    pub fn malformed_total(&self) -> u64 {
+        self.malformed.values().sum()
+    }
+}

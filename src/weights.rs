@@ -1,0 +1,290 @@
+//! Posteriors and weights per entity, published at each complete tick where they change.
+//!
+//! Input: the window's arm counts per entity (only entities whose counts changed at a tick).
+//! For each, the Beta posteriors, `p_best` and the policy (burn-in, floor, step limit) give
+//! a [`WeightRecord`]. An entity still walking towards its target under `max_step` gets a
+//! record at every following tick until it arrives, so ticks are processed one by one in
+//! order however far the frontier jumps: the output does not depend on how time advanced.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use differential_dataflow::VecCollection;
+use serde::{Deserialize, Serialize};
+use timely::dataflow::channels::pact::Pipeline;
+use timely::dataflow::operators::generic::Operator;
+use timely::dataflow::operators::vec::Broadcast;
+use timely::dataflow::Stream;
+
+use crate::config::{Dataflow, PolicyConfig, Prior};
+use crate::event::{arm_id_of, entity_id_of, Name, NameId};
+use crate::policy::{limit_step, target_weights};
+use crate::posterior::{p_best, Beta};
+use crate::time::Ticks;
+use crate::window::ArmCount;
+
+/// The version of the weight record's layout (`schemas/weights.schema.json`).
+pub const SCHEMA_VERSION: u32 = 1;
+
+/// One arm of a weight record.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct ArmWeight {
+    /// The arm id.
+    pub arm_id: String,
+    /// Share of traffic serving should give this arm.
+    pub weight: f64,
+    /// Probability that this arm's rate is the largest.
+    pub p_best: f64,
+    /// Posterior alpha: prior alpha + successes.
+    pub alpha: f64,
+    /// Posterior beta: prior beta + failures.
+    pub beta: f64,
+    /// Resolved assignments in the window.
+    pub trials: u64,
+    /// Of those, successes.
+    pub successes: u64,
+}
+
+/// What serving reads: an entity's arm weights as of the end of a complete tick.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct WeightRecord {
+    /// The entity id.
+    pub entity_id: String,
+    /// The tick index of `as_of`: strictly increasing per entity.
+    pub version: u64,
+    /// Last millisecond of the tick, ms since the epoch.
+    pub as_of: i64,
+    /// Wall-clock ms when computed (the only non-deterministic field).
+    pub computed_at: i64,
+    /// `burn_in` or `adaptive`.
+    pub status: String,
+    /// Arms sorted by `arm_id`.
+    pub arms: Vec<ArmWeight>,
+    /// The dataflow (job) that wrote it.
+    pub dataflow: String,
+    /// Layout version, [`SCHEMA_VERSION`].
+    pub schema_version: u32,
+}
+
+/// What the weight stage needs from the job file.
+#[derive(Clone, Debug)]
+pub struct WeightRules {
+    ticks: Ticks,
+    prior: Prior,
+    policy: PolicyConfig,
+    dataflow: String,
+    declared: HashMap<NameId, Vec<NameId>>,
+    declared_names: Vec<Name>,
+}
+
+impl WeightRules {
+    /// The weight rules of a job file, with its declared arms.
+    pub fn of(job: &Dataflow) -> Self {
+        let mut declared = HashMap::new();
+        let mut declared_names = Vec::new();
+        for decl in &job.arms {
+            let entity = entity_id_of(&decl.entity_id);
+            declared_names.push(Name { id: entity, text: decl.entity_id.clone() });
+            let arms = decl
+                .arm_ids
+                .iter()
+                .map(|arm| {
+                    let id = arm_id_of(arm);
+                    declared_names.push(Name { id, text: arm.clone() });
+                    id
+                })
+                .collect();
+            declared.insert(entity, arms);
+        }
+        WeightRules {
+            ticks: Ticks::new(job.tick_ms),
+            prior: job.prior.clone(),
+            policy: job.policy.clone(),
+            dataflow: job.name.clone(),
+            declared,
+            declared_names,
+        }
+    }
+}
+
+fn now_ms() -> i64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_millis() as i64).unwrap_or(0)
+}
+
+/// Weights of one entity and where the step limit is taking them.
+struct EntityWeights {
+    last: WeightRecord,
+    target: Vec<f64>,
+}
+
+/// The policy state of one worker's entities.
+struct Policy {
+    rules: WeightRules,
+    names: HashMap<NameId, String>,
+    entities: HashMap<NameId, EntityWeights>,
+    /// Entities whose published weights have not reached their target yet.
+    converging: BTreeSet<NameId>,
+}
+
+impl Policy {
+    fn name(&self, id: NameId) -> String {
+        self.names.get(&id).cloned().unwrap_or_else(|| format!("{id:016x}"))
+    }
+
+    /// The record of `entity` at `tick` with window counts `counts`.
+    fn recompute(&mut self, entity: NameId, tick: u64, counts: &[ArmCount]) -> WeightRecord {
+        let mut arms: Vec<(String, i64, i64)> = counts.iter().map(|(arm, t, s)| (self.name(*arm), *t, *s)).collect();
+        if let Some(declared) = self.rules.declared.get(&entity) {
+            for arm in declared {
+                if !counts.iter().any(|(a, _, _)| a == arm) {
+                    arms.push((self.name(*arm), 0, 0));
+                }
+            }
+        }
+        arms.sort();
+        let posteriors: Vec<Beta> = arms
+            .iter()
+            .map(|(_, t, s)| Beta { alpha: self.rules.prior.alpha + *s as f64, beta: self.rules.prior.beta + (*t - *s) as f64 })
+            .collect();
+        let p = p_best(&posteriors);
+        let trials: Vec<u64> = arms.iter().map(|(_, t, _)| (*t).max(0) as u64).collect();
+        let (target, status) = target_weights(&p, &trials, self.rules.policy.min_trials, self.rules.policy.floor);
+        let previous = self.entities.get(&entity).map(|e| &e.last).filter(|last| {
+            last.arms.len() == arms.len() && last.arms.iter().zip(&arms).all(|(a, (name, _, _))| &a.arm_id == name)
+        });
+        let weights = match (previous, self.rules.policy.max_step) {
+            (Some(last), Some(max_step)) => {
+                let before: Vec<f64> = last.arms.iter().map(|a| a.weight).collect();
+                limit_step(&before, &target, max_step)
+            }
+            _ => target.clone(),
+        };
+        let record = WeightRecord {
+            entity_id: self.name(entity),
+            version: tick,
+            as_of: self.rules.ticks.as_of(tick),
+            computed_at: now_ms(),
+            status: status.as_str().to_owned(),
+            arms: arms
+                .iter()
+                .zip(&posteriors)
+                .zip(p.iter().zip(&weights))
+                .map(|(((arm_id, t, s), post), (p, w))| ArmWeight {
+                    arm_id: arm_id.clone(),
+                    weight: *w,
+                    p_best: *p,
+                    alpha: post.alpha,
+                    beta: post.beta,
+                    trials: (*t).max(0) as u64,
+                    successes: (*s).max(0) as u64,
+                })
+                .collect(),
+            dataflow: self.rules.dataflow.clone(),
+            schema_version: SCHEMA_VERSION,
+        };
+        self.remember(entity, record.clone(), target);
+        record
+    }
+
+    /// One more step of the step limit for an entity whose counts did not change.
+    fn step(&mut self, entity: NameId, tick: u64) -> Option<WeightRecord> {
+        let max_step = self.rules.policy.max_step?;
+        let state = self.entities.get(&entity)?;
+        let before: Vec<f64> = state.last.arms.iter().map(|a| a.weight).collect();
+        let weights = limit_step(&before, &state.target, max_step);
+        let mut record = state.last.clone();
+        for (arm, w) in record.arms.iter_mut().zip(weights) {
+            arm.weight = w;
+        }
+        record.version = tick;
+        record.as_of = self.rules.ticks.as_of(tick);
+        record.computed_at = now_ms();
+        let target = state.target.clone();
+        self.remember(entity, record.clone(), target);
+        Some(record)
+    }
+
+    fn remember(&mut self, entity: NameId, last: WeightRecord, target: Vec<f64>) {
+        let arrived = last.arms.iter().zip(&target).all(|(a, t)| (a.weight - t).abs() <= 1e-12);
+        if arrived {
+            self.converging.remove(&entity);
+        } else {
+            self.converging.insert(entity);
+        }
+        self.entities.insert(entity, EntityWeights { last, target });
+    }
+}
+
+/// The weight operator: turns changed arm counts into weight records, tick by tick.
+pub fn weigh<'scope>(
+    counts: VecCollection<'scope, u64, (NameId, Vec<ArmCount>), isize>,
+    names: Stream<'scope, u64, Vec<Name>>,
+    rules: WeightRules,
+) -> Stream<'scope, u64, Vec<WeightRecord>> {
+    let names = names.broadcast();
+    counts.inner.binary_frontier(names, Pipeline, Pipeline, "Weights", move |capability, _info| {
+        let mut capability = Some(capability);
+        let mut policy = Policy {
+            names: rules.declared_names.iter().map(|n| (n.id, n.text.clone())).collect(),
+            rules,
+            entities: HashMap::new(),
+            converging: BTreeSet::new(),
+        };
+        // Per tick, per entity: its new counts (None: nothing left in the window).
+        let mut changes: BTreeMap<u64, HashMap<NameId, Option<Vec<ArmCount>>>> = BTreeMap::new();
+        let mut next_tick = 0u64;
+        move |(counts_in, counts_frontier), (names_in, names_frontier), output| {
+            names_in.for_each(|_time, data| {
+                for name in data.drain(..) {
+                    policy.names.insert(name.id, name.text);
+                }
+            });
+            counts_in.for_each(|_time, data| {
+                for ((entity, arms), tick, diff) in data.drain(..) {
+                    let slot = changes.entry(tick).or_default().entry(entity).or_insert(None);
+                    if diff > 0 {
+                        *slot = Some(arms);
+                    }
+                }
+            });
+            let Some(cap) = capability.as_mut() else { return };
+            let frontier = [counts_frontier.frontier().iter().next(), names_frontier.frontier().iter().next()]
+                .into_iter()
+                .flatten()
+                .min()
+                .copied();
+            loop {
+                let next_change = changes.first_key_value().map(|(t, _)| *t);
+                let tick = if policy.converging.is_empty() {
+                    match next_change {
+                        Some(t) => t,
+                        None => break,
+                    }
+                } else {
+                    next_tick.max(cap.time().to_owned())
+                };
+                if frontier.is_some_and(|f| tick >= f) {
+                    break;
+                }
+                let mut records = Vec::new();
+                let changed = if next_change == Some(tick) { changes.pop_first().map(|(_, c)| c) } else { None };
+                let changed = changed.unwrap_or_default();
+                for (entity, arms) in &changed {
+                    records.push(policy.recompute(*entity, tick, arms.as_deref().unwrap_or(&[])));
+                }
+                let walking: Vec<NameId> = policy.converging.iter().filter(|e| !changed.contains_key(e)).copied().collect();
+                for entity in walking {
+                    records.extend(policy.step(entity, tick));
+                }
+                if !records.is_empty() {
+                    output.session(&cap.delayed(&tick)).give_iterator(records.into_iter());
+                }
+                next_tick = tick + 1;
+            }
+            match frontier {
+                Some(f) => cap.downgrade(&f.max(*cap.time())),
+                None => capability = None,
+            }
+        }
+    })
+}

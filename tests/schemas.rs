@@ -1,0 +1,236 @@
+//! The JSON Schemas in `schemas/` compile (as draft 2020-12, checked against the meta-schema),
+//! accept the records SEMANTICS.md describes, and reject the malformed ones.
+
+use std::path::Path;
+
+use jsonschema::Validator;
+use serde_json::{json, Value};
+
+fn schema(file: &str) -> Validator {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("schemas")
+        .join(file);
+    let text = std::fs::read_to_string(&path)
+        .unwrap_or_else(|e| panic!("cannot read {}: {e}", path.display()));
+    let schema: Value = serde_json::from_str(&text)
+        .unwrap_or_else(|e| panic!("{} is not JSON: {e}", path.display()));
+    assert_eq!(
+        schema["$schema"], "https://json-schema.org/draft/2020-12/schema",
+        "{file} declares draft 2020-12"
+    );
+    assert_eq!(
+        schema["$id"],
+        format!("https://banditflow.dev/schemas/{file}"),
+        "{file} has its $id"
+    );
+    jsonschema::draft202012::new(&schema).unwrap_or_else(|e| panic!("{file} does not compile: {e}"))
+}
+
+fn assert_accepts(validator: &Validator, record: &Value) {
+    if let Err(error) = validator.validate(record) {
+        panic!("{record} should be valid: {error}");
+    }
+}
+
+fn assert_rejects(validator: &Validator, record: &Value) {
+    assert!(!validator.is_valid(record), "{record} should be invalid");
+}
+
+fn without(record: &Value, field: &str) -> Value {
+    let mut record = record.clone();
+    record
+        .as_object_mut()
+        .expect("sample records are objects")
+        .remove(field);
+    record
+}
+
+fn with(record: &Value, field: &str, value: Value) -> Value {
+    let mut record = record.clone();
+    record[field] = value;
+    record
+}
+
+fn assignment() -> Value {
+    json!({
+        "assignment_id": "7f9c2ba4-e88f-4e2b-9a8f-1c3b2d4e5f60",
+        "entity_id": "homepage-hero",
+        "arm_id": "spring-sale",
+        "ts": 1_700_000_000_000_u64
+    })
+}
+
+fn outcome() -> Value {
+    json!({
+        "assignment_id": "7f9c2ba4-e88f-4e2b-9a8f-1c3b2d4e5f60",
+        "ts": 1_700_000_060_000_u64,
+        "kind": "click"
+    })
+}
+
+fn weight_record() -> Value {
+    json!({
+        "entity_id": "homepage-hero",
+        "version": 28_333_334,
+        "as_of": 1_700_000_040_000_u64,
+        "computed_at": 1_700_000_041_234_u64,
+        "status": "adaptive",
+        "arms": [
+            {"arm_id": "free-shipping", "weight": 0.3, "p_best": 0.25, "alpha": 13.0,
+             "beta": 389.0, "trials": 400, "successes": 12},
+            {"arm_id": "spring-sale", "weight": 0.7, "p_best": 0.75, "alpha": 21.0,
+             "beta": 381.0, "trials": 400, "successes": 20}
+        ],
+        "dataflow": "homepage-hero",
+        "schema_version": 1
+    })
+}
+
+#[test]
+fn assignment_schema_accepts_minimal_and_full_records() {
+    let validator = schema("assignment.schema.json");
+    assert_accepts(&validator, &assignment());
+    let full = with(&assignment(), "unit_id", json!("user-42"));
+    let full = with(&full, "weights_version", json!(28_333_333));
+    assert_accepts(&validator, &full);
+}
+
+#[test]
+fn assignment_schema_ignores_unknown_fields() {
+    let validator = schema("assignment.schema.json");
+    assert_accepts(&validator, &with(&assignment(), "page", json!("/home")));
+}
+
+#[test]
+fn assignment_schema_rejects_missing_required_fields() {
+    let validator = schema("assignment.schema.json");
+    for field in ["assignment_id", "entity_id", "arm_id", "ts"] {
+        assert_rejects(&validator, &without(&assignment(), field));
+    }
+}
+
+#[test]
+fn assignment_schema_rejects_mistyped_fields() {
+    let validator = schema("assignment.schema.json");
+    assert_rejects(
+        &validator,
+        &with(&assignment(), "ts", json!("1700000000000")),
+    );
+    assert_rejects(&validator, &with(&assignment(), "ts", json!(1.5)));
+    assert_rejects(&validator, &with(&assignment(), "arm_id", json!(3)));
+    assert_rejects(
+        &validator,
+        &with(&assignment(), "weights_version", json!("7")),
+    );
+}
+
+#[test]
+fn assignment_schema_bounds_id_length() {
+    let validator = schema("assignment.schema.json");
+    assert_rejects(&validator, &with(&assignment(), "entity_id", json!("")));
+    assert_rejects(
+        &validator,
+        &with(&assignment(), "arm_id", json!("a".repeat(129))),
+    );
+    assert_accepts(
+        &validator,
+        &with(&assignment(), "arm_id", json!("a".repeat(128))),
+    );
+}
+
+#[test]
+fn outcome_schema_accepts_records_with_and_without_kind() {
+    let validator = schema("outcome.schema.json");
+    assert_accepts(&validator, &outcome());
+    assert_accepts(&validator, &without(&outcome(), "kind"));
+    assert_accepts(&validator, &with(&outcome(), "value_cents", json!(1999)));
+}
+
+#[test]
+fn outcome_schema_rejects_missing_or_mistyped_fields() {
+    let validator = schema("outcome.schema.json");
+    assert_rejects(&validator, &without(&outcome(), "assignment_id"));
+    assert_rejects(&validator, &without(&outcome(), "ts"));
+    assert_rejects(&validator, &with(&outcome(), "ts", json!("yesterday")));
+    assert_rejects(&validator, &with(&outcome(), "kind", json!(1)));
+    assert_rejects(&validator, &with(&outcome(), "assignment_id", json!("")));
+}
+
+#[test]
+fn weight_schema_accepts_adaptive_and_burn_in_records() {
+    let validator = schema("weights.schema.json");
+    assert_accepts(&validator, &weight_record());
+    let burn_in = with(&weight_record(), "status", json!("burn_in"));
+    assert_accepts(&validator, &burn_in);
+}
+
+#[test]
+fn weight_schema_rejects_unknown_status() {
+    let validator = schema("weights.schema.json");
+    assert_rejects(
+        &validator,
+        &with(&weight_record(), "status", json!("converged")),
+    );
+}
+
+#[test]
+fn weight_schema_rejects_extra_fields() {
+    let validator = schema("weights.schema.json");
+    assert_rejects(&validator, &with(&weight_record(), "note", json!("hi")));
+    let mut record = weight_record();
+    record["arms"][0]["color"] = json!("red");
+    assert_rejects(&validator, &record);
+}
+
+#[test]
+fn weight_schema_rejects_missing_fields() {
+    let validator = schema("weights.schema.json");
+    for field in [
+        "entity_id",
+        "version",
+        "as_of",
+        "computed_at",
+        "status",
+        "arms",
+        "dataflow",
+        "schema_version",
+    ] {
+        assert_rejects(&validator, &without(&weight_record(), field));
+    }
+    let mut record = weight_record();
+    if let Some(arm) = record["arms"][0].as_object_mut() {
+        arm.remove("p_best");
+    }
+    assert_rejects(&validator, &record);
+}
+
+#[test]
+fn weight_schema_rejects_out_of_range_numbers() {
+    let validator = schema("weights.schema.json");
+    assert_rejects(&validator, &with(&weight_record(), "version", json!(-1)));
+    assert_rejects(
+        &validator,
+        &with(&weight_record(), "schema_version", json!(2)),
+    );
+    assert_rejects(
+        &validator,
+        &with(&weight_record(), "as_of", json!("1700000040000")),
+    );
+    for (field, value) in [
+        ("weight", json!(1.5)),
+        ("weight", json!(-0.1)),
+        ("p_best", json!(1.01)),
+        ("alpha", json!(0)),
+        ("beta", json!(-1.0)),
+        ("trials", json!(-1)),
+        ("successes", json!(2.5)),
+        ("arm_id", json!("")),
+    ] {
+        let mut record = weight_record();
+        record["arms"][1][field] = value.clone();
+        assert!(
+            !validator.is_valid(&record),
+            "arm field {field} = {value} should be invalid"
+        );
+    }
+}
