@@ -51,7 +51,7 @@ fn main() -> anyhow::Result<()> {
     ).init();
     match Cli::parse().command {
         Command::Replay { dataflow, assignments, outcomes, workers, out, quiet } => {
-            let job = Dataflow::load(&dataflow).with_context(|| format!("loading {}", dataflow.display()))?;
+            let job = Dataflow::load(&dataflow)?;
             let options = ReplayOptions {
                 job,
                 assignments: Input::parse(&assignments),
