@@ -164,17 +164,16 @@ impl Attribution {
             return;
         }
         let tick = rules.ticks.tick_of(o.ts);
-        if self.pending.contains_key(&o.key) {
-            if tick < self.settled {
-                counters.late += 1;
-            }
-            self.outcomes.entry(o.key).or_default().push(o.ts);
-        } else if tick < self.settled {
+        let late = tick < self.settled;
+        if !self.pending.contains_key(&o.key) && late {
             counters.late_outcome += 1;
-        } else {
-            self.outcomes.entry(o.key).or_default().push(o.ts);
-            self.expire_at.entry(tick).or_default().push(o.key);
+            return;
         }
+        if late {
+            counters.late += 1;
+        }
+        self.outcomes.entry(o.key).or_default().push(o.ts);
+        self.expire_at.entry(tick).or_default().push(o.key);
     }
 
     /// Completes every tick before `frontier`: resolves the assignments due and drops the
@@ -197,15 +196,24 @@ impl Attribution {
                 }
                 self.pending.remove(&key);
                 let mut success = false;
-                if let Some(times) = self.outcomes.remove(&key) {
+                if let Some(times) = self.outcomes.get_mut(&key) {
                     let until = held.ts.saturating_add(rules.attribution_ms as i64);
-                    for ts in times {
-                        if held.ts <= ts && ts <= until {
+                    // Outcomes of later ticks stay for their own expiry: whether they arrived
+                    // before this resolution depends on timing, so they are not judged here.
+                    times.retain(|ts| {
+                        if rules.ticks.tick_of(*ts) > tick {
+                            return true;
+                        }
+                        if held.ts <= *ts && *ts <= until {
                             success = true;
                             counters.outcomes_applied += 1;
                         } else {
                             counters.outside_attribution += 1;
                         }
+                        false
+                    });
+                    if times.is_empty() {
+                        self.outcomes.remove(&key);
                     }
                 }
                 let (entity, arm) = self.pairs[held.pair as usize];

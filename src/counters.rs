@@ -30,9 +30,10 @@ pub struct Counters {
     pub duplicate: u64,
     /// Assignment copies that disagree with a pending one (one of them wins).
     pub conflict: u64,
-    /// Outcomes of a resolved assignment outside its attribution interval.
+    /// Outcomes outside their assignment's attribution interval, up to its resolution tick.
     pub outside_attribution: u64,
-    /// Outcomes whose assignment never arrived before the frontier passed them.
+    /// Outcomes no pending assignment claimed by the time the frontier passed them
+    /// (including those after their assignment's resolution tick).
     pub unmatched_outcome: u64,
     /// Outcomes of a kind the dataflow does not count.
     pub ignored_kind: u64,

@@ -6,7 +6,6 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use anyhow::Context;
 use clap::{Parser, Subcommand};
 
 use banditflow::config::Dataflow;
@@ -43,6 +42,15 @@ enum Command {
         #[arg(long)]
         quiet: bool,
     },
+    /// Replay a bundled sample with known true rates through the default dataflow and print
+    /// each entity's final weights.
+    Demo {
+        /// Worker threads.
+        #[arg(long, default_value_t = 2)]
+        workers: usize,
+    },
+    /// Write synthetic assignments and outcomes with known true conversion rates.
+    Generate(banditflow::generate::TrafficSpec),
 }
 
 fn main() -> anyhow::Result<()> {
@@ -61,6 +69,18 @@ fn main() -> anyhow::Result<()> {
             };
             let summary = run_with_progress(&options, quiet)?;
             print_summary(&summary);
+            Ok(())
+        }
+        Command::Demo { workers } => {
+            eprintln!("demo: 200,000 assignments, 8 entities x 3 arms, 12 hours of event time, default dataflow");
+            let run = banditflow::demo::run(workers, Arc::new(Progress::default()))?;
+            print_summary(&run.summary);
+            print!("{}", banditflow::demo::final_weights_table(&run));
+            Ok(())
+        }
+        Command::Generate(spec) => {
+            let summary = banditflow::generate::generate_files(&spec)?;
+            println!("{}", summary.to_json());
             Ok(())
         }
     }

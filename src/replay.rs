@@ -500,7 +500,7 @@ pub fn replay(options: &ReplayOptions, progress: Arc<Progress>) -> Result<Replay
             if writer_failed.get() {
                 break;
             }
-            worker.step_or_park(Some(Duration::from_millis(1)));
+            worker.step();
         }
         for id in worker.installed_dataflows() {
             worker.drop_dataflow(id);
