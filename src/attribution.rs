@@ -7,10 +7,10 @@
 //! [`Resolved`] fact. O(1) work per event and a few dozen bytes per pending assignment.
 
 use std::cell::RefCell;
-use std::collections::{BTreeMap, HashMap};
-use std::hash::{BuildHasherDefault, Hasher};
+use std::collections::BTreeMap;
 use std::rc::Rc;
 
+use rustc_hash::FxHashMap;
 use timely::dataflow::channels::pact::Exchange;
 use timely::dataflow::operators::generic::Operator;
 use timely::dataflow::Stream;
@@ -47,32 +47,29 @@ pub struct Resolved {
     pub success: bool,
 }
 
-/// Keys are already uniform hashes: use their bits instead of hashing again.
-#[derive(Default)]
-struct KeyHasher(u64);
+type KeyMap<V> = FxHashMap<AssignmentKey, V>;
 
-impl Hasher for KeyHasher {
-    fn finish(&self) -> u64 {
-        self.0
-    }
-    fn write(&mut self, bytes: &[u8]) {
-        for b in bytes {
-            self.0 = self.0.rotate_left(8) ^ u64::from(*b);
-        }
-    }
-    fn write_u64(&mut self, n: u64) {
-        self.0 = self.0.rotate_left(29) ^ n;
-    }
-}
+/// Distinct (entity, arm) pairs one worker can hold; beyond it assignments are malformed.
+pub const MAX_PAIRS: usize = 1 << PAIR_BITS;
+const PAIR_BITS: u32 = 20;
+const TS_BITS: u32 = 64 - PAIR_BITS;
 
-type KeyMap<V> = HashMap<AssignmentKey, V, BuildHasherDefault<KeyHasher>>;
+/// A pending assignment packed in 8 bytes beside its 16-byte key: event time (44 bits of
+/// ms, good until the year 2527) and the index of its (entity, arm) pair.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct Pending(u64);
 
-/// A pending assignment: 16 bytes beside its 16-byte key.
-#[derive(Clone, Copy, Debug)]
-struct Pending {
-    ts: i64,
-    /// Index into `pairs`: (entity, arm) interned per worker.
-    pair: u32,
+impl Pending {
+    fn new(ts: i64, pair: u32) -> Self {
+        debug_assert!((0..1 << TS_BITS).contains(&ts));
+        Pending(((ts as u64) << PAIR_BITS) | u64::from(pair))
+    }
+    fn ts(self) -> i64 {
+        (self.0 >> PAIR_BITS) as i64
+    }
+    fn pair(self) -> u32 {
+        (self.0 & ((1 << PAIR_BITS) - 1)) as u32
+    }
 }
 
 /// The attribution state of one worker's share of the keys.
@@ -86,7 +83,7 @@ pub struct Attribution {
     outcomes: KeyMap<Vec<i64>>,
     expire_at: BTreeMap<u64, Vec<AssignmentKey>>,
     pairs: Vec<(NameId, NameId)>,
-    pair_index: HashMap<(NameId, NameId), u32>,
+    pair_index: FxHashMap<(NameId, NameId), u32>,
 }
 
 impl Attribution {
@@ -110,14 +107,17 @@ impl Attribution {
         self.outcomes.values().map(Vec::len).sum()
     }
 
-    fn intern(&mut self, entity: NameId, arm: NameId) -> u32 {
+    fn intern(&mut self, entity: NameId, arm: NameId) -> Option<u32> {
         if let Some(i) = self.pair_index.get(&(entity, arm)) {
-            return *i;
+            return Some(*i);
+        }
+        if self.pairs.len() >= MAX_PAIRS {
+            return None;
         }
         let i = self.pairs.len() as u32;
         self.pairs.push((entity, arm));
         self.pair_index.insert((entity, arm), i);
-        i
+        Some(i)
     }
 
     /// Applies one assignment (SEMANTICS.md: late, too_late, too_old, duplicates, conflicts).
@@ -132,17 +132,24 @@ impl Attribution {
             counters.too_late += 1;
             return;
         }
+        if !(0..1 << TS_BITS).contains(&a.ts) {
+            counters.malformed("ts_out_of_range");
+            return;
+        }
         let late = rules.ticks.tick_of(a.ts) < self.settled;
-        let pair = self.intern(a.entity, a.arm);
+        let Some(pair) = self.intern(a.entity, a.arm) else {
+            counters.malformed("too_many_arms");
+            return;
+        };
         if let Some(held) = self.pending.get_mut(&a.key) {
-            let (entity, arm) = self.pairs[held.pair as usize];
-            if (held.ts, entity, arm) == (a.ts, a.entity, a.arm) {
+            let (entity, arm) = self.pairs[held.pair() as usize];
+            if (held.ts(), entity, arm) == (a.ts, a.entity, a.arm) {
                 counters.duplicate += 1;
             } else {
                 counters.conflict += 1;
                 // The smallest (ts, entity, arm) wins whatever the arrival order.
-                if (a.ts, a.entity, a.arm) < (held.ts, entity, arm) {
-                    *held = Pending { ts: a.ts, pair };
+                if (a.ts, a.entity, a.arm) < (held.ts(), entity, arm) {
+                    *held = Pending::new(a.ts, pair);
                     self.resolve_at.entry(resolves).or_default().push(a.key);
                 }
             }
@@ -152,7 +159,7 @@ impl Attribution {
             counters.late += 1;
         }
         counters.assignments_applied += 1;
-        self.pending.insert(a.key, Pending { ts: a.ts, pair });
+        self.pending.insert(a.key, Pending::new(a.ts, pair));
         self.resolve_at.entry(resolves).or_default().push(a.key);
     }
 
@@ -191,20 +198,20 @@ impl Attribution {
             for key in keys {
                 let Some(held) = self.pending.get(&key).copied() else { continue };
                 // A conflict may have moved this key to an earlier tick: this entry is stale.
-                if rules.ticks.settle_tick(held.ts, rules.attribution_ms) != tick {
+                if rules.ticks.settle_tick(held.ts(), rules.attribution_ms) != tick {
                     continue;
                 }
                 self.pending.remove(&key);
                 let mut success = false;
                 if let Some(times) = self.outcomes.get_mut(&key) {
-                    let until = held.ts.saturating_add(rules.attribution_ms as i64);
+                    let until = held.ts().saturating_add(rules.attribution_ms as i64);
                     // Outcomes of later ticks stay for their own expiry: whether they arrived
                     // before this resolution depends on timing, so they are not judged here.
                     times.retain(|ts| {
                         if rules.ticks.tick_of(*ts) > tick {
                             return true;
                         }
-                        if held.ts <= *ts && *ts <= until {
+                        if held.ts() <= *ts && *ts <= until {
                             success = true;
                             counters.outcomes_applied += 1;
                         } else {
@@ -216,8 +223,8 @@ impl Attribution {
                         self.outcomes.remove(&key);
                     }
                 }
-                let (entity, arm) = self.pairs[held.pair as usize];
-                let leave = rules.ticks.settle_tick(held.ts, rules.window_ms);
+                let (entity, arm) = self.pairs[held.pair() as usize];
+                let leave = rules.ticks.settle_tick(held.ts(), rules.window_ms);
                 resolved.push(Resolved { entity, arm, enter: tick, leave, success });
             }
         }
@@ -247,7 +254,7 @@ impl Attribution {
 /// Adds up resolved facts that share (entity, arm, enter, leave) into window updates:
 /// `+(trials, successes)` at `enter` and the same negated at `leave`.
 pub fn window_updates(resolved: &mut Vec<Resolved>, updates: &mut Vec<WindowUpdate>) {
-    let mut sums: HashMap<(NameId, NameId, u64, u64), (i64, i64)> = HashMap::new();
+    let mut sums: FxHashMap<(NameId, NameId, u64, u64), (i64, i64)> = FxHashMap::default();
     for r in resolved.drain(..) {
         if r.leave <= r.enter {
             continue; // never inside the window at the end of any tick

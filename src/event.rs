@@ -5,8 +5,8 @@
 //! Everything after this module is `Copy` and fixed-size; names travel separately.
 
 use std::borrow::Cow;
-use std::collections::HashSet;
 
+use rustc_hash::FxHashSet;
 use serde::{Deserialize, Serialize};
 use xxhash_rust::xxh3::{xxh3_128, xxh3_64_with_seed};
 
@@ -159,9 +159,9 @@ struct WireOutcome<'a> {
 /// Decodes wire records of one source, remembering which names it has announced.
 #[derive(Debug)]
 pub struct Decoder {
-    outcome_kinds: Option<HashSet<String>>,
+    outcome_kinds: Option<FxHashSet<String>>,
     max_future_skew_ms: i64,
-    announced: HashSet<NameId>,
+    announced: FxHashSet<NameId>,
 }
 
 fn classify(err: serde_json::Error) -> Malformed {
@@ -186,7 +186,7 @@ impl Decoder {
         Decoder {
             outcome_kinds: outcome_kinds.map(|k| k.iter().cloned().collect()),
             max_future_skew_ms: max_future_skew_ms.min(i64::MAX as u64 / 2) as i64,
-            announced: HashSet::new(),
+            announced: FxHashSet::default(),
         }
     }
 
