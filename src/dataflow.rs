@@ -4,6 +4,7 @@
 use std::cell::RefCell;
 use std::rc::Rc;
 
+use timely::dataflow::operators::vec::Map;
 use timely::dataflow::Stream;
 
 use crate::attribution::{attribute, AttributionRules};
@@ -11,7 +12,7 @@ use crate::config::Dataflow;
 use crate::counters::Counters;
 use crate::event::{Event, Name};
 use crate::time::Ticks;
-use crate::weights::{weigh, WeightRecord, WeightRules};
+use crate::weights::{weigh, EncodedRecord, WeightRecord, WeightRules};
 use crate::window::arm_counts;
 
 /// Builds the dataflow of `job` over decoded `events` (at their ticks) and the `names`
@@ -29,4 +30,10 @@ pub fn bandit<'scope>(
     };
     let updates = attribute(events, rules, counters);
     weigh(arm_counts(updates), names, WeightRules::of(job))
+}
+
+/// The weight records serialized on the worker that computed them.
+pub fn encode<'scope>(records: Stream<'scope, u64, Vec<WeightRecord>>) -> Stream<'scope, u64, Vec<EncodedRecord>> {
+    // Serializing plain structs of strings and numbers cannot fail.
+    records.flat_map(|r| EncodedRecord::of(&r).ok())
 }

@@ -23,7 +23,7 @@ use timely::dataflow::{Scope, Stream};
 
 use crate::config::Dataflow;
 use crate::counters::Counters;
-use crate::dataflow::bandit;
+use crate::dataflow::{bandit, encode};
 use crate::event::{Decoder, Event, Name};
 use crate::sink::publish;
 use crate::time::Ticks;
@@ -468,18 +468,18 @@ pub fn replay(options: &ReplayOptions, progress: Arc<Progress>) -> Result<Replay
         let job = options.job.clone();
         let probe = worker.dataflow::<u64, _, _>(move |scope| {
             let (events, names) = replay_source(scope, ctx);
-            let records = bandit(events, names, &job, counters.clone());
+            let records = encode(bandit(events, names, &job, counters.clone()));
             let done = publish(records, move |_tick, batch| {
                 written.borrow_mut().records_written += batch.len() as u64;
                 progress_out.records_written.fetch_add(batch.len() as u64, Ordering::Relaxed);
                 if let Some(records) = &memory {
                     if let Ok(mut records) = records.lock() {
-                        records.extend_from_slice(batch);
+                        records.extend(batch.iter().filter_map(|r| serde_json::from_str(&r.json).ok()));
                     }
                 }
                 if let (Some(w), false) = (writer.as_mut(), writer_failed_in.get()) {
                     let result = batch.iter().try_for_each(|r| {
-                        serde_json::to_writer(&mut *w, r).map_err(io::Error::from)?;
+                        w.write_all(r.json.as_bytes())?;
                         w.write_all(b"\n")
                     });
                     let result = result.and_then(|_| w.flush());

@@ -11,17 +11,17 @@ use timely::dataflow::channels::pact::Exchange;
 use timely::dataflow::operators::generic::Operator;
 use timely::dataflow::Stream;
 
-use crate::weights::WeightRecord;
+use crate::weights::EncodedRecord;
 
 /// Hands each complete tick's records (sorted by `entity_id`) to `write`, on worker 0.
 /// The returned stream carries nothing; probe it to know what has been written.
-pub fn publish<'scope, W>(records: Stream<'scope, u64, Vec<WeightRecord>>, mut write: W) -> Stream<'scope, u64, Vec<()>>
+pub fn publish<'scope, W>(records: Stream<'scope, u64, Vec<EncodedRecord>>, mut write: W) -> Stream<'scope, u64, Vec<()>>
 where
-    W: FnMut(u64, &[WeightRecord]) + 'static,
+    W: FnMut(u64, &[EncodedRecord]) + 'static,
 {
-    records.unary_frontier::<CapacityContainerBuilder<Vec<()>>, _, _, _>(Exchange::new(|_: &WeightRecord| 0), "Publish", move |capability, _info| {
+    records.unary_frontier::<CapacityContainerBuilder<Vec<()>>, _, _, _>(Exchange::new(|_: &EncodedRecord| 0), "Publish", move |capability, _info| {
         let mut capability = Some(capability);
-        let mut stash: BTreeMap<u64, Vec<WeightRecord>> = BTreeMap::new();
+        let mut stash: BTreeMap<u64, Vec<EncodedRecord>> = BTreeMap::new();
         move |(input, frontier), _output| {
             input.for_each(|_time, data| {
                 for record in data.drain(..) {

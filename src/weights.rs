@@ -66,6 +66,25 @@ pub struct WeightRecord {
     pub schema_version: u32,
 }
 
+/// A weight record serialized where it was computed (so encoding runs on every worker),
+/// with what the sink orders by.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct EncodedRecord {
+    /// The record's tick.
+    pub version: u64,
+    /// The record's entity.
+    pub entity_id: String,
+    /// The record as JSON.
+    pub json: String,
+}
+
+impl EncodedRecord {
+    /// Serializes `record`.
+    pub fn of(record: &WeightRecord) -> Result<Self, serde_json::Error> {
+        Ok(EncodedRecord { version: record.version, entity_id: record.entity_id.clone(), json: serde_json::to_string(record)? })
+    }
+}
+
 /// What the weight stage needs from the job file.
 #[derive(Clone, Debug)]
 pub struct WeightRules {
