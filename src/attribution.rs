@@ -18,7 +18,7 @@ use timely::dataflow::Stream;
 use crate::counters::Counters;
 use crate::event::{Assignment, AssignmentKey, Event, NameId, Outcome};
 use crate::time::Ticks;
-use crate::window::WindowUpdate;
+use crate::window::{Departures, WindowUpdate};
 
 /// The timing rules attribution needs from a dataflow.
 #[derive(Clone, Copy, Debug)]
@@ -251,24 +251,6 @@ impl Attribution {
     }
 }
 
-/// Adds up resolved facts that share (entity, arm, enter, leave) into window updates:
-/// `+(trials, successes)` at `enter` and the same negated at `leave`.
-pub fn window_updates(resolved: &mut Vec<Resolved>, updates: &mut Vec<WindowUpdate>) {
-    let mut sums: FxHashMap<(NameId, NameId, u64, u64), (i64, i64)> = FxHashMap::default();
-    for r in resolved.drain(..) {
-        if r.leave <= r.enter {
-            continue; // never inside the window at the end of any tick
-        }
-        let s = sums.entry((r.entity, r.arm, r.enter, r.leave)).or_insert((0, 0));
-        s.0 += 1;
-        s.1 += i64::from(r.success);
-    }
-    for ((entity, arm, enter, leave), (trials, successes)) in sums {
-        updates.push(((entity, arm), enter, (trials, successes)));
-        updates.push(((entity, arm), leave, (-trials, -successes)));
-    }
-}
-
 /// The attribution operator: exchanges events by assignment key, runs [`Attribution`] on
 /// each worker's share, and emits window updates at the ticks they take effect.
 pub fn attribute<'scope>(
@@ -282,6 +264,7 @@ pub fn attribute<'scope>(
         move |capability, _info| {
             let mut capability = Some(capability);
             let mut state = Attribution::new(rules, 0);
+            let mut departures = Departures::default();
             let mut resolved = Vec::new();
             let mut updates: Vec<WindowUpdate> = Vec::new();
             move |(input, frontier), output| {
@@ -296,8 +279,10 @@ pub fn attribute<'scope>(
                 });
                 let next = frontier.frontier().iter().next().copied();
                 let Some(cap) = capability.as_mut() else { return };
-                state.settle(next.unwrap_or(u64::MAX), &mut counters, &mut resolved);
-                window_updates(&mut resolved, &mut updates);
+                let frontier = next.unwrap_or(u64::MAX);
+                state.settle(frontier, &mut counters, &mut resolved);
+                departures.admit(&mut resolved, &mut updates);
+                departures.due(frontier, &mut updates);
                 if !updates.is_empty() {
                     updates.sort_unstable_by_key(|u| u.1);
                     for run in updates.chunk_by(|a, b| a.1 == b.1) {
@@ -425,18 +410,5 @@ mod tests {
         s.assignment(assignment("a", 7, 5_000), &mut c);
         s.outcome(outcome("b", 5_000), &mut c);
         assert_eq!(c.too_old, 2);
-    }
-
-    #[test]
-    fn window_updates_aggregate_and_retract_at_leave() {
-        let mut resolved = vec![
-            Resolved { entity: 1, arm: 2, enter: 4, leave: 11, success: true },
-            Resolved { entity: 1, arm: 2, enter: 4, leave: 11, success: false },
-            Resolved { entity: 1, arm: 2, enter: 4, leave: 4, success: true },
-        ];
-        let mut updates = Vec::new();
-        window_updates(&mut resolved, &mut updates);
-        updates.sort();
-        assert_eq!(updates, vec![((1, 2), 4, (2, 1)), ((1, 2), 11, (-2, -1))]);
     }
 }

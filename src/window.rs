@@ -1,15 +1,21 @@
 //! The sliding event-time window: resolved facts in, per-entity arm counts out.
 //!
-//! Attribution emits each batch of facts twice — added at the tick they resolve, retracted
-//! at the tick they leave the window — so the window is a differential collection whose
-//! accumulation at tick `t` is exactly what SEMANTICS.md's posterior at `as_of(t)` counts.
-//! A `reduce` per entity turns it into the entity's arm counts, and only entities whose
-//! counts changed produce output at a tick.
+//! Each resolved fact is added at the tick it resolves and retracted at the tick it leaves
+//! the window, so the window is a differential collection whose accumulation at tick `t` is
+//! exactly what SEMANTICS.md's posterior at `as_of(t)` counts. Retractions wait in
+//! [`Departures`] until their tick is current: handed to differential early, they would sit
+//! in its batcher and be merged again at every tick. A `reduce` per entity turns the
+//! collection into the entity's arm counts; only entities whose counts changed produce
+//! output at a tick.
+
+use std::collections::BTreeMap;
 
 use differential_dataflow::collection::AsCollection;
+use rustc_hash::FxHashMap;
 use differential_dataflow::VecCollection;
 use timely::dataflow::Stream;
 
+use crate::attribution::Resolved;
 use crate::event::NameId;
 
 /// One change to the window: `((entity, arm), tick, (trials, successes))`.
@@ -17,6 +23,52 @@ pub type WindowUpdate = ((NameId, NameId), u64, (i64, i64));
 
 /// An arm's counts in the window: `(arm, trials, successes)`.
 pub type ArmCount = (NameId, i64, i64);
+
+/// Resolved facts waiting to leave the window, added up per (leave tick, entity, arm).
+#[derive(Debug, Default)]
+pub struct Departures {
+    by_tick: BTreeMap<u64, FxHashMap<(NameId, NameId), (i64, i64)>>,
+}
+
+impl Departures {
+    /// Turns resolved facts into window updates at their entry tick (added up per
+    /// (entity, arm, tick)) and schedules their departure.
+    pub fn admit(&mut self, resolved: &mut Vec<Resolved>, updates: &mut Vec<WindowUpdate>) {
+        let mut entering: FxHashMap<(NameId, NameId, u64), (i64, i64)> = FxHashMap::default();
+        for r in resolved.drain(..) {
+            if r.leave <= r.enter {
+                continue; // never inside the window at the end of any tick
+            }
+            let success = i64::from(r.success);
+            let e = entering.entry((r.entity, r.arm, r.enter)).or_insert((0, 0));
+            *e = (e.0 + 1, e.1 + success);
+            let l = self.by_tick.entry(r.leave).or_default().entry((r.entity, r.arm)).or_insert((0, 0));
+            *l = (l.0 - 1, l.1 - success);
+        }
+        updates.extend(entering.into_iter().map(|((entity, arm, tick), diff)| ((entity, arm), tick, diff)));
+    }
+
+    /// Moves the departures of every tick before `frontier` into `updates`.
+    pub fn due(&mut self, frontier: u64, updates: &mut Vec<WindowUpdate>) {
+        while let Some(entry) = self.by_tick.first_entry() {
+            if *entry.key() >= frontier {
+                break;
+            }
+            let (tick, leaving) = entry.remove_entry();
+            updates.extend(leaving.into_iter().map(|(pair, diff)| (pair, tick, diff)));
+        }
+    }
+
+    /// Scheduled departures, one per (tick, entity, arm).
+    pub fn len(&self) -> usize {
+        self.by_tick.values().map(FxHashMap::len).sum()
+    }
+
+    /// Whether nothing is scheduled to leave.
+    pub fn is_empty(&self) -> bool {
+        self.by_tick.is_empty()
+    }
+}
 
 /// The arm counts of every entity with something in the window, sorted by arm id.
 pub fn arm_counts<'scope>(
@@ -28,4 +80,30 @@ pub fn arm_counts<'scope>(
             let counts: Vec<ArmCount> = arms.iter().map(|(arm, (t, s))| (**arm, *t, *s)).collect();
             output.push((counts, 1));
         })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn fact(enter: u64, leave: u64, success: bool) -> Resolved {
+        Resolved { entity: 1, arm: 2, enter, leave, success }
+    }
+
+    #[test]
+    fn facts_enter_added_up_and_leave_only_when_their_tick_is_due() {
+        let mut departures = Departures::default();
+        let mut resolved = vec![fact(4, 11, true), fact(4, 11, false), fact(4, 4, true), fact(5, 11, true)];
+        let mut updates = Vec::new();
+        departures.admit(&mut resolved, &mut updates);
+        updates.sort();
+        assert_eq!(updates, vec![((1, 2), 4, (2, 1)), ((1, 2), 5, (1, 1))]);
+        assert_eq!(departures.len(), 1);
+        updates.clear();
+        departures.due(11, &mut updates);
+        assert!(updates.is_empty(), "tick 11 is not complete before frontier 11");
+        departures.due(12, &mut updates);
+        assert_eq!(updates, vec![((1, 2), 11, (-3, -2))]);
+        assert!(departures.is_empty());
+    }
 }
