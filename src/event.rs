@@ -153,8 +153,12 @@ struct WireOutcome<'a> {
     assignment_id: Cow<'a, str>,
     ts: i64,
     #[serde(borrow, default)]
-    kind: Option<Cow<'a, str>>,
+    kind: Option<Kind<'a>>,
 }
+
+/// An outcome kind, borrowed from the line (a bare `Option<Cow>` would always copy).
+#[derive(Deserialize)]
+struct Kind<'a>(#[serde(borrow)] Cow<'a, str>);
 
 /// Decodes wire records of one source, remembering which names it has announced.
 #[derive(Debug)]
@@ -231,7 +235,7 @@ impl Decoder {
         self.check_ts(wire.ts, now_ms)?;
         if let Some(kinds) = &self.outcome_kinds {
             match &wire.kind {
-                Some(kind) if kinds.contains(kind.as_ref()) => {}
+                Some(Kind(kind)) if kinds.contains(kind.as_ref()) => {}
                 _ => return Ok(None),
             }
         }
