@@ -1,6 +1,244 @@
-//! TEMPORARY stub.
+//! The weight policy: burn-in, then a floor under `p_best`, then an optional step limit
+//! from the previously published weights (SEMANTICS.md, "Weights"). Pure functions on
+//! slices in arm order; the caller keeps the arms aligned.
+
+/// Whether an entity's weights are still in burn-in or follow the posteriors.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Status { BurnIn, Adaptive }
-impl Status { pub fn as_str(&self) -> &'static str { match self { Status::BurnIn => "burn_in", Status::Adaptive => "adaptive" } } }
-pub fn target_weights(p_best: &[f64], _trials: &[u64], _min_trials: u64, _floor: f64) -> (Vec<f64>, Status) { (p_best.to_vec(), Status::Adaptive) }
-pub fn limit_step(_previous: &[f64], target: &[f64], _max_step: f64) -> Vec<f64> { target.to_vec() }
+pub enum Status {
+    /// Some arm has fewer than `min_trials` resolved trials: weights stay uniform.
+    BurnIn,
+    /// Every arm has enough trials: weights follow `p_best`, floored.
+    Adaptive,
+}
+
+impl Status {
+    /// The status as written in the weight record: "burn_in" or "adaptive".
+    #[must_use]
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            Status::BurnIn => "burn_in",
+            Status::Adaptive => "adaptive",
+        }
+    }
+}
+
+/// Burn-in then floor: uniform until every arm has `min_trials` trials; then
+/// w(k) = floor + (1 - K*floor) p_best(k); uniform if K*floor >= 1.
+///
+/// `p_best` and `trials` are in the same arm order. `p_best` is clamped at 0 and
+/// renormalised first, so the weights sum to 1 within rounding even if it is slightly off;
+/// a negative `floor` counts as 0. With no arms the answer is empty and `Adaptive`
+/// (every arm, of none, has its trials).
+///
+/// # Examples
+/// ```
+/// use banditflow::policy::{target_weights, Status};
+/// let (w, status) = target_weights(&[0.7, 0.3], &[40, 500], 100, 0.1);
+/// assert_eq!((w, status), (vec![0.5, 0.5], Status::BurnIn));
+/// let (w, status) = target_weights(&[0.7, 0.3], &[400, 500], 100, 0.1);
+/// assert_eq!(status, Status::Adaptive);
+/// assert!((w[0] - (0.1 + 0.8 * 0.7)).abs() < 1e-12 && (w[1] - (0.1 + 0.8 * 0.3)).abs() < 1e-12);
+/// ```
+///
+/// # Panics
+/// If `p_best` and `trials` differ in length.
+#[must_use]
+pub fn target_weights(p_best: &[f64], trials: &[u64], min_trials: u64, floor: f64) -> (Vec<f64>, Status) {
+    assert_eq!(p_best.len(), trials.len(), "p_best and trials must describe the same arms");
+    let k = p_best.len();
+    let uniform = vec![1.0 / k as f64; k];
+    if !trials.iter().all(|&t| t >= min_trials) {
+        return (uniform, Status::BurnIn);
+    }
+    let floor = if floor.is_nan() { 0.0 } else { floor.max(0.0) };
+    let spare = 1.0 - k as f64 * floor;
+    let clean: Vec<f64> = p_best.iter().map(|&p| if p.is_finite() { p.max(0.0) } else { 0.0 }).collect();
+    let total: f64 = clean.iter().sum();
+    if spare <= 0.0 || total <= 0.0 {
+        // No room above the floors (or no information at all): share equally.
+        return (uniform, Status::Adaptive);
+    }
+    let weights = clean.iter().map(|&p| floor + spare * (p / total)).collect();
+    (weights, Status::Adaptive)
+}
+
+/// Step limit: move from `previous` toward `target` along the straight line, as far as
+/// keeps every arm's change within `max_step`.
+///
+/// The result is a convex combination of the two, so it keeps their common sum and any
+/// floor both respect. If `previous` itself is off 1 by more than rounding (say it was
+/// parsed back from a record), the difference goes to the largest weight, which has the
+/// most room above any floor. A `max_step` that is not positive keeps `previous`.
+///
+/// # Examples
+/// ```
+/// use banditflow::policy::limit_step;
+/// // The largest change (0.4) is cut to 0.1: a quarter of the way along the line.
+/// let w = limit_step(&[0.5, 0.3, 0.2], &[0.9, 0.05, 0.05], 0.1);
+/// assert!((w[0] - 0.6).abs() < 1e-12 && (w[1] - 0.2375).abs() < 1e-12 && (w[2] - 0.1625).abs() < 1e-12);
+/// ```
+///
+/// # Panics
+/// If `previous` and `target` differ in length.
+#[must_use]
+pub fn limit_step(previous: &[f64], target: &[f64], max_step: f64) -> Vec<f64> {
+    assert_eq!(previous.len(), target.len(), "previous and target must describe the same arms");
+    let largest_change = previous.iter().zip(target).map(|(p, t)| (t - p).abs()).fold(0.0, f64::max);
+    if largest_change == 0.0 {
+        return target.to_vec();
+    }
+    let lambda = if max_step.is_nan() { 0.0 } else { (max_step.max(0.0) / largest_change).min(1.0) };
+    if lambda >= 1.0 {
+        return target.to_vec();
+    }
+    let mut weights: Vec<f64> = previous.iter().zip(target).map(|(p, t)| p + lambda * (t - p)).collect();
+    let excess = weights.iter().sum::<f64>() - 1.0;
+    if excess.abs() > 1e-12 {
+        if let Some(top) = weights.iter_mut().max_by(|a, b| a.total_cmp(b)) {
+            *top = (*top - excess).max(0.0);
+        }
+    }
+    weights
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn sum(w: &[f64]) -> f64 {
+        w.iter().sum()
+    }
+
+    #[test]
+    fn status_strings_match_the_weight_record() {
+        assert_eq!(Status::BurnIn.as_str(), "burn_in");
+        assert_eq!(Status::Adaptive.as_str(), "adaptive");
+    }
+
+    #[test]
+    fn burn_in_is_uniform_until_every_arm_has_min_trials() {
+        let (w, status) = target_weights(&[0.9, 0.05, 0.05], &[500, 500, 99], 100, 0.05);
+        assert_eq!(status, Status::BurnIn);
+        assert_eq!(w, vec![1.0 / 3.0; 3]);
+        let (_, status) = target_weights(&[0.9, 0.05, 0.05], &[500, 500, 100], 100, 0.05);
+        assert_eq!(status, Status::Adaptive);
+    }
+
+    #[test]
+    fn floor_mixes_p_best_with_the_floor() {
+        let (w, status) = target_weights(&[0.7, 0.2, 0.1, 0.0], &[10; 4], 0, 0.05);
+        assert_eq!(status, Status::Adaptive);
+        let expected = [0.05 + 0.8 * 0.7, 0.05 + 0.8 * 0.2, 0.05 + 0.8 * 0.1, 0.05];
+        for (a, b) in w.iter().zip(expected) {
+            assert!((a - b).abs() < 1e-15, "{w:?}");
+        }
+        assert!((sum(&w) - 1.0).abs() < 1e-12);
+    }
+
+    #[test]
+    fn floor_too_large_for_the_arms_gives_uniform() {
+        let (w, status) = target_weights(&[1.0, 0.0, 0.0, 0.0], &[10; 4], 0, 0.25);
+        assert_eq!(status, Status::Adaptive);
+        assert_eq!(w, vec![0.25; 4]);
+        let (w, _) = target_weights(&[1.0, 0.0, 0.0], &[10; 3], 0, 0.5);
+        assert_eq!(w, vec![1.0 / 3.0; 3]);
+    }
+
+    #[test]
+    fn no_arms_give_no_weights() {
+        let (w, status) = target_weights(&[], &[], 100, 0.1);
+        assert!(w.is_empty());
+        assert_eq!(status, Status::Adaptive);
+        assert!(limit_step(&[], &[], 0.1).is_empty());
+    }
+
+    #[test]
+    fn step_limit_moves_the_largest_change_by_exactly_max_step() {
+        let w = limit_step(&[0.5, 0.5], &[0.9, 0.1], 0.1);
+        assert!((w[0] - 0.6).abs() < 1e-15 && (w[1] - 0.4).abs() < 1e-15, "{w:?}");
+        let w = limit_step(&[0.25; 4], &[0.55, 0.25, 0.1, 0.1], 0.15);
+        // Largest change 0.3 -> half way along the line.
+        let expected = [0.4, 0.25, 0.175, 0.175];
+        for (a, b) in w.iter().zip(expected) {
+            assert!((a - b).abs() < 1e-15, "{w:?}");
+        }
+    }
+
+    #[test]
+    fn step_within_the_limit_lands_on_the_target() {
+        assert_eq!(limit_step(&[0.5, 0.5], &[0.55, 0.45], 0.1), vec![0.55, 0.45]);
+        assert_eq!(limit_step(&[0.5, 0.5], &[0.5, 0.5], 0.0), vec![0.5, 0.5]);
+    }
+
+    #[test]
+    fn zero_max_step_keeps_previous() {
+        assert_eq!(limit_step(&[0.3, 0.7], &[0.9, 0.1], 0.0), vec![0.3, 0.7]);
+    }
+
+    #[test]
+    fn step_from_weights_off_one_is_brought_back_to_one() {
+        let w = limit_step(&[0.3, 0.7 + 1e-9], &[0.9, 0.1], 0.1);
+        assert!((sum(&w) - 1.0).abs() < 1e-15, "{w:?}");
+        // The excess is taken from the largest weight; the others only follow the line.
+        assert!((w[0] - 0.4).abs() < 1e-9, "{w:?}");
+        assert!((w[0] - 0.3).abs() <= 0.1, "{w:?}");
+    }
+
+    /// K arms with p_best values, trials, a floor and previous weights that obey it.
+    fn scenario() -> impl Strategy<Value = (Vec<f64>, Vec<f64>, Vec<u64>, u64, f64, f64)> {
+        (1usize..=20).prop_flat_map(|k| {
+            (
+                prop::collection::vec(0.0f64..1.0, k),
+                prop::collection::vec(0.0f64..1.0, k),
+                prop::collection::vec(0u64..200, k),
+                0u64..150,
+                prop_oneof![Just(0.0), 0.0f64..(1.0 / k as f64), 0.0f64..0.3],
+                prop_oneof![0.001f64..0.2, 0.2f64..1.0],
+            )
+        })
+    }
+
+    fn normalised(v: &[f64]) -> Vec<f64> {
+        let s: f64 = v.iter().sum();
+        if s > 0.0 {
+            v.iter().map(|x| x / s).collect()
+        } else {
+            vec![1.0 / v.len() as f64; v.len()]
+        }
+    }
+
+    proptest! {
+        #[test]
+        fn policy_weights_are_distributions_that_keep_floors_and_step_limit(
+            (p_raw, prev_raw, trials, min_trials, floor, max_step) in scenario()
+        ) {
+            let k = p_raw.len();
+            let p = normalised(&p_raw);
+            let (target, status) = target_weights(&p, &trials, min_trials, floor);
+            let (previous, _) = target_weights(&normalised(&prev_raw), &vec![u64::MAX; k], 0, floor);
+            let floors_apply = status == Status::Adaptive && (k as f64) * floor < 1.0;
+            let check = |w: &[f64]| -> Result<(), TestCaseError> {
+                prop_assert!(w.iter().all(|&x| x >= 0.0), "negative weight {:?}", w);
+                prop_assert!((sum(w) - 1.0).abs() <= 1e-9, "sum {} for {:?}", sum(w), w);
+                if floors_apply {
+                    prop_assert!(w.iter().all(|&x| x >= floor - 1e-12), "floor {} broken by {:?}", floor, w);
+                }
+                Ok(())
+            };
+            check(&target)?;
+
+            let mut current = previous.clone();
+            let steps_needed = (1.0 / max_step).ceil() as usize + 1;
+            for _ in 0..steps_needed {
+                let next = limit_step(&current, &target, max_step);
+                for (a, b) in next.iter().zip(&current) {
+                    prop_assert!((a - b).abs() <= max_step + 1e-12, "step {} > {}", (a - b).abs(), max_step);
+                }
+                check(&next)?;
+                current = next;
+            }
+            prop_assert_eq!(current, target);
+        }
+    }
+}

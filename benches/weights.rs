@@ -1,0 +1,47 @@
+//! Cost of one entity's weights at a tick: `p_best` over its arms' posteriors, then the
+//! floor policy. Realistic posteriors: ~5% conversion, a few thousand trials per arm,
+//! arms within a couple of standard deviations of each other.
+
+use banditflow::policy::target_weights;
+use banditflow::posterior::{p_best, Beta};
+use criterion::{black_box, criterion_group, criterion_main, BenchmarkId, Criterion};
+
+/// `k` arms near a 5% rate with 2000-5000 trials each, spread over about two standard
+/// deviations; deterministic so runs compare.
+fn entity(k: usize) -> (Vec<Beta>, Vec<u64>) {
+    let mut state: u64 = 0x9e37_79b9_7f4a_7c15 ^ k as u64;
+    let mut next = move || {
+        // xorshift64*: a fixed pseudo-random stream without a dependency.
+        state ^= state >> 12;
+        state ^= state << 25;
+        state ^= state >> 27;
+        (state.wrapping_mul(0x2545_f491_4f6c_dd1d) >> 11) as f64 / (1u64 << 53) as f64
+    };
+    let mut arms = Vec::with_capacity(k);
+    let mut trials = Vec::with_capacity(k);
+    for _ in 0..k {
+        let n = 2000.0 + 3000.0 * next();
+        let rate = 0.05 * (1.0 + 0.15 * (next() - 0.5));
+        let successes = (rate * n).round();
+        arms.push(Beta { alpha: 1.0 + successes, beta: 1.0 + n - successes });
+        trials.push(n as u64);
+    }
+    (arms, trials)
+}
+
+fn entity_weights(c: &mut Criterion) {
+    let mut group = c.benchmark_group("entity_weights");
+    for k in [2usize, 10, 50] {
+        let (arms, trials) = entity(k);
+        group.bench_with_input(BenchmarkId::from_parameter(k), &(arms, trials), |b, (arms, trials)| {
+            b.iter(|| {
+                let p = p_best(black_box(arms));
+                target_weights(&p, black_box(trials), 100, 0.01)
+            })
+        });
+    }
+    group.finish();
+}
+
+criterion_group!(benches, entity_weights);
+criterion_main!(benches);
