@@ -4,7 +4,6 @@
 use std::cell::RefCell;
 use std::rc::Rc;
 
-use timely::dataflow::operators::vec::Map;
 use timely::dataflow::Stream;
 
 use crate::attribution::{attribute, AttributionRules};
@@ -12,17 +11,17 @@ use crate::config::Dataflow;
 use crate::counters::Counters;
 use crate::event::{Event, Name};
 use crate::time::Ticks;
-use crate::weights::{weigh, EncodedRecord, WeightRecord, WeightRules};
+use crate::weights::{weigh, EncodedRecord, WeightRules};
 use crate::window::arm_counts;
 
 /// Builds the dataflow of `job` over decoded `events` (at their ticks) and the `names`
-/// their sources announced; returns the weight records, each at its tick.
+/// their sources announced; returns the weight records (serialized), each at its tick.
 pub fn bandit<'scope>(
     events: Stream<'scope, u64, Vec<Event>>,
     names: Stream<'scope, u64, Vec<Name>>,
     job: &Dataflow,
     counters: Rc<RefCell<Counters>>,
-) -> Stream<'scope, u64, Vec<WeightRecord>> {
+) -> Stream<'scope, u64, Vec<EncodedRecord>> {
     let rules = AttributionRules {
         ticks: Ticks::new(job.tick_ms),
         attribution_ms: job.attribution_ms,
@@ -30,10 +29,4 @@ pub fn bandit<'scope>(
     };
     let updates = attribute(events, rules, counters);
     weigh(arm_counts(updates), names, WeightRules::of(job))
-}
-
-/// The weight records serialized on the worker that computed them.
-pub fn encode<'scope>(records: Stream<'scope, u64, Vec<WeightRecord>>) -> Stream<'scope, u64, Vec<EncodedRecord>> {
-    // Serializing plain structs of strings and numbers cannot fail.
-    records.flat_map(|r| EncodedRecord::of(&r).ok())
 }

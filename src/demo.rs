@@ -114,7 +114,7 @@ pub fn final_weights_table(run: &DemoRun) -> String {
                 entity, arm.arm_id, arm.weight, arm.p_best, arm.trials, arm.successes, observed, truth
             );
         }
-        let _ = writeln!(out, "{:<12} status {} as of version {}", "", record.status, record.version);
+        let _ = writeln!(out, "{:<12} status {} as of version {}", "", record.status.as_str(), record.version);
     }
     out
 }

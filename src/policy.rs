@@ -3,7 +3,8 @@
 //! slices in arm order; the caller keeps the arms aligned.
 
 /// Whether an entity's weights are still in burn-in or follow the posteriors.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
 pub enum Status {
     /// Some arm has fewer than `min_trials` resolved trials: weights stay uniform.
     BurnIn,

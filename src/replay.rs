@@ -23,7 +23,7 @@ use timely::dataflow::{Scope, Stream};
 
 use crate::config::Dataflow;
 use crate::counters::Counters;
-use crate::dataflow::{bandit, encode};
+use crate::dataflow::bandit;
 use crate::event::{Decoder, Event, Name};
 use crate::sink::publish;
 use crate::time::Ticks;
@@ -468,7 +468,7 @@ pub fn replay(options: &ReplayOptions, progress: Arc<Progress>) -> Result<Replay
         let job = options.job.clone();
         let probe = worker.dataflow::<u64, _, _>(move |scope| {
             let (events, names) = replay_source(scope, ctx);
-            let records = encode(bandit(events, names, &job, counters.clone()));
+            let records = bandit(events, names, &job, counters.clone());
             let done = publish(records, move |_tick, batch| {
                 written.borrow_mut().records_written += batch.len() as u64;
                 progress_out.records_written.fetch_add(batch.len() as u64, Ordering::Relaxed);

@@ -18,7 +18,7 @@ use timely::dataflow::Stream;
 
 use crate::config::{Dataflow, PolicyConfig, Prior};
 use crate::event::{arm_id_of, entity_id_of, Name, NameId};
-use crate::policy::{limit_step, target_weights};
+use crate::policy::{limit_step, target_weights, Status};
 use crate::posterior::{p_best, Beta};
 use crate::time::Ticks;
 use crate::window::ArmCount;
@@ -57,7 +57,7 @@ pub struct WeightRecord {
     /// Wall-clock ms when computed (the only non-deterministic field).
     pub computed_at: i64,
     /// `burn_in` or `adaptive`.
-    pub status: String,
+    pub status: Status,
     /// Arms sorted by `arm_id`.
     pub arms: Vec<ArmWeight>,
     /// The dataflow (job) that wrote it.
@@ -80,8 +80,11 @@ pub struct EncodedRecord {
 
 impl EncodedRecord {
     /// Serializes `record`.
-    pub fn of(record: &WeightRecord) -> Result<Self, serde_json::Error> {
-        Ok(EncodedRecord { version: record.version, entity_id: record.entity_id.clone(), json: serde_json::to_string(record)? })
+    pub fn of(record: &WeightRecord) -> Self {
+        // A struct of strings and finite numbers always serializes; p_best and the policy
+        // never produce NaN or infinities.
+        let json = serde_json::to_string(record).unwrap_or_default();
+        EncodedRecord { version: record.version, entity_id: record.entity_id.clone(), json }
     }
 }
 
@@ -151,7 +154,7 @@ impl Policy {
     }
 
     /// The record of `entity` at `tick` with window counts `counts`.
-    fn recompute(&mut self, entity: NameId, tick: u64, counts: &[ArmCount]) -> WeightRecord {
+    fn recompute(&mut self, entity: NameId, tick: u64, counts: &[ArmCount]) -> EncodedRecord {
         let mut arms: Vec<(String, i64, i64)> = counts.iter().map(|(arm, t, s)| (self.name(*arm), *t, *s)).collect();
         if let Some(declared) = self.rules.declared.get(&entity) {
             for arm in declared {
@@ -183,7 +186,7 @@ impl Policy {
             version: tick,
             as_of: self.rules.ticks.as_of(tick),
             computed_at: now_ms(),
-            status: status.as_str().to_owned(),
+            status,
             arms: arms
                 .iter()
                 .zip(&posteriors)
@@ -201,45 +204,45 @@ impl Policy {
             dataflow: self.rules.dataflow.clone(),
             schema_version: SCHEMA_VERSION,
         };
-        self.remember(entity, record.clone(), target);
-        record
+        self.remember(entity, record, target)
     }
 
     /// One more step of the step limit for an entity whose counts did not change.
-    fn step(&mut self, entity: NameId, tick: u64) -> Option<WeightRecord> {
+    fn step(&mut self, entity: NameId, tick: u64) -> Option<EncodedRecord> {
         let max_step = self.rules.policy.max_step?;
-        let state = self.entities.get(&entity)?;
-        let before: Vec<f64> = state.last.arms.iter().map(|a| a.weight).collect();
-        let weights = limit_step(&before, &state.target, max_step);
-        let mut record = state.last.clone();
-        for (arm, w) in record.arms.iter_mut().zip(weights) {
+        let as_of = self.rules.ticks.as_of(tick);
+        let EntityWeights { mut last, target } = self.entities.remove(&entity)?;
+        let before: Vec<f64> = last.arms.iter().map(|a| a.weight).collect();
+        for (arm, w) in last.arms.iter_mut().zip(limit_step(&before, &target, max_step)) {
             arm.weight = w;
         }
-        record.version = tick;
-        record.as_of = self.rules.ticks.as_of(tick);
-        record.computed_at = now_ms();
-        let target = state.target.clone();
-        self.remember(entity, record.clone(), target);
-        Some(record)
+        last.version = tick;
+        last.as_of = as_of;
+        last.computed_at = now_ms();
+        Some(self.remember(entity, last, target))
     }
 
-    fn remember(&mut self, entity: NameId, last: WeightRecord, target: Vec<f64>) {
+    /// Keeps `last` as the entity's published record and returns it encoded.
+    fn remember(&mut self, entity: NameId, last: WeightRecord, target: Vec<f64>) -> EncodedRecord {
         let arrived = last.arms.iter().zip(&target).all(|(a, t)| (a.weight - t).abs() <= 1e-12);
         if arrived {
             self.converging.remove(&entity);
         } else {
             self.converging.insert(entity);
         }
+        let encoded = EncodedRecord::of(&last);
         self.entities.insert(entity, EntityWeights { last, target });
+        encoded
     }
 }
 
-/// The weight operator: turns changed arm counts into weight records, tick by tick.
+/// The weight operator: turns changed arm counts into weight records, tick by tick,
+/// serialized on the worker that computed them.
 pub fn weigh<'scope>(
     counts: VecCollection<'scope, u64, (NameId, Vec<ArmCount>), isize>,
     names: Stream<'scope, u64, Vec<Name>>,
     rules: WeightRules,
-) -> Stream<'scope, u64, Vec<WeightRecord>> {
+) -> Stream<'scope, u64, Vec<EncodedRecord>> {
     let names = names.broadcast();
     counts.inner.binary_frontier(names, Pipeline, Pipeline, "Weights", move |capability, _info| {
         let mut capability = Some(capability);

@@ -56,7 +56,7 @@ fn output_is_identical_for_one_two_and_four_workers() {
     let spec = traffic(dir.path(), "sorted", 0);
     let one = run(&spec, 1);
     assert!(one.len() > 1_000, "enough records to compare: {}", one.len());
-    assert!(one.iter().any(|r| r.status == "adaptive"), "some entity leaves burn-in");
+    assert!(one.iter().any(|r| r.status == banditflow::policy::Status::Adaptive), "some entity leaves burn-in");
     for workers in [2, 4] {
         assert!(run(&spec, workers) == one, "{workers} workers differ from 1");
     }
