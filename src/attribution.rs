@@ -11,12 +11,13 @@ use std::collections::BTreeMap;
 use std::rc::Rc;
 
 use rustc_hash::FxHashMap;
-use timely::dataflow::channels::pact::Exchange;
+use timely::dataflow::channels::pact::{Exchange, Pipeline};
+use timely::dataflow::operators::vec::Broadcast;
 use timely::dataflow::operators::generic::Operator;
 use timely::dataflow::Stream;
 
 use crate::counters::Counters;
-use crate::event::{Assignment, AssignmentKey, Event, NameId, Outcome};
+use crate::event::{Assignment, AssignmentKey, Catalog, Event, NameId, Outcome, Registration};
 use crate::time::Ticks;
 use crate::window::{Departures, WindowUpdate};
 
@@ -84,6 +85,8 @@ pub struct Attribution {
     expire_at: BTreeMap<u64, Vec<AssignmentKey>>,
     pairs: Vec<(NameId, NameId)>,
     pair_index: FxHashMap<(NameId, NameId), u32>,
+    /// Arm registry history of the pairs it names: (ts, active), sorted.
+    registry: FxHashMap<(NameId, NameId), Vec<(i64, bool)>>,
 }
 
 impl Attribution {
@@ -118,6 +121,22 @@ impl Attribution {
         self.pairs.push((entity, arm));
         self.pair_index.insert((entity, arm), i);
         Some(i)
+    }
+
+    /// Records an arm registry change; it decides whether assignments resolving after it
+    /// still count.
+    pub fn register(&mut self, r: &Registration) {
+        let history = self.registry.entry((r.entity, r.arm)).or_default();
+        history.push((r.ts, r.active));
+        history.sort_unstable();
+    }
+
+    /// Whether the arm was retired at `ts` (its latest registry change at or before `ts`).
+    fn retired(&self, entity: NameId, arm: NameId, ts: i64) -> bool {
+        self.registry
+            .get(&(entity, arm))
+            .and_then(|h| h.iter().rev().find(|(at, _)| *at <= ts))
+            .is_some_and(|(_, active)| !active)
     }
 
     /// Applies one assignment (SEMANTICS.md: late, too_late, too_old, duplicates, conflicts).
@@ -224,6 +243,11 @@ impl Attribution {
                     }
                 }
                 let (entity, arm) = self.pairs[held.pair() as usize];
+                // Judged at resolution, when every registry change up to it has arrived.
+                if self.retired(entity, arm, held.ts()) {
+                    counters.retired_arm += 1;
+                    continue;
+                }
                 let leave = rules.ticks.settle_tick(held.ts(), rules.window_ms);
                 resolved.push(Resolved { entity, arm, enter: tick, leave, success });
             }
@@ -252,14 +276,18 @@ impl Attribution {
 }
 
 /// The attribution operator: exchanges events by assignment key, runs [`Attribution`] on
-/// each worker's share, and emits window updates at the ticks they take effect.
+/// each worker's share (every worker sees every arm registry change), and emits window
+/// updates at the ticks they take effect.
 pub fn attribute<'scope>(
     events: Stream<'scope, u64, Vec<Event>>,
+    catalog: Stream<'scope, u64, Vec<Catalog>>,
     rules: AttributionRules,
     counters: Rc<RefCell<Counters>>,
 ) -> Stream<'scope, u64, Vec<WindowUpdate>> {
-    events.unary_frontier(
+    events.binary_frontier(
+        catalog.broadcast(),
         Exchange::new(|e: &Event| e.key().route()),
+        Pipeline,
         "Attribution",
         move |capability, _info| {
             let mut capability = Some(capability);
@@ -267,8 +295,15 @@ pub fn attribute<'scope>(
             let mut departures = Departures::default();
             let mut resolved = Vec::new();
             let mut updates: Vec<WindowUpdate> = Vec::new();
-            move |(input, frontier), output| {
+            move |(input, frontier), (registry, registry_frontier), output| {
                 let mut counters = counters.borrow_mut();
+                registry.for_each(|_time, data| {
+                    for entry in data.drain(..) {
+                        if let Catalog::Registration(r) = entry {
+                            state.register(&r);
+                        }
+                    }
+                });
                 input.for_each(|_time, data| {
                     for event in data.drain(..) {
                         match event {
@@ -277,7 +312,11 @@ pub fn attribute<'scope>(
                         }
                     }
                 });
-                let next = frontier.frontier().iter().next().copied();
+                let next = [frontier.frontier().iter().next(), registry_frontier.frontier().iter().next()]
+                    .into_iter()
+                    .flatten()
+                    .min()
+                    .copied();
                 let Some(cap) = capability.as_mut() else { return };
                 let frontier = next.unwrap_or(u64::MAX);
                 state.settle(frontier, &mut counters, &mut resolved);
@@ -401,6 +440,22 @@ mod tests {
             assert_eq!(out, vec![Resolved { entity: 1, arm: 7, enter: 4, leave: 11, success: false }]);
             assert_eq!(c.conflict, 1);
         }
+    }
+
+    #[test]
+    fn assignment_to_a_retired_arm_is_counted_not_applied() {
+        let mut s = Attribution::new(rules(), 0);
+        let mut c = Counters::default();
+        let mut out = Vec::new();
+        let retire = Registration { entity: 1, arm: 7, active: false, ts: 2_000, metadata: None };
+        s.register(&retire);
+        s.assignment(assignment("before", 7, 1_999), &mut c);
+        s.assignment(assignment("after", 7, 2_000), &mut c);
+        s.register(&Registration { active: true, ts: 3_000, ..retire });
+        s.assignment(assignment("back", 7, 3_500), &mut c);
+        s.settle(20, &mut c, &mut out);
+        assert_eq!(out.len(), 2);
+        assert_eq!(c.retired_arm, 1);
     }
 
     #[test]

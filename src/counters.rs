@@ -37,6 +37,10 @@ pub struct Counters {
     pub unmatched_outcome: u64,
     /// Outcomes of a kind the dataflow does not count.
     pub ignored_kind: u64,
+    /// Assignments to an arm retired on the arm registry: not applied.
+    pub retired_arm: u64,
+    /// Arm registry records read.
+    pub registrations_read: u64,
     /// Records that could not be applied at all, by reason.
     pub malformed: BTreeMap<String, u64>,
     /// Weight records written.
@@ -64,6 +68,8 @@ impl Counters {
         self.outside_attribution += other.outside_attribution;
         self.unmatched_outcome += other.unmatched_outcome;
         self.ignored_kind += other.ignored_kind;
+        self.retired_arm += other.retired_arm;
+        self.registrations_read += other.registrations_read;
         for (reason, n) in &other.malformed {
             *self.malformed.entry(reason.clone()).or_insert(0) += n;
         }

@@ -74,6 +74,7 @@ pub fn run(workers: usize, progress: Arc<Progress>) -> Result<DemoRun, DemoError
         job,
         assignments: Input::File(spec.assignments_out.clone()),
         outcomes: Input::File(spec.outcomes_out.clone()),
+        arms: None,
         workers,
         output: Output::Memory(records.clone()),
     };

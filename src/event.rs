@@ -103,6 +103,32 @@ impl Event {
     }
 }
 
+/// An arm registry record: `arm` of `entity` may be served from `ts` on (`active`), or is
+/// retired from `ts` on.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Registration {
+    /// Hash of the entity id.
+    pub entity: NameId,
+    /// Hash of the arm id.
+    pub arm: NameId,
+    /// `active` (true) or `retired` (false).
+    pub active: bool,
+    /// Event time, ms since the epoch.
+    pub ts: i64,
+    /// The record's `metadata`, as JSON, passed through to the weight record.
+    pub metadata: Option<String>,
+}
+
+/// What sources announce besides events, sent to every worker: names and arm registry
+/// changes.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Catalog {
+    /// A name first seen by a source.
+    Name(Name),
+    /// An arm registry record.
+    Registration(Registration),
+}
+
 /// Why a record could not be applied; the reason is its counter label.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
 pub enum Malformed {
@@ -121,6 +147,9 @@ pub enum Malformed {
     /// The event time is negative or too far ahead of wall-clock time.
     #[error("ts_out_of_range")]
     TsOutOfRange,
+    /// An arm registry record whose `state` is neither `active` nor `retired`.
+    #[error("invalid_state")]
+    InvalidState,
 }
 
 impl Malformed {
@@ -132,6 +161,7 @@ impl Malformed {
             Malformed::IdLength => "id_length",
             Malformed::TooLarge => "record_too_large",
             Malformed::TsOutOfRange => "ts_out_of_range",
+            Malformed::InvalidState => "invalid_state",
         }
     }
 }
@@ -154,6 +184,19 @@ struct WireOutcome<'a> {
     ts: i64,
     #[serde(borrow, default)]
     kind: Option<Kind<'a>>,
+}
+
+#[derive(Deserialize)]
+struct WireRegistration<'a> {
+    #[serde(borrow)]
+    entity_id: Cow<'a, str>,
+    #[serde(borrow)]
+    arm_id: Cow<'a, str>,
+    #[serde(borrow)]
+    state: Cow<'a, str>,
+    ts: i64,
+    #[serde(default)]
+    metadata: Option<serde_json::Value>,
 }
 
 /// An outcome kind, borrowed from the line (a bare `Option<Cow>` would always copy).
@@ -243,6 +286,30 @@ impl Decoder {
     }
 }
 
+impl Decoder {
+    /// Decodes one arm registry line; names not seen before go to `names`.
+    pub fn registration(&mut self, line: &[u8], now_ms: i64, names: &mut Vec<Name>) -> Result<Registration, Malformed> {
+        if line.len() > MAX_RECORD_BYTES {
+            return Err(Malformed::TooLarge);
+        }
+        let wire: WireRegistration<'_> = serde_json::from_slice(line).map_err(classify)?;
+        check_id(&wire.entity_id)?;
+        check_id(&wire.arm_id)?;
+        self.check_ts(wire.ts, now_ms)?;
+        let active = match wire.state.as_ref() {
+            "active" => true,
+            "retired" => false,
+            _ => return Err(Malformed::InvalidState),
+        };
+        let entity = entity_id_of(&wire.entity_id);
+        let arm = arm_id_of(&wire.arm_id);
+        self.announce(entity, &wire.entity_id, names);
+        self.announce(arm, &wire.arm_id, names);
+        let metadata = wire.metadata.filter(|m| !m.is_null()).map(|m| m.to_string());
+        Ok(Registration { entity, arm, active, ts: wire.ts, metadata })
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -284,6 +351,20 @@ mod tests {
         assert_eq!(d.assignment(future.as_bytes(), NOW, &mut n), Err(Malformed::TsOutOfRange));
         assert_eq!(d.outcome(br#"{"assignment_id":"a","ts":-1}"#, NOW), Err(Malformed::TsOutOfRange));
         assert!(n.is_empty());
+    }
+
+    #[test]
+    fn registration_decodes_state_and_passes_metadata_through() {
+        let mut d = Decoder::new(None, 1000);
+        let mut names = Vec::new();
+        let r = d
+            .registration(br#"{"entity_id":"e","arm_id":"m2","state":"retired","ts":7,"metadata":{"model":"v2"}}"#, NOW, &mut names)
+            .expect("valid");
+        assert_eq!((r.active, r.ts, r.metadata.as_deref()), (false, 7, Some(r#"{"model":"v2"}"#)));
+        assert_eq!(
+            d.registration(br#"{"entity_id":"e","arm_id":"m2","state":"paused","ts":7}"#, NOW, &mut names),
+            Err(Malformed::InvalidState)
+        );
     }
 
     #[test]

@@ -32,6 +32,9 @@ enum Command {
         /// Outcome records, one JSON object per line (`-` for standard input).
         #[arg(long)]
         outcomes: String,
+        /// Arm registry records (`entity_id`, `arm_id`, `state`, `ts`), one per line.
+        #[arg(long)]
+        arms: Option<String>,
         /// Worker threads.
         #[arg(long, default_value_t = 1)]
         workers: usize,
@@ -58,12 +61,13 @@ fn main() -> anyhow::Result<()> {
         tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
     ).init();
     match Cli::parse().command {
-        Command::Replay { dataflow, assignments, outcomes, workers, out, quiet } => {
+        Command::Replay { dataflow, assignments, outcomes, arms, workers, out, quiet } => {
             let job = Dataflow::load(&dataflow)?;
             let options = ReplayOptions {
                 job,
                 assignments: Input::parse(&assignments),
                 outcomes: Input::parse(&outcomes),
+                arms: arms.as_deref().map(Input::parse),
                 workers,
                 output: out.map(Output::File).unwrap_or(Output::Stdout),
             };

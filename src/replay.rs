@@ -24,7 +24,7 @@ use timely::dataflow::{Scope, Stream};
 use crate::config::Dataflow;
 use crate::counters::Counters;
 use crate::dataflow::bandit;
-use crate::event::{Decoder, Event, Name};
+use crate::event::{Catalog, Decoder, Event};
 use crate::sink::publish;
 use crate::time::Ticks;
 use crate::weights::WeightRecord;
@@ -74,6 +74,8 @@ pub struct ReplayOptions {
     pub assignments: Input,
     /// Outcome records.
     pub outcomes: Input,
+    /// Arm registry records, if any.
+    pub arms: Option<Input>,
     /// Timely worker threads.
     pub workers: usize,
     /// Where the weight records go.
@@ -99,8 +101,8 @@ pub enum ReplayError {
         /// The I/O error.
         source: io::Error,
     },
-    /// Both inputs are standard input.
-    #[error("only one of --assignments and --outcomes can be `-` (standard input)")]
+    /// More than one input is standard input.
+    #[error("only one of --assignments, --outcomes and --arms can be `-` (standard input)")]
     TwoStdins,
     /// Timely could not start or a worker failed.
     #[error("dataflow failed: {0}")]
@@ -216,10 +218,19 @@ impl Lines {
     }
 }
 
+/// Which records an input holds.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Records {
+    Assignments,
+    Outcomes,
+    Arms,
+}
+
 /// One input file as a worker's source sees it.
 struct Cursor {
     lines: Lines,
-    assignments: bool,
+    records: Records,
+    name: String,
     /// Largest event time read (the watermark before lateness).
     max_ts: i64,
     /// Event time of the last line read: the merge reads the file that is behind.
@@ -227,15 +238,15 @@ struct Cursor {
     done: bool,
 }
 
-/// A decoded record on its way to be split into events and names.
+/// A decoded record on its way to be split into events and the catalog.
 enum Decoded {
     Event(Event),
-    Name(Name),
+    Catalog(Catalog),
 }
 
 struct SourceContext {
     job: Dataflow,
-    inputs: [Input; 2],
+    inputs: Vec<(Records, Input)>,
     blocks: u64,
     horizon: Arc<Horizon>,
     progress: Arc<Progress>,
@@ -261,7 +272,7 @@ fn input_name(input: &Input) -> String {
 }
 
 /// The replay source of one worker: its share of both files, decoded, at their ticks.
-fn replay_source<'scope>(scope: Scope<'scope, u64>, ctx: SourceContext) -> (Stream<'scope, u64, Vec<Event>>, Stream<'scope, u64, Vec<Name>>) {
+fn replay_source<'scope>(scope: Scope<'scope, u64>, ctx: SourceContext) -> (Stream<'scope, u64, Vec<Event>>, Stream<'scope, u64, Vec<Catalog>>) {
     let (worker, peers) = (scope.index(), scope.peers());
     let decoded = source::<_, CapacityContainerBuilder<Vec<Decoded>>, _, _>(scope, "ReplaySource", move |capability, info| {
         let activator = scope.activator_for(info.address);
@@ -269,13 +280,20 @@ fn replay_source<'scope>(scope: Scope<'scope, u64>, ctx: SourceContext) -> (Stre
         let lateness = ctx.job.allowed_lateness_ms.min(i64::MAX as u64) as i64;
         let mut decoder = Decoder::new(ctx.job.outcome_kinds.as_deref(), ctx.job.max_future_skew_ms);
         let mut cursors = Vec::new();
-        for (i, input) in ctx.inputs.iter().enumerate() {
+        for (records, input) in &ctx.inputs {
             match Lines::open(input, ctx.blocks, worker, peers) {
-                Ok(lines) => cursors.push(Cursor { lines, assignments: i == 0, max_ts: i64::MIN, last_ts: i64::MIN, done: false }),
+                Ok(lines) => cursors.push(Cursor {
+                    lines,
+                    records: *records,
+                    name: input_name(input),
+                    max_ts: i64::MIN,
+                    last_ts: i64::MIN,
+                    done: false,
+                }),
                 Err(source) => fail(&ctx.failure, ReplayError::Input { path: input_name(input), source }),
             }
         }
-        if cursors.len() < 2 {
+        if cursors.len() < ctx.inputs.len() {
             cursors.clear();
         }
         let mut capability = Some(capability);
@@ -311,7 +329,7 @@ fn replay_source<'scope>(scope: Scope<'scope, u64>, ctx: SourceContext) -> (Stre
             let mut counters = ctx.counters.borrow_mut();
             let mut read = 0u64;
             for _ in 0..LINES_PER_ACTIVATION {
-                let Some(cursor) = cursors.iter_mut().filter(|c| !c.done).min_by_key(|c| (c.last_ts, !c.assignments)) else { break };
+                let Some(cursor) = cursors.iter_mut().filter(|c| !c.done).min_by_key(|c| c.last_ts) else { break };
                 match cursor.lines.next(&mut buf) {
                     Ok(true) => {}
                     Ok(false) => {
@@ -319,8 +337,7 @@ fn replay_source<'scope>(scope: Scope<'scope, u64>, ctx: SourceContext) -> (Stre
                         continue;
                     }
                     Err(source) => {
-                        let path = input_name(&ctx.inputs[usize::from(!cursor.assignments)]);
-                        fail(&ctx.failure, ReplayError::Input { path, source });
+                        fail(&ctx.failure, ReplayError::Input { path: cursor.name.clone(), source });
                         cursor.done = true;
                         continue;
                     }
@@ -329,19 +346,25 @@ fn replay_source<'scope>(scope: Scope<'scope, u64>, ctx: SourceContext) -> (Stre
                     continue;
                 }
                 read += 1;
-                let decoded = if cursor.assignments {
-                    counters.assignments_read += 1;
-                    decoder.assignment(&buf, now, &mut names).map(|a| Some(Event::Assignment(a)))
-                } else {
-                    counters.outcomes_read += 1;
-                    decoder.outcome(&buf, now).map(|o| o.map(Event::Outcome))
+                let decoded = match cursor.records {
+                    Records::Assignments => {
+                        counters.assignments_read += 1;
+                        decoder.assignment(&buf, now, &mut names).map(|a| Some((a.ts, Decoded::Event(Event::Assignment(a)))))
+                    }
+                    Records::Outcomes => {
+                        counters.outcomes_read += 1;
+                        decoder.outcome(&buf, now).map(|o| o.map(|o| (o.ts, Decoded::Event(Event::Outcome(o)))))
+                    }
+                    Records::Arms => {
+                        counters.registrations_read += 1;
+                        decoder.registration(&buf, now, &mut names).map(|r| Some((r.ts, Decoded::Catalog(Catalog::Registration(r)))))
+                    }
                 };
                 match decoded {
-                    Ok(Some(event)) => {
-                        let ts = event.ts();
+                    Ok(Some((ts, record))) => {
                         cursor.max_ts = cursor.max_ts.max(ts);
                         cursor.last_ts = ts;
-                        batch.push((ticks.tick_of(ts).max(floor_tick), Decoded::Event(event)));
+                        batch.push((ticks.tick_of(ts).max(floor_tick), record));
                     }
                     Ok(None) => counters.ignored_kind += 1,
                     Err(reason) => counters.malformed(reason.reason()),
@@ -349,7 +372,7 @@ fn replay_source<'scope>(scope: Scope<'scope, u64>, ctx: SourceContext) -> (Stre
             }
             drop(counters);
             ctx.progress.lines_read.fetch_add(read, Ordering::Relaxed);
-            batch.extend(names.drain(..).map(|n| (floor_tick, Decoded::Name(n))));
+            batch.extend(names.drain(..).map(|n| (floor_tick, Decoded::Catalog(Catalog::Name(n)))));
             batch.sort_by_key(|(t, _)| *t);
             let mut rest = batch.drain(..).peekable();
             while let Some((tick, first)) = rest.next() {
@@ -384,7 +407,7 @@ fn replay_source<'scope>(scope: Scope<'scope, u64>, ctx: SourceContext) -> (Stre
     });
     decoded.ok_err(|d| match d {
         Decoded::Event(e) => Ok(e),
-        Decoded::Name(n) => Err(n),
+        Decoded::Catalog(c) => Err(c),
     })
 }
 
@@ -417,13 +440,19 @@ fn file_len(input: &Input) -> Result<u64, ReplayError> {
 
 /// Runs the dataflow of `options.job` over the input files; `progress` is updated as it goes.
 pub fn replay(options: &ReplayOptions, progress: Arc<Progress>) -> Result<ReplaySummary, ReplayError> {
-    if options.assignments == Input::Stdin && options.outcomes == Input::Stdin {
+    let mut inputs = vec![(Records::Assignments, options.assignments.clone()), (Records::Outcomes, options.outcomes.clone())];
+    inputs.extend(options.arms.clone().map(|arms| (Records::Arms, arms)));
+    if inputs.iter().filter(|(_, i)| *i == Input::Stdin).count() > 1 {
         return Err(ReplayError::TwoStdins);
     }
     let started = Instant::now();
     let workers = options.workers.max(1);
     // Both files get the same number of blocks, so block i of each covers about the same time.
-    let blocks = (file_len(&options.assignments)?.max(file_len(&options.outcomes)?) / BLOCK_BYTES).max(1);
+    let mut largest = 0;
+    for (_, input) in &inputs {
+        largest = largest.max(file_len(input)?);
+    }
+    let blocks = (largest / BLOCK_BYTES).max(1);
     let horizon = Arc::new(Horizon { max_ts: AtomicI64::new(i64::MIN), finished: AtomicUsize::new(0), peers: workers });
     let failure: Arc<Mutex<Option<ReplayError>>> = Arc::new(Mutex::new(None));
     if let Output::File(path) = &options.output {
@@ -458,7 +487,7 @@ pub fn replay(options: &ReplayOptions, progress: Arc<Progress>) -> Result<Replay
         let writer_failed_in = writer_failed.clone();
         let ctx = SourceContext {
             job: options.job.clone(),
-            inputs: [options.assignments.clone(), options.outcomes.clone()],
+            inputs: inputs.clone(),
             blocks,
             horizon: horizon.clone(),
             progress: progress.clone(),

@@ -11,13 +11,15 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use differential_dataflow::VecCollection;
 use serde::{Deserialize, Serialize};
-use timely::dataflow::channels::pact::Pipeline;
+use timely::dataflow::channels::pact::{Exchange, Pipeline};
+use timely::dataflow::operators::core::Concat;
+use timely::dataflow::operators::vec::Map;
 use timely::dataflow::operators::generic::Operator;
 use timely::dataflow::operators::vec::Broadcast;
 use timely::dataflow::Stream;
 
 use crate::config::{Dataflow, PolicyConfig, Prior};
-use crate::event::{arm_id_of, entity_id_of, Name, NameId};
+use crate::event::{arm_id_of, entity_id_of, Catalog, Name, NameId, Registration};
 use crate::policy::{limit_step, target_weights, Status};
 use crate::posterior::{p_best, Beta};
 use crate::time::Ticks;
@@ -43,6 +45,9 @@ pub struct ArmWeight {
     pub trials: u64,
     /// Of those, successes.
     pub successes: u64,
+    /// Metadata of the arm's registry record, passed through.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub metadata: Option<serde_json::Value>,
 }
 
 /// What serving reads: an entity's arm weights as of the end of a complete tick.
@@ -139,10 +144,20 @@ struct EntityWeights {
     target: Vec<f64>,
 }
 
+/// An arm's standing on the arm registry.
+struct Registered {
+    active: bool,
+    metadata: Option<serde_json::Value>,
+}
+
 /// The policy state of one worker's entities.
 struct Policy {
     rules: WeightRules,
     names: HashMap<NameId, String>,
+    /// Window counts per entity, as last changed.
+    counts: HashMap<NameId, Vec<ArmCount>>,
+    /// Arm registry standing per entity and arm, as of the last processed tick.
+    registry: HashMap<NameId, BTreeMap<NameId, Registered>>,
     entities: HashMap<NameId, EntityWeights>,
     /// Entities whose published weights have not reached their target yet.
     converging: BTreeSet<NameId>,
@@ -153,26 +168,42 @@ impl Policy {
         self.names.get(&id).cloned().unwrap_or_else(|| format!("{id:016x}"))
     }
 
-    /// The record of `entity` at `tick` with window counts `counts`.
-    fn recompute(&mut self, entity: NameId, tick: u64, counts: &[ArmCount]) -> EncodedRecord {
-        let mut arms: Vec<(String, i64, i64)> = counts.iter().map(|(arm, t, s)| (self.name(*arm), *t, *s)).collect();
-        if let Some(declared) = self.rules.declared.get(&entity) {
-            for arm in declared {
-                if !counts.iter().any(|(a, _, _)| a == arm) {
-                    arms.push((self.name(*arm), 0, 0));
-                }
+    /// Applies an arm registry change (at the tick it takes effect).
+    fn register(&mut self, r: Registration) {
+        let metadata = r.metadata.and_then(|m| serde_json::from_str(&m).ok());
+        self.registry.entry(r.entity).or_default().insert(r.arm, Registered { active: r.active, metadata });
+    }
+
+    /// The record of `entity` at `tick` from its current window counts and registry.
+    fn recompute(&mut self, entity: NameId, tick: u64) -> EncodedRecord {
+        let empty = Vec::new();
+        let counts = self.counts.get(&entity).unwrap_or(&empty);
+        let registry = self.registry.get(&entity);
+        let standing = |arm: &NameId| registry.and_then(|r| r.get(arm));
+        // Arms in the window, declared in the job, or active on the registry; minus retired.
+        let mut ids: Vec<(NameId, i64, i64)> = counts.clone();
+        let declared = self.rules.declared.get(&entity).into_iter().flatten();
+        let registered = registry.into_iter().flatten().filter(|(_, r)| r.active).map(|(arm, _)| arm);
+        for arm in declared.chain(registered) {
+            if !ids.iter().any(|(a, _, _)| a == arm) {
+                ids.push((*arm, 0, 0));
             }
         }
-        arms.sort();
+        ids.retain(|(arm, _, _)| standing(arm).is_none_or(|r| r.active));
+        let mut arms: Vec<(String, i64, i64, Option<serde_json::Value>)> = ids
+            .iter()
+            .map(|(arm, t, s)| (self.name(*arm), *t, *s, standing(arm).and_then(|r| r.metadata.clone())))
+            .collect();
+        arms.sort_by(|a, b| a.0.cmp(&b.0));
         let posteriors: Vec<Beta> = arms
             .iter()
-            .map(|(_, t, s)| Beta { alpha: self.rules.prior.alpha + *s as f64, beta: self.rules.prior.beta + (*t - *s) as f64 })
+            .map(|(_, t, s, _)| Beta { alpha: self.rules.prior.alpha + *s as f64, beta: self.rules.prior.beta + (*t - *s) as f64 })
             .collect();
         let p = p_best(&posteriors);
-        let trials: Vec<u64> = arms.iter().map(|(_, t, _)| (*t).max(0) as u64).collect();
+        let trials: Vec<u64> = arms.iter().map(|(_, t, _, _)| (*t).max(0) as u64).collect();
         let (target, status) = target_weights(&p, &trials, self.rules.policy.min_trials, self.rules.policy.floor);
         let previous = self.entities.get(&entity).map(|e| &e.last).filter(|last| {
-            last.arms.len() == arms.len() && last.arms.iter().zip(&arms).all(|(a, (name, _, _))| &a.arm_id == name)
+            last.arms.len() == arms.len() && last.arms.iter().zip(&arms).all(|(a, (name, _, _, _))| &a.arm_id == name)
         });
         let weights = match (previous, self.rules.policy.max_step) {
             (Some(last), Some(max_step)) => {
@@ -188,17 +219,18 @@ impl Policy {
             computed_at: now_ms(),
             status,
             arms: arms
-                .iter()
+                .into_iter()
                 .zip(&posteriors)
                 .zip(p.iter().zip(&weights))
-                .map(|(((arm_id, t, s), post), (p, w))| ArmWeight {
-                    arm_id: arm_id.clone(),
+                .map(|(((arm_id, t, s, metadata), post), (p, w))| ArmWeight {
+                    arm_id,
                     weight: *w,
                     p_best: *p,
                     alpha: post.alpha,
                     beta: post.beta,
-                    trials: (*t).max(0) as u64,
-                    successes: (*s).max(0) as u64,
+                    trials: t.max(0) as u64,
+                    successes: s.max(0) as u64,
+                    metadata,
                 })
                 .collect(),
             dataflow: self.rules.dataflow.clone(),
@@ -236,65 +268,109 @@ impl Policy {
     }
 }
 
-/// The weight operator: turns changed arm counts into weight records, tick by tick,
-/// serialized on the worker that computed them.
+/// What can change an entity's weights at a tick.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+enum EntityChange {
+    /// An update of the window's arm counts of `entity` at `tick`.
+    Counted { entity: NameId, arms: Vec<ArmCount>, tick: u64, diff: isize },
+    /// An arm registry change.
+    Registered(Registration),
+}
+
+impl EntityChange {
+    fn route(&self) -> u64 {
+        match self {
+            EntityChange::Counted { entity, .. } => *entity,
+            EntityChange::Registered(r) => r.entity,
+        }
+    }
+}
+
+/// The weight operator: turns changed arm counts and arm registry changes into weight
+/// records, tick by tick, serialized on the worker that computed them.
 pub fn weigh<'scope>(
     counts: VecCollection<'scope, u64, (NameId, Vec<ArmCount>), isize>,
-    names: Stream<'scope, u64, Vec<Name>>,
+    catalog: Stream<'scope, u64, Vec<Catalog>>,
     rules: WeightRules,
 ) -> Stream<'scope, u64, Vec<EncodedRecord>> {
-    let names = names.broadcast();
-    counts.inner.binary_frontier(names, Pipeline, Pipeline, "Weights", move |capability, _info| {
+    let names = catalog.clone().flat_map(|c| if let Catalog::Name(n) = c { Some(n) } else { None }).broadcast();
+    let registered = catalog.flat_map(|c| if let Catalog::Registration(r) = c { Some(EntityChange::Registered(r)) } else { None });
+    let changes = counts.inner.map(|((entity, arms), tick, diff)| EntityChange::Counted { entity, arms, tick, diff }).concat(registered);
+    // Counts and registry changes of an entity meet on the worker that owns the entity.
+    changes.binary_frontier(names, Exchange::new(EntityChange::route), Pipeline, "Weights", move |capability, _info| {
         let mut capability = Some(capability);
         let mut policy = Policy {
             names: rules.declared_names.iter().map(|n| (n.id, n.text.clone())).collect(),
             rules,
+            counts: HashMap::new(),
+            registry: HashMap::new(),
             entities: HashMap::new(),
             converging: BTreeSet::new(),
         };
         // Per tick, per entity: its new counts (None: nothing left in the window).
         let mut changes: BTreeMap<u64, HashMap<NameId, Option<Vec<ArmCount>>>> = BTreeMap::new();
+        // Registry changes by the tick they take effect: the tick holding their `ts`.
+        let mut registrations: BTreeMap<u64, Vec<Registration>> = BTreeMap::new();
+        let ticks = policy.rules.ticks;
         let mut next_tick = 0u64;
-        move |(counts_in, counts_frontier), (names_in, names_frontier), output| {
+        move |(changes_in, changes_frontier), (names_in, names_frontier), output| {
             names_in.for_each(|_time, data| {
                 for name in data.drain(..) {
                     policy.names.insert(name.id, name.text);
                 }
             });
-            counts_in.for_each(|_time, data| {
-                for ((entity, arms), tick, diff) in data.drain(..) {
-                    let slot = changes.entry(tick).or_default().entry(entity).or_insert(None);
-                    if diff > 0 {
-                        *slot = Some(arms);
+            changes_in.for_each(|_time, data| {
+                for change in data.drain(..) {
+                    match change {
+                        EntityChange::Counted { entity, arms, tick, diff } => {
+                            let slot = changes.entry(tick).or_default().entry(entity).or_insert(None);
+                            if diff > 0 {
+                                *slot = Some(arms);
+                            }
+                        }
+                        EntityChange::Registered(r) => registrations.entry(ticks.tick_of(r.ts)).or_default().push(r),
                     }
                 }
             });
             let Some(cap) = capability.as_mut() else { return };
-            let frontier = [counts_frontier.frontier().iter().next(), names_frontier.frontier().iter().next()]
+            let frontier = [changes_frontier.frontier().iter().next(), names_frontier.frontier().iter().next()]
                 .into_iter()
                 .flatten()
                 .min()
                 .copied();
             loop {
                 let next_change = changes.first_key_value().map(|(t, _)| *t);
+                let next_registration = registrations.first_key_value().map(|(t, _)| *t);
+                let next_data = next_change.into_iter().chain(next_registration).min();
                 let tick = if policy.converging.is_empty() {
-                    match next_change {
+                    match next_data {
                         Some(t) => t,
                         None => break,
                     }
                 } else {
-                    next_tick.max(cap.time().to_owned())
+                    next_tick.max(*cap.time())
                 };
                 if frontier.is_some_and(|f| tick >= f) {
                     break;
                 }
-                let mut records = Vec::new();
-                let changed = if next_change == Some(tick) { changes.pop_first().map(|(_, c)| c) } else { None };
-                let changed = changed.unwrap_or_default();
-                for (entity, arms) in &changed {
-                    records.push(policy.recompute(*entity, tick, arms.as_deref().unwrap_or(&[])));
+                let mut changed: BTreeSet<NameId> = BTreeSet::new();
+                if next_change == Some(tick) {
+                    for (entity, arms) in changes.pop_first().map(|(_, c)| c).unwrap_or_default() {
+                        policy.counts.insert(entity, arms.unwrap_or_default());
+                        changed.insert(entity);
+                    }
                 }
-                let walking: Vec<NameId> = policy.converging.iter().filter(|e| !changed.contains_key(e)).copied().collect();
+                if next_registration == Some(tick) {
+                    let mut due = registrations.pop_first().map(|(_, r)| r).unwrap_or_default();
+                    // Whatever order they arrived in, apply them in event-time order.
+                    due.sort_by(|a, b| (a.ts, a.entity, a.arm, a.active).cmp(&(b.ts, b.entity, b.arm, b.active)));
+                    for r in due {
+                        changed.insert(r.entity);
+                        policy.register(r);
+                    }
+                }
+                let mut records: Vec<EncodedRecord> = changed.iter().map(|entity| policy.recompute(*entity, tick)).collect();
+                let walking: Vec<NameId> = policy.converging.iter().filter(|e| !changed.contains(e)).copied().collect();
                 for entity in walking {
                     records.extend(policy.step(entity, tick));
                 }

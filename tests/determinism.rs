@@ -37,6 +37,7 @@ fn run(spec: &TrafficSpec, workers: usize) -> Vec<WeightRecord> {
         job: job(),
         assignments: Input::File(spec.assignments_out.clone()),
         outcomes: Input::File(spec.outcomes_out.clone()),
+        arms: None,
         workers,
         output: Output::Memory(records.clone()),
     };

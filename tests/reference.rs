@@ -169,6 +169,7 @@ fn run(ap: &std::path::Path, op: &std::path::Path, workers: usize) -> Vec<Weight
         job: job(),
         assignments: Input::File(ap.to_owned()),
         outcomes: Input::File(op.to_owned()),
+        arms: None,
         workers,
         output: Output::Memory(records.clone()),
     };

@@ -234,3 +234,12 @@ fn weight_schema_rejects_out_of_range_numbers() {
         );
     }
 }
+
+#[test]
+fn arm_registry_schema_accepts_active_and_retired_records_with_metadata() {
+    let validator = schema("arm.schema.json");
+    assert_accepts(&validator, &json!({"entity_id": "e", "arm_id": "m", "state": "active", "ts": 1, "metadata": {"model": "v2"}}));
+    assert_accepts(&validator, &json!({"entity_id": "e", "arm_id": "m", "state": "retired", "ts": 1, "note": "ignored"}));
+    assert_rejects(&validator, &json!({"entity_id": "e", "arm_id": "m", "state": "paused", "ts": 1}));
+    assert_rejects(&validator, &json!({"entity_id": "e", "arm_id": "m", "ts": 1}));
+}
