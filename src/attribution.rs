@@ -18,7 +18,7 @@ use timely::dataflow::Stream;
 
 use crate::counters::Counters;
 use crate::event::{Assignment, AssignmentKey, Catalog, Event, NameId, Outcome, Registration};
-use crate::time::Ticks;
+use crate::time::{first_open_tick, Ticks};
 use crate::window::{Departures, WindowUpdate};
 
 /// The timing rules attribution needs from a dataflow.
@@ -312,11 +312,7 @@ pub fn attribute<'scope>(
                         }
                     }
                 });
-                let next = [frontier.frontier().iter().next(), registry_frontier.frontier().iter().next()]
-                    .into_iter()
-                    .flatten()
-                    .min()
-                    .copied();
+                let next = first_open_tick(&[frontier, registry_frontier]);
                 let Some(cap) = capability.as_mut() else { return };
                 let frontier = next.unwrap_or(u64::MAX);
                 state.settle(frontier, &mut counters, &mut resolved);

@@ -22,7 +22,7 @@ use crate::config::{Dataflow, PolicyConfig, Prior};
 use crate::event::{arm_id_of, entity_id_of, Catalog, Name, NameId, Registration};
 use crate::policy::{limit_step, target_weights, Status};
 use crate::posterior::{p_best, Beta};
-use crate::time::Ticks;
+use crate::time::{first_open_tick, Ticks};
 use crate::window::ArmCount;
 
 /// The version of the weight record's layout (`schemas/weights.schema.json`).
@@ -333,11 +333,7 @@ pub fn weigh<'scope>(
                 }
             });
             let Some(cap) = capability.as_mut() else { return };
-            let frontier = [changes_frontier.frontier().iter().next(), names_frontier.frontier().iter().next()]
-                .into_iter()
-                .flatten()
-                .min()
-                .copied();
+            let frontier = first_open_tick(&[changes_frontier, names_frontier]);
             loop {
                 let next_change = changes.first_key_value().map(|(t, _)| *t);
                 let next_registration = registrations.first_key_value().map(|(t, _)| *t);
