@@ -31,7 +31,7 @@ fn entity(k: usize) -> (Vec<Beta>, Vec<u64>) {
 
 fn entity_weights(c: &mut Criterion) {
     let mut group = c.benchmark_group("entity_weights");
-    for k in [2usize, 10, 50] {
+    for k in [2usize, 4, 10, 50] {
         let (arms, trials) = entity(k);
         group.bench_with_input(BenchmarkId::from_parameter(k), &(arms, trials), |b, (arms, trials)| {
             b.iter(|| {
@@ -40,6 +40,20 @@ fn entity_weights(c: &mut Criterion) {
             })
         });
     }
+    // The streaming job's typical entity: four close arms near 5%.
+    let typical = [
+        Beta { alpha: 61.0, beta: 1201.0 },
+        Beta { alpha: 75.0, beta: 1180.0 },
+        Beta { alpha: 70.0, beta: 1190.0 },
+        Beta { alpha: 66.0, beta: 1195.0 },
+    ];
+    let typical_trials = [1260u64, 1253, 1258, 1259];
+    group.bench_function("typical4", |b| {
+        b.iter(|| {
+            let p = p_best(black_box(&typical));
+            target_weights(&p, black_box(&typical_trials), 100, 0.01)
+        })
+    });
     group.finish();
 }
 
