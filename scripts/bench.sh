@@ -218,6 +218,15 @@ if [[ $REV != unknown && -n $(git status --porcelain --untracked-files=no 2>/dev
 fi
 DUCK_EPS=$(eps "$DUCK_SECONDS")
 
+# --- 8. criterion: one entity's weights for K arms ---------------------------------------------
+CRITERION=""
+if [[ ${BENCH_CRITERION:-1} == 1 ]]; then
+    log "criterion: entity_weights (cargo bench --bench weights)"
+    cargo bench --quiet --bench weights >"$OUT/criterion.log" 2>&1 || die "cargo bench failed (see $OUT/criterion.log)"
+    CRITERION=$(grep -E '^entity_weights/[^ ]+ +time:' "$OUT/criterion.log" |
+        sed -E 's/^entity_weights\/([^ ]+) +time: +\[(.*)\]/- K=\1: \2/')
+fi
+
 {
     echo "### Replay benchmark, $(date -u '+%Y-%m-%d %H:%M UTC'), rev $REV"
     echo
@@ -241,6 +250,13 @@ DUCK_EPS=$(eps "$DUCK_SECONDS")
         "$PENDING_COUNT pending vs $(mib "$RSS_SMALL") MiB with $PENDING_SMALL, 1 worker)"
     echo "- Cross-check against DuckDB (final as_of $DUCK_AS_OF): $MISMATCHES mismatches"
     echo "$CHECK_DETAIL"
+    echo
+    if [[ -n $CRITERION ]]; then
+        echo
+        echo "Time to compute one entity's weights (\`p_best\` + policy), criterion \`cargo bench --bench weights\` [low estimate high]:"
+        echo
+        echo "$CRITERION"
+    fi
     echo
     echo "Reproduce: \`BENCH_COUNT=$COUNT BENCH_SEED=$SEED BENCH_DISORDER_MS=$DISORDER_MS BENCH_DUPLICATES=$DUPLICATES scripts/bench.sh\`"
 } >"$BENCH_DIR/results.md"
