@@ -13,6 +13,8 @@ use std::time::Duration;
 use serde::de::{self, Deserializer, Visitor};
 use serde::Deserialize;
 
+use crate::deployment::{Deployment, RawDeployment, RawKafka, RawMetrics, RawRedis};
+
 /// Default of [`Dataflow::idle_timeout_ms`]: 30 seconds.
 const DEFAULT_IDLE_TIMEOUT_MS: u64 = 30_000;
 /// Default of [`Dataflow::max_future_skew_ms`]: 1 hour.
@@ -61,8 +63,11 @@ pub struct Dataflow {
     /// `[policy]` (optional table): how posteriors become weights.
     pub policy: PolicyConfig,
     /// `[[arms]]` (optional, repeated table): arms declared up front for an entity. A declared
-    /// arm is in the entity's weight record from the start, before any traffic.
+    /// arm is in every weight record of its entity, with the prior until it has traffic.
     pub arms: Vec<ArmDeclaration>,
+    /// `mode`, `[kafka]`, `[redis]`, `[metrics]`: where a live worker connects
+    /// (`BANDITFLOW_<SECTION>_<KEY>` environment variables override them).
+    pub deployment: Deployment,
 }
 
 /// `[prior]`: the Beta prior of every arm's success rate, `Beta(alpha, beta)`.
@@ -148,6 +153,26 @@ pub enum ConfigError {
         message: String,
     },
     /// A key this version does not know (often a typo).
+    /// A `BANDITFLOW_…` environment variable that names no setting.
+    #[error("unknown setting in environment variable `{var}` (expected BANDITFLOW_<SECTION>_<KEY>, e.g. BANDITFLOW_KAFKA_BROKERS)")]
+    UnknownEnv {
+        /// The variable.
+        var: String,
+    },
+    /// `mode` is neither `production` nor `shadow`.
+    #[error("invalid `mode`: \"{value}\" (expected \"production\" or \"shadow\")")]
+    BadMode {
+        /// The value given.
+        value: String,
+    },
+    /// A listen address that does not parse as `host:port`.
+    #[error("invalid address for `{key}`: \"{value}\" (expected an IP and port such as 127.0.0.1:9898)")]
+    BadAddress {
+        /// The key.
+        key: &'static str,
+        /// The value given.
+        value: String,
+    },
     #[error("unknown key `{key}` at line {line}")]
     UnknownKey {
         /// The key, prefixed by its table, e.g. `policy.flor`.
@@ -318,19 +343,26 @@ impl Dataflow {
     /// );
     /// ```
     pub fn from_toml_str(text: &str) -> Result<Dataflow, ConfigError> {
+        Dataflow::from_toml_str_with_env(text, std::iter::empty())
+    }
+
+    /// As [`Dataflow::from_toml_str`], with `BANDITFLOW_<SECTION>_<KEY>` variables among
+    /// `vars` overriding the file's `mode`, `[kafka]`, `[redis]` and `[metrics]`.
+    pub fn from_toml_str_with_env(text: &str, vars: impl IntoIterator<Item = (String, String)>) -> Result<Dataflow, ConfigError> {
         let raw: RawDataflow = toml::from_str(text).map_err(|e| toml_error(text, &e))?;
-        let dataflow = raw.into_dataflow()?;
+        let dataflow = raw.into_dataflow(vars)?;
         dataflow.validate()?;
         Ok(dataflow)
     }
 
-    /// Reads, parses and validates the job file at `path`. Errors name the file.
+    /// Reads, parses and validates the job file at `path`, with the process's
+    /// `BANDITFLOW_<SECTION>_<KEY>` environment variables applied. Errors name the file.
     pub fn load(path: &Path) -> Result<Dataflow, ConfigError> {
         let text = std::fs::read_to_string(path).map_err(|error| ConfigError::Read {
             path: path.to_path_buf(),
             error,
         })?;
-        Dataflow::from_toml_str(&text).map_err(|error| ConfigError::InFile {
+        Dataflow::from_toml_str_with_env(&text, std::env::vars()).map_err(|error| ConfigError::InFile {
             path: path.to_path_buf(),
             error: Box::new(error),
         })
@@ -470,6 +502,10 @@ struct RawDataflow {
     policy: RawPolicy,
     #[serde(default)]
     arms: Vec<RawArmDeclaration>,
+    mode: Option<String>,
+    kafka: Option<RawKafka>,
+    redis: Option<RawRedis>,
+    metrics: Option<RawMetrics>,
 }
 
 #[derive(Default, Deserialize)]
@@ -495,8 +531,11 @@ struct RawArmDeclaration {
 }
 
 impl RawDataflow {
-    fn into_dataflow(self) -> Result<Dataflow, ConfigError> {
+    fn into_dataflow(self, env: impl IntoIterator<Item = (String, String)>) -> Result<Dataflow, ConfigError> {
+        let mut deployment = RawDeployment { mode: self.mode, kafka: self.kafka, redis: self.redis, metrics: self.metrics };
+        deployment.override_from(env)?;
         Ok(Dataflow {
+            deployment: deployment.into_deployment()?,
             name: required(self.name, "name")?,
             tick_ms: required(self.tick, "tick")?.millis("tick")?,
             window_ms: required(self.window, "window")?.millis("window")?,
@@ -820,6 +859,7 @@ arm_ids = ["x"]
                     arm_ids: vec!["x".into()],
                 },
             ],
+            deployment: Default::default(),
         };
         assert_eq!(Dataflow::from_toml_str(text).unwrap(), expected);
     }

@@ -9,6 +9,7 @@ pub mod config;
 pub mod counters;
 pub mod dataflow;
 pub mod demo;
+pub mod deployment;
 pub mod event;
 pub mod generate;
 pub mod policy;

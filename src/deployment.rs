@@ -1,0 +1,282 @@
+//! Where a live worker connects: the `[kafka]`, `[redis]`, `[metrics]` sections and `mode`
+//! of a job file, with `BANDITFLOW_<SECTION>_<KEY>` environment variables overriding them so
+//! that secrets stay out of files.
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+
+use serde::Deserialize;
+
+use crate::config::ConfigError;
+
+/// Prefix of the environment variables that override job-file settings.
+pub const ENV_PREFIX: &str = "BANDITFLOW_";
+/// Where `/metrics` listens unless `[metrics] listen` says otherwise.
+pub const DEFAULT_METRICS_LISTEN: &str = "127.0.0.1:9898";
+/// Redis key prefix unless `[redis] prefix` says otherwise.
+pub const DEFAULT_REDIS_PREFIX: &str = "banditflow";
+
+/// `mode`: whether the worker publishes to what serving reads.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Mode {
+    /// `"production"` (default): the weights topic and `{prefix}:{entity_id}` keys.
+    #[default]
+    Production,
+    /// `"shadow"`: only `<weights_topic>.shadow` and `{prefix}:shadow:{entity_id}` keys, so a
+    /// new policy can run against production traffic without touching what serving reads.
+    Shadow,
+}
+
+/// `[kafka]`: the topics the live worker reads and writes.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct KafkaConfig {
+    /// `brokers` (required): bootstrap servers, `host:port[,host:port…]`.
+    pub brokers: String,
+    /// `assignments_topic` (required).
+    pub assignments_topic: String,
+    /// `outcomes_topic` (required).
+    pub outcomes_topic: String,
+    /// `weights_topic` (required): where weight records are published, key `entity_id`.
+    pub weights_topic: String,
+    /// `group_id` (required): the consumer group whose offsets track published ticks.
+    pub group_id: String,
+    /// `[kafka.properties]` (optional): passed to librdkafka as is (SASL, TLS, tuning).
+    /// `BANDITFLOW_KAFKA_PROPERTIES_SASL_PASSWORD` sets `sasl.password`.
+    pub properties: BTreeMap<String, String>,
+}
+
+/// `[redis]`: where weight records are stored for serving.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RedisConfig {
+    /// `url` (required): e.g. `redis://127.0.0.1:6379/0`.
+    pub url: String,
+    /// `prefix` (optional, default `banditflow`): keys are `{prefix}:{entity_id}`.
+    pub prefix: String,
+}
+
+/// `[metrics]`: the HTTP endpoint SREs scrape.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct MetricsConfig {
+    /// `listen` (optional, default `127.0.0.1:9898`): address of `/metrics`, `/healthz`, `/readyz`.
+    pub listen: SocketAddr,
+}
+
+impl Default for MetricsConfig {
+    fn default() -> Self {
+        MetricsConfig { listen: SocketAddr::from(([127, 0, 0, 1], 9898)) }
+    }
+}
+
+#[derive(Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawKafka {
+    brokers: Option<String>,
+    assignments_topic: Option<String>,
+    outcomes_topic: Option<String>,
+    weights_topic: Option<String>,
+    group_id: Option<String>,
+    #[serde(default)]
+    properties: BTreeMap<String, String>,
+}
+
+#[derive(Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawRedis {
+    url: Option<String>,
+    prefix: Option<String>,
+}
+
+#[derive(Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawMetrics {
+    listen: Option<String>,
+}
+
+/// The deployment sections as read from the file, before overrides and checks.
+#[derive(Default)]
+pub(crate) struct RawDeployment {
+    pub(crate) mode: Option<String>,
+    pub(crate) kafka: Option<RawKafka>,
+    pub(crate) redis: Option<RawRedis>,
+    pub(crate) metrics: Option<RawMetrics>,
+}
+
+/// The deployment settings of a job file, overrides applied.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Deployment {
+    /// `mode`.
+    pub mode: Mode,
+    /// `[kafka]`, if the file (or the environment) has it.
+    pub kafka: Option<KafkaConfig>,
+    /// `[redis]`, if the file (or the environment) has it.
+    pub redis: Option<RedisConfig>,
+    /// `[metrics]`.
+    pub metrics: MetricsConfig,
+}
+
+fn required(value: Option<String>, key: &'static str) -> Result<String, ConfigError> {
+    match value {
+        Some(v) if !v.is_empty() => Ok(v),
+        _ => Err(ConfigError::MissingKey { key }),
+    }
+}
+
+impl RawDeployment {
+    /// Applies `BANDITFLOW_<SECTION>_<KEY>` variables from `vars` for the sections `kafka`,
+    /// `redis` and `metrics` (and `BANDITFLOW_MODE`); other variables are ignored.
+    pub(crate) fn override_from(&mut self, vars: impl IntoIterator<Item = (String, String)>) -> Result<(), ConfigError> {
+        for (name, value) in vars {
+            let Some(rest) = name.strip_prefix(ENV_PREFIX) else { continue };
+            let rest = rest.to_ascii_lowercase();
+            if rest == "mode" {
+                self.mode = Some(value);
+                continue;
+            }
+            let unknown = || ConfigError::UnknownEnv { var: name.clone() };
+            // Variables of other sections (BANDITFLOW_BIN, say) are not settings: skip them;
+            // a misspelt key in a settings section is an error.
+            let Some((section, key)) = rest.split_once('_') else { continue };
+            match section {
+                "kafka" => {
+                    let kafka = self.kafka.get_or_insert_with(RawKafka::default);
+                    if let Some(property) = key.strip_prefix("properties_") {
+                        kafka.properties.insert(property.replace('_', "."), value);
+                        continue;
+                    }
+                    let slot = match key {
+                        "brokers" => &mut kafka.brokers,
+                        "assignments_topic" => &mut kafka.assignments_topic,
+                        "outcomes_topic" => &mut kafka.outcomes_topic,
+                        "weights_topic" => &mut kafka.weights_topic,
+                        "group_id" => &mut kafka.group_id,
+                        _ => return Err(unknown()),
+                    };
+                    *slot = Some(value);
+                }
+                "redis" => {
+                    let redis = self.redis.get_or_insert_with(RawRedis::default);
+                    match key {
+                        "url" => redis.url = Some(value),
+                        "prefix" => redis.prefix = Some(value),
+                        _ => return Err(unknown()),
+                    }
+                }
+                "metrics" if key == "listen" => {
+                    self.metrics.get_or_insert_with(RawMetrics::default).listen = Some(value);
+                }
+                "metrics" => return Err(unknown()),
+                _ => {}
+            }
+        }
+        Ok(())
+    }
+
+    /// Checks the sections and turns them into settings.
+    pub(crate) fn into_deployment(self) -> Result<Deployment, ConfigError> {
+        let mode = match self.mode.as_deref() {
+            None | Some("production") => Mode::Production,
+            Some("shadow") => Mode::Shadow,
+            Some(other) => return Err(ConfigError::BadMode { value: other.to_owned() }),
+        };
+        let kafka = self
+            .kafka
+            .map(|k| {
+                Ok::<_, ConfigError>(KafkaConfig {
+                    brokers: required(k.brokers, "kafka.brokers")?,
+                    assignments_topic: required(k.assignments_topic, "kafka.assignments_topic")?,
+                    outcomes_topic: required(k.outcomes_topic, "kafka.outcomes_topic")?,
+                    weights_topic: required(k.weights_topic, "kafka.weights_topic")?,
+                    group_id: required(k.group_id, "kafka.group_id")?,
+                    properties: k.properties,
+                })
+            })
+            .transpose()?;
+        let redis = self
+            .redis
+            .map(|r| {
+                Ok::<_, ConfigError>(RedisConfig {
+                    url: required(r.url, "redis.url")?,
+                    prefix: r.prefix.unwrap_or_else(|| DEFAULT_REDIS_PREFIX.to_owned()),
+                })
+            })
+            .transpose()?;
+        let metrics = match self.metrics.and_then(|m| m.listen) {
+            None => MetricsConfig::default(),
+            Some(text) => MetricsConfig {
+                listen: text.parse().map_err(|_| ConfigError::BadAddress { key: "metrics.listen", value: text })?,
+            },
+        };
+        Ok(Deployment { mode, kafka, redis, metrics })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::config::Dataflow;
+
+    use super::*;
+
+    const BASE: &str = "name = \"x\"\ntick = \"1m\"\nwindow = \"1h\"\nattribution = \"5m\"\nallowed_lateness = \"1m\"\n";
+
+    fn env(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
+        pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
+    }
+
+    #[test]
+    fn deployment_sections_load_with_defaults() {
+        let text = format!(
+            "{BASE}mode = \"shadow\"\n[kafka]\nbrokers = \"127.0.0.1:9092\"\nassignments_topic = \"a\"\noutcomes_topic = \"o\"\n\
+             weights_topic = \"w\"\ngroup_id = \"g\"\n[kafka.properties]\n\"security.protocol\" = \"SASL_SSL\"\n\
+             [redis]\nurl = \"redis://127.0.0.1:6379\"\n"
+        );
+        let job = Dataflow::from_toml_str(&text).expect("valid");
+        let d = job.deployment;
+        assert_eq!(d.mode, Mode::Shadow);
+        let kafka = d.kafka.expect("kafka");
+        assert_eq!((kafka.brokers.as_str(), kafka.weights_topic.as_str()), ("127.0.0.1:9092", "w"));
+        assert_eq!(kafka.properties.get("security.protocol").map(String::as_str), Some("SASL_SSL"));
+        assert_eq!(d.redis.expect("redis").prefix, DEFAULT_REDIS_PREFIX);
+        assert_eq!(d.metrics.listen.to_string(), DEFAULT_METRICS_LISTEN);
+    }
+
+    #[test]
+    fn environment_overrides_file_values_and_can_supply_secrets() {
+        let text = format!("{BASE}[redis]\nurl = \"redis://file:6379\"\n");
+        let vars = env(&[
+            ("BANDITFLOW_REDIS_URL", "redis://env:6379"),
+            ("BANDITFLOW_KAFKA_BROKERS", "b:9092"),
+            ("BANDITFLOW_KAFKA_ASSIGNMENTS_TOPIC", "a"),
+            ("BANDITFLOW_KAFKA_OUTCOMES_TOPIC", "o"),
+            ("BANDITFLOW_KAFKA_WEIGHTS_TOPIC", "w"),
+            ("BANDITFLOW_KAFKA_GROUP_ID", "g"),
+            ("BANDITFLOW_KAFKA_PROPERTIES_SASL_PASSWORD", "s3cret"),
+            ("BANDITFLOW_METRICS_LISTEN", "0.0.0.0:9100"),
+            ("PATH", "/usr/bin"),
+            ("BANDITFLOW_BIN", "target/release/banditflow"),
+        ]);
+        let job = Dataflow::from_toml_str_with_env(&text, vars).expect("valid");
+        let d = job.deployment;
+        assert_eq!(d.redis.expect("redis").url, "redis://env:6379");
+        assert_eq!(d.kafka.expect("kafka").properties.get("sasl.password").map(String::as_str), Some("s3cret"));
+        assert_eq!(d.metrics.listen.port(), 9100);
+    }
+
+    #[test]
+    fn incomplete_kafka_section_names_the_missing_key() {
+        let text = format!("{BASE}[kafka]\nbrokers = \"b:9092\"\n");
+        let err = Dataflow::from_toml_str(&text).expect_err("incomplete");
+        assert!(err.to_string().contains("`kafka.assignments_topic`"), "{err}");
+    }
+
+    #[test]
+    fn unknown_override_variable_and_bad_values_are_named() {
+        let err = Dataflow::from_toml_str_with_env(BASE, env(&[("BANDITFLOW_KAFKA_BROKRS", "x")])).expect_err("unknown");
+        assert!(err.to_string().contains("BANDITFLOW_KAFKA_BROKRS"), "{err}");
+        let err = Dataflow::from_toml_str(&format!("{BASE}[metrics]\nlisten = \"nowhere\"\n")).expect_err("bad address");
+        assert!(err.to_string().contains("`metrics.listen`"), "{err}");
+        let err = Dataflow::from_toml_str(&format!("{BASE}mode = \"canary\"\n")).expect_err("bad mode");
+        assert!(err.to_string().contains("`mode`"), "{err}");
+        let err = Dataflow::from_toml_str(&format!("{BASE}[redis]\nurl = \"redis://x\"\nprefx = \"p\"\n")).expect_err("unknown key");
+        assert!(err.to_string().contains("redis.prefx"), "{err}");
+    }
+}
