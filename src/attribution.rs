@@ -17,7 +17,7 @@ use timely::dataflow::operators::generic::Operator;
 use timely::dataflow::Stream;
 
 use crate::counters::Counters;
-use crate::event::{Assignment, AssignmentKey, Catalog, Event, NameId, Outcome, Registration};
+use crate::event::{Assignment, AssignmentKey, Catalog, Event, Name, NameId, Outcome, Registration};
 use crate::time::{first_open_tick, Ticks};
 use crate::window::{Departures, WindowUpdate};
 
@@ -87,6 +87,11 @@ pub struct Attribution {
     pair_index: FxHashMap<(NameId, NameId), u32>,
     /// Arm registry history of the pairs it names: (ts, active), sorted.
     registry: FxHashMap<(NameId, NameId), Vec<(i64, bool)>>,
+    /// Pending keys with copies that tie on `ts` but name another (entity, arm): the
+    /// other pairs. Rare; settled by name at resolution, when every name has arrived.
+    ties: KeyMap<Vec<u32>>,
+    /// Entity and arm names, for breaking ties the way SEMANTICS.md orders them.
+    names: FxHashMap<NameId, String>,
 }
 
 impl Attribution {
@@ -121,6 +126,21 @@ impl Attribution {
         self.pairs.push((entity, arm));
         self.pair_index.insert((entity, arm), i);
         Some(i)
+    }
+
+    /// Learns a name (from the catalog).
+    pub fn name(&mut self, name: Name) {
+        self.names.insert(name.id, name.text);
+    }
+
+    /// Of several copies with the same `ts`, the pair with the smallest (entity_id, arm_id).
+    fn first_by_name(&self, held: u32, others: &[u32]) -> u32 {
+        let order = |pair: &u32| {
+            let (entity, arm) = self.pairs[*pair as usize];
+            let name = |id: NameId| self.names.get(&id).map(String::as_str);
+            (name(entity), name(arm), entity, arm)
+        };
+        others.iter().copied().chain([held]).min_by(|a, b| order(a).cmp(&order(b))).unwrap_or(held)
     }
 
     /// Records an arm registry change; it decides whether assignments resolving after it
@@ -166,10 +186,17 @@ impl Attribution {
                 counters.duplicate += 1;
             } else {
                 counters.conflict += 1;
-                // The smallest (ts, entity, arm) wins whatever the arrival order.
-                if (a.ts, a.entity, a.arm) < (held.ts(), entity, arm) {
+                // The smallest (ts, entity_id, arm_id) wins whatever the arrival order; names
+                // may not have arrived yet, so equal times are settled at resolution.
+                if a.ts < held.ts() {
                     *held = Pending::new(a.ts, pair);
                     self.resolve_at.entry(resolves).or_default().push(a.key);
+                    self.ties.remove(&a.key);
+                } else if a.ts == held.ts() {
+                    let others = self.ties.entry(a.key).or_default();
+                    if !others.contains(&pair) {
+                        others.push(pair);
+                    }
                 }
             }
             return;
@@ -242,7 +269,11 @@ impl Attribution {
                         self.outcomes.remove(&key);
                     }
                 }
-                let (entity, arm) = self.pairs[held.pair() as usize];
+                let pair = match self.ties.remove(&key) {
+                    Some(others) => self.first_by_name(held.pair(), &others),
+                    None => held.pair(),
+                };
+                let (entity, arm) = self.pairs[pair as usize];
                 // Judged at resolution, when every registry change up to it has arrived.
                 if self.retired(entity, arm, held.ts()) {
                     counters.retired_arm += 1;
@@ -299,8 +330,9 @@ pub fn attribute<'scope>(
                 let mut counters = counters.borrow_mut();
                 registry.for_each(|_time, data| {
                     for entry in data.drain(..) {
-                        if let Catalog::Registration(r) = entry {
-                            state.register(&r);
+                        match entry {
+                            Catalog::Registration(r) => state.register(&r),
+                            Catalog::Name(n) => state.name(n),
                         }
                     }
                 });
@@ -452,6 +484,25 @@ mod tests {
         s.settle(20, &mut c, &mut out);
         assert_eq!(out.len(), 2);
         assert_eq!(c.retired_arm, 1);
+    }
+
+    #[test]
+    fn copies_at_the_same_time_resolve_to_the_smallest_names_whatever_the_order() {
+        for order in [[0, 1], [1, 0]] {
+            // Arm 9 is named "a", arm 7 "b": by name, arm 9 wins although its id is larger.
+            let copies = [assignment("k", 9, 1_000), assignment("k", 7, 1_000)];
+            let mut s = Attribution::new(rules(), 0);
+            let mut c = Counters::default();
+            let mut out = Vec::new();
+            for i in order {
+                s.assignment(copies[i], &mut c);
+            }
+            for (id, text) in [(1, "e"), (9, "a"), (7, "b")] {
+                s.name(Name { id, text: text.into() });
+            }
+            s.settle(20, &mut c, &mut out);
+            assert_eq!(out.iter().map(|r| r.arm).collect::<Vec<_>>(), vec![9]);
+        }
     }
 
     #[test]

@@ -8,7 +8,6 @@ use std::io::Write;
 use std::sync::{Arc, Mutex};
 
 use banditflow::config::Dataflow;
-use banditflow::event::{arm_id_of, entity_id_of};
 use banditflow::replay::{replay, Input, Output, Progress, ReplayOptions};
 use banditflow::weights::WeightRecord;
 use proptest::prelude::*;
@@ -132,7 +131,7 @@ type Counts = BTreeMap<String, (u64, u64)>;
 fn reference(a: &[A], o: &[O]) -> BTreeMap<(String, u64), Counts> {
     let mut winners: HashMap<&str, &A> = HashMap::new();
     for x in a {
-        let key = |y: &A| (y.ts, entity_id_of(&y.entity), arm_id_of(&y.arm));
+        let key = |y: &A| (y.ts, y.entity.clone(), y.arm.clone());
         winners.entry(&x.id).and_modify(|w| if key(x) < key(w) { *w = x }).or_insert(x);
     }
     let counted: Vec<&O> = o.iter().filter(|x| x.kind == "click").collect();
