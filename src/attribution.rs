@@ -92,6 +92,9 @@ pub struct Attribution {
     ties: KeyMap<Vec<u32>>,
     /// Entity and arm names, for breaking ties the way SEMANTICS.md orders them.
     names: FxHashMap<NameId, String>,
+    /// Late assignments whose resolution waits for the tick they arrived at (so it never
+    /// precedes their names): the tick. Rare; on time, the tick follows from `ts`.
+    delayed: KeyMap<u64>,
 }
 
 impl Attribution {
@@ -159,8 +162,9 @@ impl Attribution {
             .is_some_and(|(_, active)| !active)
     }
 
-    /// Applies one assignment (SEMANTICS.md: late, too_late, too_old, duplicates, conflicts).
-    pub fn assignment(&mut self, a: Assignment, counters: &mut Counters) {
+    /// Applies one assignment (SEMANTICS.md: late, too_late, too_old, duplicates, conflicts)
+    /// that arrived at tick `arrival`.
+    pub fn assignment(&mut self, a: Assignment, arrival: u64, counters: &mut Counters) {
         let rules = self.rules();
         if rules.ticks.settle_tick(a.ts, rules.window_ms) < self.settled {
             counters.too_old += 1;
@@ -190,7 +194,8 @@ impl Attribution {
                 // may not have arrived yet, so equal times are settled at resolution.
                 if a.ts < held.ts() {
                     *held = Pending::new(a.ts, pair);
-                    self.resolve_at.entry(resolves).or_default().push(a.key);
+                    let at = self.resolution(a.key, resolves, arrival);
+                    self.resolve_at.entry(at).or_default().push(a.key);
                     self.ties.remove(&a.key);
                 } else if a.ts == held.ts() {
                     let others = self.ties.entry(a.key).or_default();
@@ -206,7 +211,19 @@ impl Attribution {
         }
         counters.assignments_applied += 1;
         self.pending.insert(a.key, Pending::new(a.ts, pair));
-        self.resolve_at.entry(resolves).or_default().push(a.key);
+        let at = self.resolution(a.key, resolves, arrival);
+        self.resolve_at.entry(at).or_default().push(a.key);
+    }
+
+    /// The tick `key` resolves at: `resolves`, or its arrival tick if that is later.
+    fn resolution(&mut self, key: AssignmentKey, resolves: u64, arrival: u64) -> u64 {
+        if arrival > resolves {
+            self.delayed.insert(key, arrival);
+            arrival
+        } else {
+            self.delayed.remove(&key);
+            resolves
+        }
     }
 
     /// Applies one outcome of a counted kind.
@@ -243,11 +260,16 @@ impl Attribution {
             let (tick, keys) = entry.remove_entry();
             for key in keys {
                 let Some(held) = self.pending.get(&key).copied() else { continue };
-                // A conflict may have moved this key to an earlier tick: this entry is stale.
-                if rules.ticks.settle_tick(held.ts(), rules.attribution_ms) != tick {
+                // A conflict may have moved this key to another tick: this entry is stale.
+                let due = match self.delayed.get(&key) {
+                    Some(at) => *at,
+                    None => rules.ticks.settle_tick(held.ts(), rules.attribution_ms),
+                };
+                if due != tick {
                     continue;
                 }
                 self.pending.remove(&key);
+                self.delayed.remove(&key);
                 let mut success = false;
                 if let Some(times) = self.outcomes.get_mut(&key) {
                     let until = held.ts().saturating_add(rules.attribution_ms as i64);
@@ -336,10 +358,11 @@ pub fn attribute<'scope>(
                         }
                     }
                 });
-                input.for_each(|_time, data| {
+                input.for_each(|time, data| {
+                    let arrival = time.least().copied().unwrap_or(0);
                     for event in data.drain(..) {
                         match event {
-                            Event::Assignment(a) => state.assignment(a, &mut counters),
+                            Event::Assignment(a) => state.assignment(a, arrival, &mut counters),
                             Event::Outcome(o) => state.outcome(o, &mut counters),
                         }
                     }
@@ -389,7 +412,7 @@ mod tests {
         let mut s = Attribution::new(rules(), 0);
         let mut c = Counters::default();
         let mut out = Vec::new();
-        s.assignment(assignment("a", 7, 1_500), &mut c);
+        s.assignment(assignment("a", 7, 1_500), 0, &mut c);
         s.outcome(outcome("a", 4_500), &mut c);
         s.settle(4, &mut c, &mut out);
         assert!(out.is_empty(), "resolution time 4_500 is in tick 4, not yet complete");
@@ -405,7 +428,7 @@ mod tests {
         let mut c = Counters::default();
         let mut out = Vec::new();
         s.outcome(outcome("a", 2_000), &mut c);
-        s.assignment(assignment("a", 7, 2_000), &mut c);
+        s.assignment(assignment("a", 7, 2_000), 0, &mut c);
         s.settle(10, &mut c, &mut out);
         assert!(out[0].success);
         assert_eq!(c.unmatched_outcome, 0);
@@ -416,7 +439,7 @@ mod tests {
         let mut s = Attribution::new(rules(), 0);
         let mut c = Counters::default();
         let mut out = Vec::new();
-        s.assignment(assignment("a", 7, 2_000), &mut c);
+        s.assignment(assignment("a", 7, 2_000), 0, &mut c);
         s.outcome(outcome("a", 1_999), &mut c);
         s.outcome(outcome("a", 5_001), &mut c);
         s.settle(10, &mut c, &mut out);
@@ -436,7 +459,7 @@ mod tests {
         assert_eq!(s.buffered_outcomes(), 0);
         assert_eq!(c.unmatched_outcome, 1);
         // The assignment now arrives late, still pending-able, but its outcome is gone.
-        s.assignment(assignment("a", 7, 2_000), &mut c);
+        s.assignment(assignment("a", 7, 2_000), 0, &mut c);
         s.settle(10, &mut c, &mut out);
         assert_eq!((c.late, out[0].success), (1, false));
     }
@@ -446,10 +469,10 @@ mod tests {
         let mut s = Attribution::new(rules(), 0);
         let mut c = Counters::default();
         let mut out = Vec::new();
-        s.assignment(assignment("a", 7, 1_000), &mut c);
-        s.assignment(assignment("a", 7, 1_000), &mut c);
+        s.assignment(assignment("a", 7, 1_000), 0, &mut c);
+        s.assignment(assignment("a", 7, 1_000), 0, &mut c);
         s.settle(5, &mut c, &mut out);
-        s.assignment(assignment("a", 7, 1_000), &mut c);
+        s.assignment(assignment("a", 7, 1_000), 0, &mut c);
         assert_eq!((out.len(), c.duplicate, c.too_late), (1, 1, 1));
     }
 
@@ -461,7 +484,7 @@ mod tests {
             let mut c = Counters::default();
             let mut out = Vec::new();
             for i in order {
-                s.assignment(copies[i], &mut c);
+                s.assignment(copies[i], 0, &mut c);
             }
             s.outcome(outcome("a", 4_500), &mut c);
             s.settle(20, &mut c, &mut out);
@@ -477,10 +500,10 @@ mod tests {
         let mut out = Vec::new();
         let retire = Registration { entity: 1, arm: 7, active: false, ts: 2_000, metadata: None };
         s.register(&retire);
-        s.assignment(assignment("before", 7, 1_999), &mut c);
-        s.assignment(assignment("after", 7, 2_000), &mut c);
+        s.assignment(assignment("before", 7, 1_999), 0, &mut c);
+        s.assignment(assignment("after", 7, 2_000), 0, &mut c);
         s.register(&Registration { active: true, ts: 3_000, ..retire });
-        s.assignment(assignment("back", 7, 3_500), &mut c);
+        s.assignment(assignment("back", 7, 3_500), 0, &mut c);
         s.settle(20, &mut c, &mut out);
         assert_eq!(out.len(), 2);
         assert_eq!(c.retired_arm, 1);
@@ -495,7 +518,7 @@ mod tests {
             let mut c = Counters::default();
             let mut out = Vec::new();
             for i in order {
-                s.assignment(copies[i], &mut c);
+                s.assignment(copies[i], 0, &mut c);
             }
             for (id, text) in [(1, "e"), (9, "a"), (7, "b")] {
                 s.name(Name { id, text: text.into() });
@@ -506,10 +529,24 @@ mod tests {
     }
 
     #[test]
+    fn late_assignment_resolves_no_earlier_than_it_arrived() {
+        let mut s = Attribution::new(rules(), 5);
+        let mut c = Counters::default();
+        let mut out = Vec::new();
+        // ts 3_000 resolves naturally at tick 6; it arrived at tick 8 (late, still pending).
+        s.assignment(assignment("a", 7, 3_000), 8, &mut c);
+        s.settle(8, &mut c, &mut out);
+        assert!(out.is_empty());
+        s.settle(9, &mut c, &mut out);
+        assert_eq!(out, vec![Resolved { entity: 1, arm: 7, enter: 8, leave: 13, success: false }]);
+        assert_eq!((c.late, s.pending_assignments()), (1, 0));
+    }
+
+    #[test]
     fn record_older_than_the_window_is_too_old() {
         let mut s = Attribution::new(rules(), 20);
         let mut c = Counters::default();
-        s.assignment(assignment("a", 7, 5_000), &mut c);
+        s.assignment(assignment("a", 7, 5_000), 0, &mut c);
         s.outcome(outcome("b", 5_000), &mut c);
         assert_eq!(c.too_old, 2);
     }

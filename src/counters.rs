@@ -1,7 +1,11 @@
 //! What happened to every input record: read, applied, or why not.
 //!
-//! Nothing is dropped silently: each record ends in exactly one of these counters
-//! (a late record that is still applied is counted under `applied` and under `late`).
+//! Nothing is dropped silently. An assignment line ends in one of `malformed`, `too_old`,
+//! `too_late`, `duplicate`, `conflict` or `assignments_applied` (of which `retired_arm` are
+//! later dropped at resolution); an outcome line in one of `malformed`, `ignored_kind`,
+//! `too_old`, `late_outcome`, `outcomes_applied`, `outside_attribution` or
+//! `unmatched_outcome` (or is still held at the end). `late` counts, in addition, the
+//! records behind the frontier that were still applied.
 
 use std::collections::BTreeMap;
 

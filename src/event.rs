@@ -26,7 +26,7 @@ impl AssignmentKey {
         AssignmentKey((h >> 64) as u64, h as u64)
     }
 
-    /// Which of `peers` workers owns this key.
+    /// The hash timely's exchange routes the key by (its worker is this modulo the peers).
     pub fn route(&self) -> u64 {
         self.1
     }

@@ -1,7 +1,7 @@
 //! Replay: the bandit dataflow over JSON-lines files instead of Kafka.
 //!
 //! Each worker reads an interleaved share of fixed-size blocks of each file (a line belongs
-//! to the block it starts in) and merges its two files by event time. Watermarks come from
+//! to the block it starts in) and merges its files by event time. Watermarks come from
 //! the files' own timestamps exactly as in the live worker: per file and worker, the largest
 //! `ts` read minus `allowed_lateness`. At the end of input, the ticks up to the last event's
 //! tick are completed and the run stops; time is not run past the data.
@@ -250,7 +250,7 @@ struct SourceContext {
     blocks: u64,
     horizon: Arc<Horizon>,
     progress: Arc<Progress>,
-    failure: Arc<Mutex<Option<ReplayError>>>,
+    failure: Arc<Failure>,
     counters: Rc<RefCell<Counters>>,
 }
 
@@ -258,9 +258,27 @@ fn now_ms() -> i64 {
     SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_millis() as i64).unwrap_or(0)
 }
 
-fn fail(failure: &Mutex<Option<ReplayError>>, error: ReplayError) {
-    if let Ok(mut slot) = failure.lock() {
-        slot.get_or_insert(error);
+/// The first error of a run, shared by its workers; once set, every worker stops.
+#[derive(Debug, Default)]
+struct Failure {
+    error: Mutex<Option<ReplayError>>,
+    failed: std::sync::atomic::AtomicBool,
+}
+
+impl Failure {
+    fn fail(&self, error: ReplayError) {
+        if let Ok(mut slot) = self.error.lock() {
+            slot.get_or_insert(error);
+        }
+        self.failed.store(true, Ordering::Release);
+    }
+
+    fn failed(&self) -> bool {
+        self.failed.load(Ordering::Acquire)
+    }
+
+    fn take(&self) -> Option<ReplayError> {
+        self.error.lock().ok().and_then(|mut e| e.take())
     }
 }
 
@@ -290,7 +308,7 @@ fn replay_source<'scope>(scope: Scope<'scope, u64>, ctx: SourceContext) -> (Stre
                     last_ts: i64::MIN,
                     done: false,
                 }),
-                Err(source) => fail(&ctx.failure, ReplayError::Input { path: input_name(input), source }),
+                Err(source) => ctx.failure.fail(ReplayError::Input { path: input_name(input), source }),
             }
         }
         if cursors.len() < ctx.inputs.len() {
@@ -337,7 +355,7 @@ fn replay_source<'scope>(scope: Scope<'scope, u64>, ctx: SourceContext) -> (Stre
                         continue;
                     }
                     Err(source) => {
-                        fail(&ctx.failure, ReplayError::Input { path: cursor.name.clone(), source });
+                        ctx.failure.fail(ReplayError::Input { path: cursor.name.clone(), source });
                         cursor.done = true;
                         continue;
                     }
@@ -454,10 +472,7 @@ pub fn replay(options: &ReplayOptions, progress: Arc<Progress>) -> Result<Replay
     }
     let blocks = (largest / BLOCK_BYTES).max(1);
     let horizon = Arc::new(Horizon { max_ts: AtomicI64::new(i64::MIN), finished: AtomicUsize::new(0), peers: workers });
-    let failure: Arc<Mutex<Option<ReplayError>>> = Arc::new(Mutex::new(None));
-    if let Output::File(path) = &options.output {
-        File::create(path).map_err(|source| ReplayError::Output { path: path.display().to_string(), source })?;
-    }
+    let failure = Arc::new(Failure::default());
     let options = options.clone();
     let failure_in = failure.clone();
     let guards = timely::execute(timely::Config::process(workers), move |worker| {
@@ -468,7 +483,7 @@ pub fn replay(options: &ReplayOptions, progress: Arc<Progress>) -> Result<Replay
             match open_output(&options.output) {
                 Ok(w) => w,
                 Err(e) => {
-                    fail(&failure_in, e);
+                    failure_in.fail(e);
                     None
                 }
             }
@@ -483,8 +498,6 @@ pub fn replay(options: &ReplayOptions, progress: Arc<Progress>) -> Result<Replay
         let written = counters.clone();
         let progress_out = progress.clone();
         let failure_out = failure_in.clone();
-        let writer_failed = Rc::new(std::cell::Cell::new(false));
-        let writer_failed_in = writer_failed.clone();
         let ctx = SourceContext {
             job: options.job.clone(),
             inputs: inputs.clone(),
@@ -506,15 +519,14 @@ pub fn replay(options: &ReplayOptions, progress: Arc<Progress>) -> Result<Replay
                         records.extend(batch.iter().filter_map(|r| serde_json::from_str(&r.json).ok()));
                     }
                 }
-                if let (Some(w), false) = (writer.as_mut(), writer_failed_in.get()) {
+                if let (Some(w), false) = (writer.as_mut(), failure_out.failed()) {
                     let result = batch.iter().try_for_each(|r| {
                         w.write_all(r.json.as_bytes())?;
                         w.write_all(b"\n")
                     });
                     let result = result.and_then(|_| w.flush());
                     if let Err(source) = result {
-                        writer_failed_in.set(true);
-                        fail(&failure_out, ReplayError::Output { path: out_name.clone(), source });
+                        failure_out.fail(ReplayError::Output { path: out_name.clone(), source });
                     }
                 }
             });
@@ -526,7 +538,8 @@ pub fn replay(options: &ReplayOptions, progress: Arc<Progress>) -> Result<Replay
                     break;
                 }
             }
-            if writer_failed.get() {
+            // Any worker's failure stops them all (a stopped worker holds the others' time).
+            if failure_in.failed() {
                 break;
             }
             worker.step();
@@ -542,7 +555,7 @@ pub fn replay(options: &ReplayOptions, progress: Arc<Progress>) -> Result<Replay
     for result in guards.join() {
         counters.merge(&result.map_err(ReplayError::Dataflow)?);
     }
-    if let Some(error) = failure.lock().ok().and_then(|mut f| f.take()) {
+    if let Some(error) = failure.take() {
         return Err(error);
     }
     Ok(ReplaySummary { counters, elapsed: started.elapsed() })

@@ -86,9 +86,9 @@ pub struct EncodedRecord {
 impl EncodedRecord {
     /// Serializes `record`.
     pub fn of(record: &WeightRecord) -> Self {
-        // A struct of strings and finite numbers always serializes; p_best and the policy
-        // never produce NaN or infinities.
-        let json = serde_json::to_string(record).unwrap_or_default();
+        // Strings, integers, floats (serde_json writes non-finite ones as null) and JSON
+        // values: serialization cannot fail.
+        let json = serde_json::to_string(record).expect("a weight record always serializes");
         EncodedRecord { version: record.version, entity_id: record.entity_id.clone(), json }
     }
 }
@@ -319,7 +319,9 @@ pub fn weigh<'scope>(
                     policy.names.insert(name.id, name.text);
                 }
             });
-            changes_in.for_each(|_time, data| {
+            changes_in.for_each(|time, data| {
+                // A late registration takes effect at the tick it arrived in, never in the past.
+                let arrived = time.least().copied().unwrap_or(0);
                 for change in data.drain(..) {
                     match change {
                         EntityChange::Counted { entity, arms, tick, diff } => {
@@ -328,7 +330,9 @@ pub fn weigh<'scope>(
                                 *slot = Some(arms);
                             }
                         }
-                        EntityChange::Registered(r) => registrations.entry(ticks.tick_of(r.ts)).or_default().push(r),
+                        EntityChange::Registered(r) => {
+                            registrations.entry(ticks.tick_of(r.ts).max(arrived)).or_default().push(r)
+                        }
                     }
                 }
             });
@@ -359,7 +363,9 @@ pub fn weigh<'scope>(
                 if next_registration == Some(tick) {
                     let mut due = registrations.pop_first().map(|(_, r)| r).unwrap_or_default();
                     // Whatever order they arrived in, apply them in event-time order.
-                    due.sort_by(|a, b| (a.ts, a.entity, a.arm, a.active).cmp(&(b.ts, b.entity, b.arm, b.active)));
+                    due.sort_by(|a, b| {
+                        (a.ts, a.entity, a.arm, a.active, &a.metadata).cmp(&(b.ts, b.entity, b.arm, b.active, &b.metadata))
+                    });
                     for r in due {
                         changed.insert(r.entity);
                         policy.register(r);

@@ -123,3 +123,22 @@ fn demo_prints_final_weights_per_entity() {
         assert!(table.contains(&format!("entity-{e:03}")), "{table}");
     }
 }
+
+#[test]
+fn replay_with_an_unwritable_output_fails_on_every_worker_count_without_hanging() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (a, o) = generate(dir.path());
+    for workers in ["1", "2"] {
+        let out = bin()
+            .args(["replay", "--quiet", "--workers", workers, "--out", "/nonexistent/dir/weights.jsonl", "--dataflow"])
+            .arg(repo("dataflows/bench.toml"))
+            .arg("--assignments")
+            .arg(&a)
+            .arg("--outcomes")
+            .arg(&o)
+            .output()
+            .expect("run");
+        assert!(!out.status.success());
+        assert!(String::from_utf8_lossy(&out.stderr).contains("/nonexistent/dir/weights.jsonl"));
+    }
+}

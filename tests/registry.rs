@@ -106,3 +106,38 @@ fn registry_output_is_the_same_for_any_number_of_workers() {
     let (three, _) = run(dir.path(), 3);
     assert!(one == three);
 }
+
+#[test]
+fn late_registration_takes_effect_when_it_arrives_instead_of_rewriting_the_past() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    // Enough lines that the source yields (and time advances) several times before the
+    // late registration is read.
+    let assignments: Vec<String> = (0..40_000i64)
+        .map(|i| format!(r#"{{"assignment_id":"y{i}","entity_id":"e","arm_id":"a","ts":{}}}"#, T0 + i / 2))
+        .collect();
+    // The last line is 18 s behind the one before it: far past the 1 s lateness bound.
+    let arms = vec![
+        format!(r#"{{"entity_id":"other","arm_id":"z","state":"active","ts":{}}}"#, T0 + 19_000),
+        format!(r#"{{"entity_id":"e","arm_id":"late","state":"active","ts":{}}}"#, T0 + 1_000),
+    ];
+    write(&dir.path().join("a.jsonl"), &assignments);
+    write(&dir.path().join("o.jsonl"), &[]);
+    write(&dir.path().join("r.jsonl"), &arms);
+    let records = Arc::new(Mutex::new(Vec::new()));
+    let options = ReplayOptions {
+        job: job(),
+        assignments: Input::File(dir.path().join("a.jsonl")),
+        outcomes: Input::File(dir.path().join("o.jsonl")),
+        arms: Some(Input::File(dir.path().join("r.jsonl"))),
+        workers: 1,
+        output: Output::Memory(records.clone()),
+    };
+    replay(&options, Arc::new(Progress::default())).expect("replay survives a late registration");
+    let records = records.lock().expect("lock").clone();
+    let e: Vec<&WeightRecord> = records.iter().filter(|r| r.entity_id == "e").collect();
+    let first_with_late = e.iter().find(|r| arm_ids(r).contains(&"late")).expect("the late arm enters");
+    assert!(first_with_late.version > ((T0 + 1_000) / 1_000) as u64, "not back-dated to its ts");
+    let mut versions: Vec<u64> = e.iter().map(|r| r.version).collect();
+    versions.dedup();
+    assert_eq!(versions.len(), e.len(), "versions strictly increase");
+}
