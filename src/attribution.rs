@@ -74,9 +74,8 @@ impl Pending {
 }
 
 /// The attribution state of one worker's share of the keys.
-#[derive(Default)]
 pub struct Attribution {
-    rules: Option<AttributionRules>,
+    rules: AttributionRules,
     /// Every tick before this one is complete and settled.
     settled: u64,
     pending: KeyMap<Pending>,
@@ -100,12 +99,20 @@ pub struct Attribution {
 impl Attribution {
     /// Empty state under `rules`; ticks before `start` count as complete.
     pub fn new(rules: AttributionRules, start: u64) -> Self {
-        Attribution { rules: Some(rules), settled: start, ..Default::default() }
-    }
-
-    fn rules(&self) -> AttributionRules {
-        // `new` is the only constructor used outside `Default` in this module.
-        self.rules.expect("Attribution built with new()")
+        Attribution {
+            rules,
+            settled: start,
+            pending: KeyMap::default(),
+            resolve_at: BTreeMap::new(),
+            outcomes: KeyMap::default(),
+            expire_at: BTreeMap::new(),
+            pairs: Vec::new(),
+            pair_index: FxHashMap::default(),
+            registry: FxHashMap::default(),
+            ties: KeyMap::default(),
+            names: FxHashMap::default(),
+            delayed: KeyMap::default(),
+        }
     }
 
     /// Assignments held until they resolve.
@@ -165,7 +172,7 @@ impl Attribution {
     /// Applies one assignment (SEMANTICS.md: late, too_late, too_old, duplicates, conflicts)
     /// that arrived at tick `arrival`.
     pub fn assignment(&mut self, a: Assignment, arrival: u64, counters: &mut Counters) {
-        let rules = self.rules();
+        let rules = self.rules;
         if rules.ticks.settle_tick(a.ts, rules.window_ms) < self.settled {
             counters.too_old += 1;
             return;
@@ -228,7 +235,7 @@ impl Attribution {
 
     /// Applies one outcome of a counted kind.
     pub fn outcome(&mut self, o: Outcome, counters: &mut Counters) {
-        let rules = self.rules();
+        let rules = self.rules;
         if rules.ticks.settle_tick(o.ts, rules.window_ms) < self.settled {
             counters.too_old += 1;
             return;
@@ -252,7 +259,7 @@ impl Attribution {
         if frontier <= self.settled {
             return;
         }
-        let rules = self.rules();
+        let rules = self.rules;
         while let Some(entry) = self.resolve_at.first_entry() {
             if *entry.key() >= frontier {
                 break;

@@ -152,19 +152,6 @@ pub enum Malformed {
     InvalidState,
 }
 
-impl Malformed {
-    /// The counter label of this reason.
-    pub fn reason(&self) -> &'static str {
-        match self {
-            Malformed::InvalidJson => "invalid_json",
-            Malformed::InvalidField => "invalid_field",
-            Malformed::IdLength => "id_length",
-            Malformed::TooLarge => "record_too_large",
-            Malformed::TsOutOfRange => "ts_out_of_range",
-            Malformed::InvalidState => "invalid_state",
-        }
-    }
-}
 
 #[derive(Deserialize)]
 struct WireAssignment<'a> {

@@ -385,7 +385,7 @@ fn replay_source<'scope>(scope: Scope<'scope, u64>, ctx: SourceContext) -> (Stre
                         batch.push((ticks.tick_of(ts).max(floor_tick), record));
                     }
                     Ok(None) => counters.ignored_kind += 1,
-                    Err(reason) => counters.malformed(reason.reason()),
+                    Err(reason) => counters.malformed(&reason.to_string()),
                 }
             }
             drop(counters);
