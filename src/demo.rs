@@ -77,6 +77,7 @@ pub fn run(workers: usize, progress: Arc<Progress>) -> Result<DemoRun, DemoError
         arms: None,
         workers,
         output: Output::Memory(records.clone()),
+        block_bytes: crate::replay::DEFAULT_BLOCK_BYTES,
     };
     let result = replay(&options, progress);
     let _ = std::fs::remove_dir_all(&dir);

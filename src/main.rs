@@ -70,6 +70,7 @@ fn main() -> anyhow::Result<()> {
                 arms: arms.as_deref().map(Input::parse),
                 workers,
                 output: out.map(Output::File).unwrap_or(Output::Stdout),
+                block_bytes: banditflow::replay::DEFAULT_BLOCK_BYTES,
             };
             let summary = run_with_progress(&options, quiet)?;
             print_summary(&summary);

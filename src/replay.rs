@@ -31,8 +31,8 @@ use crate::weights::WeightRecord;
 
 /// Lines a source reads before it yields to the rest of the dataflow.
 const LINES_PER_ACTIVATION: usize = 16 * 1024;
-/// Target size of the blocks of the larger file that workers take turns reading.
-const BLOCK_BYTES: u64 = 1 << 20;
+/// Default size of the blocks of the largest file that workers take turns reading.
+pub const DEFAULT_BLOCK_BYTES: u64 = 1 << 20;
 
 /// A replay input: a file, or standard input (`-`).
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -80,6 +80,9 @@ pub struct ReplayOptions {
     pub workers: usize,
     /// Where the weight records go.
     pub output: Output,
+    /// Block size of the largest input, in bytes ([`DEFAULT_BLOCK_BYTES`]); smaller blocks
+    /// spread small inputs over more workers.
+    pub block_bytes: u64,
 }
 
 /// Why a replay could not run or finish.
@@ -157,14 +160,14 @@ enum Lines {
 }
 
 impl Lines {
-    fn open(input: &Input, blocks: u64, worker: usize, peers: usize) -> io::Result<Lines> {
+    fn open(input: &Input, blocks: u64, min_block: u64, worker: usize, peers: usize) -> io::Result<Lines> {
         match input {
             Input::Stdin if worker == 0 => Ok(Lines::Stream(Box::new(BufReader::new(io::stdin())))),
             Input::Stdin => Ok(Lines::Empty),
             Input::File(path) => {
                 let file = File::open(path)?;
                 let len = file.metadata()?.len();
-                let block = len.div_ceil(blocks.max(1)).max(64 * 1024);
+                let block = len.div_ceil(blocks.max(1)).max(min_block);
                 Ok(Lines::Blocks {
                     reader: BufReader::with_capacity(256 * 1024, file),
                     len,
@@ -248,6 +251,7 @@ struct SourceContext {
     job: Dataflow,
     inputs: Vec<(Records, Input)>,
     blocks: u64,
+    min_block: u64,
     horizon: Arc<Horizon>,
     progress: Arc<Progress>,
     failure: Arc<Failure>,
@@ -299,7 +303,7 @@ fn replay_source<'scope>(scope: Scope<'scope, u64>, ctx: SourceContext) -> (Stre
         let mut decoder = Decoder::new(ctx.job.outcome_kinds.as_deref(), ctx.job.max_future_skew_ms);
         let mut cursors = Vec::new();
         for (records, input) in &ctx.inputs {
-            match Lines::open(input, ctx.blocks, worker, peers) {
+            match Lines::open(input, ctx.blocks, ctx.min_block, worker, peers) {
                 Ok(lines) => cursors.push(Cursor {
                     lines,
                     records: *records,
@@ -470,7 +474,8 @@ pub fn replay(options: &ReplayOptions, progress: Arc<Progress>) -> Result<Replay
     for (_, input) in &inputs {
         largest = largest.max(file_len(input)?);
     }
-    let blocks = (largest / BLOCK_BYTES).max(1);
+    let block_bytes = options.block_bytes.max(1);
+    let blocks = (largest / block_bytes).max(1);
     let horizon = Arc::new(Horizon { max_ts: AtomicI64::new(i64::MIN), finished: AtomicUsize::new(0), peers: workers });
     let failure = Arc::new(Failure::default());
     let options = options.clone();
@@ -502,6 +507,7 @@ pub fn replay(options: &ReplayOptions, progress: Arc<Progress>) -> Result<Replay
             job: options.job.clone(),
             inputs: inputs.clone(),
             blocks,
+            min_block: block_bytes.min(64 * 1024),
             horizon: horizon.clone(),
             progress: progress.clone(),
             failure: failure_in.clone(),

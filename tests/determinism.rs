@@ -40,6 +40,7 @@ fn run(spec: &TrafficSpec, workers: usize) -> Vec<WeightRecord> {
         arms: None,
         workers,
         output: Output::Memory(records.clone()),
+        block_bytes: banditflow::replay::DEFAULT_BLOCK_BYTES,
     };
     let summary = replay(&options, Arc::new(Progress::default())).expect("replay");
     assert_eq!(summary.counters.late + summary.counters.too_late, 0, "input is within the lateness bound");

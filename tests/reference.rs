@@ -171,6 +171,7 @@ fn run(ap: &std::path::Path, op: &std::path::Path, workers: usize) -> Vec<Weight
         arms: None,
         workers,
         output: Output::Memory(records.clone()),
+        block_bytes: 2_048,
     };
     let summary = replay(&options, Arc::new(Progress::default())).expect("replay runs");
     assert_eq!(summary.counters.late + summary.counters.too_late + summary.counters.too_old, 0, "{:?}", summary.counters);

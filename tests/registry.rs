@@ -53,6 +53,7 @@ fn run(dir: &Path, workers: usize) -> (Vec<WeightRecord>, ReplaySummary) {
         arms: Some(Input::File(dir.join("r.jsonl"))),
         workers,
         output: Output::Memory(records.clone()),
+        block_bytes: banditflow::replay::DEFAULT_BLOCK_BYTES,
     };
     let summary = replay(&options, Arc::new(Progress::default())).expect("replay");
     let mut records = records.lock().expect("lock").clone();
@@ -131,6 +132,7 @@ fn late_registration_takes_effect_when_it_arrives_instead_of_rewriting_the_past(
         arms: Some(Input::File(dir.path().join("r.jsonl"))),
         workers: 1,
         output: Output::Memory(records.clone()),
+        block_bytes: banditflow::replay::DEFAULT_BLOCK_BYTES,
     };
     replay(&options, Arc::new(Progress::default())).expect("replay survives a late registration");
     let records = records.lock().expect("lock").clone();
