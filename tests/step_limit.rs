@@ -1,0 +1,97 @@
+//! The step limit through the whole dataflow: published weights walk towards their target
+//! by at most `max_step` per arm and tick, one record per tick until they arrive.
+
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex};
+
+use banditflow::config::Dataflow;
+use banditflow::generate::{generate_files, TrafficSpec};
+use banditflow::replay::{replay, Input, Output, Progress, ReplayOptions, DEFAULT_BLOCK_BYTES};
+use banditflow::weights::WeightRecord;
+
+const MAX_STEP: f64 = 0.05;
+const FLOOR: f64 = 0.02;
+
+fn run(workers: usize, dir: &std::path::Path) -> Vec<WeightRecord> {
+    let spec = TrafficSpec {
+        assignments_out: dir.join("a.jsonl"),
+        outcomes_out: dir.join("o.jsonl"),
+        count: 20_000,
+        entities: 3,
+        arms: 3,
+        rate: 0.2,
+        duration_ms: 3 * 3_600_000,
+        seed: 5,
+        ..TrafficSpec::default()
+    };
+    generate_files(&spec).expect("generate");
+    let job = Dataflow::from_toml_str(&format!(
+        "name = \"step\"\ntick = \"5m\"\nwindow = \"2h\"\nattribution = \"30m\"\nallowed_lateness = \"1m\"\n\
+         [policy]\nmin_trials = 200\nfloor = {FLOOR}\nmax_step = {MAX_STEP}\n"
+    ))
+    .expect("valid job");
+    let records = Arc::new(Mutex::new(Vec::new()));
+    let options = ReplayOptions {
+        job,
+        assignments: Input::File(spec.assignments_out.clone()),
+        outcomes: Input::File(spec.outcomes_out.clone()),
+        arms: None,
+        workers,
+        output: Output::Memory(records.clone()),
+        block_bytes: DEFAULT_BLOCK_BYTES,
+    };
+    replay(&options, Arc::new(Progress::default())).expect("replay");
+    let records = records.lock().expect("lock").clone();
+    records
+}
+
+fn target(r: &WeightRecord) -> Vec<f64> {
+    let k = r.arms.len() as f64;
+    r.arms.iter().map(|a| FLOOR + (1.0 - k * FLOOR) * a.p_best).collect()
+}
+
+#[test]
+fn weights_walk_to_their_target_by_at_most_max_step_per_tick() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let records = run(2, dir.path());
+    let mut by_entity: BTreeMap<&str, Vec<&WeightRecord>> = BTreeMap::new();
+    for r in &records {
+        by_entity.entry(&r.entity_id).or_default().push(r);
+    }
+    let mut binding_steps = 0;
+    for (entity, rs) in by_entity {
+        for pair in rs.windows(2) {
+            let (before, after) = (pair[0], pair[1]);
+            let same_arms = before.arms.iter().map(|a| &a.arm_id).eq(after.arms.iter().map(|a| &a.arm_id));
+            if !same_arms || before.status != after.status {
+                continue;
+            }
+            let step = before.arms.iter().zip(&after.arms).map(|(a, b)| (a.weight - b.weight).abs()).fold(0.0, f64::max);
+            assert!(step <= MAX_STEP + 1e-12, "{entity} moved {step} between versions {} and {}", before.version, after.version);
+            if (step - MAX_STEP).abs() < 1e-12 {
+                binding_steps += 1;
+            }
+            // Until the weights reach their target, the next tick has a record.
+            let away = before.arms.iter().zip(target(before)).any(|(a, t)| (a.weight - t).abs() > 1e-9);
+            if before.status == banditflow::policy::Status::Adaptive && away {
+                assert_eq!(after.version, before.version + 1, "{entity} stopped walking at {}", before.version);
+            }
+        }
+        for r in rs {
+            let sum: f64 = r.arms.iter().map(|a| a.weight).sum();
+            assert!((sum - 1.0).abs() < 1e-9);
+            assert!(r.arms.iter().all(|a| a.weight >= FLOOR - 1e-12));
+        }
+    }
+    assert!(binding_steps > 0, "the step limit was never binding: the test data is too tame");
+}
+
+#[test]
+fn step_limited_output_is_the_same_for_one_and_three_workers() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let strip = |mut rs: Vec<WeightRecord>| {
+        rs.iter_mut().for_each(|r| r.computed_at = 0);
+        rs
+    };
+    assert!(strip(run(1, dir.path())) == strip(run(3, dir.path())));
+}
