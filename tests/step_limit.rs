@@ -95,3 +95,57 @@ fn step_limited_output_is_the_same_for_one_and_three_workers() {
     };
     assert!(strip(run(1, dir.path())) == strip(run(3, dir.path())));
 }
+
+#[test]
+fn without_new_counts_the_weights_keep_walking_one_record_per_tick() {
+    use std::io::Write;
+    const T0: i64 = 1_767_225_600_000;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut a = std::fs::File::create(dir.path().join("a.jsonl")).expect("create");
+    let mut o = std::fs::File::create(dir.path().join("o.jsonl")).expect("create");
+    // A few trials per arm (burn-in: uniform), then many where arm b clearly wins.
+    let batches = [(0i64, 5usize), (300_000, 400)];
+    for (offset, n) in batches {
+        for i in 0..n {
+            for (arm, every) in [("a", 20), ("b", 3)] {
+                let id = format!("{arm}-{offset}-{i}");
+                writeln!(a, r#"{{"assignment_id":"{id}","entity_id":"e","arm_id":"{arm}","ts":{}}}"#, T0 + offset).expect("write");
+                if i % every == 0 {
+                    writeln!(o, r#"{{"assignment_id":"{id}","ts":{}}}"#, T0 + offset + 1_000).expect("write");
+                }
+            }
+        }
+    }
+    // Time runs on (an outcome nobody claims) so the walk has ticks to happen in.
+    writeln!(o, r#"{{"assignment_id":"nobody","ts":{}}}"#, T0 + 3_600_000).expect("write");
+    drop((a, o));
+    let job = Dataflow::from_toml_str(&format!(
+        "name = \"walk\"\ntick = \"1m\"\nwindow = \"24h\"\nattribution = \"10m\"\nallowed_lateness = \"1m\"\n\
+         [policy]\nmin_trials = 10\nfloor = {FLOOR}\nmax_step = {MAX_STEP}\n"
+    ))
+    .expect("valid job");
+    let records = Arc::new(Mutex::new(Vec::new()));
+    let options = ReplayOptions {
+        job,
+        assignments: Input::File(dir.path().join("a.jsonl")),
+        outcomes: Input::File(dir.path().join("o.jsonl")),
+        arms: None,
+        workers: 2,
+        output: Output::Memory(records.clone()),
+        block_bytes: DEFAULT_BLOCK_BYTES,
+    };
+    replay(&options, Arc::new(Progress::default())).expect("replay");
+    let records = records.lock().expect("lock").clone();
+    let b: Vec<f64> = records.iter().map(|r| r.arms[1].weight).collect();
+    // Uniform in burn-in, then +max_step per tick on consecutive versions, then the target.
+    assert_eq!(b[0], 0.5);
+    let walk: Vec<u64> = records.iter().skip(1).map(|r| r.version).collect();
+    assert!(walk.windows(2).all(|w| w[1] == w[0] + 1), "one record per tick: {walk:?}");
+    for w in b.windows(2) {
+        assert!(w[1] - w[0] <= MAX_STEP + 1e-12);
+    }
+    let last = records.last().expect("records");
+    let t = target(last);
+    assert!(last.arms.iter().zip(&t).all(|(a, t)| (a.weight - t).abs() < 1e-12), "arrives at the target");
+    assert!(records.len() >= 9, "0.5 -> ~0.98 takes nine or more steps of 0.05: {}", records.len());
+}
