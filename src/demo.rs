@@ -4,11 +4,10 @@
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::path::PathBuf;
-use std::sync::{Arc, Mutex};
 
 use crate::config::{ConfigError, Dataflow};
 use crate::generate::{generate_files, true_rate, GenerateError, TrafficSpec};
-use crate::replay::{replay, Input, Output, Progress, ReplayError, ReplayOptions, ReplaySummary};
+use crate::replay::{replay_records, Input, ReplayError, ReplayOptions, ReplaySummary};
 use crate::weights::WeightRecord;
 
 /// The job the demo runs: `dataflows/default.toml`, compiled in.
@@ -63,26 +62,19 @@ pub fn sample_spec(dir: &std::path::Path) -> TrafficSpec {
 }
 
 /// Generates the sample into a scratch directory and replays it with `workers` workers.
-pub fn run(workers: usize, progress: Arc<Progress>) -> Result<DemoRun, DemoError> {
+pub fn run(workers: usize) -> Result<DemoRun, DemoError> {
     let job = Dataflow::from_toml_str(DEFAULT_JOB)?;
     let dir = std::env::temp_dir().join(format!("banditflow-demo-{}", std::process::id()));
     std::fs::create_dir_all(&dir).map_err(|source| DemoError::Scratch { path: dir.clone(), source })?;
     let spec = sample_spec(&dir);
     generate_files(&spec)?;
-    let records = Arc::new(Mutex::new(Vec::new()));
     let options = ReplayOptions {
-        job,
-        assignments: Input::File(spec.assignments_out.clone()),
-        outcomes: Input::File(spec.outcomes_out.clone()),
-        arms: None,
         workers,
-        output: Output::Memory(records.clone()),
-        block_bytes: crate::replay::DEFAULT_BLOCK_BYTES,
+        ..ReplayOptions::new(job, Input::File(spec.assignments_out.clone()), Input::File(spec.outcomes_out.clone()))
     };
-    let result = replay(&options, progress);
+    let result = replay_records(&options);
     let _ = std::fs::remove_dir_all(&dir);
-    let summary = result?;
-    let records = records.lock().map(|r| r.clone()).unwrap_or_default();
+    let (records, summary) = result?;
     Ok(DemoRun { spec, summary, records })
 }
 

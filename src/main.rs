@@ -78,7 +78,7 @@ fn main() -> anyhow::Result<()> {
         }
         Command::Demo { workers } => {
             eprintln!("demo: 200,000 assignments, 8 entities x 3 arms, 12 hours of event time, default dataflow");
-            let run = banditflow::demo::run(workers, Arc::new(Progress::default()))?;
+            let run = banditflow::demo::run(workers)?;
             print_summary(&run.summary);
             print!("{}", banditflow::demo::final_weights_table(&run));
             Ok(())

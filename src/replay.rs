@@ -85,6 +85,14 @@ pub struct ReplayOptions {
     pub block_bytes: u64,
 }
 
+impl ReplayOptions {
+    /// A replay of `job` over two files: one worker, no arm registry, default blocks,
+    /// records to standard output.
+    pub fn new(job: Dataflow, assignments: Input, outcomes: Input) -> Self {
+        ReplayOptions { job, assignments, outcomes, arms: None, workers: 1, output: Output::Stdout, block_bytes: DEFAULT_BLOCK_BYTES }
+    }
+}
+
 /// Why a replay could not run or finish.
 #[derive(Debug, thiserror::Error)]
 pub enum ReplayError {
@@ -565,4 +573,14 @@ pub fn replay(options: &ReplayOptions, progress: Arc<Progress>) -> Result<Replay
         return Err(error);
     }
     Ok(ReplaySummary { counters, elapsed: started.elapsed() })
+}
+
+/// Runs a replay and returns its weight records (in publication order) instead of writing
+/// them; `options.output` is ignored.
+pub fn replay_records(options: &ReplayOptions) -> Result<(Vec<WeightRecord>, ReplaySummary), ReplayError> {
+    let records = Arc::new(Mutex::new(Vec::new()));
+    let options = ReplayOptions { output: Output::Memory(records.clone()), ..options.clone() };
+    let summary = replay(&options, Arc::new(Progress::default()))?;
+    let records = records.lock().map(|mut r| std::mem::take(&mut *r)).unwrap_or_default();
+    Ok((records, summary))
 }

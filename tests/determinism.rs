@@ -2,11 +2,10 @@
 //! number of workers, and whatever the arrival order the lateness bound allows.
 
 use std::path::Path;
-use std::sync::{Arc, Mutex};
 
 use banditflow::config::Dataflow;
 use banditflow::generate::{generate_files, TrafficSpec};
-use banditflow::replay::{replay, Input, Output, Progress, ReplayOptions};
+use banditflow::replay::{replay_records, Input, ReplayOptions};
 use banditflow::weights::WeightRecord;
 
 fn job() -> Dataflow {
@@ -32,20 +31,13 @@ fn traffic(dir: &Path, name: &str, disorder_ms: u64) -> TrafficSpec {
 }
 
 fn run(spec: &TrafficSpec, workers: usize) -> Vec<WeightRecord> {
-    let records = Arc::new(Mutex::new(Vec::new()));
     let options = ReplayOptions {
-        job: job(),
-        assignments: Input::File(spec.assignments_out.clone()),
-        outcomes: Input::File(spec.outcomes_out.clone()),
-        arms: None,
         workers,
-        output: Output::Memory(records.clone()),
-        block_bytes: banditflow::replay::DEFAULT_BLOCK_BYTES,
+        ..ReplayOptions::new(job(), Input::File(spec.assignments_out.clone()), Input::File(spec.outcomes_out.clone()))
     };
-    let summary = replay(&options, Arc::new(Progress::default())).expect("replay");
+    let (mut records, summary) = replay_records(&options).expect("replay");
     assert_eq!(summary.counters.late + summary.counters.too_late, 0, "input is within the lateness bound");
     assert!(summary.counters.duplicate > 0, "the input has duplicates");
-    let mut records = records.lock().expect("lock").clone();
     for r in &mut records {
         r.computed_at = 0;
     }

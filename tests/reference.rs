@@ -5,10 +5,9 @@
 
 use std::collections::{BTreeMap, HashMap};
 use std::io::Write;
-use std::sync::{Arc, Mutex};
 
 use banditflow::config::Dataflow;
-use banditflow::replay::{replay, Input, Output, Progress, ReplayOptions};
+use banditflow::replay::{replay_records, Input, ReplayOptions};
 use banditflow::weights::WeightRecord;
 use proptest::prelude::*;
 use rand::rngs::StdRng;
@@ -163,19 +162,14 @@ fn reference(a: &[A], o: &[O]) -> BTreeMap<(String, u64), Counts> {
 }
 
 fn run(ap: &std::path::Path, op: &std::path::Path, workers: usize) -> Vec<WeightRecord> {
-    let records = Arc::new(Mutex::new(Vec::new()));
+    // Small blocks, so that every worker reads a share of these small files.
     let options = ReplayOptions {
-        job: job(),
-        assignments: Input::File(ap.to_owned()),
-        outcomes: Input::File(op.to_owned()),
-        arms: None,
         workers,
-        output: Output::Memory(records.clone()),
         block_bytes: 2_048,
+        ..ReplayOptions::new(job(), Input::File(ap.to_owned()), Input::File(op.to_owned()))
     };
-    let summary = replay(&options, Arc::new(Progress::default())).expect("replay runs");
+    let (records, summary) = replay_records(&options).expect("replay runs");
     assert_eq!(summary.counters.late + summary.counters.too_late + summary.counters.too_old, 0, "{:?}", summary.counters);
-    let records = records.lock().expect("lock").clone();
     records
 }
 

@@ -3,10 +3,9 @@
 
 use std::io::Write;
 use std::path::Path;
-use std::sync::{Arc, Mutex};
 
 use banditflow::config::Dataflow;
-use banditflow::replay::{replay, Input, Output, Progress, ReplayOptions, ReplaySummary};
+use banditflow::replay::{replay_records, Input, ReplayOptions, ReplaySummary};
 use banditflow::weights::WeightRecord;
 
 const T0: i64 = 1_767_225_600_000;
@@ -45,18 +44,12 @@ fn run(dir: &Path, workers: usize) -> (Vec<WeightRecord>, ReplaySummary) {
     write(&dir.join("a.jsonl"), &assignments);
     write(&dir.join("o.jsonl"), &outcomes);
     write(&dir.join("r.jsonl"), &arms);
-    let records = Arc::new(Mutex::new(Vec::new()));
     let options = ReplayOptions {
-        job: job(),
-        assignments: Input::File(dir.join("a.jsonl")),
-        outcomes: Input::File(dir.join("o.jsonl")),
         arms: Some(Input::File(dir.join("r.jsonl"))),
         workers,
-        output: Output::Memory(records.clone()),
-        block_bytes: banditflow::replay::DEFAULT_BLOCK_BYTES,
+        ..ReplayOptions::new(job(), Input::File(dir.join("a.jsonl")), Input::File(dir.join("o.jsonl")))
     };
-    let summary = replay(&options, Arc::new(Progress::default())).expect("replay");
-    let mut records = records.lock().expect("lock").clone();
+    let (mut records, summary) = replay_records(&options).expect("replay");
     for r in &mut records {
         r.computed_at = 0;
     }
@@ -124,18 +117,11 @@ fn late_registration_takes_effect_when_it_arrives_instead_of_rewriting_the_past(
     write(&dir.path().join("a.jsonl"), &assignments);
     write(&dir.path().join("o.jsonl"), &[]);
     write(&dir.path().join("r.jsonl"), &arms);
-    let records = Arc::new(Mutex::new(Vec::new()));
     let options = ReplayOptions {
-        job: job(),
-        assignments: Input::File(dir.path().join("a.jsonl")),
-        outcomes: Input::File(dir.path().join("o.jsonl")),
         arms: Some(Input::File(dir.path().join("r.jsonl"))),
-        workers: 1,
-        output: Output::Memory(records.clone()),
-        block_bytes: banditflow::replay::DEFAULT_BLOCK_BYTES,
+        ..ReplayOptions::new(job(), Input::File(dir.path().join("a.jsonl")), Input::File(dir.path().join("o.jsonl")))
     };
-    replay(&options, Arc::new(Progress::default())).expect("replay survives a late registration");
-    let records = records.lock().expect("lock").clone();
+    let (records, _) = replay_records(&options).expect("replay survives a late registration");
     let e: Vec<&WeightRecord> = records.iter().filter(|r| r.entity_id == "e").collect();
     let first_with_late = e.iter().find(|r| arm_ids(r).contains(&"late")).expect("the late arm enters");
     assert!(first_with_late.version > ((T0 + 1_000) / 1_000) as u64, "not back-dated to its ts");

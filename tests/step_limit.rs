@@ -2,11 +2,10 @@
 //! by at most `max_step` per arm and tick, one record per tick until they arrive.
 
 use std::collections::BTreeMap;
-use std::sync::{Arc, Mutex};
 
 use banditflow::config::Dataflow;
 use banditflow::generate::{generate_files, TrafficSpec};
-use banditflow::replay::{replay, Input, Output, Progress, ReplayOptions, DEFAULT_BLOCK_BYTES};
+use banditflow::replay::{replay_records, Input, ReplayOptions};
 use banditflow::weights::WeightRecord;
 
 const MAX_STEP: f64 = 0.05;
@@ -30,19 +29,11 @@ fn run(workers: usize, dir: &std::path::Path) -> Vec<WeightRecord> {
          [policy]\nmin_trials = 200\nfloor = {FLOOR}\nmax_step = {MAX_STEP}\n"
     ))
     .expect("valid job");
-    let records = Arc::new(Mutex::new(Vec::new()));
     let options = ReplayOptions {
-        job,
-        assignments: Input::File(spec.assignments_out.clone()),
-        outcomes: Input::File(spec.outcomes_out.clone()),
-        arms: None,
         workers,
-        output: Output::Memory(records.clone()),
-        block_bytes: DEFAULT_BLOCK_BYTES,
+        ..ReplayOptions::new(job, Input::File(spec.assignments_out.clone()), Input::File(spec.outcomes_out.clone()))
     };
-    replay(&options, Arc::new(Progress::default())).expect("replay");
-    let records = records.lock().expect("lock").clone();
-    records
+    replay_records(&options).expect("replay").0
 }
 
 fn target(r: &WeightRecord) -> Vec<f64> {
@@ -124,18 +115,11 @@ fn without_new_counts_the_weights_keep_walking_one_record_per_tick() {
          [policy]\nmin_trials = 10\nfloor = {FLOOR}\nmax_step = {MAX_STEP}\n"
     ))
     .expect("valid job");
-    let records = Arc::new(Mutex::new(Vec::new()));
     let options = ReplayOptions {
-        job,
-        assignments: Input::File(dir.path().join("a.jsonl")),
-        outcomes: Input::File(dir.path().join("o.jsonl")),
-        arms: None,
         workers: 2,
-        output: Output::Memory(records.clone()),
-        block_bytes: DEFAULT_BLOCK_BYTES,
+        ..ReplayOptions::new(job, Input::File(dir.path().join("a.jsonl")), Input::File(dir.path().join("o.jsonl")))
     };
-    replay(&options, Arc::new(Progress::default())).expect("replay");
-    let records = records.lock().expect("lock").clone();
+    let (records, _) = replay_records(&options).expect("replay");
     let b: Vec<f64> = records.iter().map(|r| r.arms[1].weight).collect();
     // Uniform in burn-in, then +max_step per tick on consecutive versions, then the target.
     assert_eq!(b[0], 0.5);
