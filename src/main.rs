@@ -64,13 +64,10 @@ fn main() -> anyhow::Result<()> {
         Command::Replay { dataflow, assignments, outcomes, arms, workers, out, quiet } => {
             let job = Dataflow::load(&dataflow)?;
             let options = ReplayOptions {
-                job,
-                assignments: Input::parse(&assignments),
-                outcomes: Input::parse(&outcomes),
                 arms: arms.as_deref().map(Input::parse),
                 workers,
                 output: out.map(Output::File).unwrap_or(Output::Stdout),
-                block_bytes: banditflow::replay::DEFAULT_BLOCK_BYTES,
+                ..ReplayOptions::new(job, Input::parse(&assignments), Input::parse(&outcomes))
             };
             let summary = run_with_progress(&options, quiet)?;
             print_summary(&summary);
