@@ -7,6 +7,7 @@
 //! [`Resolved`] fact. O(1) work per event and a few dozen bytes per pending assignment.
 
 use std::cell::RefCell;
+use std::collections::hash_map::Entry;
 use std::collections::BTreeMap;
 use std::rc::Rc;
 
@@ -191,7 +192,14 @@ impl Attribution {
             counters.malformed("too_many_arms");
             return;
         };
-        if let Some(held) = self.pending.get_mut(&a.key) {
+        let held = match self.pending.entry(a.key) {
+            Entry::Vacant(slot) => {
+                slot.insert(Pending::new(a.ts, pair));
+                None
+            }
+            Entry::Occupied(slot) => Some(slot.into_mut()),
+        };
+        if let Some(held) = held {
             let (entity, arm) = self.pairs[held.pair() as usize];
             if (held.ts(), entity, arm) == (a.ts, a.entity, a.arm) {
                 counters.duplicate += 1;
@@ -217,7 +225,6 @@ impl Attribution {
             counters.late += 1;
         }
         counters.assignments_applied += 1;
-        self.pending.insert(a.key, Pending::new(a.ts, pair));
         let at = self.resolution(a.key, resolves, arrival);
         self.resolve_at.entry(at).or_default().push(a.key);
     }
@@ -228,7 +235,9 @@ impl Attribution {
             self.delayed.insert(key, arrival);
             arrival
         } else {
-            self.delayed.remove(&key);
+            if !self.delayed.is_empty() {
+                self.delayed.remove(&key);
+            }
             resolves
         }
     }
@@ -266,17 +275,16 @@ impl Attribution {
             }
             let (tick, keys) = entry.remove_entry();
             for key in keys {
-                let Some(held) = self.pending.get(&key).copied() else { continue };
+                let Some(held) = self.pending.remove(&key) else { continue };
                 // A conflict may have moved this key to another tick: this entry is stale.
-                let due = match self.delayed.get(&key) {
-                    Some(at) => *at,
-                    None => rules.ticks.settle_tick(held.ts(), rules.attribution_ms),
-                };
-                if due != tick {
+                let due = if self.delayed.is_empty() { None } else { self.delayed.get(&key).copied() };
+                if due.unwrap_or_else(|| rules.ticks.settle_tick(held.ts(), rules.attribution_ms)) != tick {
+                    self.pending.insert(key, held);
                     continue;
                 }
-                self.pending.remove(&key);
-                self.delayed.remove(&key);
+                if due.is_some() {
+                    self.delayed.remove(&key);
+                }
                 let mut success = false;
                 if let Some(times) = self.outcomes.get_mut(&key) {
                     let until = held.ts().saturating_add(rules.attribution_ms as i64);
@@ -298,7 +306,8 @@ impl Attribution {
                         self.outcomes.remove(&key);
                     }
                 }
-                let pair = match self.ties.remove(&key) {
+                let tied = if self.ties.is_empty() { None } else { self.ties.remove(&key) };
+                let pair = match tied {
                     Some(others) => self.first_by_name(held.pair(), &others),
                     None => held.pair(),
                 };
