@@ -85,6 +85,9 @@ pub struct Attribution {
     expire_at: BTreeMap<u64, Vec<AssignmentKey>>,
     pairs: Vec<(NameId, NameId)>,
     pair_index: FxHashMap<(NameId, NameId), u32>,
+    /// How many pending assignments and ties use each pair; unused pairs are recycled.
+    pair_refs: Vec<u32>,
+    free_pairs: Vec<u32>,
     /// Arm registry history of the pairs it names: (ts, active), sorted.
     registry: FxHashMap<(NameId, NameId), Vec<(i64, bool)>>,
     /// Pending keys with copies that tie on `ts` but name another (entity, arm): the
@@ -109,6 +112,8 @@ impl Attribution {
             expire_at: BTreeMap::new(),
             pairs: Vec::new(),
             pair_index: FxHashMap::default(),
+            pair_refs: Vec::new(),
+            free_pairs: Vec::new(),
             registry: FxHashMap::default(),
             ties: KeyMap::default(),
             names: FxHashMap::default(),
@@ -130,13 +135,43 @@ impl Attribution {
         if let Some(i) = self.pair_index.get(&(entity, arm)) {
             return Some(*i);
         }
-        if self.pairs.len() >= MAX_PAIRS {
-            return None;
-        }
-        let i = self.pairs.len() as u32;
-        self.pairs.push((entity, arm));
+        let i = match self.free_pairs.pop() {
+            Some(i) => {
+                self.pairs[i as usize] = (entity, arm);
+                i
+            }
+            None if self.pairs.len() >= MAX_PAIRS => return None,
+            None => {
+                self.pairs.push((entity, arm));
+                self.pair_refs.push(0);
+                (self.pairs.len() - 1) as u32
+            }
+        };
         self.pair_index.insert((entity, arm), i);
         Some(i)
+    }
+
+    fn acquire(&mut self, pair: u32) {
+        self.pair_refs[pair as usize] += 1;
+    }
+
+    fn release(&mut self, pair: u32) {
+        self.pair_refs[pair as usize] -= 1;
+        self.release_if_unused(pair);
+    }
+
+    /// Frees `pair` for reuse if nothing uses it (and it is not free already).
+    fn release_if_unused(&mut self, pair: u32) {
+        let names = self.pairs[pair as usize];
+        if self.pair_refs[pair as usize] == 0 && self.pair_index.get(&names) == Some(&pair) {
+            self.pair_index.remove(&names);
+            self.free_pairs.push(pair);
+        }
+    }
+
+    /// Distinct (entity, arm) pairs in use by pending assignments.
+    pub fn pairs_in_use(&self) -> usize {
+        self.pair_index.len()
     }
 
     /// Learns a name (from the catalog).
@@ -197,36 +232,44 @@ impl Attribution {
                 slot.insert(Pending::new(a.ts, pair));
                 None
             }
-            Entry::Occupied(slot) => Some(slot.into_mut()),
+            Entry::Occupied(slot) => Some(*slot.get()),
         };
-        if let Some(held) = held {
-            let (entity, arm) = self.pairs[held.pair() as usize];
-            if (held.ts(), entity, arm) == (a.ts, a.entity, a.arm) {
+        match held {
+            None => {
+                self.acquire(pair);
+                if late {
+                    counters.late += 1;
+                }
+                counters.assignments_applied += 1;
+                let at = self.resolution(a.key, resolves, arrival);
+                self.resolve_at.entry(at).or_default().push(a.key);
+            }
+            Some(held) if self.pairs[held.pair() as usize] == (a.entity, a.arm) && held.ts() == a.ts => {
                 counters.duplicate += 1;
-            } else {
+            }
+            Some(held) => {
                 counters.conflict += 1;
                 // The smallest (ts, entity_id, arm_id) wins whatever the arrival order; names
                 // may not have arrived yet, so equal times are settled at resolution.
                 if a.ts < held.ts() {
-                    *held = Pending::new(a.ts, pair);
+                    self.pending.insert(a.key, Pending::new(a.ts, pair));
+                    self.acquire(pair);
+                    self.release(held.pair());
                     let at = self.resolution(a.key, resolves, arrival);
                     self.resolve_at.entry(at).or_default().push(a.key);
-                    self.ties.remove(&a.key);
+                    for other in self.ties.remove(&a.key).unwrap_or_default() {
+                        self.release(other);
+                    }
                 } else if a.ts == held.ts() {
                     let others = self.ties.entry(a.key).or_default();
-                    if !others.contains(&pair) {
+                    if !others.contains(&pair) && pair != held.pair() {
                         others.push(pair);
+                        self.acquire(pair);
                     }
                 }
             }
-            return;
         }
-        if late {
-            counters.late += 1;
-        }
-        counters.assignments_applied += 1;
-        let at = self.resolution(a.key, resolves, arrival);
-        self.resolve_at.entry(at).or_default().push(a.key);
+        self.release_if_unused(pair);
     }
 
     /// The tick `key` resolves at: `resolves`, or its arrival tick if that is later.
@@ -307,11 +350,14 @@ impl Attribution {
                     }
                 }
                 let tied = if self.ties.is_empty() { None } else { self.ties.remove(&key) };
-                let pair = match tied {
-                    Some(others) => self.first_by_name(held.pair(), &others),
+                let pair = match &tied {
+                    Some(others) => self.first_by_name(held.pair(), others),
                     None => held.pair(),
                 };
                 let (entity, arm) = self.pairs[pair as usize];
+                for other in tied.into_iter().flatten().chain([held.pair()]) {
+                    self.release(other);
+                }
                 // Judged at resolution, when every registry change up to it has arrived.
                 if self.retired(entity, arm, held.ts()) {
                     counters.retired_arm += 1;
@@ -556,6 +602,26 @@ mod tests {
         s.settle(9, &mut c, &mut out);
         assert_eq!(out, vec![Resolved { entity: 1, arm: 7, enter: 8, leave: 13, success: false }]);
         assert_eq!((c.late, s.pending_assignments()), (1, 0));
+    }
+
+    #[test]
+    fn pairs_are_recycled_once_nothing_pending_uses_them() {
+        let mut s = Attribution::new(rules(), 0);
+        let mut c = Counters::default();
+        let mut out = Vec::new();
+        for arm in 0..50 {
+            s.assignment(assignment(&format!("x{arm}"), arm, 1_000), 0, &mut c);
+        }
+        s.assignment(assignment("x0", 99, 1_000), 0, &mut c); // a tie holds pair 99 too
+        s.assignment(assignment("x1", 1, 1_000), 0, &mut c); // a duplicate holds nothing new
+        assert_eq!(s.pairs_in_use(), 51);
+        s.settle(20, &mut c, &mut out);
+        assert_eq!((out.len(), s.pairs_in_use()), (50, 0));
+        // Freed indexes are reused, and still name the right pair.
+        s.assignment(assignment("y", 7, 30_000), 0, &mut c);
+        s.settle(40, &mut c, &mut out);
+        assert_eq!(out.last().map(|r| (r.entity, r.arm)), Some((1, 7)));
+        assert!(s.pairs.len() <= 51);
     }
 
     #[test]
