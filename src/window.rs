@@ -24,10 +24,13 @@ pub type WindowUpdate = ((NameId, NameId), u64, (i64, i64));
 /// An arm's counts in the window: `(arm, trials, successes)`.
 pub type ArmCount = (NameId, i64, i64);
 
+/// `(trials, successes)` per (entity, arm).
+type PairCounts = FxHashMap<(NameId, NameId), (i64, i64)>;
+
 /// Resolved facts waiting to leave the window, added up per (leave tick, entity, arm).
 #[derive(Debug, Default)]
 pub struct Departures {
-    by_tick: BTreeMap<u64, FxHashMap<(NameId, NameId), (i64, i64)>>,
+    by_tick: BTreeMap<u64, PairCounts>,
 }
 
 impl Departures {
@@ -61,7 +64,7 @@ impl Departures {
 
     /// Scheduled departures, one per (tick, entity, arm).
     pub fn len(&self) -> usize {
-        self.by_tick.values().map(FxHashMap::len).sum()
+        self.by_tick.values().map(PairCounts::len).sum()
     }
 
     /// Whether nothing is scheduled to leave.
