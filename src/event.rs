@@ -365,3 +365,20 @@ mod tests {
         assert!(all.outcome(br#"{"assignment_id":"a","ts":1,"kind":"view"}"#, NOW).expect("valid").is_some());
     }
 }
+
+/// A decoded record on its way from a source to be split into events and the catalog.
+pub(crate) enum Decoded {
+    Event(Event),
+    Catalog(Catalog),
+}
+
+/// Splits a source's output into the event stream and the catalog stream.
+pub(crate) fn split_decoded<'scope>(
+    decoded: timely::dataflow::Stream<'scope, u64, Vec<Decoded>>,
+) -> (timely::dataflow::Stream<'scope, u64, Vec<Event>>, timely::dataflow::Stream<'scope, u64, Vec<Catalog>>) {
+    use timely::dataflow::operators::core::OkErr;
+    decoded.ok_err(|d| match d {
+        Decoded::Event(e) => Ok(e),
+        Decoded::Catalog(c) => Err(c),
+    })
+}

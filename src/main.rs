@@ -10,6 +10,7 @@ use clap::{Parser, Subcommand};
 
 use banditflow::config::Dataflow;
 use banditflow::replay::{replay, Input, Output, Progress, ReplayOptions, ReplaySummary};
+use banditflow::worker::{self, Cluster, RunOptions};
 
 /// Streaming multi-armed-bandit weights from experiment traffic.
 #[derive(Parser)]
@@ -54,6 +55,25 @@ enum Command {
     },
     /// Write synthetic assignments and outcomes with known true conversion rates.
     Generate(banditflow::generate::TrafficSpec),
+    /// Run the long-running worker: Kafka in, weight records out to Kafka and Redis, until
+    /// SIGTERM or SIGINT.
+    Run {
+        /// The dataflow job file (TOML) with `[kafka]` and optionally `[redis]`.
+        #[arg(long)]
+        dataflow: PathBuf,
+        /// Worker threads in this process.
+        #[arg(long, short = 'w', default_value_t = 1)]
+        workers: usize,
+        /// Processes in the timely cluster.
+        #[arg(long, short = 'n', default_value_t = 1)]
+        processes: usize,
+        /// This process's index in the cluster.
+        #[arg(long, short = 'p', default_value_t = 0)]
+        process: usize,
+        /// File with one `host:port` per process, in process order (default localhost:2101…).
+        #[arg(long, short = 'H')]
+        hostfile: Option<PathBuf>,
+    },
 }
 
 fn main() -> anyhow::Result<()> {
@@ -78,6 +98,25 @@ fn main() -> anyhow::Result<()> {
             let run = banditflow::demo::run(workers)?;
             print_summary(&run.summary);
             print!("{}", banditflow::demo::final_weights_table(&run));
+            Ok(())
+        }
+        Command::Run { dataflow, workers, processes, process, hostfile } => {
+            let job = Dataflow::load(&dataflow)?;
+            let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+            for signal in [signal_hook::consts::SIGTERM, signal_hook::consts::SIGINT] {
+                signal_hook::flag::register(signal, stop.clone())?;
+            }
+            let cluster = (processes > 1).then_some(Cluster { processes, process, hostfile });
+            let options = RunOptions { job, workers, cluster, stop };
+            let summary = worker::run(&options, Arc::new(std::sync::atomic::AtomicBool::new(false)))?;
+            let c = &summary.counters;
+            tracing::info!(
+                assignments_read = c.assignments_read,
+                outcomes_read = c.outcomes_read,
+                records = c.records_written,
+                sinks = ?summary.sinks,
+                "summary"
+            );
             Ok(())
         }
         Command::Generate(spec) => {

@@ -15,7 +15,6 @@ use std::sync::atomic::{AtomicI64, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use timely::dataflow::operators::core::OkErr;
 use timely::dataflow::operators::generic::operator::source;
 use timely::dataflow::operators::Probe;
 use timely::container::CapacityContainerBuilder;
@@ -24,7 +23,7 @@ use timely::dataflow::{Scope, Stream};
 use crate::config::Dataflow;
 use crate::counters::Counters;
 use crate::dataflow::bandit;
-use crate::event::{Catalog, Decoder, Event};
+use crate::event::{split_decoded, Catalog, Decoded, Decoder, Event};
 use crate::sink::publish;
 use crate::time::Ticks;
 use crate::weights::WeightRecord;
@@ -249,12 +248,6 @@ struct Cursor {
     done: bool,
 }
 
-/// A decoded record on its way to be split into events and the catalog.
-enum Decoded {
-    Event(Event),
-    Catalog(Catalog),
-}
-
 struct SourceContext {
     job: Dataflow,
     inputs: Vec<(Records, Input)>,
@@ -435,10 +428,7 @@ fn replay_source<'scope>(scope: Scope<'scope, u64>, ctx: SourceContext) -> (Stre
             activator.activate();
         }
     });
-    decoded.ok_err(|d| match d {
-        Decoded::Event(e) => Ok(e),
-        Decoded::Catalog(c) => Err(c),
-    })
+    split_decoded(decoded)
 }
 
 fn open_output(output: &Output) -> Result<Option<Box<dyn Write>>, ReplayError> {
@@ -543,7 +533,7 @@ pub fn replay(options: &ReplayOptions, progress: Arc<Progress>) -> Result<Replay
                         failure_out.fail(ReplayError::Output { path: out_name.clone(), source });
                     }
                 }
-            });
+            }, || u64::MAX);
             done.probe().0
         });
         loop {

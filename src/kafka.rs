@@ -1,0 +1,187 @@
+//! Kafka clients of the live worker: how they are configured, which partitions each timely
+//! worker owns, where a rebuild starts, and what was already published.
+//!
+//! Every `TopicPartitionList` here is dropped before the client it was used with: a live one
+//! makes the client's drop hang.
+
+use std::collections::HashMap;
+use std::time::{Duration, Instant};
+
+use rdkafka::config::ClientConfig;
+use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::error::KafkaError;
+use rdkafka::message::{Headers, Message};
+use rdkafka::{Offset, TopicPartitionList};
+
+use crate::deployment::{KafkaConfig, Mode};
+
+/// How long metadata and offset requests may take before start-up fails.
+pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
+/// Name of the header that carries a weight record's version.
+pub const VERSION_HEADER: &str = "version";
+
+/// Why talking to Kafka failed.
+#[derive(Debug, thiserror::Error)]
+pub enum KafkaClientError {
+    /// librdkafka refused a client or a request.
+    #[error("kafka {what}: {source}")]
+    Client {
+        /// What was being done.
+        what: String,
+        /// librdkafka's error.
+        source: KafkaError,
+    },
+    /// A topic the job needs does not exist (or has no partitions).
+    #[error("kafka topic {0:?} does not exist or has no partitions")]
+    MissingTopic(String),
+}
+
+fn client_error(what: impl Into<String>) -> impl FnOnce(KafkaError) -> KafkaClientError {
+    let what = what.into();
+    move |source| KafkaClientError::Client { what, source }
+}
+
+/// The topic weight records go to in `mode`.
+pub fn weights_topic(kafka: &KafkaConfig, mode: Mode) -> String {
+    match mode {
+        Mode::Production => kafka.weights_topic.clone(),
+        Mode::Shadow => format!("{}.shadow", kafka.weights_topic),
+    }
+}
+
+/// Applies the job's `[kafka.properties]` as they are, over our defaults.
+fn with_properties(mut config: ClientConfig, kafka: &KafkaConfig) -> ClientConfig {
+    for (key, value) in &kafka.properties {
+        config.set(key, value);
+    }
+    config
+}
+
+/// A consumer for manually assigned partitions, in the job's consumer group (for commits
+/// only: partitions are split among timely workers, not by the group protocol).
+pub fn consumer(kafka: &KafkaConfig) -> Result<BaseConsumer, KafkaClientError> {
+    let mut config = ClientConfig::new();
+    config
+        .set("bootstrap.servers", &kafka.brokers)
+        .set("group.id", &kafka.group_id)
+        .set("enable.auto.commit", "false")
+        .set("enable.auto.offset.store", "false")
+        .set("enable.partition.eof", "true")
+        .set("auto.offset.reset", "earliest")
+        .set("fetch.wait.max.ms", "50");
+    with_properties(config, kafka).create().map_err(client_error("cannot create consumer"))
+}
+
+/// A producer with the job's settings; `linger.ms` is short because records are few and
+/// freshness matters.
+pub fn producer_config(kafka: &KafkaConfig) -> ClientConfig {
+    let mut config = ClientConfig::new();
+    config.set("bootstrap.servers", &kafka.brokers).set("linger.ms", "5").set("message.timeout.ms", "10000");
+    with_properties(config, kafka)
+}
+
+/// The partitions of `topic`, sorted.
+pub fn partitions(consumer: &BaseConsumer, topic: &str) -> Result<Vec<i32>, KafkaClientError> {
+    let metadata = consumer.fetch_metadata(Some(topic), REQUEST_TIMEOUT).map_err(client_error(format!("metadata of {topic}")))?;
+    let mut partitions: Vec<i32> = metadata
+        .topics()
+        .iter()
+        .filter(|t| t.name() == topic && t.error().is_none())
+        .flat_map(|t| t.partitions().iter().map(|p| p.id()))
+        .collect();
+    partitions.sort_unstable();
+    if partitions.is_empty() {
+        return Err(KafkaClientError::MissingTopic(topic.to_owned()));
+    }
+    Ok(partitions)
+}
+
+/// Which of `all` (every partition of every input topic, in a fixed order) timely worker
+/// `worker` of `peers` reads: every `peers`-th, so each topic's partitions spread evenly.
+pub fn owned_by<T: Clone>(all: &[T], worker: usize, peers: usize) -> Vec<T> {
+    all.iter().skip(worker).step_by(peers.max(1)).cloned().collect()
+}
+
+/// The offset of the first message at or after `ts_ms` in each of `partitions` of `topic`
+/// (the end where there is none), for rebuilding the window from the topic itself.
+pub fn offsets_at(consumer: &BaseConsumer, topic: &str, partitions: &[i32], ts_ms: i64) -> Result<Vec<(i32, Offset)>, KafkaClientError> {
+    let mut query = TopicPartitionList::new();
+    for &p in partitions {
+        query.add_partition_offset(topic, p, Offset::Offset(ts_ms.max(0))).map_err(client_error("offset query"))?;
+    }
+    let found = consumer.offsets_for_times(query, REQUEST_TIMEOUT).map_err(client_error(format!("offsets for times of {topic}")))?;
+    let offsets = found
+        .elements()
+        .iter()
+        .map(|e| {
+            let offset = match e.offset() {
+                Offset::Offset(o) => Offset::Offset(o),
+                _ => Offset::End,
+            };
+            (e.partition(), offset)
+        })
+        .collect();
+    drop(found);
+    Ok(offsets)
+}
+
+/// The newest version published per entity on `topic`, read from its start to its end
+/// (the `version` header, or the record's `version` field).
+pub fn published_versions(kafka: &KafkaConfig, topic: &str) -> Result<HashMap<String, u64>, KafkaClientError> {
+    let consumer = consumer(kafka)?;
+    let parts = partitions(&consumer, topic)?;
+    let mut assignment = TopicPartitionList::new();
+    for &p in &parts {
+        assignment.add_partition_offset(topic, p, Offset::Beginning).map_err(client_error("assignment"))?;
+    }
+    consumer.assign(&assignment).map_err(client_error(format!("assign {topic}")))?;
+    drop(assignment);
+    let mut versions: HashMap<String, u64> = HashMap::new();
+    let mut at_end = std::collections::HashSet::new();
+    let deadline = Instant::now() + Duration::from_secs(120);
+    while at_end.len() < parts.len() {
+        if Instant::now() > deadline {
+            return Err(KafkaClientError::Client { what: format!("reading {topic} back"), source: KafkaError::NoMessageReceived });
+        }
+        match consumer.poll(Duration::from_millis(100)) {
+            None => {}
+            Some(Err(KafkaError::PartitionEOF(p))) => {
+                at_end.insert(p);
+            }
+            Some(Err(source)) => return Err(KafkaClientError::Client { what: format!("reading {topic} back"), source }),
+            Some(Ok(message)) => {
+                at_end.remove(&message.partition());
+                let Some(entity) = message.key().and_then(|k| std::str::from_utf8(k).ok()) else { continue };
+                let header = message.headers().and_then(|h| {
+                    h.iter().find(|h| h.key == VERSION_HEADER).and_then(|h| h.value).and_then(|v| std::str::from_utf8(v).ok()).and_then(|v| v.parse().ok())
+                });
+                let version = header.or_else(|| {
+                    message.payload().and_then(|p| serde_json::from_slice::<serde_json::Value>(p).ok()).and_then(|v| v.get("version").and_then(|v| v.as_u64()))
+                });
+                if let Some(version) = version {
+                    let newest = versions.entry(entity.to_owned()).or_insert(version);
+                    *newest = (*newest).max(version);
+                }
+            }
+        }
+    }
+    Ok(versions)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn owned_partitions_are_disjoint_and_cover_all() {
+        let all: Vec<(u8, i32)> = (0..4).map(|p| (0, p)).chain((0..3).map(|p| (1, p))).collect();
+        for peers in 1..=9 {
+            let mut seen: Vec<(u8, i32)> = (0..peers).flat_map(|w| owned_by(&all, w, peers)).collect();
+            seen.sort_unstable();
+            let mut expected = all.clone();
+            expected.sort_unstable();
+            assert_eq!(seen, expected, "peers {peers}");
+        }
+        assert_eq!(owned_by(&all, 1, 2), vec![(0, 1), (0, 3), (1, 1)]);
+    }
+}

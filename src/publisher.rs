@@ -1,0 +1,433 @@
+//! The live worker's sinks: the weights topic and Redis, each written by its own thread.
+//!
+//! The dataflow hands over each complete tick's records. A sink keeps only the newest record
+//! per entity that it has not written yet (a bounded buffer: one entry per entity), writes
+//! them, and retries with backoff while it is down. Nothing at or below a version already out
+//! is written: the Kafka sink remembers the newest version per entity (read back from the
+//! topic at start-up), and Redis checks the stored version atomically in a script.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use rdkafka::message::{Header, OwnedHeaders};
+use rdkafka::producer::{BaseProducer, BaseRecord, DeliveryResult, Producer, ProducerContext};
+use rdkafka::ClientContext;
+
+use crate::deployment::{KafkaConfig, Mode, RedisConfig};
+use crate::kafka::{self, KafkaClientError, VERSION_HEADER};
+use crate::weights::EncodedRecord;
+
+/// First wait after a failed write; it doubles up to [`MAX_BACKOFF`].
+const MIN_BACKOFF: Duration = Duration::from_millis(100);
+/// Longest wait between retries of a sink that is down.
+const MAX_BACKOFF: Duration = Duration::from_secs(5);
+
+/// Sets `KEYS[1]` to `ARGV[2]` and publishes `ARGV[3]` on `KEYS[2]` only if the version stored
+/// there is smaller than `ARGV[1]`; returns 1 if written.
+const GUARDED_SET: &str = r"
+local current = redis.call('GET', KEYS[1])
+if current then
+  local ok, record = pcall(cjson.decode, current)
+  if ok and type(record) == 'table' and tonumber(record['version']) and tonumber(record['version']) >= tonumber(ARGV[1]) then
+    return 0
+  end
+end
+redis.call('SET', KEYS[1], ARGV[2])
+redis.call('PUBLISH', KEYS[2], ARGV[3])
+return 1
+";
+
+/// Why a sink could not start or write.
+#[derive(Debug, thiserror::Error)]
+pub enum SinkError {
+    /// Kafka refused.
+    #[error(transparent)]
+    Kafka(#[from] KafkaClientError),
+    /// Redis refused or is unreachable.
+    #[error("redis: {0}")]
+    Redis(#[from] redis::RedisError),
+    /// Some records were not delivered.
+    #[error("{0} records not delivered: {1}")]
+    Undelivered(usize, String),
+}
+
+/// Where a worker publishes, as `mode` decides.
+#[derive(Clone, Debug)]
+pub struct Targets {
+    /// The Kafka cluster and the topic records go to.
+    pub kafka: Option<(KafkaConfig, String)>,
+    /// Redis and the key prefix (`{prefix}` or `{prefix}:shadow`).
+    pub redis: Option<(RedisConfig, String)>,
+}
+
+impl Targets {
+    /// The sinks of a job's deployment in `mode`.
+    pub fn of(kafka: Option<&KafkaConfig>, redis: Option<&RedisConfig>, mode: Mode) -> Targets {
+        Targets {
+            kafka: kafka.map(|k| (k.clone(), kafka::weights_topic(k, mode))),
+            redis: redis.map(|r| {
+                let prefix = match mode {
+                    Mode::Production => r.prefix.clone(),
+                    Mode::Shadow => format!("{}:shadow", r.prefix),
+                };
+                (r.clone(), prefix)
+            }),
+        }
+    }
+}
+
+/// What one sink has and has not written.
+#[derive(Debug, Default)]
+struct Queue {
+    /// Newest unwritten record per entity.
+    pending: BTreeMap<String, EncodedRecord>,
+    /// Ticks below this have been handed over.
+    submitted: u64,
+    /// Ticks below this are written (or superseded by written records).
+    acked: u64,
+    /// Records written and retries, for the summary.
+    written: u64,
+    failures: u64,
+    closing: bool,
+    up: bool,
+}
+
+/// One sink thread's shared state.
+#[derive(Debug)]
+struct Shared {
+    name: &'static str,
+    queue: Mutex<Queue>,
+    changed: Condvar,
+}
+
+impl Shared {
+    fn lock(&self) -> MutexGuard<'_, Queue> {
+        self.queue.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+}
+
+/// Counts a sink reports at the end.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct SinkSummary {
+    /// The sink (`kafka` or `redis`).
+    pub name: &'static str,
+    /// Records written.
+    pub written: u64,
+    /// Failed write attempts.
+    pub failures: u64,
+    /// Records still unwritten when the worker stopped.
+    pub unwritten: usize,
+}
+
+/// The running sinks of a worker.
+pub struct Publisher {
+    sinks: Vec<(Arc<Shared>, JoinHandle<()>)>,
+    capacity: usize,
+}
+
+impl Publisher {
+    /// Starts a thread per target; the Kafka sink first reads back what its topic already
+    /// holds. `capacity` bounds each sink's buffer (entities waiting to be written).
+    pub fn start(targets: &Targets, capacity: usize) -> Result<Publisher, SinkError> {
+        let mut sinks = Vec::new();
+        if let Some((config, topic)) = &targets.kafka {
+            let published = kafka::published_versions(config, topic)?;
+            tracing::info!(topic = %topic, entities = published.len(), "read back published versions");
+            let writer = KafkaWriter::new(config, topic.clone(), published)?;
+            sinks.push(spawn("kafka", Writer::Kafka(Box::new(writer))));
+        }
+        if let Some((config, prefix)) = &targets.redis {
+            let client = redis::Client::open(config.url.as_str())?;
+            let writer = RedisWriter { client, connection: None, prefix: prefix.clone() };
+            sinks.push(spawn("redis", Writer::Redis(Box::new(writer))));
+        }
+        Ok(Publisher { sinks, capacity: capacity.max(1) })
+    }
+
+    /// Hands over the records of `tick` (complete, sorted). Blocks while a sink's buffer is
+    /// over capacity, which holds the dataflow back rather than dropping anything.
+    pub fn submit(&self, tick: u64, records: &[EncodedRecord]) {
+        for (shared, _) in &self.sinks {
+            let mut queue = shared.lock();
+            while queue.pending.len() >= self.capacity && !queue.closing {
+                queue = shared.changed.wait_timeout(queue, Duration::from_millis(100)).map(|(q, _)| q).unwrap_or_else(|p| p.into_inner().0);
+            }
+            for record in records {
+                match queue.pending.get(&record.entity_id) {
+                    Some(held) if held.version >= record.version => {}
+                    _ => {
+                        queue.pending.insert(record.entity_id.clone(), record.clone());
+                    }
+                }
+            }
+            queue.submitted = queue.submitted.max(tick + 1);
+            shared.changed.notify_all();
+        }
+    }
+
+    /// Ticks below this are written by every sink.
+    pub fn acked(&self) -> u64 {
+        self.sinks.iter().map(|(s, _)| s.lock().acked).min().unwrap_or(u64::MAX)
+    }
+
+    /// Whether every sink's last write succeeded.
+    pub fn up(&self) -> bool {
+        self.sinks.iter().all(|(s, _)| s.lock().up)
+    }
+
+    /// Waits up to `timeout` for the sinks to write what they hold, then stops them.
+    pub fn close(self, timeout: Duration) -> Vec<SinkSummary> {
+        let deadline = Instant::now() + timeout;
+        for (shared, _) in &self.sinks {
+            let mut queue = shared.lock();
+            while !queue.pending.is_empty() && Instant::now() < deadline {
+                queue = shared.changed.wait_timeout(queue, Duration::from_millis(50)).map(|(q, _)| q).unwrap_or_else(|p| p.into_inner().0);
+            }
+        }
+        let mut summaries = Vec::new();
+        for (shared, thread) in self.sinks {
+            {
+                let mut queue = shared.lock();
+                queue.closing = true;
+                shared.changed.notify_all();
+            }
+            let _ = thread.join();
+            let queue = shared.lock();
+            summaries.push(SinkSummary { name: shared.name, written: queue.written, failures: queue.failures, unwritten: queue.pending.len() });
+        }
+        summaries
+    }
+}
+
+fn spawn(name: &'static str, mut writer: Writer) -> (Arc<Shared>, JoinHandle<()>) {
+    let shared = Arc::new(Shared { name, queue: Mutex::new(Queue { up: true, ..Queue::default() }), changed: Condvar::new() });
+    let thread_shared = shared.clone();
+    let thread = std::thread::Builder::new()
+        .name(format!("sink-{name}"))
+        .spawn(move || run_sink(&thread_shared, &mut writer))
+        .unwrap_or_else(|e| panic!("cannot start the {name} sink thread: {e}"));
+    (shared, thread)
+}
+
+/// The loop of a sink thread: take what is pending, write it, put back what failed.
+fn run_sink(shared: &Shared, writer: &mut Writer) {
+    let mut backoff = MIN_BACKOFF;
+    loop {
+        let (batch, through) = {
+            let mut queue = shared.lock();
+            while queue.pending.is_empty() && !queue.closing {
+                if queue.acked < queue.submitted {
+                    queue.acked = queue.submitted;
+                }
+                queue = shared.changed.wait_timeout(queue, Duration::from_millis(100)).map(|(q, _)| q).unwrap_or_else(|p| p.into_inner().0);
+            }
+            if queue.closing && (queue.pending.is_empty() || !queue.up) {
+                return;
+            }
+            let through = queue.submitted;
+            (std::mem::take(&mut queue.pending), through)
+        };
+        let batch: Vec<EncodedRecord> = batch.into_values().collect();
+        let count = batch.len() as u64;
+        let result = writer.write(batch);
+        let mut queue = shared.lock();
+        match result {
+            Ok(()) => {
+                queue.written += count;
+                if !queue.up {
+                    tracing::info!(sink = shared.name, "sink is up again");
+                }
+                queue.up = true;
+                backoff = MIN_BACKOFF;
+                if queue.pending.is_empty() {
+                    queue.acked = queue.acked.max(through);
+                }
+                shared.changed.notify_all();
+            }
+            Err((error, unwritten)) => {
+                queue.failures += 1;
+                queue.written += count - unwritten.len() as u64;
+                if queue.up {
+                    tracing::warn!(sink = shared.name, %error, "sink is down; retrying with backoff");
+                }
+                queue.up = false;
+                // Put back what failed unless something newer is already waiting.
+                for record in unwritten {
+                    if queue.pending.get(&record.entity_id).is_none_or(|held| held.version < record.version) {
+                        queue.pending.insert(record.entity_id.clone(), record);
+                    }
+                }
+                let closing = queue.closing;
+                drop(queue);
+                if closing {
+                    return;
+                }
+                std::thread::sleep(backoff);
+                backoff = (backoff * 2).min(MAX_BACKOFF);
+            }
+        }
+    }
+}
+
+/// A sink's write side.
+enum Writer {
+    Kafka(Box<KafkaWriter>),
+    Redis(Box<RedisWriter>),
+}
+
+impl Writer {
+    /// Writes `batch` (at most one record per entity); on failure returns the records that
+    /// were not written.
+    fn write(&mut self, batch: Vec<EncodedRecord>) -> Result<(), (SinkError, Vec<EncodedRecord>)> {
+        match self {
+            Writer::Kafka(w) => w.write(batch),
+            Writer::Redis(w) => w.write(batch),
+        }
+    }
+}
+
+/// Delivery reports of the weights producer: which entities' records failed.
+struct Deliveries {
+    failed: Mutex<Vec<(String, String)>>,
+}
+
+impl ClientContext for Deliveries {}
+
+impl ProducerContext for Deliveries {
+    type DeliveryOpaque = Box<String>;
+
+    fn delivery(&self, result: &DeliveryResult<'_>, entity: Self::DeliveryOpaque) {
+        if let Err((error, _)) = result {
+            if let Ok(mut failed) = self.failed.lock() {
+                failed.push((*entity, error.to_string()));
+            }
+        }
+    }
+}
+
+/// Writes records to the weights topic: key `entity_id`, JSON value, `version` header.
+struct KafkaWriter {
+    producer: BaseProducer<Deliveries>,
+    topic: String,
+    /// Newest version out per entity.
+    published: HashMap<String, u64>,
+}
+
+impl KafkaWriter {
+    fn new(config: &KafkaConfig, topic: String, published: HashMap<String, u64>) -> Result<Self, SinkError> {
+        let producer = kafka::producer_config(config)
+            .create_with_context(Deliveries { failed: Mutex::new(Vec::new()) })
+            .map_err(|source| KafkaClientError::Client { what: "cannot create producer".into(), source })?;
+        Ok(KafkaWriter { producer, topic, published })
+    }
+
+    fn write(&mut self, batch: Vec<EncodedRecord>) -> Result<(), (SinkError, Vec<EncodedRecord>)> {
+        let mut sent = Vec::with_capacity(batch.len());
+        let mut unsent = Vec::new();
+        let mut first_error = None;
+        for record in batch {
+            if self.published.get(&record.entity_id).is_some_and(|&v| v >= record.version) {
+                continue;
+            }
+            let version = record.version.to_string();
+            let headers = OwnedHeaders::new().insert(Header { key: VERSION_HEADER, value: Some(version.as_str()) });
+            let message = BaseRecord::with_opaque_to(&self.topic, Box::new(record.entity_id.clone()))
+                .key(record.entity_id.as_str())
+                .payload(record.json.as_str())
+                .headers(headers);
+            let mut message = message;
+            let queued = loop {
+                match self.producer.send(message) {
+                    Ok(()) => break true,
+                    Err((rdkafka::error::KafkaError::MessageProduction(rdkafka::types::RDKafkaErrorCode::QueueFull), back)) => {
+                        message = back;
+                        self.producer.poll(Duration::from_millis(10));
+                    }
+                    Err((error, _)) => {
+                        first_error.get_or_insert(error.to_string());
+                        break false;
+                    }
+                }
+            };
+            if queued {
+                sent.push(record);
+            } else {
+                unsent.push(record);
+            }
+        }
+        let flushed = self.producer.flush(Duration::from_secs(30));
+        let failed: Vec<(String, String)> = self.producer.context().failed.lock().map(|mut f| std::mem::take(&mut *f)).unwrap_or_default();
+        if let Err(error) = &flushed {
+            first_error.get_or_insert(error.to_string());
+        }
+        let failed_entities: std::collections::HashSet<&str> = failed.iter().map(|(e, _)| e.as_str()).collect();
+        if let Some((_, error)) = failed.first() {
+            first_error.get_or_insert(error.clone());
+        }
+        let flush_failed = flushed.is_err();
+        for record in sent {
+            if failed_entities.contains(record.entity_id.as_str()) || flush_failed {
+                unsent.push(record);
+            } else {
+                self.published.insert(record.entity_id.clone(), record.version);
+            }
+        }
+        match first_error {
+            None => Ok(()),
+            Some(error) => {
+                let n = unsent.len();
+                Err((SinkError::Undelivered(n, error), unsent))
+            }
+        }
+    }
+}
+
+/// Writes records to Redis under the version guard, then announces them.
+struct RedisWriter {
+    client: redis::Client,
+    connection: Option<redis::Connection>,
+    prefix: String,
+}
+
+impl RedisWriter {
+    fn write(&mut self, batch: Vec<EncodedRecord>) -> Result<(), (SinkError, Vec<EncodedRecord>)> {
+        let connection = match self.connection.as_mut() {
+            Some(c) => c,
+            None => match self.client.get_connection_with_timeout(Duration::from_secs(2)) {
+                Ok(c) => {
+                    let _ = c.set_read_timeout(Some(Duration::from_secs(5)));
+                    let _ = c.set_write_timeout(Some(Duration::from_secs(5)));
+                    self.connection.insert(c)
+                }
+                Err(e) => return Err((SinkError::Redis(e), batch)),
+            },
+        };
+        let channel = format!("{}:updates", self.prefix);
+        // Make sure the script is loaded, then run every record in one pipeline; a retry after a
+        // partial failure is harmless because the guard rejects versions already stored.
+        let loaded: Result<String, redis::RedisError> = redis::cmd("SCRIPT").arg("LOAD").arg(GUARDED_SET).query(connection);
+        let result = loaded.and_then(|sha| {
+            let mut pipe = redis::pipe();
+            for record in &batch {
+                pipe.cmd("EVALSHA")
+                    .arg(&sha)
+                    .arg(2)
+                    .arg(format!("{}:{}", self.prefix, record.entity_id))
+                    .arg(&channel)
+                    .arg(record.version)
+                    .arg(&record.json)
+                    .arg(&record.entity_id);
+            }
+            pipe.query::<Vec<i64>>(connection).map(|_| ())
+        });
+        match result {
+            Ok(()) => Ok(()),
+            Err(e) => {
+                self.connection = None;
+                Err((SinkError::Redis(e), batch))
+            }
+        }
+    }
+}

@@ -1,0 +1,385 @@
+//! The live worker's source: each timely worker reads its own partitions of the assignments
+//! and outcomes topics, decodes them, and advances time by per-partition watermarks.
+//!
+//! A partition's watermark is the largest `ts` it has delivered minus `allowed_lateness`.
+//! A partition that is at its end and has had nothing new for `idle_timeout` follows the wall
+//! clock instead (minus `allowed_lateness`), so a quiet partition cannot freeze the weights; one
+//! that is merely slow to fetch still holds time back. Offsets are committed to the consumer
+//! group only for data whose ticks the sinks have acknowledged.
+
+use std::cell::RefCell;
+use std::collections::VecDeque;
+use std::rc::Rc;
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer};
+use rdkafka::error::KafkaError;
+use rdkafka::message::Message;
+use rdkafka::{Offset, TopicPartitionList};
+use timely::container::CapacityContainerBuilder;
+use timely::dataflow::operators::generic::operator::source;
+use timely::dataflow::operators::probe::Handle as ProbeHandle;
+use timely::dataflow::{Scope, Stream};
+
+use crate::config::Dataflow;
+use crate::counters::Counters;
+use crate::deployment::KafkaConfig;
+use crate::event::{split_decoded, Catalog, Decoded, Decoder, Event};
+use crate::kafka;
+use crate::time::Ticks;
+
+/// Messages a source takes per activation before it yields to the rest of the dataflow.
+const MESSAGES_PER_ACTIVATION: usize = 8 * 1024;
+/// How soon a source with nothing to read looks again.
+const POLL_AGAIN: Duration = Duration::from_millis(2);
+/// How often offsets are committed.
+const COMMIT_EVERY: Duration = Duration::from_secs(1);
+/// How long a stopping source waits for its complete ticks to be published.
+pub const STOP_GRACE: Duration = Duration::from_secs(8);
+
+/// Which input topic a partition belongs to.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Topic {
+    /// The assignments topic.
+    Assignments,
+    /// The outcomes topic.
+    Outcomes,
+}
+
+/// What the sources of one process share with its driver: the stop request, and how far
+/// each source has got.
+#[derive(Debug)]
+pub struct Control {
+    /// Set by SIGTERM/SIGINT (or the embedding program): stop reading, finish what is complete.
+    pub stop: Arc<AtomicBool>,
+    sources: usize,
+    /// Smallest tick a stopping source holds (`u64::MAX` until all have stopped).
+    held: AtomicU64,
+    stopped: AtomicUsize,
+    finished: AtomicUsize,
+    caught_up: AtomicUsize,
+    /// Messages read by this process's sources.
+    pub messages_read: AtomicU64,
+    /// Smallest watermark tick over this process's sources (complete ticks are below it).
+    pub watermark: AtomicU64,
+}
+
+impl Control {
+    /// Control of `sources` local sources, stopped by `stop`.
+    pub fn new(stop: Arc<AtomicBool>, sources: usize) -> Self {
+        Control {
+            stop,
+            sources,
+            held: AtomicU64::new(u64::MAX),
+            stopped: AtomicUsize::new(0),
+            finished: AtomicUsize::new(0),
+            caught_up: AtomicUsize::new(0),
+            messages_read: AtomicU64::new(0),
+            watermark: AtomicU64::new(0),
+        }
+    }
+
+    /// Every local source has stopped, published what was complete and committed.
+    pub fn finished(&self) -> bool {
+        self.finished.load(Ordering::Acquire) >= self.sources
+    }
+
+    /// Every local source has read to the end of its partitions at least once.
+    pub fn caught_up(&self) -> bool {
+        self.caught_up.load(Ordering::Acquire) >= self.sources
+    }
+}
+
+/// What a worker's source needs.
+pub struct SourceContext {
+    /// The job.
+    pub job: Dataflow,
+    /// Where to read.
+    pub kafka: KafkaConfig,
+    /// Every partition of both topics, in a fixed order; the worker takes its share.
+    pub partitions: Vec<(Topic, i32)>,
+    /// Event time the window is rebuilt from.
+    pub rebuild_from_ms: i64,
+    /// Probe on the publisher: ticks below its frontier are out.
+    pub published: ProbeHandle<u64>,
+    /// Shared with the driver.
+    pub control: Arc<Control>,
+    /// This worker's counters.
+    pub counters: Rc<RefCell<Counters>>,
+}
+
+/// Why a source could not start.
+pub type SourceError = kafka::KafkaClientError;
+
+/// One partition as its source sees it.
+struct Partition {
+    topic: Topic,
+    id: i32,
+    /// Largest event time delivered.
+    max_ts: i64,
+    last_message: Instant,
+    at_end: bool,
+    /// `(tick, offset)`: every message before `offset` has a tick at or below `tick`.
+    checkpoints: VecDeque<(u64, i64)>,
+    committed: i64,
+}
+
+impl Partition {
+    /// The watermark in event-time ms, `i64::MIN` while it holds time at the start.
+    fn watermark(&self, now_ms: i64, lateness: i64, idle: Duration) -> i64 {
+        if self.at_end && self.last_message.elapsed() >= idle {
+            self.max_ts.max(now_ms).saturating_sub(lateness)
+        } else if self.max_ts == i64::MIN {
+            i64::MIN
+        } else {
+            self.max_ts.saturating_sub(lateness)
+        }
+    }
+
+    fn checkpoint(&mut self, tick: u64, offset: i64) {
+        match self.checkpoints.back_mut() {
+            Some(last) if last.0 >= tick => last.1 = offset + 1,
+            _ => self.checkpoints.push_back((tick, offset + 1)),
+        }
+    }
+
+    /// The offset up to which every message's tick is below `published`.
+    fn committable(&mut self, published: u64) -> Option<i64> {
+        let mut offset = None;
+        while let Some(&(tick, next)) = self.checkpoints.front() {
+            if tick >= published {
+                break;
+            }
+            offset = Some(next);
+            self.checkpoints.pop_front();
+        }
+        offset.filter(|&o| o > self.committed)
+    }
+}
+
+fn now_ms() -> i64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_millis() as i64).unwrap_or(0)
+}
+
+/// A consumer for the worker's partitions of one topic, each from the first message at or
+/// after `from_ms`. One consumer per topic, because end-of-partition events name no topic.
+fn consumer_for(kafka: &KafkaConfig, topic: Topic, mine: &[(Topic, i32)], from_ms: i64) -> Result<Option<(Topic, BaseConsumer)>, SourceError> {
+    let ids: Vec<i32> = mine.iter().filter(|(t, _)| *t == topic).map(|(_, p)| *p).collect();
+    if ids.is_empty() {
+        return Ok(None);
+    }
+    let name = topic_name(kafka, topic);
+    let consumer = kafka::consumer(kafka)?;
+    let offsets = match kafka::offsets_at(&consumer, name, &ids, from_ms) {
+        Ok(offsets) => offsets,
+        Err(error) => {
+            tracing::warn!(topic = %name, %error, "cannot seek by time; reading from the beginning");
+            ids.iter().map(|&p| (p, Offset::Beginning)).collect()
+        }
+    };
+    let mut assignment = TopicPartitionList::new();
+    for (p, offset) in offsets {
+        assignment.add_partition_offset(name, p, offset).map_err(|source| kafka::KafkaClientError::Client { what: "assignment".into(), source })?;
+    }
+    let result = consumer.assign(&assignment).map_err(|source| kafka::KafkaClientError::Client { what: format!("assign {name}"), source });
+    drop(assignment);
+    result.map(|()| Some((topic, consumer)))
+}
+
+fn topic_name(kafka: &KafkaConfig, topic: Topic) -> &str {
+    match topic {
+        Topic::Assignments => &kafka.assignments_topic,
+        Topic::Outcomes => &kafka.outcomes_topic,
+    }
+}
+
+/// The live source of one worker: its partitions, decoded, at their ticks.
+pub fn kafka_source<'scope>(scope: Scope<'scope, u64>, ctx: SourceContext) -> Result<(Stream<'scope, u64, Vec<Event>>, Stream<'scope, u64, Vec<Catalog>>), SourceError> {
+    let mine = kafka::owned_by(&ctx.partitions, scope.index(), scope.peers());
+    let mut consumers = Vec::new();
+    for topic in [Topic::Assignments, Topic::Outcomes] {
+        consumers.extend(consumer_for(&ctx.kafka, topic, &mine, ctx.rebuild_from_ms)?);
+    }
+    tracing::info!(worker = scope.index(), partitions = ?mine, "source assigned");
+    let decoded = source::<_, CapacityContainerBuilder<Vec<Decoded>>, _, _>(scope, "KafkaSource", move |capability, info| {
+        let activator = scope.activator_for(info.address);
+        let ticks = Ticks::new(ctx.job.tick_ms);
+        let lateness = ctx.job.allowed_lateness_ms.min(i64::MAX as u64) as i64;
+        let idle = Duration::from_millis(ctx.job.idle_timeout_ms);
+        let mut decoder = Decoder::new(ctx.job.outcome_kinds.as_deref(), ctx.job.max_future_skew_ms);
+        let started = Instant::now();
+        let mut partitions: Vec<Partition> = mine
+            .iter()
+            .map(|&(topic, id)| Partition { topic, id, max_ts: i64::MIN, last_message: started, at_end: false, checkpoints: VecDeque::new(), committed: -1 })
+            .collect();
+        let mut capability = if consumers.is_empty() { None } else { Some(capability) };
+        let mut names = Vec::new();
+        let mut batch: Vec<(u64, Decoded)> = Vec::new();
+        let mut last_commit = Instant::now();
+        let mut stopping: Option<Instant> = None;
+        let mut finished = false;
+        let mut caught_up = false;
+        let mut last_error: Option<Instant> = None;
+        move |output| {
+            if finished {
+                return;
+            }
+            let control = &ctx.control;
+            if stopping.is_none() && control.stop.load(Ordering::Acquire) {
+                stopping = Some(Instant::now());
+                let held = capability.as_ref().map(|c| *c.time()).unwrap_or(u64::MAX);
+                control.held.fetch_min(held, Ordering::AcqRel);
+                control.stopped.fetch_add(1, Ordering::AcqRel);
+                if !caught_up {
+                    caught_up = true;
+                    control.caught_up.fetch_add(1, Ordering::AcqRel);
+                }
+            }
+            if let Some(since) = stopping {
+                let all_stopped = control.stopped.load(Ordering::Acquire) >= control.sources;
+                let held = control.held.load(Ordering::Acquire);
+                let out = all_stopped && !ctx.published.less_than(&held);
+                if out || since.elapsed() > STOP_GRACE {
+                    for (topic, consumer) in &consumers {
+                        commit(consumer, *topic, &ctx.kafka, &mut partitions, &ctx.published, CommitMode::Sync);
+                    }
+                    // The clients are dropped here, with no partition list alive.
+                    consumers.clear();
+                    finished = true;
+                    control.finished.fetch_add(1, Ordering::AcqRel);
+                    if !out {
+                        tracing::warn!(held, "stopped before every complete tick was published");
+                    }
+                } else {
+                    activator.activate_after(Duration::from_millis(5));
+                }
+                return;
+            }
+            let Some(cap) = capability.as_mut() else {
+                if !caught_up {
+                    caught_up = true;
+                    control.caught_up.fetch_add(1, Ordering::AcqRel);
+                }
+                return;
+            };
+            let now = now_ms();
+            let floor_tick = *cap.time();
+            let mut counters = ctx.counters.borrow_mut();
+            let mut read = 0u64;
+            for (topic, consumer) in &consumers {
+                let topic = *topic;
+                for _ in 0..MESSAGES_PER_ACTIVATION / 2 {
+                    let message = match consumer.poll(Duration::ZERO) {
+                        None => break,
+                        Some(Err(KafkaError::PartitionEOF(p))) => {
+                            if let Some(part) = partitions.iter_mut().find(|x| x.topic == topic && x.id == p) {
+                                part.at_end = true;
+                            }
+                            continue;
+                        }
+                        Some(Err(error)) => {
+                            if last_error.is_none_or(|t| t.elapsed() > Duration::from_secs(10)) {
+                                tracing::warn!(%error, "kafka consumer error");
+                                last_error = Some(Instant::now());
+                            }
+                            break;
+                        }
+                        Some(Ok(message)) => message,
+                    };
+                    read += 1;
+                    let Some(part) = partitions.iter_mut().find(|x| x.topic == topic && x.id == message.partition()) else { continue };
+                    part.at_end = false;
+                    part.last_message = Instant::now();
+                    let payload = message.payload().unwrap_or_default();
+                    let decoded = match topic {
+                        Topic::Assignments => {
+                            counters.assignments_read += 1;
+                            decoder.assignment(payload, now, &mut names).map(|a| Some((a.ts, Decoded::Event(Event::Assignment(a)))))
+                        }
+                        Topic::Outcomes => {
+                            counters.outcomes_read += 1;
+                            decoder.outcome(payload, now).map(|o| o.map(|o| (o.ts, Decoded::Event(Event::Outcome(o)))))
+                        }
+                    };
+                    let tick = match decoded {
+                        Ok(Some((ts, record))) => {
+                            part.max_ts = part.max_ts.max(ts);
+                            let tick = ticks.tick_of(ts).max(floor_tick);
+                            batch.push((tick, record));
+                            tick
+                        }
+                        Ok(None) => {
+                            counters.ignored_kind += 1;
+                            floor_tick
+                        }
+                        Err(reason) => {
+                            counters.malformed(&reason.to_string());
+                            floor_tick
+                        }
+                    };
+                    part.checkpoint(tick, message.offset());
+                }
+            }
+            drop(counters);
+            control.messages_read.fetch_add(read, Ordering::Relaxed);
+            batch.extend(names.drain(..).map(|n| (floor_tick, Decoded::Catalog(Catalog::Name(n)))));
+            batch.sort_by_key(|(t, _)| *t);
+            let mut rest = batch.drain(..).peekable();
+            while let Some((tick, first)) = rest.next() {
+                let time = cap.delayed(&tick);
+                let mut session = output.session(&time);
+                session.give(first);
+                while let Some((_, d)) = rest.next_if(|(t, _)| *t == tick) {
+                    session.give(d);
+                }
+            }
+            drop(rest);
+            let watermark = partitions.iter().map(|p| p.watermark(now, lateness, idle)).min().unwrap_or(i64::MIN);
+            if watermark > 0 {
+                let tick = ticks.tick_of(watermark);
+                if tick > *cap.time() {
+                    cap.downgrade(&tick);
+                }
+            }
+            control.watermark.store(*cap.time(), Ordering::Relaxed);
+            if !caught_up && partitions.iter().all(|p| p.at_end) {
+                caught_up = true;
+                control.caught_up.fetch_add(1, Ordering::AcqRel);
+            }
+            if last_commit.elapsed() >= COMMIT_EVERY {
+                for (topic, consumer) in &consumers {
+                    commit(consumer, *topic, &ctx.kafka, &mut partitions, &ctx.published, CommitMode::Async);
+                }
+                last_commit = Instant::now();
+            }
+            if read > 0 {
+                activator.activate();
+            } else {
+                activator.activate_after(POLL_AGAIN);
+            }
+        }
+    });
+    Ok(split_decoded(decoded))
+}
+
+/// Commits, per partition, the offset below which every message's tick is published.
+fn commit(consumer: &BaseConsumer, topic: Topic, kafka: &KafkaConfig, partitions: &mut [Partition], published: &ProbeHandle<u64>, mode: CommitMode) {
+    let published = published.with_frontier(|f| f.first().copied()).unwrap_or(u64::MAX);
+    let name = topic_name(kafka, topic);
+    let mut offsets = TopicPartitionList::new();
+    for part in partitions.iter_mut().filter(|p| p.topic == topic) {
+        if let Some(offset) = part.committable(published) {
+            if offsets.add_partition_offset(name, part.id, Offset::Offset(offset)).is_ok() {
+                part.committed = offset;
+            }
+        }
+    }
+    if offsets.count() > 0 {
+        if let Err(error) = consumer.commit(&offsets, mode) {
+            tracing::warn!(%error, "offset commit failed");
+        }
+    }
+    drop(offsets);
+}

@@ -1,0 +1,227 @@
+//! The long-running worker (`banditflow run`): Kafka in, weight records out to the weights
+//! topic and Redis, on one process or a timely cluster of several.
+//!
+//! It runs the same dataflow as replay. At start-up it rebuilds its window from the topics
+//! themselves (each partition from `now - window - attribution - allowed_lateness`) and skips
+//! records at or below versions already published. On a stop request it stops reading,
+//! publishes the ticks whose data is complete, commits offsets and returns.
+
+use std::cell::RefCell;
+use std::path::PathBuf;
+use std::rc::Rc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use timely::dataflow::operators::probe::Handle as ProbeHandle;
+use timely::dataflow::operators::Probe;
+
+use crate::config::Dataflow;
+use crate::counters::Counters;
+use crate::dataflow::bandit;
+use crate::deployment::KafkaConfig;
+use crate::kafka::{self, KafkaClientError};
+use crate::publisher::{Publisher, SinkError, SinkSummary, Targets};
+use crate::sink::publish;
+use crate::source::{kafka_source, Control, SourceContext, Topic};
+
+/// Entities a sink may hold unwritten before the dataflow waits for it.
+pub const SINK_CAPACITY: usize = 1_000_000;
+
+/// A timely cluster: this process is `process` of `processes`, at the addresses in `hostfile`
+/// (one `host:port` per line, in process order).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Cluster {
+    /// Number of processes.
+    pub processes: usize,
+    /// This process's index.
+    pub process: usize,
+    /// Addresses of every process, one per line.
+    pub hostfile: Option<PathBuf>,
+}
+
+/// A run of the worker.
+#[derive(Clone, Debug)]
+pub struct RunOptions {
+    /// The job, with its `[kafka]` (required) and `[redis]` sections.
+    pub job: Dataflow,
+    /// Worker threads in this process.
+    pub workers: usize,
+    /// The cluster, if more than one process.
+    pub cluster: Option<Cluster>,
+    /// Set to stop the worker gracefully (SIGTERM/SIGINT handlers set it).
+    pub stop: Arc<AtomicBool>,
+}
+
+/// Why the worker could not start or run.
+#[derive(Debug, thiserror::Error)]
+pub enum WorkerError {
+    /// The job file has no `[kafka]` section.
+    #[error("the job has no [kafka] section: `run` needs brokers and topics")]
+    NoKafka,
+    /// A cluster option is wrong.
+    #[error("cluster: {0}")]
+    Cluster(String),
+    /// Kafka refused at start-up.
+    #[error(transparent)]
+    Kafka(#[from] KafkaClientError),
+    /// A sink could not start.
+    #[error(transparent)]
+    Sink(#[from] SinkError),
+    /// Timely could not start or a worker failed.
+    #[error("dataflow failed: {0}")]
+    Dataflow(String),
+}
+
+/// What a finished run did (in this process).
+#[derive(Clone, Debug)]
+pub struct RunSummary {
+    /// Counters summed over this process's workers.
+    pub counters: Counters,
+    /// The sinks of this process (process 0 only).
+    pub sinks: Vec<SinkSummary>,
+    /// Wall time of the run.
+    pub elapsed: Duration,
+}
+
+fn now_ms() -> i64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_millis() as i64).unwrap_or(0)
+}
+
+/// The timely configuration of `options`.
+fn timely_config(options: &RunOptions) -> Result<timely::Config, WorkerError> {
+    let threads = options.workers.max(1);
+    let Some(cluster) = options.cluster.as_ref().filter(|c| c.processes > 1) else {
+        return Ok(timely::Config::process(threads));
+    };
+    if cluster.process >= cluster.processes {
+        return Err(WorkerError::Cluster(format!("--process {} is not below --processes {}", cluster.process, cluster.processes)));
+    }
+    let addresses: Vec<String> = match &cluster.hostfile {
+        Some(path) => {
+            let text = std::fs::read_to_string(path).map_err(|e| WorkerError::Cluster(format!("cannot read {}: {e}", path.display())))?;
+            text.lines().map(str::trim).filter(|l| !l.is_empty()).take(cluster.processes).map(str::to_owned).collect()
+        }
+        None => (0..cluster.processes).map(|i| format!("localhost:{}", 2101 + i)).collect(),
+    };
+    if addresses.len() < cluster.processes {
+        return Err(WorkerError::Cluster(format!("the hostfile has {} addresses for {} processes", addresses.len(), cluster.processes)));
+    }
+    Ok(timely::Config {
+        communication: timely::CommunicationConfig::Cluster { threads, process: cluster.process, addresses, report: false, zerocopy: false },
+        worker: timely::WorkerConfig::default(),
+    })
+}
+
+/// Runs the worker until `options.stop` is set; `ready` is set once every local source has
+/// read to the end of its partitions.
+pub fn run(options: &RunOptions, ready: Arc<AtomicBool>) -> Result<RunSummary, WorkerError> {
+    let started = Instant::now();
+    let job = options.job.clone();
+    let kafka = job.deployment.kafka.clone().ok_or(WorkerError::NoKafka)?;
+    let config = timely_config(options)?;
+    let process = options.cluster.as_ref().map(|c| c.process).unwrap_or(0);
+    let partitions = input_partitions(&kafka)?;
+    let publisher = if process == 0 {
+        let targets = Targets::of(Some(&kafka), job.deployment.redis.as_ref(), job.deployment.mode);
+        Some(Arc::new(Publisher::start(&targets, SINK_CAPACITY)?))
+    } else {
+        None
+    };
+    let rebuild_from_ms = now_ms() - (job.window_ms + job.attribution_ms + job.allowed_lateness_ms).min(i64::MAX as u64) as i64;
+    tracing::info!(
+        dataflow = %job.name,
+        mode = ?job.deployment.mode,
+        workers = options.workers,
+        process,
+        partitions = partitions.len(),
+        rebuild_from_ms,
+        "worker starting"
+    );
+    let control = Arc::new(Control::new(options.stop.clone(), options.workers.max(1)));
+    let failure: Arc<Mutex<Option<String>>> = Arc::new(Mutex::new(None));
+    let (worker_control, worker_publisher, worker_failure) = (control.clone(), publisher.clone(), failure.clone());
+    let guards = timely::execute(config, move |worker| {
+        let counters = Rc::new(RefCell::new(Counters::default()));
+        let published = ProbeHandle::new();
+        let ctx = SourceContext {
+            job: job.clone(),
+            kafka: kafka.clone(),
+            partitions: partitions.clone(),
+            rebuild_from_ms,
+            published: published.clone(),
+            control: worker_control.clone(),
+            counters: counters.clone(),
+        };
+        let sink = if worker.index() == 0 { worker_publisher.clone() } else { None };
+        let acked = sink.clone();
+        let written = counters.clone();
+        let job = job.clone();
+        let built = worker.dataflow::<u64, _, _>(|scope| {
+            let (events, catalog) = kafka_source(scope, ctx)?;
+            let records = bandit(events, catalog, &job, counters.clone());
+            publish(
+                records,
+                move |tick, batch| {
+                    written.borrow_mut().records_written += batch.len() as u64;
+                    if let Some(sink) = &sink {
+                        sink.submit(tick, batch);
+                    }
+                },
+                move || acked.as_ref().map(|p| p.acked()).unwrap_or(u64::MAX),
+            )
+            .probe_with(&published);
+            Ok::<(), KafkaClientError>(())
+        });
+        if let Err(error) = built {
+            tracing::error!(%error, "worker cannot start its source");
+            if let Ok(mut slot) = worker_failure.lock() {
+                slot.get_or_insert(error.to_string());
+            }
+            worker_control.stop.store(true, Ordering::Release);
+        }
+        while !worker_control.finished() {
+            worker.step_or_park(Some(Duration::from_millis(20)));
+        }
+        for id in worker.installed_dataflows() {
+            worker.drop_dataflow(id);
+        }
+        let result = counters.borrow().clone();
+        result
+    })
+    .map_err(WorkerError::Dataflow)?;
+    let watcher = control.clone();
+    let readiness = std::thread::spawn(move || {
+        while !watcher.finished() {
+            if !ready.load(Ordering::Relaxed) && watcher.caught_up() {
+                ready.store(true, Ordering::Release);
+                tracing::info!(watermark_tick = watcher.watermark.load(Ordering::Relaxed), "caught up");
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    });
+    let mut counters = Counters::default();
+    for result in guards.join() {
+        counters.merge(&result.map_err(WorkerError::Dataflow)?);
+    }
+    let _ = readiness.join();
+    let sinks = match publisher.and_then(|p| Arc::try_unwrap(p).ok()) {
+        Some(publisher) => publisher.close(Duration::from_secs(1)),
+        None => Vec::new(),
+    };
+    if let Some(error) = failure.lock().ok().and_then(|mut f| f.take()) {
+        return Err(WorkerError::Dataflow(error));
+    }
+    tracing::info!(elapsed_s = started.elapsed().as_secs_f64(), "worker stopped");
+    Ok(RunSummary { counters, sinks, elapsed: started.elapsed() })
+}
+
+/// Every partition of both input topics, in a fixed order.
+fn input_partitions(kafka_config: &KafkaConfig) -> Result<Vec<(Topic, i32)>, WorkerError> {
+    let consumer = kafka::consumer(kafka_config)?;
+    let mut all = Vec::new();
+    for (topic, name) in [(Topic::Assignments, &kafka_config.assignments_topic), (Topic::Outcomes, &kafka_config.outcomes_topic)] {
+        all.extend(kafka::partitions(&consumer, name)?.into_iter().map(|p| (topic, p)));
+    }
+    Ok(all)
+}
