@@ -17,6 +17,8 @@ use crate::deployment::{KafkaConfig, Mode};
 
 /// How long metadata and offset requests may take before start-up fails.
 pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
+/// How long a read-back waits after the last message before it trusts end-of-partition.
+const END_QUIET: Duration = Duration::from_millis(300);
 /// Name of the header that carries a weight record's version.
 pub const VERSION_HEADER: &str = "version";
 
@@ -73,10 +75,15 @@ pub fn consumer(kafka: &KafkaConfig) -> Result<BaseConsumer, KafkaClientError> {
 }
 
 /// A producer with the job's settings; `linger.ms` is short because records are few and
-/// freshness matters.
+/// freshness matters, and one request in flight keeps each entity's records in order even
+/// when librdkafka retries.
 pub fn producer_config(kafka: &KafkaConfig) -> ClientConfig {
     let mut config = ClientConfig::new();
-    config.set("bootstrap.servers", &kafka.brokers).set("linger.ms", "5").set("message.timeout.ms", "10000");
+    config
+        .set("bootstrap.servers", &kafka.brokers)
+        .set("linger.ms", "5")
+        .set("message.timeout.ms", "10000")
+        .set("max.in.flight.requests.per.connection", "1");
     with_properties(config, kafka)
 }
 
@@ -139,7 +146,10 @@ pub fn published_versions(kafka: &KafkaConfig, topic: &str) -> Result<HashMap<St
     let mut versions: HashMap<String, u64> = HashMap::new();
     let mut at_end = std::collections::HashSet::new();
     let deadline = Instant::now() + Duration::from_secs(120);
-    while at_end.len() < parts.len() {
+    let mut last_message = Instant::now();
+    // Some brokers (tansu 0.6) report end-of-partition early, inside the last batch: the end
+    // is where every partition reported it and nothing came for a moment.
+    while at_end.len() < parts.len() || last_message.elapsed() < END_QUIET {
         if Instant::now() > deadline {
             return Err(KafkaClientError::Client { what: format!("reading {topic} back"), source: KafkaError::NoMessageReceived });
         }
@@ -151,6 +161,7 @@ pub fn published_versions(kafka: &KafkaConfig, topic: &str) -> Result<HashMap<St
             Some(Err(source)) => return Err(KafkaClientError::Client { what: format!("reading {topic} back"), source }),
             Some(Ok(message)) => {
                 at_end.remove(&message.partition());
+                last_message = Instant::now();
                 let Some(entity) = message.key().and_then(|k| std::str::from_utf8(k).ok()) else { continue };
                 let header = message.headers().and_then(|h| {
                     h.iter().find(|h| h.key == VERSION_HEADER).and_then(|h| h.value).and_then(|v| std::str::from_utf8(v).ok()).and_then(|v| v.parse().ok())

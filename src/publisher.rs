@@ -1,12 +1,13 @@
 //! The live worker's sinks: the weights topic and Redis, each written by its own thread.
 //!
-//! The dataflow hands over each complete tick's records. A sink keeps only the newest record
-//! per entity that it has not written yet (a bounded buffer: one entry per entity), writes
-//! them, and retries with backoff while it is down. Nothing at or below a version already out
+//! The dataflow hands over each complete tick's records. A sink that keeps up writes every
+//! record in order. While it is down (or its buffer is full) it keeps only the newest
+//! unwritten record per entity, so the buffer is bounded by the number of entities, and
+//! retries with backoff. Nothing at or below a version already out
 //! is written: the Kafka sink remembers the newest version per entity (read back from the
 //! topic at start-up), and Redis checks the stored version atomically in a script.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::HashMap;
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
@@ -81,8 +82,8 @@ impl Targets {
 /// What one sink has and has not written.
 #[derive(Debug, Default)]
 struct Queue {
-    /// Newest unwritten record per entity.
-    pending: BTreeMap<String, EncodedRecord>,
+    /// Unwritten records in publication order (one per entity once compacted).
+    pending: Vec<EncodedRecord>,
     /// Ticks below this have been handed over.
     submitted: u64,
     /// Ticks below this are written (or superseded by written records).
@@ -100,6 +101,20 @@ struct Shared {
     name: &'static str,
     queue: Mutex<Queue>,
     changed: Condvar,
+}
+
+impl Queue {
+    /// Keeps only the newest pending record of each entity, in publication order.
+    fn compact(&mut self) {
+        let mut newest: HashMap<&str, u64> = HashMap::new();
+        for r in &self.pending {
+            let v = newest.entry(r.entity_id.as_str()).or_insert(r.version);
+            *v = (*v).max(r.version);
+        }
+        let keep: Vec<bool> = self.pending.iter().map(|r| newest.get(r.entity_id.as_str()) == Some(&r.version)).collect();
+        let mut keep = keep.into_iter();
+        self.pending.retain(|_| keep.next().unwrap_or(false));
+    }
 }
 
 impl Shared {
@@ -151,16 +166,15 @@ impl Publisher {
     pub fn submit(&self, tick: u64, records: &[EncodedRecord]) {
         for (shared, _) in &self.sinks {
             let mut queue = shared.lock();
+            if queue.pending.len() >= self.capacity {
+                queue.compact();
+            }
             while queue.pending.len() >= self.capacity && !queue.closing {
                 queue = shared.changed.wait_timeout(queue, Duration::from_millis(100)).map(|(q, _)| q).unwrap_or_else(|p| p.into_inner().0);
             }
-            for record in records {
-                match queue.pending.get(&record.entity_id) {
-                    Some(held) if held.version >= record.version => {}
-                    _ => {
-                        queue.pending.insert(record.entity_id.clone(), record.clone());
-                    }
-                }
+            queue.pending.extend_from_slice(records);
+            if !queue.up {
+                queue.compact();
             }
             queue.submitted = queue.submitted.max(tick + 1);
             shared.changed.notify_all();
@@ -229,7 +243,6 @@ fn run_sink(shared: &Shared, writer: &mut Writer) {
             let through = queue.submitted;
             (std::mem::take(&mut queue.pending), through)
         };
-        let batch: Vec<EncodedRecord> = batch.into_values().collect();
         let count = batch.len() as u64;
         let result = writer.write(batch);
         let mut queue = shared.lock();
@@ -253,12 +266,10 @@ fn run_sink(shared: &Shared, writer: &mut Writer) {
                     tracing::warn!(sink = shared.name, %error, "sink is down; retrying with backoff");
                 }
                 queue.up = false;
-                // Put back what failed unless something newer is already waiting.
-                for record in unwritten {
-                    if queue.pending.get(&record.entity_id).is_none_or(|held| held.version < record.version) {
-                        queue.pending.insert(record.entity_id.clone(), record);
-                    }
-                }
+                // Put back what failed, ahead of what came since; keep the newest per entity.
+                let newer = std::mem::replace(&mut queue.pending, unwritten);
+                queue.pending.extend(newer);
+                queue.compact();
                 let closing = queue.closing;
                 drop(queue);
                 if closing {
@@ -290,18 +301,19 @@ impl Writer {
 
 /// Delivery reports of the weights producer: which entities' records failed.
 struct Deliveries {
-    failed: Mutex<Vec<(String, String)>>,
+    failed: Mutex<Vec<(String, u64, String)>>,
 }
 
 impl ClientContext for Deliveries {}
 
 impl ProducerContext for Deliveries {
-    type DeliveryOpaque = Box<String>;
+    type DeliveryOpaque = Box<(String, u64)>;
 
-    fn delivery(&self, result: &DeliveryResult<'_>, entity: Self::DeliveryOpaque) {
+    fn delivery(&self, result: &DeliveryResult<'_>, record: Self::DeliveryOpaque) {
         if let Err((error, _)) = result {
             if let Ok(mut failed) = self.failed.lock() {
-                failed.push((*entity, error.to_string()));
+                let (entity, version) = *record;
+                failed.push((entity, version, error.to_string()));
             }
         }
     }
@@ -333,7 +345,7 @@ impl KafkaWriter {
             }
             let version = record.version.to_string();
             let headers = OwnedHeaders::new().insert(Header { key: VERSION_HEADER, value: Some(version.as_str()) });
-            let message = BaseRecord::with_opaque_to(&self.topic, Box::new(record.entity_id.clone()))
+            let message = BaseRecord::with_opaque_to(&self.topic, Box::new((record.entity_id.clone(), record.version)))
                 .key(record.entity_id.as_str())
                 .payload(record.json.as_str())
                 .headers(headers);
@@ -358,22 +370,26 @@ impl KafkaWriter {
             }
         }
         let flushed = self.producer.flush(Duration::from_secs(30));
-        let failed: Vec<(String, String)> = self.producer.context().failed.lock().map(|mut f| std::mem::take(&mut *f)).unwrap_or_default();
+        let failed: Vec<(String, u64, String)> = self.producer.context().failed.lock().map(|mut f| std::mem::take(&mut *f)).unwrap_or_default();
         if let Err(error) = &flushed {
             first_error.get_or_insert(error.to_string());
         }
-        let failed_entities: std::collections::HashSet<&str> = failed.iter().map(|(e, _)| e.as_str()).collect();
-        if let Some((_, error)) = failed.first() {
+        let failed_versions: std::collections::HashSet<(&str, u64)> = failed.iter().map(|(e, v, _)| (e.as_str(), *v)).collect();
+        if let Some((_, _, error)) = failed.first() {
             first_error.get_or_insert(error.clone());
         }
         let flush_failed = flushed.is_err();
+        let mut delivered_or_failed = Vec::new();
         for record in sent {
-            if failed_entities.contains(record.entity_id.as_str()) || flush_failed {
-                unsent.push(record);
+            if flush_failed || failed_versions.contains(&(record.entity_id.as_str(), record.version)) {
+                delivered_or_failed.push(record);
             } else {
-                self.published.insert(record.entity_id.clone(), record.version);
+                let newest = self.published.entry(record.entity_id.clone()).or_insert(record.version);
+                *newest = (*newest).max(record.version);
             }
         }
+        // A failed record behind one of its entity's delivered records is never retried.
+        unsent.extend(delivered_or_failed.into_iter().filter(|r| self.published.get(&r.entity_id).is_none_or(|&v| v < r.version)));
         match first_error {
             None => Ok(()),
             Some(error) => {
@@ -405,12 +421,18 @@ impl RedisWriter {
             },
         };
         let channel = format!("{}:updates", self.prefix);
+        // Only the newest record of each entity matters to a key.
+        let mut newest: HashMap<&str, u64> = HashMap::new();
+        for r in &batch {
+            let v = newest.entry(r.entity_id.as_str()).or_insert(r.version);
+            *v = (*v).max(r.version);
+        }
         // Make sure the script is loaded, then run every record in one pipeline; a retry after a
         // partial failure is harmless because the guard rejects versions already stored.
         let loaded: Result<String, redis::RedisError> = redis::cmd("SCRIPT").arg("LOAD").arg(GUARDED_SET).query(connection);
         let result = loaded.and_then(|sha| {
             let mut pipe = redis::pipe();
-            for record in &batch {
+            for record in batch.iter().filter(|r| newest.get(r.entity_id.as_str()) == Some(&r.version)) {
                 pipe.cmd("EVALSHA")
                     .arg(&sha)
                     .arg(2)

@@ -275,6 +275,7 @@ pub fn kafka_source<'scope>(scope: Scope<'scope, u64>, ctx: SourceContext) -> Re
                         None => break,
                         Some(Err(KafkaError::PartitionEOF(p))) => {
                             if let Some(part) = partitions.iter_mut().find(|x| x.topic == topic && x.id == p) {
+                                tracing::debug!(?topic, partition = p, max_ts = part.max_ts, "partition at end");
                                 part.at_end = true;
                             }
                             continue;
@@ -340,6 +341,7 @@ pub fn kafka_source<'scope>(scope: Scope<'scope, u64>, ctx: SourceContext) -> Re
             if watermark > 0 {
                 let tick = ticks.tick_of(watermark);
                 if tick > *cap.time() {
+                    tracing::debug!(tick, states = ?partitions.iter().map(|p| (p.topic, p.id, p.max_ts, p.at_end)).collect::<Vec<_>>(), "watermark");
                     cap.downgrade(&tick);
                 }
             }

@@ -1,0 +1,349 @@
+//! Real services for integration tests: a tansu Kafka-protocol broker and a Debian
+//! redis-server on free loopback ports, the worker binary, and traffic in and out.
+//! A missing service binary fails the test; nothing is skipped.
+
+#![allow(dead_code)]
+
+use std::collections::BTreeMap;
+use std::io::{BufRead, Write};
+use std::net::{TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use rdkafka::config::ClientConfig;
+use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::error::KafkaError;
+use rdkafka::message::{Headers, Message};
+use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
+use rdkafka::{Offset, TopicPartitionList};
+use serde_json::Value;
+
+pub fn now_ms() -> i64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).expect("clock").as_millis() as i64
+}
+
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0").expect("bind").local_addr().expect("addr").port()
+}
+
+fn wait_for_port(port: u16, what: &str) {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(Instant::now() < deadline, "{what} did not listen on {port}");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// A binary from PATH or cargo's bin directory.
+fn binary(name: &str) -> PathBuf {
+    if let Ok(paths) = std::env::var("PATH") {
+        for dir in std::env::split_paths(&paths) {
+            let candidate = dir.join(name);
+            if candidate.is_file() {
+                return candidate;
+            }
+        }
+    }
+    let home = std::env::var("CARGO_HOME").map(PathBuf::from).unwrap_or_else(|_| PathBuf::from(std::env::var("HOME").unwrap_or_default()).join(".cargo"));
+    let candidate = home.join("bin").join(name);
+    assert!(candidate.is_file(), "{name} is not installed: run scripts/test.sh, which installs it");
+    candidate
+}
+
+/// A tansu broker with in-memory storage.
+pub struct Broker {
+    child: Child,
+    pub port: u16,
+}
+
+impl Broker {
+    pub fn start() -> Broker {
+        let port = free_port();
+        let url = format!("tcp://127.0.0.1:{port}");
+        let child = Command::new(binary("tansu"))
+            .args(["broker", "--listener-url", &url, "--advertised-listener-url", &url, "--storage-engine", "memory://tansu/"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("start tansu");
+        wait_for_port(port, "tansu");
+        Broker { child, port }
+    }
+
+    pub fn brokers(&self) -> String {
+        format!("127.0.0.1:{}", self.port)
+    }
+
+    pub fn create_topic(&self, name: &str, partitions: u32) {
+        let status = Command::new(binary("tansu"))
+            .args(["topic", "create", "--broker", &format!("tcp://127.0.0.1:{}", self.port), "--partitions", &partitions.to_string(), name])
+            .stdout(Stdio::null())
+            .status()
+            .expect("tansu topic create");
+        assert!(status.success(), "cannot create topic {name}");
+    }
+}
+
+impl Drop for Broker {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A redis-server that keeps its data in an append-only file, so it survives a restart.
+pub struct Redis {
+    child: Option<Child>,
+    pub port: u16,
+    dir: PathBuf,
+}
+
+impl Redis {
+    pub fn start(dir: &Path) -> Redis {
+        let mut redis = Redis { child: None, port: free_port(), dir: dir.to_path_buf() };
+        redis.resume();
+        redis
+    }
+
+    pub fn url(&self) -> String {
+        format!("redis://127.0.0.1:{}/0", self.port)
+    }
+
+    /// Starts the server (again) on the same port and directory.
+    pub fn resume(&mut self) {
+        let child = Command::new(binary("redis-server"))
+            .args(["--port", &self.port.to_string(), "--bind", "127.0.0.1", "--save", "", "--appendonly", "yes", "--appendfsync", "always"])
+            .arg("--dir")
+            .arg(&self.dir)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("start redis-server");
+        self.child = Some(child);
+        wait_for_port(self.port, "redis-server");
+    }
+
+    /// Stops the server.
+    pub fn stop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    pub fn connection(&self) -> redis::Connection {
+        redis::Client::open(self.url()).expect("client").get_connection().expect("connect to redis")
+    }
+
+    /// Every key under `prefix:` with its value parsed as JSON.
+    pub fn records(&self, prefix: &str) -> BTreeMap<String, Value> {
+        let mut connection = self.connection();
+        let keys: Vec<String> = redis::cmd("KEYS").arg(format!("{prefix}:*")).query(&mut connection).expect("KEYS");
+        let mut out = BTreeMap::new();
+        for key in keys {
+            let value: Option<String> = redis::cmd("GET").arg(&key).query(&mut connection).expect("GET");
+            if let Some(v) = value {
+                out.insert(key, serde_json::from_str(&v).unwrap_or(Value::String(v)));
+            }
+        }
+        out
+    }
+
+    /// Every key in the database.
+    pub fn keys(&self) -> Vec<String> {
+        let mut connection = self.connection();
+        redis::cmd("KEYS").arg("*").query(&mut connection).expect("KEYS")
+    }
+}
+
+impl Drop for Redis {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+/// Produces JSON lines to `topic`, keyed by `key_field`, each with its `ts` as the message
+/// timestamp.
+pub fn produce(brokers: &str, topic: &str, lines: &[String], key_field: &str) {
+    let producer: BaseProducer = ClientConfig::new()
+        .set("bootstrap.servers", brokers)
+        .set("linger.ms", "5")
+        .set("queue.buffering.max.messages", "500000")
+        .create()
+        .expect("producer");
+    for line in lines {
+        let value: Value = serde_json::from_str(line).expect("json line");
+        let key = value[key_field].as_str().unwrap_or("").to_owned();
+        let ts = value["ts"].as_i64().unwrap_or(0);
+        let mut record = BaseRecord::to(topic).key(&key).payload(line).timestamp(ts);
+        loop {
+            match producer.send(record) {
+                Ok(()) => break,
+                Err((KafkaError::MessageProduction(rdkafka::types::RDKafkaErrorCode::QueueFull), back)) => {
+                    record = back;
+                    producer.poll(Duration::from_millis(10));
+                }
+                Err((e, _)) => panic!("produce: {e}"),
+            }
+        }
+        producer.poll(Duration::ZERO);
+    }
+    producer.flush(Duration::from_secs(60)).expect("flush");
+}
+
+/// A record read back from the weights topic.
+#[derive(Clone, Debug)]
+pub struct Published {
+    pub key: String,
+    pub version_header: Option<u64>,
+    pub record: Value,
+}
+
+/// Every message of `topic`, per partition in offset order, partitions in order.
+pub fn read_topic(brokers: &str, topic: &str) -> Vec<Published> {
+    let consumer: BaseConsumer = ClientConfig::new()
+        .set("bootstrap.servers", brokers)
+        .set("group.id", "banditflow-tests")
+        .set("enable.auto.commit", "false")
+        .set("enable.partition.eof", "true")
+        .set("fetch.wait.max.ms", "10")
+        .create()
+        .expect("consumer");
+    let metadata = consumer.fetch_metadata(Some(topic), Duration::from_secs(10)).expect("metadata");
+    let partitions: Vec<i32> = metadata.topics().iter().flat_map(|t| t.partitions().iter().map(|p| p.id())).collect();
+    drop(metadata);
+    let mut tpl = TopicPartitionList::new();
+    for &p in &partitions {
+        tpl.add_partition_offset(topic, p, Offset::Beginning).expect("tpl");
+    }
+    consumer.assign(&tpl).expect("assign");
+    drop(tpl);
+    let mut by_partition: BTreeMap<i32, Vec<Published>> = BTreeMap::new();
+    let mut at_end = std::collections::BTreeSet::new();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    // tansu reports end-of-partition early (inside the last batch): trust it only once
+    // nothing has come for a moment.
+    let mut last_message = Instant::now();
+    while (at_end.len() < partitions.len() || last_message.elapsed() < Duration::from_millis(300)) && Instant::now() < deadline {
+        match consumer.poll(Duration::from_millis(100)) {
+            Some(Ok(m)) => {
+                at_end.remove(&m.partition());
+                last_message = Instant::now();
+                let key = m.key().map(|k| String::from_utf8_lossy(k).into_owned()).unwrap_or_default();
+                let version_header = m.headers().and_then(|h| h.iter().find(|h| h.key == "version").and_then(|h| h.value).and_then(|v| std::str::from_utf8(v).ok()?.parse().ok()));
+                let record = m.payload().and_then(|p| serde_json::from_slice(p).ok()).unwrap_or(Value::Null);
+                by_partition.entry(m.partition()).or_default().push(Published { key, version_header, record });
+            }
+            Some(Err(KafkaError::PartitionEOF(p))) => {
+                at_end.insert(p);
+            }
+            Some(Err(e)) => panic!("reading {topic}: {e}"),
+            None => {}
+        }
+    }
+    assert!(at_end.len() == partitions.len(), "could not read {topic} to its end");
+    by_partition.into_values().flatten().collect()
+}
+
+/// A record without its wall-clock field.
+pub fn deterministic(record: &Value) -> Value {
+    let mut record = record.clone();
+    if let Some(map) = record.as_object_mut() {
+        map.remove("computed_at");
+    }
+    record
+}
+
+/// Records grouped by entity, each entity's in order, without `computed_at`.
+pub fn by_entity<'a>(records: impl IntoIterator<Item = &'a Value>) -> BTreeMap<String, Vec<Value>> {
+    let mut out: BTreeMap<String, Vec<Value>> = BTreeMap::new();
+    for r in records {
+        let entity = r["entity_id"].as_str().unwrap_or_default().to_owned();
+        out.entry(entity).or_default().push(deterministic(r));
+    }
+    out
+}
+
+/// The worker binary, running with a job file.
+pub struct Worker {
+    pub child: Child,
+    pub log: PathBuf,
+}
+
+impl Worker {
+    pub fn start(job: &Path, extra: &[&str], log: &Path) -> Worker {
+        let file = std::fs::File::create(log).expect("log file");
+        let child = Command::new(env!("CARGO_BIN_EXE_banditflow"))
+            .arg("run")
+            .arg("--dataflow")
+            .arg(job)
+            .args(extra)
+            .env("RUST_LOG", std::env::var("WORKER_LOG").unwrap_or_else(|_| "info".into()))
+            .stdout(Stdio::null())
+            .stderr(file)
+            .spawn()
+            .expect("start worker");
+        Worker { child, log: log.to_path_buf() }
+    }
+
+    /// Sends SIGTERM and waits; returns the exit status and how long it took.
+    pub fn terminate(mut self) -> (ExitStatus, Duration) {
+        let started = Instant::now();
+        let _ = Command::new("kill").args(["-TERM", &self.child.id().to_string()]).status();
+        let deadline = started + Duration::from_secs(30);
+        loop {
+            if let Some(status) = self.child.try_wait().expect("wait") {
+                return (status, started.elapsed());
+            }
+            assert!(Instant::now() < deadline, "worker did not exit: {}", self.log_text());
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    pub fn log_text(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    /// Panics (with the log) if the worker has exited.
+    pub fn assert_running(&mut self) {
+        if let Some(status) = self.child.try_wait().expect("wait") {
+            panic!("worker exited with {status}: {}", self.log_text());
+        }
+    }
+}
+
+impl Drop for Worker {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Polls `check` every 200 ms until it is true or `timeout` passes.
+pub fn wait_until(timeout: Duration, mut check: impl FnMut() -> bool) -> bool {
+    let deadline = Instant::now() + timeout;
+    loop {
+        if check() {
+            return true;
+        }
+        if Instant::now() > deadline {
+            return false;
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
+/// Lines of a JSON-lines file.
+pub fn lines(path: &Path) -> Vec<String> {
+    let file = std::fs::File::open(path).expect("open");
+    std::io::BufReader::new(file).lines().map(|l| l.expect("line")).filter(|l| !l.trim().is_empty()).collect()
+}
+
+/// Writes lines to a file.
+pub fn write_lines(path: &Path, lines: &[String]) {
+    let mut file = std::io::BufWriter::new(std::fs::File::create(path).expect("create"));
+    for line in lines {
+        writeln!(file, "{line}").expect("write");
+    }
+}

@@ -1,0 +1,300 @@
+//! The live worker against real services: tansu (Kafka protocol) and redis-server, both
+//! started here on free loopback ports. Every scenario compares what the worker published
+//! with `replay` of the same events.
+
+mod common;
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use banditflow::config::Dataflow;
+use banditflow::generate::{generate_files, TrafficSpec};
+use banditflow::replay::{replay_records, Input, ReplayOptions};
+use common::*;
+use serde_json::Value;
+
+const SENTINEL: &str = "zz-sentinel";
+const PREFIX: &str = "bf";
+
+/// One scenario's services, topics, job file and traffic.
+struct Scenario {
+    dir: tempfile::TempDir,
+    broker: Broker,
+    redis: Redis,
+    job: PathBuf,
+    assignments: Vec<String>,
+    outcomes: Vec<String>,
+}
+
+fn job_text(brokers: &str, redis_url: &str, mode: &str) -> String {
+    format!(
+        r#"name = "live-test"
+tick = "1s"
+window = "10m"
+attribution = "3s"
+allowed_lateness = "1s"
+idle_timeout = "1s"
+mode = "{mode}"
+
+[policy]
+min_trials = 20
+floor = 0.02
+max_step = 0.2
+
+[kafka]
+brokers = "{brokers}"
+assignments_topic = "assignments"
+outcomes_topic = "outcomes"
+weights_topic = "weights"
+group_id = "banditflow-live-test"
+
+[redis]
+url = "{redis_url}"
+prefix = "{PREFIX}"
+"#
+    )
+}
+
+/// Synthetic traffic over `[start_ms, start_ms + duration_ms)`.
+fn traffic(dir: &Path, name: &str, start_ms: i64, duration_ms: u64, count: u64, seed: u64) -> (Vec<String>, Vec<String>) {
+    let spec = TrafficSpec {
+        assignments_out: dir.join(format!("{name}-assignments.jsonl")),
+        outcomes_out: dir.join(format!("{name}-outcomes.jsonl")),
+        count,
+        entities: 3,
+        arms: 3,
+        rate: 0.2,
+        start_ms,
+        duration_ms,
+        attribution_ms: 3_000,
+        seed,
+        ..TrafficSpec::default()
+    };
+    generate_files(&spec).expect("generate");
+    (lines(&spec.assignments_out), lines(&spec.outcomes_out))
+}
+
+impl Scenario {
+    fn new(mode: &str) -> Scenario {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let broker = Broker::start();
+        for (topic, partitions) in [("assignments", 4), ("outcomes", 4), ("weights", 2), ("weights.shadow", 2)] {
+            broker.create_topic(topic, partitions);
+        }
+        let redis_dir = dir.path().join("redis");
+        std::fs::create_dir_all(&redis_dir).expect("redis dir");
+        let redis = Redis::start(&redis_dir);
+        let job = dir.path().join("job.toml");
+        std::fs::write(&job, job_text(&broker.brokers(), &redis.url(), mode)).expect("job file");
+        Scenario { dir, broker, redis, job, assignments: Vec::new(), outcomes: Vec::new() }
+    }
+
+    /// Adds traffic (kept for the replay) and produces it to the topics.
+    fn produce(&mut self, assignments: Vec<String>, outcomes: Vec<String>) {
+        produce(&self.broker.brokers(), "assignments", &assignments, "assignment_id");
+        produce(&self.broker.brokers(), "outcomes", &outcomes, "assignment_id");
+        self.assignments.extend(assignments);
+        self.outcomes.extend(outcomes);
+    }
+
+    /// What `replay` publishes for all traffic so far, per entity, without the sentinel (an
+    /// assignment 40 s after the data, so that replay completes every tick the data touches).
+    fn expected(&self) -> BTreeMap<String, Vec<Value>> {
+        let last_ts = self.assignments.iter().chain(&self.outcomes).filter_map(|l| serde_json::from_str::<Value>(l).ok()?["ts"].as_i64()).max().expect("traffic");
+        let mut assignments = self.assignments.clone();
+        assignments.push(format!(r#"{{"assignment_id":"sentinel","entity_id":"{SENTINEL}","arm_id":"a","ts":{}}}"#, last_ts + 40_000));
+        let (a, o) = (self.dir.path().join("replay-assignments.jsonl"), self.dir.path().join("replay-outcomes.jsonl"));
+        write_lines(&a, &assignments);
+        write_lines(&o, &self.outcomes);
+        let job = Dataflow::load(&self.job).expect("job");
+        let (records, _) = replay_records(&ReplayOptions::new(job, Input::File(a), Input::File(o))).expect("replay");
+        let values: Vec<Value> = records.iter().map(|r| serde_json::to_value(r).expect("record")).collect();
+        let mut expected = by_entity(&values);
+        expected.remove(SENTINEL);
+        assert!(expected.len() == 3 && expected.values().all(|r| r.len() > 5), "replay published too little: {expected:?}");
+        expected
+    }
+
+    /// The records on `topic`, per entity, without the sentinel.
+    fn published(&self, topic: &str) -> BTreeMap<String, Vec<Value>> {
+        let read = read_topic(&self.broker.brokers(), topic);
+        for p in &read {
+            assert_eq!(p.version_header, p.record["version"].as_u64(), "version header of {p:?}");
+            assert_eq!(Some(p.key.as_str()), p.record["entity_id"].as_str(), "key of {p:?}");
+        }
+        let values: Vec<Value> = read.into_iter().map(|p| p.record).collect();
+        let mut published = by_entity(&values);
+        published.remove(SENTINEL);
+        published
+    }
+
+    /// Waits until `topic` holds exactly `expected`; panics with the difference otherwise.
+    fn await_topic(&self, topic: &str, expected: &BTreeMap<String, Vec<Value>>, worker: &mut Worker) {
+        let mut last = BTreeMap::new();
+        let done = wait_until(Duration::from_secs(90), || {
+            worker.assert_running();
+            last = self.published(topic);
+            last.iter().all(|(e, r)| expected.get(e).is_some_and(|x| x.len() >= r.len())) && &last == expected
+        });
+        if !done {
+            report_difference(expected, &last);
+            panic!("{topic} does not hold what replay published; worker log:\n{}", worker.log_text());
+        }
+    }
+
+    /// Redis holds each entity's last expected record, under `prefix`.
+    fn assert_redis_latest(&self, prefix: &str, expected: &BTreeMap<String, Vec<Value>>) {
+        let stored = self.redis.records(prefix);
+        for (entity, records) in expected {
+            let key = format!("{prefix}:{entity}");
+            let value = stored.get(&key).unwrap_or_else(|| panic!("redis has no {key}; keys: {:?}", stored.keys()));
+            assert_eq!(&deterministic(value), records.last().expect("records"), "redis {key}");
+        }
+    }
+}
+
+fn report_difference(expected: &BTreeMap<String, Vec<Value>>, got: &BTreeMap<String, Vec<Value>>) {
+    for (entity, records) in expected {
+        let published = got.get(entity).map(Vec::as_slice).unwrap_or_default();
+        let first_diff = records.iter().zip(published).position(|(a, b)| a != b);
+        eprintln!("{entity}: expected {} records, published {}; first difference at {:?}", records.len(), published.len(), first_diff);
+        if let Some(i) = first_diff {
+            eprintln!("  expected {}\n  got      {}", records[i], published[i]);
+        }
+    }
+}
+
+/// Traffic 60 s to 30 s before now.
+fn past_traffic(dir: &Path, seed: u64) -> (Vec<String>, Vec<String>) {
+    traffic(dir, &format!("past-{seed}"), now_ms() - 60_000, 30_000, 6_000, seed)
+}
+
+fn run_shape(extra: &[&[&str]]) {
+    let mut scenario = Scenario::new("production");
+    let (a, o) = past_traffic(scenario.dir.path(), 7);
+    scenario.produce(a, o);
+    let expected = scenario.expected();
+    let mut workers: Vec<Worker> = extra
+        .iter()
+        .enumerate()
+        .map(|(i, args)| Worker::start(&scenario.job, args, &scenario.dir.path().join(format!("worker-{i}.log"))))
+        .collect();
+    scenario.await_topic("weights", &expected, &mut workers[0]);
+    let done = wait_until(Duration::from_secs(30), || {
+        scenario.redis.records(PREFIX).len() >= expected.len()
+            && expected.iter().all(|(e, r)| scenario.redis.records(PREFIX).get(&format!("{PREFIX}:{e}")).map(deterministic).as_ref() == r.last())
+    });
+    assert!(done, "redis did not get the latest records");
+    scenario.assert_redis_latest(PREFIX, &expected);
+    for worker in workers {
+        let (status, took) = worker.terminate();
+        assert!(status.success(), "worker exit {status}");
+        assert!(took < Duration::from_secs(10), "worker took {took:?} to stop");
+    }
+}
+
+#[test]
+fn one_worker_publishes_what_replay_computes_to_kafka_and_redis() {
+    run_shape(&[&[]]);
+}
+
+#[test]
+fn two_worker_threads_publish_the_same_records() {
+    run_shape(&[&["--workers", "2"]]);
+}
+
+#[test]
+fn two_processes_publish_the_same_records() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let hostfile = dir.path().join("hosts");
+    std::fs::write(&hostfile, format!("127.0.0.1:{}\n127.0.0.1:{}\n", free_port(), free_port())).expect("hostfile");
+    let hostfile = hostfile.to_str().expect("path");
+    run_shape(&[&["--processes", "2", "--process", "0", "--hostfile", hostfile], &["--processes", "2", "--process", "1", "--hostfile", hostfile]]);
+}
+
+#[test]
+fn restart_mid_stream_never_goes_back_and_ends_where_an_uninterrupted_run_does() {
+    let mut scenario = Scenario::new("production");
+    let (a, o) = past_traffic(scenario.dir.path(), 11);
+    // The first run sees the first half of the traffic.
+    let split = a.len() / 2;
+    let split_ts = serde_json::from_str::<Value>(&a[split]).expect("json")["ts"].as_i64().expect("ts");
+    let (o1, o2): (Vec<String>, Vec<String>) = o.into_iter().partition(|l| serde_json::from_str::<Value>(l).ok().and_then(|v| v["ts"].as_i64()).is_some_and(|t| t < split_ts));
+    let a2 = a[split..].to_vec();
+    scenario.produce(a[..split].to_vec(), o1);
+    let mut first = Worker::start(&scenario.job, &[], &scenario.dir.path().join("first.log"));
+    let got_some = wait_until(Duration::from_secs(60), || {
+        first.assert_running();
+        scenario.published("weights").values().map(Vec::len).sum::<usize>() > 20
+    });
+    assert!(got_some, "first run published nothing: {}", first.log_text());
+    let (status, took) = first.terminate();
+    assert!(status.success() && took < Duration::from_secs(10), "first run stopped with {status} after {took:?}");
+    let after_first = scenario.published("weights");
+
+    scenario.produce(a2, o2);
+    let expected = scenario.expected();
+    let mut second = Worker::start(&scenario.job, &[], &scenario.dir.path().join("second.log"));
+    scenario.await_topic("weights", &expected, &mut second);
+    // Versions only go up on the topic, and the first run's records are a prefix of the whole.
+    for (entity, records) in scenario.published("weights") {
+        let versions: Vec<u64> = records.iter().map(|r| r["version"].as_u64().expect("version")).collect();
+        assert!(versions.windows(2).all(|w| w[0] < w[1]), "{entity}: versions {versions:?}");
+        let before = after_first.get(&entity).map(Vec::len).unwrap_or(0);
+        assert_eq!(&records[..before], &after_first[&entity][..], "{entity}: the second run rewrote the first's records");
+    }
+    scenario.assert_redis_latest(PREFIX, &expected);
+    let (status, _) = second.terminate();
+    assert!(status.success());
+}
+
+#[test]
+fn a_redis_outage_loses_nothing() {
+    let mut scenario = Scenario::new("production");
+    let (a, o) = past_traffic(scenario.dir.path(), 13);
+    scenario.produce(a, o);
+    let mut worker = Worker::start(&scenario.job, &[], &scenario.dir.path().join("worker.log"));
+    let written = wait_until(Duration::from_secs(60), || {
+        worker.assert_running();
+        scenario.redis.records(PREFIX).len() >= 3
+    });
+    assert!(written, "nothing reached redis: {}", worker.log_text());
+    scenario.redis.stop();
+    let down_since = Instant::now();
+    // Traffic from a second ahead of now, so it is on time for the running worker.
+    let (a, o) = traffic(scenario.dir.path(), "during-outage", now_ms() + 1_000, 5_000, 2_000, 17);
+    scenario.produce(a, o);
+    let expected = scenario.expected();
+    scenario.await_topic("weights", &expected, &mut worker);
+    std::thread::sleep(Duration::from_secs(10).saturating_sub(down_since.elapsed()));
+    scenario.redis.resume();
+    let caught_up = wait_until(Duration::from_secs(30), || {
+        let stored = scenario.redis.records(PREFIX);
+        expected.iter().all(|(e, r)| stored.get(&format!("{PREFIX}:{e}")).map(deterministic).as_ref() == r.last())
+    });
+    assert!(caught_up, "redis did not catch up after the outage: {}", worker.log_text());
+    scenario.assert_redis_latest(PREFIX, &expected);
+    assert!(worker.log_text().contains("sink is down"), "the outage was not noticed");
+    let (status, _) = worker.terminate();
+    assert!(status.success());
+}
+
+#[test]
+fn shadow_mode_never_writes_production_keys_or_topics() {
+    let mut scenario = Scenario::new("shadow");
+    let (a, o) = past_traffic(scenario.dir.path(), 19);
+    scenario.produce(a, o);
+    let expected = scenario.expected();
+    let mut worker = Worker::start(&scenario.job, &[], &scenario.dir.path().join("worker.log"));
+    scenario.await_topic("weights.shadow", &expected, &mut worker);
+    let shadow = format!("{PREFIX}:shadow");
+    let done = wait_until(Duration::from_secs(30), || scenario.redis.records(&shadow).len() >= expected.len());
+    assert!(done, "no shadow keys in redis");
+    scenario.assert_redis_latest(&shadow, &expected);
+    let (status, _) = worker.terminate();
+    assert!(status.success());
+    assert!(read_topic(&scenario.broker.brokers(), "weights").is_empty(), "shadow mode wrote the production topic");
+    let keys = scenario.redis.keys();
+    assert!(keys.iter().all(|k| k.starts_with(&format!("{shadow}:"))), "shadow mode wrote production keys: {keys:?}");
+}
