@@ -187,8 +187,13 @@ fn run_shape(extra: &[&[&str]]) {
     });
     assert!(done, "redis did not get the latest records");
     scenario.assert_redis_latest(PREFIX, &expected);
+    // Every process of a cluster is signalled; they stop together.
+    let signalled = Instant::now();
+    for worker in &workers {
+        worker.signal();
+    }
     for worker in workers {
-        let (status, took) = worker.terminate();
+        let (status, took) = worker.wait(signalled);
         assert!(status.success(), "worker exit {status}");
         assert!(took < Duration::from_secs(10), "worker took {took:?} to stop");
     }

@@ -288,13 +288,23 @@ impl Worker {
     }
 
     /// Sends SIGTERM and waits; returns the exit status and how long it took.
-    pub fn terminate(mut self) -> (ExitStatus, Duration) {
+    pub fn terminate(self) -> (ExitStatus, Duration) {
         let started = Instant::now();
+        self.signal();
+        self.wait(started)
+    }
+
+    /// Sends SIGTERM.
+    pub fn signal(&self) {
         let _ = Command::new("kill").args(["-TERM", &self.child.id().to_string()]).status();
-        let deadline = started + Duration::from_secs(30);
+    }
+
+    /// Waits for the exit; returns its status and the time since `since`.
+    pub fn wait(mut self, since: Instant) -> (ExitStatus, Duration) {
+        let deadline = since + Duration::from_secs(30);
         loop {
             if let Some(status) = self.child.try_wait().expect("wait") {
-                return (status, started.elapsed());
+                return (status, since.elapsed());
             }
             assert!(Instant::now() < deadline, "worker did not exit: {}", self.log_text());
             std::thread::sleep(Duration::from_millis(20));
