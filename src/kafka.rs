@@ -8,8 +8,10 @@ use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
 use rdkafka::config::ClientConfig;
-use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::consumer::{BaseConsumer, Consumer, ConsumerContext};
 use rdkafka::error::KafkaError;
+use rdkafka::types::RDKafkaErrorCode;
+use rdkafka::ClientContext;
 use rdkafka::message::{Headers, Message};
 use rdkafka::{Offset, TopicPartitionList};
 
@@ -59,9 +61,26 @@ fn with_properties(mut config: ClientConfig, kafka: &KafkaConfig) -> ClientConfi
     config
 }
 
+/// Client callbacks of our consumers: end-of-partition is an event we poll for, not an error
+/// to log (librdkafka also reports it to the error callback).
+pub struct ConsumerCallbacks;
+
+impl ClientContext for ConsumerCallbacks {
+    fn error(&self, error: KafkaError, reason: &str) {
+        if !matches!(error, KafkaError::PartitionEOF(_) | KafkaError::Global(RDKafkaErrorCode::PartitionEOF)) {
+            tracing::warn!(%error, reason, "kafka client error");
+        }
+    }
+}
+
+impl ConsumerContext for ConsumerCallbacks {}
+
+/// A consumer of ours.
+pub type KafkaConsumer = BaseConsumer<ConsumerCallbacks>;
+
 /// A consumer for manually assigned partitions, in the job's consumer group (for commits
 /// only: partitions are split among timely workers, not by the group protocol).
-pub fn consumer(kafka: &KafkaConfig) -> Result<BaseConsumer, KafkaClientError> {
+pub fn consumer(kafka: &KafkaConfig) -> Result<KafkaConsumer, KafkaClientError> {
     let mut config = ClientConfig::new();
     config
         .set("bootstrap.servers", &kafka.brokers)
@@ -71,7 +90,7 @@ pub fn consumer(kafka: &KafkaConfig) -> Result<BaseConsumer, KafkaClientError> {
         .set("enable.partition.eof", "true")
         .set("auto.offset.reset", "earliest")
         .set("fetch.wait.max.ms", "50");
-    with_properties(config, kafka).create().map_err(client_error("cannot create consumer"))
+    with_properties(config, kafka).create_with_context(ConsumerCallbacks).map_err(client_error("cannot create consumer"))
 }
 
 /// A producer with the job's settings; `linger.ms` is short because records are few and
@@ -88,7 +107,7 @@ pub fn producer_config(kafka: &KafkaConfig) -> ClientConfig {
 }
 
 /// The partitions of `topic`, sorted.
-pub fn partitions(consumer: &BaseConsumer, topic: &str) -> Result<Vec<i32>, KafkaClientError> {
+pub fn partitions(consumer: &KafkaConsumer, topic: &str) -> Result<Vec<i32>, KafkaClientError> {
     let metadata = consumer.fetch_metadata(Some(topic), REQUEST_TIMEOUT).map_err(client_error(format!("metadata of {topic}")))?;
     let mut partitions: Vec<i32> = metadata
         .topics()
@@ -111,7 +130,7 @@ pub fn owned_by<T: Clone>(all: &[T], worker: usize, peers: usize) -> Vec<T> {
 
 /// The offset of the first message at or after `ts_ms` in each of `partitions` of `topic`
 /// (the end where there is none), for rebuilding the window from the topic itself.
-pub fn offsets_at(consumer: &BaseConsumer, topic: &str, partitions: &[i32], ts_ms: i64) -> Result<Vec<(i32, Offset)>, KafkaClientError> {
+pub fn offsets_at(consumer: &KafkaConsumer, topic: &str, partitions: &[i32], ts_ms: i64) -> Result<Vec<(i32, Offset)>, KafkaClientError> {
     let mut query = TopicPartitionList::new();
     for &p in partitions {
         query.add_partition_offset(topic, p, Offset::Offset(ts_ms.max(0))).map_err(client_error("offset query"))?;

@@ -14,7 +14,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer};
+use rdkafka::consumer::{CommitMode, Consumer};
 use rdkafka::error::KafkaError;
 use rdkafka::message::Message;
 use rdkafka::{Offset, TopicPartitionList};
@@ -27,7 +27,7 @@ use crate::config::Dataflow;
 use crate::counters::Counters;
 use crate::deployment::KafkaConfig;
 use crate::event::{split_decoded, Catalog, Decoded, Decoder, Event};
-use crate::kafka;
+use crate::kafka::{self, KafkaConsumer};
 use crate::time::Ticks;
 
 /// Messages a source takes per activation before it yields to the rest of the dataflow.
@@ -165,7 +165,7 @@ fn now_ms() -> i64 {
 
 /// A consumer for the worker's partitions of one topic, each from the first message at or
 /// after `from_ms`. One consumer per topic, because end-of-partition events name no topic.
-fn consumer_for(kafka: &KafkaConfig, topic: Topic, mine: &[(Topic, i32)], from_ms: i64) -> Result<Option<(Topic, BaseConsumer)>, SourceError> {
+fn consumer_for(kafka: &KafkaConfig, topic: Topic, mine: &[(Topic, i32)], from_ms: i64) -> Result<Option<(Topic, KafkaConsumer)>, SourceError> {
     let ids: Vec<i32> = mine.iter().filter(|(t, _)| *t == topic).map(|(_, p)| *p).collect();
     if ids.is_empty() {
         return Ok(None);
@@ -367,7 +367,7 @@ pub fn kafka_source<'scope>(scope: Scope<'scope, u64>, ctx: SourceContext) -> Re
 }
 
 /// Commits, per partition, the offset below which every message's tick is published.
-fn commit(consumer: &BaseConsumer, topic: Topic, kafka: &KafkaConfig, partitions: &mut [Partition], published: &ProbeHandle<u64>, mode: CommitMode) {
+fn commit(consumer: &KafkaConsumer, topic: Topic, kafka: &KafkaConfig, partitions: &mut [Partition], published: &ProbeHandle<u64>, mode: CommitMode) {
     let published = published.with_frontier(|f| f.first().copied()).unwrap_or(u64::MAX);
     let name = topic_name(kafka, topic);
     let mut offsets = TopicPartitionList::new();
