@@ -1,106 +1,280 @@
-//! The demo: a deterministic sample of traffic with known true conversion rates, replayed
-//! through the default dataflow, ending with each entity's final weights as a table.
+//! The demo (`banditflow demo`): the live worker on an embedded Kafka cluster (librdkafka's
+//! mock cluster), fed by a closed-loop traffic generator that reads the published weights and
+//! assigns arms by them, converting at known true rates. It prints a table per entity as the
+//! weights move, and stops by itself after `duration` unless told to run forever.
 
-use std::collections::BTreeMap;
+use std::cmp::Reverse;
+use std::collections::{BTreeMap, BinaryHeap};
 use std::fmt::Write as _;
-use std::path::PathBuf;
+use std::io::Write;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use rand::rngs::StdRng;
+use rand::{Rng, SeedableRng};
+use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::error::KafkaError;
+use rdkafka::message::Message;
+use rdkafka::mocking::MockCluster;
+use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
+use rdkafka::{ClientConfig, Offset, TopicPartitionList};
 
 use crate::config::{ConfigError, Dataflow};
-use crate::generate::{generate_files, true_rate, GenerateError, TrafficSpec};
-use crate::replay::{replay_records, Input, ReplayError, ReplayOptions, ReplaySummary};
+use crate::generate::true_rate;
 use crate::weights::WeightRecord;
+use crate::worker::{self, RunOptions, RunSummary, WorkerError};
 
-/// The job the demo runs: `dataflows/default.toml`, compiled in.
-pub const DEFAULT_JOB: &str = include_str!("../dataflows/default.toml");
+/// The job the demo runs: `dataflows/demo.toml`, compiled in.
+pub const DEMO_JOB: &str = include_str!("../dataflows/demo.toml");
+/// Mean true conversion rate of the demo's arms.
+const RATE: f64 = 0.1;
+/// Longest delay from an assignment to its conversion, in ms (within the 2 s attribution).
+const MAX_CONVERSION_DELAY_MS: i64 = 1_500;
 
 /// Why the demo could not run.
 #[derive(Debug, thiserror::Error)]
 pub enum DemoError {
     /// The embedded job file is invalid (a build problem).
-    #[error("embedded default job: {0}")]
+    #[error("embedded demo job: {0}")]
     Job(#[from] ConfigError),
-    /// The sample could not be generated.
-    #[error("generating the sample: {0}")]
-    Generate(#[from] GenerateError),
-    /// The replay failed.
+    /// The embedded Kafka cluster or a client of it failed.
+    #[error("embedded kafka: {0}")]
+    Kafka(#[from] KafkaError),
+    /// The worker failed.
     #[error(transparent)]
-    Replay(#[from] ReplayError),
-    /// The scratch directory could not be made.
-    #[error("creating {path}: {source}")]
-    Scratch {
-        /// The directory.
-        path: PathBuf,
-        /// The I/O error.
-        source: std::io::Error,
-    },
+    Worker(#[from] WorkerError),
+    /// The traffic generator failed.
+    #[error("traffic generator: {0}")]
+    Generator(String),
 }
 
-/// What the demo computed: the sample it made and every weight record.
-#[derive(Debug)]
-pub struct DemoRun {
-    /// The traffic that was generated.
-    pub spec: TrafficSpec,
-    /// The replay's counters.
-    pub summary: ReplaySummary,
-    /// All weight records, in publication order.
-    pub records: Vec<WeightRecord>,
+/// How the demo runs.
+#[derive(Clone, Debug)]
+pub struct DemoOptions {
+    /// Timely worker threads.
+    pub workers: usize,
+    /// How long to run; `None` runs until SIGINT/SIGTERM (`stop`).
+    pub duration: Option<Duration>,
+    /// Entities, each with `arms` arms.
+    pub entities: u32,
+    /// Arms per entity.
+    pub arms: u32,
+    /// Assignments per second, over all entities.
+    pub assignments_per_s: u32,
+    /// Seed of the true rates and the traffic.
+    pub seed: u64,
+    /// Print the live table every this often (`None`: only at the end).
+    pub table_every: Option<Duration>,
+    /// Stops the demo early (SIGINT/SIGTERM handlers set it).
+    pub stop: Arc<AtomicBool>,
 }
 
-/// The demo's sample: 8 entities x 3 arms, 200,000 assignments over 12 hours.
-pub fn sample_spec(dir: &std::path::Path) -> TrafficSpec {
-    TrafficSpec {
-        assignments_out: dir.join("assignments.jsonl"),
-        outcomes_out: dir.join("outcomes.jsonl"),
-        count: 200_000,
-        entities: 8,
-        arms: 3,
-        rate: 0.05,
-        duration_ms: 12 * 3_600_000,
-        seed: 7,
-        ..TrafficSpec::default()
+impl Default for DemoOptions {
+    fn default() -> Self {
+        DemoOptions {
+            workers: 2,
+            duration: Some(Duration::from_secs(40)),
+            entities: 4,
+            arms: 3,
+            assignments_per_s: 2_000,
+            seed: 7,
+            table_every: Some(Duration::from_secs(2)),
+            stop: Arc::new(AtomicBool::new(false)),
+        }
     }
 }
 
-/// Generates the sample into a scratch directory and replays it with `workers` workers.
-pub fn run(workers: usize) -> Result<DemoRun, DemoError> {
-    let job = Dataflow::from_toml_str(DEFAULT_JOB)?;
-    let dir = std::env::temp_dir().join(format!("banditflow-demo-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).map_err(|source| DemoError::Scratch { path: dir.clone(), source })?;
-    let spec = sample_spec(&dir);
-    generate_files(&spec)?;
-    let options = ReplayOptions {
-        workers,
-        ..ReplayOptions::new(job, Input::File(spec.assignments_out.clone()), Input::File(spec.outcomes_out.clone()))
-    };
-    let result = replay_records(&options);
-    let _ = std::fs::remove_dir_all(&dir);
-    let (records, summary) = result?;
-    Ok(DemoRun { spec, summary, records })
+/// What the demo did.
+#[derive(Debug)]
+pub struct DemoReport {
+    /// The newest weight record per entity, as the generator read it from the weights topic.
+    pub latest: BTreeMap<String, WeightRecord>,
+    /// Assignments and outcomes produced.
+    pub assignments: u64,
+    /// Outcomes produced.
+    pub outcomes: u64,
+    /// The worker's summary.
+    pub worker: RunSummary,
 }
 
-/// The index in a generated name such as `entity-007` or `arm-2`.
+fn now_ms() -> i64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_millis() as i64).unwrap_or(0)
+}
+
+/// The index in a name such as `entity-007` or `arm-2`.
 fn index_of(name: &str) -> Option<u32> {
     name.rsplit('-').next()?.parse().ok()
 }
 
-/// Each entity's last record as a table, with the generator's true rate beside each arm.
-pub fn final_weights_table(run: &DemoRun) -> String {
-    let mut last: BTreeMap<&str, &WeightRecord> = BTreeMap::new();
-    for r in &run.records {
-        last.insert(&r.entity_id, r);
+/// The true conversion rate of a demo arm, by names.
+pub fn demo_true_rate(seed: u64, entity: &str, arm: &str) -> Option<f64> {
+    Some(true_rate(seed, RATE, index_of(entity)?, index_of(arm)?))
+}
+
+/// Runs the demo, writing tables to `out`.
+pub fn run(options: &DemoOptions, out: &mut dyn Write) -> Result<DemoReport, DemoError> {
+    let cluster = MockCluster::new(1)?;
+    for (topic, partitions) in [("assignments", 4), ("outcomes", 4), ("weights", 1)] {
+        cluster.create_topic(topic, partitions, 1)?;
     }
-    let mut out = String::new();
-    let _ = writeln!(
-        out,
-        "{:<12} {:<6} {:>8} {:>8} {:>8} {:>9} {:>9} {:>9}",
-        "entity", "arm", "weight", "p_best", "trials", "successes", "observed", "true_rate"
-    );
-    for (entity, record) in last {
+    let brokers = cluster.bootstrap_servers();
+    let mut job = Dataflow::from_toml_str(DEMO_JOB)?;
+    if let Some(kafka) = job.deployment.kafka.as_mut() {
+        kafka.brokers = brokers.clone();
+    }
+    let stop_worker = Arc::new(AtomicBool::new(false));
+    let run_options = RunOptions { job, workers: options.workers, cluster: None, stop: stop_worker.clone() };
+    let ready = Arc::new(AtomicBool::new(false));
+    let worker_thread = std::thread::spawn(move || worker::run(&run_options, ready));
+
+    let latest: Arc<Mutex<BTreeMap<String, WeightRecord>>> = Arc::default();
+    let produced = Arc::new((AtomicU64::new(0), AtomicU64::new(0)));
+    let stop_traffic = Arc::new(AtomicBool::new(false));
+    let generator = {
+        let (latest, produced, stop, brokers, options) = (latest.clone(), produced.clone(), stop_traffic.clone(), brokers.clone(), options.clone());
+        std::thread::spawn(move || closed_loop(&brokers, &options, &latest, &produced, &stop))
+    };
+
+    let started = Instant::now();
+    let mut last_table = Instant::now();
+    loop {
+        std::thread::sleep(Duration::from_millis(100));
+        let over = options.duration.is_some_and(|d| started.elapsed() >= d) || options.stop.load(Ordering::Acquire);
+        if over || generator.is_finished() || worker_thread.is_finished() {
+            break;
+        }
+        if let Some(every) = options.table_every {
+            if last_table.elapsed() >= every {
+                last_table = Instant::now();
+                let snapshot = latest.lock().map(|l| l.clone()).unwrap_or_default();
+                let header = format!(
+                    "t+{:>3}s  {} assignments, {} outcomes produced",
+                    started.elapsed().as_secs(),
+                    produced.0.load(Ordering::Relaxed),
+                    produced.1.load(Ordering::Relaxed)
+                );
+                let _ = writeln!(out, "{header}\n{}", weights_table(&snapshot, options.seed));
+            }
+        }
+    }
+    stop_traffic.store(true, Ordering::Release);
+    let generated = generator.join().map_err(|_| DemoError::Generator("panicked".into()))?;
+    stop_worker.store(true, Ordering::Release);
+    let summary = worker_thread.join().map_err(|_| DemoError::Generator("worker panicked".into()))??;
+    generated?;
+    drop(cluster);
+    let latest = latest.lock().map(|l| l.clone()).unwrap_or_default();
+    Ok(DemoReport { latest, assignments: produced.0.load(Ordering::Relaxed), outcomes: produced.1.load(Ordering::Relaxed), worker: summary })
+}
+
+/// The traffic generator: reads the weights topic, assigns arms by the newest weights (uniform
+/// before any), and converts at each arm's true rate after a short delay.
+fn closed_loop(
+    brokers: &str,
+    options: &DemoOptions,
+    latest: &Mutex<BTreeMap<String, WeightRecord>>,
+    produced: &(AtomicU64, AtomicU64),
+    stop: &AtomicBool,
+) -> Result<(), DemoError> {
+    let producer: BaseProducer = ClientConfig::new().set("bootstrap.servers", brokers).set("linger.ms", "5").create()?;
+    let weights: BaseConsumer = ClientConfig::new()
+        .set("bootstrap.servers", brokers)
+        .set("group.id", "banditflow-demo-traffic")
+        .set("enable.auto.commit", "false")
+        .set("fetch.wait.max.ms", "10")
+        .create()?;
+    let mut assignment = TopicPartitionList::new();
+    assignment.add_partition_offset("weights", 0, Offset::Beginning)?;
+    weights.assign(&assignment)?;
+    drop(assignment);
+    let mut rng = StdRng::seed_from_u64(options.seed);
+    let mut conversions: BinaryHeap<Reverse<(i64, String)>> = BinaryHeap::new();
+    let mut sequence = 0u64;
+    let step = Duration::from_millis(20);
+    let per_step = f64::from(options.assignments_per_s) * step.as_secs_f64();
+    let mut owed = 0.0;
+    let mut next = Instant::now();
+    while !stop.load(Ordering::Acquire) {
+        while let Some(message) = weights.poll(Duration::ZERO) {
+            let Ok(message) = message else { continue };
+            if let Some(record) = message.payload().and_then(|p| serde_json::from_slice::<WeightRecord>(p).ok()) {
+                if let Ok(mut latest) = latest.lock() {
+                    latest.insert(record.entity_id.clone(), record);
+                }
+            }
+        }
+        let now = now_ms();
+        owed += per_step;
+        let current = latest.lock().map(|l| l.clone()).unwrap_or_default();
+        while owed >= 1.0 {
+            owed -= 1.0;
+            let entity = format!("entity-{:03}", rng.random_range(0..options.entities.max(1)));
+            let arm = choose_arm(current.get(&entity), options.arms, &mut rng);
+            sequence += 1;
+            let id = format!("demo-{}-{sequence}", options.seed);
+            let line = format!(r#"{{"assignment_id":"{id}","entity_id":"{entity}","arm_id":"{arm}","ts":{now}}}"#);
+            send(&producer, "assignments", &id, &line, now)?;
+            produced.0.fetch_add(1, Ordering::Relaxed);
+            if demo_true_rate(options.seed, &entity, &arm).is_some_and(|rate| rng.random_bool(rate)) {
+                conversions.push(Reverse((now + rng.random_range(0..MAX_CONVERSION_DELAY_MS), id)));
+            }
+        }
+        while conversions.peek().is_some_and(|Reverse((due, _))| *due <= now) {
+            let Some(Reverse((due, id))) = conversions.pop() else { break };
+            let line = format!(r#"{{"assignment_id":"{id}","ts":{due},"kind":"click"}}"#);
+            send(&producer, "outcomes", &id, &line, due)?;
+            produced.1.fetch_add(1, Ordering::Relaxed);
+        }
+        producer.poll(Duration::ZERO);
+        next += step;
+        std::thread::sleep(next.saturating_duration_since(Instant::now()));
+    }
+    producer.flush(Duration::from_secs(5))?;
+    Ok(())
+}
+
+fn send(producer: &BaseProducer, topic: &str, key: &str, line: &str, ts: i64) -> Result<(), DemoError> {
+    let mut record = BaseRecord::to(topic).key(key).payload(line).timestamp(ts);
+    loop {
+        match producer.send(record) {
+            Ok(()) => return Ok(()),
+            Err((KafkaError::MessageProduction(rdkafka::types::RDKafkaErrorCode::QueueFull), back)) => {
+                record = back;
+                producer.poll(Duration::from_millis(5));
+            }
+            Err((error, _)) => return Err(error.into()),
+        }
+    }
+}
+
+/// An arm drawn by the record's weights, or uniformly without one.
+fn choose_arm(record: Option<&WeightRecord>, arms: u32, rng: &mut StdRng) -> String {
+    if let Some(record) = record.filter(|r| !r.arms.is_empty()) {
+        let mut draw: f64 = rng.random();
         for arm in &record.arms {
-            let truth = match (index_of(entity), index_of(&arm.arm_id)) {
-                (Some(e), Some(a)) => format!("{:.4}", true_rate(run.spec.seed, run.spec.rate, e, a)),
-                _ => "?".to_owned(),
-            };
+            draw -= arm.weight;
+            if draw <= 0.0 {
+                return arm.arm_id.clone();
+            }
+        }
+        if let Some(last) = record.arms.last() {
+            return last.arm_id.clone();
+        }
+    }
+    format!("arm-{}", rng.random_range(0..arms.max(1)))
+}
+
+/// Each entity's newest record as a table, with the true rate beside each arm.
+pub fn weights_table(latest: &BTreeMap<String, WeightRecord>, seed: u64) -> String {
+    let mut out = String::new();
+    let _ = writeln!(out, "{:<12} {:<6} {:>8} {:>8} {:>8} {:>9} {:>9} {:>9}", "entity", "arm", "weight", "p_best", "trials", "successes", "observed", "true_rate");
+    if latest.is_empty() {
+        let _ = writeln!(out, "(no weights published yet)");
+    }
+    for (entity, record) in latest {
+        for arm in &record.arms {
+            let truth = demo_true_rate(seed, entity, &arm.arm_id).map(|r| format!("{r:.4}")).unwrap_or_else(|| "?".into());
             let observed = if arm.trials > 0 { arm.successes as f64 / arm.trials as f64 } else { 0.0 };
             let _ = writeln!(
                 out,

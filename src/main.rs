@@ -46,12 +46,24 @@ enum Command {
         #[arg(long)]
         quiet: bool,
     },
-    /// Replay a bundled sample with known true rates through the default dataflow and print
-    /// each entity's final weights.
+    /// Run the worker on an embedded Kafka cluster with a closed-loop traffic generator
+    /// (known true rates) and print each entity's weights as they move. Nothing to install.
     Demo {
         /// Worker threads.
         #[arg(long, default_value_t = 2)]
         workers: usize,
+        /// How long to run (e.g. `40s`, `2m`).
+        #[arg(long, default_value = "40s", value_parser = humantime::parse_duration)]
+        duration: Duration,
+        /// Run until SIGINT/SIGTERM instead.
+        #[arg(long)]
+        forever: bool,
+        /// Assignments per second over all entities.
+        #[arg(long, default_value_t = 2_000)]
+        rate: u32,
+        /// Seed of the true rates and the traffic.
+        #[arg(long, default_value_t = 7)]
+        seed: u64,
     },
     /// Write synthetic assignments and outcomes with known true conversion rates.
     Generate(banditflow::generate::TrafficSpec),
@@ -93,11 +105,38 @@ fn main() -> anyhow::Result<()> {
             print_summary(&summary);
             Ok(())
         }
-        Command::Demo { workers } => {
-            eprintln!("demo: 200,000 assignments, 8 entities x 3 arms, 12 hours of event time, default dataflow");
-            let run = banditflow::demo::run(workers)?;
-            print_summary(&run.summary);
-            print!("{}", banditflow::demo::final_weights_table(&run));
+        Command::Demo { workers, duration, forever, rate, seed } => {
+            let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+            for signal in [signal_hook::consts::SIGTERM, signal_hook::consts::SIGINT] {
+                signal_hook::flag::register(signal, stop.clone())?;
+            }
+            let options = banditflow::demo::DemoOptions {
+                workers,
+                duration: (!forever).then_some(duration),
+                assignments_per_s: rate,
+                seed,
+                stop,
+                ..Default::default()
+            };
+            eprintln!(
+                "demo: embedded Kafka cluster, {} entities x {} arms, {} assignments/s assigned by the published weights; {}",
+                options.entities,
+                options.arms,
+                options.assignments_per_s,
+                if forever { "until Ctrl-C".to_owned() } else { format!("for {}", humantime::format_duration(duration)) }
+            );
+            let mut stdout = std::io::stdout();
+            let report = banditflow::demo::run(&options, &mut stdout)?;
+            let c = &report.worker.counters;
+            println!(
+                "demo done: {} assignments and {} outcomes produced; the worker read {} and {}, published {} weight records\nfinal weights:\n{}",
+                report.assignments,
+                report.outcomes,
+                c.assignments_read,
+                c.outcomes_read,
+                c.records_written,
+                banditflow::demo::weights_table(&report.latest, seed)
+            );
             Ok(())
         }
         Command::Run { dataflow, workers, processes, process, hostfile } => {

@@ -114,13 +114,29 @@ fn replay_of_a_missing_file_fails_with_its_name() {
 }
 
 #[test]
-fn demo_prints_final_weights_per_entity() {
-    let out = bin().args(["demo", "--workers", "2"]).output().expect("run demo");
+fn demo_runs_the_closed_loop_and_its_weights_favour_the_best_true_rates() {
+    let started = std::time::Instant::now();
+    let out = bin().args(["demo", "--workers", "2", "--duration", "20s"]).output().expect("run demo");
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-    let table = String::from_utf8_lossy(&out.stdout);
-    assert!(table.starts_with("entity"), "{table}");
-    for e in 0..8 {
-        assert!(table.contains(&format!("entity-{e:03}")), "{table}");
+    assert!(started.elapsed() < std::time::Duration::from_secs(60), "the demo did not end by itself in time");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(stdout.contains("t+"), "no live table: {stdout}");
+    let (_, last) = stdout.split_once("final weights:").unwrap_or_else(|| panic!("no final table: {stdout}"));
+    // entity -> [(weight, true rate)] from the rows of the final table.
+    let mut arms: std::collections::BTreeMap<&str, Vec<(f64, f64)>> = Default::default();
+    for row in last.lines().map(str::split_whitespace).map(Iterator::collect::<Vec<_>>).filter(|c| c.len() == 8 && c[0].starts_with("entity-")) {
+        let weight: f64 = row[2].parse().expect("weight");
+        let truth: f64 = row[7].parse().expect("true rate");
+        arms.entry(row[0]).or_default().push((weight, truth));
+    }
+    assert_eq!(arms.len(), 4, "{last}");
+    for (entity, arms) in &arms {
+        assert_eq!(arms.len(), 3, "{entity}: {last}");
+        assert!((arms.iter().map(|a| a.0).sum::<f64>() - 1.0).abs() < 1e-3, "{entity}: {last}");
+        let best_truth = arms.iter().map(|a| a.1).fold(0.0, f64::max);
+        let favoured = arms.iter().max_by(|a, b| a.0.total_cmp(&b.0)).expect("arms");
+        // The closed loop has shifted traffic to the best arm, or to one as good within noise.
+        assert!(favoured.0 > 0.4 && favoured.1 >= best_truth - 0.02, "{entity}: {last}");
     }
 }
 
