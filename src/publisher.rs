@@ -453,3 +453,39 @@ impl RedisWriter {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn record(entity: &str, version: u64) -> EncodedRecord {
+        EncodedRecord { version, entity_id: entity.to_owned(), json: format!("{{\"v\":{version}}}") }
+    }
+
+    #[test]
+    fn compacting_keeps_the_newest_record_of_each_entity_in_order() {
+        let mut queue = Queue { pending: vec![record("a", 1), record("b", 1), record("a", 2), record("c", 3), record("b", 4)], ..Queue::default() };
+        queue.compact();
+        let kept: Vec<(&str, u64)> = queue.pending.iter().map(|r| (r.entity_id.as_str(), r.version)).collect();
+        assert_eq!(kept, vec![("a", 2), ("c", 3), ("b", 4)]);
+    }
+
+    #[test]
+    fn shadow_targets_never_name_production_keys_or_topics() {
+        let kafka = KafkaConfig {
+            brokers: "b:1".into(),
+            assignments_topic: "a".into(),
+            outcomes_topic: "o".into(),
+            weights_topic: "w".into(),
+            group_id: "g".into(),
+            properties: Default::default(),
+        };
+        let redis = RedisConfig { url: "redis://x".into(), prefix: "p".into() };
+        let shadow = Targets::of(Some(&kafka), Some(&redis), Mode::Shadow);
+        assert_eq!(shadow.kafka.map(|k| k.1).as_deref(), Some("w.shadow"));
+        assert_eq!(shadow.redis.map(|r| r.1).as_deref(), Some("p:shadow"));
+        let production = Targets::of(Some(&kafka), Some(&redis), Mode::Production);
+        assert_eq!(production.kafka.map(|k| k.1).as_deref(), Some("w"));
+        assert_eq!(production.redis.map(|r| r.1).as_deref(), Some("p"));
+    }
+}

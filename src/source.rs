@@ -385,3 +385,54 @@ fn commit(consumer: &KafkaConsumer, topic: Topic, kafka: &KafkaConfig, partition
     }
     drop(offsets);
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn partition() -> Partition {
+        Partition { topic: Topic::Assignments, id: 0, max_ts: i64::MIN, last_message: Instant::now(), at_end: false, checkpoints: VecDeque::new(), committed: -1 }
+    }
+
+    #[test]
+    fn watermark_is_the_largest_ts_minus_lateness_and_holds_time_until_data_arrives() {
+        let idle = Duration::from_secs(30);
+        let mut p = partition();
+        assert_eq!(p.watermark(1_000_000, 500, idle), i64::MIN);
+        p.max_ts = 10_000;
+        assert_eq!(p.watermark(1_000_000, 500, idle), 9_500);
+        // At its end but not yet idle for `idle_timeout`: still the data's watermark.
+        p.at_end = true;
+        assert_eq!(p.watermark(1_000_000, 500, idle), 9_500);
+    }
+
+    #[test]
+    fn an_idle_partition_at_its_end_follows_the_wall_clock() {
+        let mut p = partition();
+        p.max_ts = 10_000;
+        p.at_end = true;
+        p.last_message = Instant::now() - Duration::from_millis(50);
+        assert_eq!(p.watermark(1_000_000, 500, Duration::from_millis(10)), 999_500);
+        // Never behind its own data, even with a clock behind it.
+        assert_eq!(p.watermark(5_000, 500, Duration::from_millis(10)), 9_500);
+        // A partition with unread data is slow, not idle.
+        p.at_end = false;
+        assert_eq!(p.watermark(1_000_000, 500, Duration::from_millis(10)), 9_500);
+    }
+
+    #[test]
+    fn offsets_are_committable_only_below_the_published_tick() {
+        let mut p = partition();
+        for (tick, offset) in [(5, 0), (5, 1), (6, 2), (5, 3), (7, 4), (8, 5)] {
+            p.checkpoint(tick, offset);
+        }
+        // Offsets 0..=1 have tick 5; 2..=3 at most 6 (3 is late, tick 5); 4 has 7; 5 has 8.
+        assert_eq!(p.committable(5), None);
+        assert_eq!(p.committable(6), Some(2));
+        p.committed = 2;
+        assert_eq!(p.committable(6), None);
+        assert_eq!(p.committable(8), Some(5));
+        p.committed = 5;
+        assert_eq!(p.committable(u64::MAX), Some(6));
+    }
+}

@@ -16,6 +16,7 @@ use serde_json::Value;
 
 const SENTINEL: &str = "zz-sentinel";
 const PREFIX: &str = "bf";
+const GROUP: &str = "banditflow-live-test";
 
 /// One scenario's services, topics, job file and traffic.
 struct Scenario {
@@ -47,7 +48,7 @@ brokers = "{brokers}"
 assignments_topic = "assignments"
 outcomes_topic = "outcomes"
 weights_topic = "weights"
-group_id = "banditflow-live-test"
+group_id = "{GROUP}"
 
 [redis]
 url = "{redis_url}"
@@ -174,19 +175,35 @@ fn run_shape(extra: &[&[&str]]) {
     let mut scenario = Scenario::new("production");
     let (a, o) = past_traffic(scenario.dir.path(), 7);
     scenario.produce(a, o);
-    let expected = scenario.expected();
+    let mut expected = scenario.expected();
+    // A record already in Redis with a newer version than anything computed here: the guard
+    // must keep it, and the entity must never be announced.
+    let guarded = "entity-002";
+    let planted = format!(r#"{{"entity_id":"{guarded}","version":99999999999,"arms":[]}}"#);
+    let _: () = redis::cmd("SET").arg(format!("{PREFIX}:{guarded}")).arg(&planted).query(&mut scenario.redis.connection()).expect("SET");
+    let updates = Subscription::start(&scenario.redis, &format!("{PREFIX}:updates"));
     let mut workers: Vec<Worker> = extra
         .iter()
         .enumerate()
         .map(|(i, args)| Worker::start(&scenario.job, args, &scenario.dir.path().join(format!("worker-{i}.log"))))
         .collect();
     scenario.await_topic("weights", &expected, &mut workers[0]);
+    let guarded_records = expected.remove(guarded).expect("guarded entity has records");
     let done = wait_until(Duration::from_secs(30), || {
-        scenario.redis.records(PREFIX).len() >= expected.len()
-            && expected.iter().all(|(e, r)| scenario.redis.records(PREFIX).get(&format!("{PREFIX}:{e}")).map(deterministic).as_ref() == r.last())
+        let stored = scenario.redis.records(PREFIX);
+        expected.iter().all(|(e, r)| stored.get(&format!("{PREFIX}:{e}")).map(deterministic).as_ref() == r.last())
     });
     assert!(done, "redis did not get the latest records");
     scenario.assert_redis_latest(PREFIX, &expected);
+    let stored: Value = serde_json::from_str(&planted).expect("json");
+    assert_eq!(scenario.redis.records(PREFIX)[&format!("{PREFIX}:{guarded}")], stored, "the version guard let an older record through");
+    assert!(!guarded_records.is_empty());
+    // Every write was announced on `{prefix}:updates`; the guarded entity never was.
+    let announced = updates.received();
+    for entity in expected.keys() {
+        assert!(announced.iter().any(|a| a == entity), "{entity} was never announced: {announced:?}");
+    }
+    assert!(!announced.iter().any(|a| a == guarded), "a rejected write was announced");
     // Every process of a cluster is signalled; they stop together.
     let signalled = Instant::now();
     for worker in &workers {
@@ -272,6 +289,13 @@ fn a_redis_outage_loses_nothing() {
     scenario.produce(a, o);
     let expected = scenario.expected();
     scenario.await_topic("weights", &expected, &mut worker);
+    // Offsets are committed only for data whose ticks every sink has written: with Redis down,
+    // the group stays behind the end of the topics.
+    std::thread::sleep(Duration::from_secs(2));
+    let brokers = scenario.broker.brokers();
+    let ends: Vec<BTreeMap<i32, i64>> = ["assignments", "outcomes"].iter().map(|t| end_offsets(&brokers, t)).collect();
+    let behind = ["assignments", "outcomes"].iter().zip(&ends).any(|(t, end)| committed(&brokers, GROUP, t, 4).iter().any(|(p, c)| *c < end[p]));
+    assert!(behind, "offsets were committed for data not yet in redis");
     std::thread::sleep(Duration::from_secs(10).saturating_sub(down_since.elapsed()));
     scenario.redis.resume();
     let caught_up = wait_until(Duration::from_secs(30), || {
@@ -281,6 +305,10 @@ fn a_redis_outage_loses_nothing() {
     assert!(caught_up, "redis did not catch up after the outage: {}", worker.log_text());
     scenario.assert_redis_latest(PREFIX, &expected);
     assert!(worker.log_text().contains("sink is down"), "the outage was not noticed");
+    let caught_up = wait_until(Duration::from_secs(20), || {
+        ["assignments", "outcomes"].iter().zip(&ends).all(|(t, end)| committed(&brokers, GROUP, t, 4) == *end)
+    });
+    assert!(caught_up, "offsets were not committed up to the end once everything was published: {:?} vs {ends:?}", ["assignments", "outcomes"].map(|t| committed(&brokers, GROUP, t, 4)));
     let (status, _) = worker.terminate();
     assert!(status.success());
 }

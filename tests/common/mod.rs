@@ -195,6 +195,8 @@ pub fn produce(brokers: &str, topic: &str, lines: &[String], key_field: &str) {
 /// A record read back from the weights topic.
 #[derive(Clone, Debug)]
 pub struct Published {
+    pub partition: i32,
+    pub offset: i64,
     pub key: String,
     pub version_header: Option<u64>,
     pub record: Value,
@@ -233,7 +235,7 @@ pub fn read_topic(brokers: &str, topic: &str) -> Vec<Published> {
                 let key = m.key().map(|k| String::from_utf8_lossy(k).into_owned()).unwrap_or_default();
                 let version_header = m.headers().and_then(|h| h.iter().find(|h| h.key == "version").and_then(|h| h.value).and_then(|v| std::str::from_utf8(v).ok()?.parse().ok()));
                 let record = m.payload().and_then(|p| serde_json::from_slice(p).ok()).unwrap_or(Value::Null);
-                by_partition.entry(m.partition()).or_default().push(Published { key, version_header, record });
+                by_partition.entry(m.partition()).or_default().push(Published { partition: m.partition(), offset: m.offset(), key, version_header, record });
             }
             Some(Err(KafkaError::PartitionEOF(p))) => {
                 at_end.insert(p);
@@ -244,6 +246,79 @@ pub fn read_topic(brokers: &str, topic: &str) -> Vec<Published> {
     }
     assert!(at_end.len() == partitions.len(), "could not read {topic} to its end");
     by_partition.into_values().flatten().collect()
+}
+
+/// The next offset of each partition of `topic` (what a consumer group that has processed
+/// everything commits).
+pub fn end_offsets(brokers: &str, topic: &str) -> BTreeMap<i32, i64> {
+    let mut ends = BTreeMap::new();
+    for p in read_topic(brokers, topic) {
+        let end = ends.entry(p.partition).or_insert(0);
+        *end = (*end).max(p.offset + 1);
+    }
+    ends
+}
+
+/// The offsets `group` has committed for `topic`'s partitions `0..partitions` (-1: none).
+pub fn committed(brokers: &str, group: &str, topic: &str, partitions: i32) -> BTreeMap<i32, i64> {
+    let consumer: BaseConsumer = ClientConfig::new().set("bootstrap.servers", brokers).set("group.id", group).create().expect("consumer");
+    let mut query = TopicPartitionList::new();
+    for p in 0..partitions {
+        query.add_partition(topic, p);
+    }
+    let found = consumer.committed_offsets(query, Duration::from_secs(10)).expect("committed offsets");
+    let out = found
+        .elements()
+        .iter()
+        .map(|e| (e.partition(), match e.offset() { Offset::Offset(o) => o, _ => -1 }))
+        .collect();
+    drop(found);
+    out
+}
+
+/// Collects what is published on a Redis channel, from a background thread.
+pub struct Subscription {
+    pub messages: std::sync::Arc<std::sync::Mutex<Vec<String>>>,
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Subscription {
+    pub fn start(redis: &Redis, channel: &str) -> Subscription {
+        let mut connection = redis.connection();
+        let messages = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let (m, st, channel) = (messages.clone(), stop.clone(), channel.to_owned());
+        let (ready_tx, ready_rx) = std::sync::mpsc::channel();
+        let thread = std::thread::spawn(move || {
+            let mut pubsub = connection.as_pubsub();
+            pubsub.subscribe(&channel).expect("subscribe");
+            pubsub.set_read_timeout(Some(Duration::from_millis(100))).expect("timeout");
+            let _ = ready_tx.send(());
+            while !st.load(std::sync::atomic::Ordering::Relaxed) {
+                if let Ok(message) = pubsub.get_message() {
+                    if let Ok(payload) = message.get_payload::<String>() {
+                        m.lock().expect("lock").push(payload);
+                    }
+                }
+            }
+        });
+        ready_rx.recv_timeout(Duration::from_secs(10)).expect("subscribed");
+        Subscription { messages, stop, thread: Some(thread) }
+    }
+
+    pub fn received(&self) -> Vec<String> {
+        self.messages.lock().expect("lock").clone()
+    }
+}
+
+impl Drop for Subscription {
+    fn drop(&mut self) {
+        self.stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
 }
 
 /// A record without its wall-clock field.
