@@ -19,6 +19,7 @@
 #   BENCH_DUCKDB_VERSION=2.0.0      pinned in the venv
 #   BENCH_SKIP_BUILD=1              use the existing binary
 #   BANDITFLOW_BIN                  default ${CARGO_TARGET_DIR:-target}/release/banditflow
+#   BENCH_LIVE=1                    also run scripts/bench-live.sh (its own variables apply)
 set -euo pipefail
 
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
@@ -260,6 +261,12 @@ fi
     echo
     echo "Reproduce: \`BENCH_COUNT=$COUNT BENCH_SEED=$SEED BENCH_DISORDER_MS=$DISORDER_MS BENCH_DUPLICATES=$DUPLICATES scripts/bench.sh\`"
 } >"$BENCH_DIR/results.md"
+
+# --- 9. The live worker end to end (tansu + redis-server) ------------------------------------
+if [[ ${BENCH_LIVE:-1} == 1 ]]; then
+    log "live worker end to end (scripts/bench-live.sh)"
+    { echo; scripts/bench-live.sh 2>"$OUT/live.log"; } >>"$BENCH_DIR/results.md" || die "live benchmark failed (see $OUT/live.log)"
+fi
 cat "$BENCH_DIR/results.md"
 
 [[ $MISMATCHES == 0 ]] || exit 1

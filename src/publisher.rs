@@ -177,6 +177,7 @@ impl Publisher {
                 queue.compact();
             }
             queue.submitted = queue.submitted.max(tick + 1);
+            tracing::trace!(sink = shared.name, tick, records = records.len(), "submitted");
             shared.changed.notify_all();
         }
     }
@@ -257,6 +258,7 @@ fn run_sink(shared: &Shared, writer: &mut Writer) {
                 if queue.pending.is_empty() {
                     queue.acked = queue.acked.max(through);
                 }
+                tracing::trace!(sink = shared.name, through, count, "written");
                 shared.changed.notify_all();
             }
             Err((error, unwritten)) => {

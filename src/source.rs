@@ -341,7 +341,7 @@ pub fn kafka_source<'scope>(scope: Scope<'scope, u64>, ctx: SourceContext) -> Re
             if watermark > 0 {
                 let tick = ticks.tick_of(watermark);
                 if tick > *cap.time() {
-                    tracing::debug!(tick, states = ?partitions.iter().map(|p| (p.topic, p.id, p.max_ts, p.at_end)).collect::<Vec<_>>(), "watermark");
+                    tracing::trace!(tick, "watermark");
                     cap.downgrade(&tick);
                 }
             }

@@ -348,8 +348,14 @@ pub struct Worker {
 
 impl Worker {
     pub fn start(job: &Path, extra: &[&str], log: &Path) -> Worker {
+        Worker::start_with(Path::new(env!("CARGO_BIN_EXE_banditflow")), job, extra, &[], log)
+    }
+
+    /// Starts `binary run --dataflow job extra…` with `env` set.
+    pub fn start_with(binary: &Path, job: &Path, extra: &[&str], env: &[(&str, String)], log: &Path) -> Worker {
         let file = std::fs::File::create(log).expect("log file");
-        let child = Command::new(env!("CARGO_BIN_EXE_banditflow"))
+        let child = Command::new(binary)
+            .envs(env.iter().map(|(k, v)| (*k, v.as_str())))
             .arg("run")
             .arg("--dataflow")
             .arg(job)

@@ -1,0 +1,23 @@
+# Sourced by test.sh and bench-live.sh: installs the real services the tests and benchmarks
+# start themselves (tansu, redis-server) when they are missing, and only then.
+
+export PATH="${CARGO_HOME:-$HOME/.cargo}/bin:$PATH"
+
+sudo_if_needed() { if [ "$(id -u)" -eq 0 ]; then "$@"; else sudo "$@"; fi; }
+
+ensure_services() {
+  # Debian packages: a C toolchain for the vendored librdkafka, and redis-server.
+  local missing=()
+  command -v cc >/dev/null 2>&1 || missing+=(build-essential)
+  command -v redis-server >/dev/null 2>&1 || missing+=(redis-server)
+  if [ ${#missing[@]} -gt 0 ]; then
+    echo "services: installing ${missing[*]}" >&2
+    sudo_if_needed apt-get update -qq
+    sudo_if_needed env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}"
+  fi
+  # tansu: a Kafka-protocol broker (a release build: ~13 minutes on 2 cores, once per machine).
+  if ! command -v tansu >/dev/null 2>&1; then
+    echo "services: installing tansu 0.6.0 (cargo install, takes a while)" >&2
+    cargo install tansu --version 0.6.0 --features dynostore,libsql --locked
+  fi
+}
