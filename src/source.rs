@@ -337,11 +337,12 @@ pub fn kafka_source<'scope>(scope: Scope<'scope, u64>, ctx: SourceContext) -> Re
                 }
             }
             drop(rest);
-            let watermark = partitions.iter().map(|p| p.watermark(now, lateness, idle)).min().unwrap_or(i64::MIN);
+            let slowest = partitions.iter().min_by_key(|p| p.watermark(now, lateness, idle));
+            let watermark = slowest.map(|p| p.watermark(now, lateness, idle)).unwrap_or(i64::MIN);
             if watermark > 0 {
                 let tick = ticks.tick_of(watermark);
                 if tick > *cap.time() {
-                    tracing::trace!(tick, "watermark");
+                    tracing::trace!(tick, slowest = ?slowest.map(|p| (p.topic, p.id)), "watermark");
                     cap.downgrade(&tick);
                 }
             }

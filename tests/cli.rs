@@ -158,3 +158,27 @@ fn replay_with_an_unwritable_output_fails_on_every_worker_count_without_hanging(
         assert!(String::from_utf8_lossy(&out.stderr).contains("/nonexistent/dir/weights.jsonl"));
     }
 }
+
+#[test]
+fn run_without_a_kafka_section_says_so_and_fails() {
+    let out = bin().args(["run", "--dataflow"]).arg(repo("dataflows/default.toml")).output().expect("run");
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("[kafka]"), "{}", String::from_utf8_lossy(&out.stderr));
+}
+
+#[test]
+fn run_against_an_unreachable_broker_names_the_topic_and_fails() {
+    let broker = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let port = broker.local_addr().expect("addr").port();
+    drop(broker);
+    // Nothing listens there: metadata requests time out and the worker gives up with the reason.
+    let out = bin()
+        .args(["run", "--dataflow"])
+        .arg(repo("dataflows/demo.toml"))
+        .env("BANDITFLOW_KAFKA_BROKERS", format!("127.0.0.1:{port}"))
+        .output()
+        .expect("run");
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("assignments"), "{stderr}");
+}
