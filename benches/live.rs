@@ -15,7 +15,8 @@ mod common;
 
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::Arc;
+use std::collections::HashMap;
+use std::sync::{Arc, Condvar, Mutex};
 use std::time::{Duration, Instant};
 
 use banditflow::generate::{generate, TrafficSpec};
@@ -114,7 +115,13 @@ fn main() {
     let produce_secs = produced_at.elapsed().as_secs_f64();
     eprintln!("[live-bench] produced in {produce_secs:.1}s ({:.0} events/s); starting the worker", events as f64 / produce_secs);
 
-    let job = root.join("dataflows/live-bench.toml");
+    // BENCH_IDLE_TIMEOUT / BENCH_LATENESS override the job's `idle_timeout` / `allowed_lateness`.
+    let mut job_text = std::fs::read_to_string(root.join("dataflows/live-bench.toml")).expect("job file");
+    let idle = std::env::var("BENCH_IDLE_TIMEOUT").unwrap_or_else(|_| "1s".into());
+    let lateness = std::env::var("BENCH_LATENESS").unwrap_or_else(|_| "100ms".into());
+    job_text = job_text.replace("idle_timeout = \"1s\"", &format!("idle_timeout = \"{idle}\"")).replace("allowed_lateness = \"100ms\"", &format!("allowed_lateness = \"{lateness}\""));
+    let job = dir.path().join("live-bench.toml");
+    std::fs::write(&job, job_text).expect("job file");
     let mut env = vec![("BANDITFLOW_KAFKA_BROKERS", brokers.clone()), ("BANDITFLOW_REDIS_URL", redis.url())];
     if let Ok(wait) = std::env::var("BENCH_FETCH_WAIT_MAX_MS") {
         env.push(("BANDITFLOW_KAFKA_PROPERTIES_FETCH_WAIT_MAX_MS", wait));
@@ -134,21 +141,30 @@ fn main() {
     eprintln!("[live-bench] backlog of {events} events through in {backlog_secs:.2}s: {throughput:.0} events/s");
 
     // --- 2. Freshness under steady traffic ---------------------------------------------------
+    // Traffic keeps flowing until every probe has finished: a probe in flight when traffic
+    // stops would wait for idle partitions instead.
+    let stop_traffic = Arc::new(AtomicBool::new(false));
     let stop = Arc::new(AtomicBool::new(false));
     let background_sent = Arc::new(AtomicU64::new(0));
     let traffic = {
-        let (brokers, stop, sent) = (brokers.clone(), stop.clone(), background_sent.clone());
+        let (brokers, stop, sent) = (brokers.clone(), stop_traffic.clone(), background_sent.clone());
         std::thread::spawn(move || background(&brokers, rate, &stop, &sent))
     };
     std::thread::sleep(Duration::from_secs(3));
     let freshness_started = Instant::now();
     let sent_before = background_sent.load(Ordering::Relaxed);
+    let seen: Seen = Arc::default();
+    let stop_watching = Arc::new(AtomicBool::new(false));
+    let watcher = {
+        let (redis_url, seen, stop) = (redis.url(), seen.clone(), stop_watching.clone());
+        std::thread::spawn(move || watch(&redis_url, &seen, &stop))
+    };
     let probe_threads: Vec<_> = (0..PROBES)
         .map(|j| {
-            let (brokers, redis_url, stop) = (brokers.clone(), redis.url(), stop.clone());
+            let (brokers, seen, stop) = (brokers.clone(), seen.clone(), stop.clone());
             std::thread::spawn(move || {
                 std::thread::sleep(Duration::from_millis(j as u64 * 6_000 / PROBES as u64));
-                probe(&brokers, &redis_url, j, &stop)
+                probe(&brokers, j, &seen, &stop)
             })
         })
         .collect();
@@ -161,8 +177,11 @@ fn main() {
         samples.extend(s);
         missed += m;
     }
-    traffic.join().expect("traffic");
     let steady_rate = (background_sent.load(Ordering::Relaxed) - sent_before) as f64 / freshness_started.elapsed().as_secs_f64();
+    stop_traffic.store(true, Ordering::Release);
+    traffic.join().expect("traffic");
+    stop_watching.store(true, Ordering::Release);
+    watcher.join().expect("watcher");
     worker.assert_running();
     if let Ok(keep) = std::env::var("BENCH_WORKER_LOG") {
         let _ = std::fs::copy(&worker.log, keep);
@@ -177,7 +196,7 @@ fn main() {
     println!("- **throughput: {throughput:.0} events/s** (worker start to the marker's record in Redis: {backlog_secs:.2}s)");
     println!("- steady traffic while probing: {steady_rate:.0} events/s offered (target rate {rate})");
     println!(
-        "- **freshness at tick = 1s, allowed_lateness = 100ms: p50 {:.0} ms, p99 {:.0} ms, max {:.0} ms** over {} probes ({missed} missed)",
+        "- **freshness at tick = 1s, allowed_lateness = {lateness}, idle_timeout = {idle}: p50 {:.0} ms, p99 {:.0} ms, max {:.0} ms** over {} probes ({missed} missed)",
         percentile(&freshness, 0.5),
         percentile(&freshness, 0.99),
         freshness.last().copied().unwrap_or(f64::NAN),
@@ -239,12 +258,38 @@ fn background(brokers: &str, rate: u64, stop: &AtomicBool, sent: &AtomicU64) {
     let _ = producer.flush(Duration::from_secs(10));
 }
 
+/// What the watcher has seen of each probe entity: successes, `as_of`, and when it was seen.
+type Seen = Arc<(Mutex<HashMap<String, (u64, i64, Instant)>>, Condvar)>;
+
+/// Subscribes to `bench:updates` and reads each announced probe record at once, so the time a
+/// record became readable is taken when Redis announces it, not when a poll happens to look.
+fn watch(redis_url: &str, seen: &Seen, stop: &AtomicBool) {
+    let client = redis::Client::open(redis_url).expect("client");
+    let mut reader = client.get_connection().expect("redis");
+    let mut subscriber = client.get_connection().expect("redis");
+    let mut pubsub = subscriber.as_pubsub();
+    pubsub.subscribe("bench:updates").expect("subscribe");
+    pubsub.set_read_timeout(Some(Duration::from_millis(100))).expect("timeout");
+    while !stop.load(Ordering::Acquire) {
+        let Ok(message) = pubsub.get_message() else { continue };
+        let Ok(entity) = message.get_payload::<String>() else { continue };
+        if !entity.starts_with("probe-") {
+            continue;
+        }
+        let at = Instant::now();
+        if let Some((successes, as_of)) = successes_in_redis(&mut reader, &entity) {
+            let (map, changed) = &**seen;
+            map.lock().expect("lock").insert(entity, (successes, as_of, at));
+            changed.notify_all();
+        }
+    }
+}
+
 /// Probe entity `j`: an assignment, then an outcome 50 ms before its attribution ends; returns
 /// the times (ms) from producing the outcome to the new success readable in Redis, and from the
 /// end of the record's tick to then, and misses.
-fn probe(brokers: &str, redis_url: &str, j: usize, stop: &AtomicBool) -> (Vec<(f64, f64)>, usize) {
+fn probe(brokers: &str, j: usize, seen: &Seen, stop: &AtomicBool) -> (Vec<(f64, f64)>, usize) {
     let producer = producer(brokers, "0");
-    let mut redis = redis::Client::open(redis_url).expect("client").get_connection().expect("redis");
     let entity = format!("probe-{j:02}");
     let (mut samples, mut missed, mut successes) = (Vec::new(), 0, 0u64);
     let mut k = 0;
@@ -260,25 +305,31 @@ fn probe(brokers: &str, redis_url: &str, j: usize, stop: &AtomicBool) -> (Vec<(f
         let outcome_ts = ts + ATTRIBUTION_MS - 50;
         std::thread::sleep(Duration::from_millis((outcome_ts - now_ms()).max(0) as u64));
         let produced = Instant::now();
+        let produced_ms = now_ms();
         send(&producer, "outcomes", &id, &format!(r#"{{"assignment_id":"{id}","ts":{outcome_ts}}}"#), outcome_ts);
         producer.flush(Duration::from_secs(5)).expect("flush");
-        let mut as_of = 0;
-        let seen = wait_until_fast(Duration::from_millis(10_000), || match successes_in_redis(&mut redis, &entity) {
-            Some((s, t)) if s > successes => {
-                as_of = t;
-                true
+        let (map, changed) = &**seen;
+        let deadline = Instant::now() + Duration::from_secs(10);
+        let mut guard = map.lock().expect("lock");
+        let found = loop {
+            match guard.get(&entity) {
+                Some(&(s, as_of, at)) if s > successes => break Some((s, as_of, at)),
+                _ if Instant::now() >= deadline => break None,
+                _ => guard = changed.wait_timeout(guard, Duration::from_millis(50)).expect("wait").0,
             }
-            _ => false,
-        });
-        if seen {
-            samples.push((produced.elapsed().as_secs_f64() * 1e3, (now_ms() - as_of - 1) as f64));
-            if std::env::var("BENCH_DEBUG").is_ok() {
-                eprintln!("probe {entity} k {k}: resolution tick {} record tick {} freshness {:.0} after tick {}", (ts + ATTRIBUTION_MS) / 1000, as_of / 1000, produced.elapsed().as_secs_f64() * 1e3, now_ms() - as_of - 1);
+        };
+        drop(guard);
+        match found {
+            Some((s, as_of, at)) => {
+                let freshness = at.duration_since(produced).as_secs_f64() * 1e3;
+                let after_tick = produced_ms as f64 + freshness - (as_of + 1) as f64;
+                samples.push((freshness, after_tick));
+                if std::env::var("BENCH_DEBUG").is_ok() {
+                    eprintln!("probe {entity} k {k}: resolution tick {} record tick {} freshness {freshness:.0} after tick {after_tick:.0}", (ts + ATTRIBUTION_MS) / 1000, as_of / 1000);
+                }
+                successes = s;
             }
-            successes += 1;
-        } else {
-            missed += 1;
-            successes = successes_in_redis(&mut redis, &entity).map(|s| s.0).unwrap_or(successes);
+            None => missed += 1,
         }
     }
     (samples, missed)
