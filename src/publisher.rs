@@ -52,6 +52,9 @@ pub enum SinkError {
     /// Some records were not delivered.
     #[error("{0} records not delivered: {1}")]
     Undelivered(usize, String),
+    /// The sink's thread could not start.
+    #[error("cannot start the {0} sink thread: {1}")]
+    Thread(&'static str, std::io::Error),
 }
 
 /// Where a worker publishes, as `mode` decides.
@@ -151,12 +154,12 @@ impl Publisher {
             let published = kafka::published_versions(config, topic)?;
             tracing::info!(topic = %topic, entities = published.len(), "read back published versions");
             let writer = KafkaWriter::new(config, topic.clone(), published)?;
-            sinks.push(spawn("kafka", Writer::Kafka(Box::new(writer))));
+            sinks.push(spawn("kafka", Writer::Kafka(Box::new(writer)))?);
         }
         if let Some((config, prefix)) = &targets.redis {
             let client = redis::Client::open(config.url.as_str())?;
             let writer = RedisWriter { client, connection: None, prefix: prefix.clone() };
-            sinks.push(spawn("redis", Writer::Redis(Box::new(writer))));
+            sinks.push(spawn("redis", Writer::Redis(Box::new(writer)))?);
         }
         Ok(Publisher { sinks, capacity: capacity.max(1) })
     }
@@ -192,7 +195,9 @@ impl Publisher {
         self.sinks.iter().all(|(s, _)| s.lock().up)
     }
 
-    /// Waits up to `timeout` for the sinks to write what they hold, then stops them.
+    /// Waits up to `timeout` for the sinks to write what they hold, then stops them. A sink
+    /// still inside a write at the deadline is left to the process's exit, so stopping stays
+    /// bounded; what it held is reported as unwritten.
     pub fn close(self, timeout: Duration) -> Vec<SinkSummary> {
         let deadline = Instant::now() + timeout;
         for (shared, _) in &self.sinks {
@@ -201,29 +206,36 @@ impl Publisher {
                 queue = shared.changed.wait_timeout(queue, Duration::from_millis(50)).map(|(q, _)| q).unwrap_or_else(|p| p.into_inner().0);
             }
         }
+        for (shared, _) in &self.sinks {
+            shared.lock().closing = true;
+            shared.changed.notify_all();
+        }
         let mut summaries = Vec::new();
         for (shared, thread) in self.sinks {
-            {
-                let mut queue = shared.lock();
-                queue.closing = true;
-                shared.changed.notify_all();
+            while !thread.is_finished() && Instant::now() < deadline + Duration::from_millis(200) {
+                std::thread::sleep(Duration::from_millis(5));
             }
-            let _ = thread.join();
+            if thread.is_finished() {
+                let _ = thread.join();
+            }
             let queue = shared.lock();
+            if !queue.pending.is_empty() {
+                tracing::warn!(sink = shared.name, unwritten = queue.pending.len(), "stopping with records unwritten");
+            }
             summaries.push(SinkSummary { name: shared.name, written: queue.written, failures: queue.failures, unwritten: queue.pending.len() });
         }
         summaries
     }
 }
 
-fn spawn(name: &'static str, mut writer: Writer) -> (Arc<Shared>, JoinHandle<()>) {
+fn spawn(name: &'static str, mut writer: Writer) -> Result<(Arc<Shared>, JoinHandle<()>), SinkError> {
     let shared = Arc::new(Shared { name, queue: Mutex::new(Queue { up: true, ..Queue::default() }), changed: Condvar::new() });
     let thread_shared = shared.clone();
     let thread = std::thread::Builder::new()
         .name(format!("sink-{name}"))
         .spawn(move || run_sink(&thread_shared, &mut writer))
-        .unwrap_or_else(|e| panic!("cannot start the {name} sink thread: {e}"));
-    (shared, thread)
+        .map_err(|e| SinkError::Thread(name, e))?;
+    Ok((shared, thread))
 }
 
 /// The loop of a sink thread: take what is pending, write it, put back what failed.
@@ -371,7 +383,7 @@ impl KafkaWriter {
                 unsent.push(record);
             }
         }
-        let flushed = self.producer.flush(Duration::from_secs(30));
+        let flushed = flush(&self.producer, Duration::from_secs(30));
         let failed: Vec<(String, u64, String)> = self.producer.context().failed.lock().map(|mut f| std::mem::take(&mut *f)).unwrap_or_default();
         if let Err(error) = &flushed {
             first_error.get_or_insert(error.to_string());
@@ -400,6 +412,19 @@ impl KafkaWriter {
             }
         }
     }
+}
+
+/// Waits until every record handed to `producer` is acknowledged or failed. rdkafka's own
+/// `flush` sleeps in steps of 100 ms, which would be most of the weights topic's latency.
+fn flush(producer: &BaseProducer<Deliveries>, timeout: Duration) -> Result<(), rdkafka::error::KafkaError> {
+    let deadline = Instant::now() + timeout;
+    while producer.in_flight_count() > 0 {
+        if Instant::now() >= deadline {
+            return Err(rdkafka::error::KafkaError::Flush(rdkafka::types::RDKafkaErrorCode::RequestTimedOut));
+        }
+        producer.poll(Duration::from_millis(1));
+    }
+    Ok(())
 }
 
 /// Writes records to Redis under the version guard, then announces them.

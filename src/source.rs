@@ -37,7 +37,7 @@ const POLL_AGAIN: Duration = Duration::from_millis(2);
 /// How often offsets are committed.
 const COMMIT_EVERY: Duration = Duration::from_secs(1);
 /// How long a stopping source waits for its complete ticks to be published.
-pub const STOP_GRACE: Duration = Duration::from_secs(8);
+pub const STOP_GRACE: Duration = Duration::from_secs(7);
 
 /// Which input topic a partition belongs to.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]

@@ -331,3 +331,22 @@ fn shadow_mode_never_writes_production_keys_or_topics() {
     let keys = scenario.redis.keys();
     assert!(keys.iter().all(|k| k.starts_with(&format!("{shadow}:"))), "shadow mode wrote production keys: {keys:?}");
 }
+
+#[test]
+fn stopping_with_redis_down_still_exits_promptly() {
+    let mut scenario = Scenario::new("production");
+    let (a, o) = past_traffic(scenario.dir.path(), 23);
+    scenario.produce(a, o);
+    scenario.redis.stop();
+    let mut worker = Worker::start(&scenario.job, &[], &scenario.dir.path().join("worker.log"));
+    let published = wait_until(Duration::from_secs(60), || {
+        worker.assert_running();
+        !scenario.published("weights").is_empty()
+    });
+    assert!(published, "nothing reached the topic: {}", worker.log_text());
+    let log = worker.log.clone();
+    let (status, took) = worker.terminate();
+    let log = std::fs::read_to_string(log).unwrap_or_default();
+    assert!(status.success() && took < Duration::from_secs(10), "stopped with {status} after {took:?}: {log}");
+    assert!(log.contains("unwritten"), "the records Redis never got were not reported: {log}");
+}
