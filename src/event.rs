@@ -382,3 +382,25 @@ pub(crate) fn split_decoded<'scope>(
         Decoded::Catalog(c) => Err(c),
     })
 }
+
+/// Hands a source's decoded records to the dataflow: the names first learnt in this batch at
+/// `floor_tick`, then every record at its tick, one session per tick.
+pub(crate) fn emit_decoded(
+    batch: &mut Vec<(u64, Decoded)>,
+    names: &mut Vec<Name>,
+    floor_tick: u64,
+    cap: &timely::dataflow::operators::Capability<u64>,
+    output: &mut timely::dataflow::operators::generic::OutputBuilderSession<'_, u64, timely::container::CapacityContainerBuilder<Vec<Decoded>>>,
+) {
+    batch.extend(names.drain(..).map(|n| (floor_tick, Decoded::Catalog(Catalog::Name(n)))));
+    batch.sort_by_key(|(t, _)| *t);
+    let mut rest = batch.drain(..).peekable();
+    while let Some((tick, first)) = rest.next() {
+        let time = cap.delayed(&tick);
+        let mut session = output.session(&time);
+        session.give(first);
+        while let Some((_, d)) = rest.next_if(|(t, _)| *t == tick) {
+            session.give(d);
+        }
+    }
+}

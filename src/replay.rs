@@ -23,7 +23,7 @@ use timely::dataflow::{Scope, Stream};
 use crate::config::Dataflow;
 use crate::counters::Counters;
 use crate::dataflow::bandit;
-use crate::event::{split_decoded, Catalog, Decoded, Decoder, Event};
+use crate::event::{emit_decoded, split_decoded, Catalog, Decoded, Decoder, Event};
 use crate::sink::publish;
 use crate::time::Ticks;
 use crate::weights::WeightRecord;
@@ -395,18 +395,7 @@ fn replay_source<'scope>(scope: Scope<'scope, u64>, ctx: SourceContext) -> (Stre
             }
             drop(counters);
             ctx.progress.lines_read.fetch_add(read, Ordering::Relaxed);
-            batch.extend(names.drain(..).map(|n| (floor_tick, Decoded::Catalog(Catalog::Name(n)))));
-            batch.sort_by_key(|(t, _)| *t);
-            let mut rest = batch.drain(..).peekable();
-            while let Some((tick, first)) = rest.next() {
-                let time = cap.delayed(&tick);
-                let mut session = output.session(&time);
-                session.give(first);
-                while let Some((_, d)) = rest.next_if(|(t, _)| *t == tick) {
-                    session.give(d);
-                }
-            }
-            drop(rest);
+            emit_decoded(&mut batch, &mut names, floor_tick, cap, output);
             for c in &cursors {
                 local_max = local_max.max(c.max_ts);
             }

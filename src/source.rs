@@ -26,7 +26,7 @@ use timely::dataflow::{Scope, Stream};
 use crate::config::Dataflow;
 use crate::counters::Counters;
 use crate::deployment::KafkaConfig;
-use crate::event::{split_decoded, Catalog, Decoded, Decoder, Event};
+use crate::event::{emit_decoded, split_decoded, Catalog, Decoded, Decoder, Event};
 use crate::kafka::{self, KafkaConsumer};
 use crate::time::Ticks;
 
@@ -325,18 +325,7 @@ pub fn kafka_source<'scope>(scope: Scope<'scope, u64>, ctx: SourceContext) -> Re
             }
             drop(counters);
             control.messages_read.fetch_add(read, Ordering::Relaxed);
-            batch.extend(names.drain(..).map(|n| (floor_tick, Decoded::Catalog(Catalog::Name(n)))));
-            batch.sort_by_key(|(t, _)| *t);
-            let mut rest = batch.drain(..).peekable();
-            while let Some((tick, first)) = rest.next() {
-                let time = cap.delayed(&tick);
-                let mut session = output.session(&time);
-                session.give(first);
-                while let Some((_, d)) = rest.next_if(|(t, _)| *t == tick) {
-                    session.give(d);
-                }
-            }
-            drop(rest);
+            emit_decoded(&mut batch, &mut names, floor_tick, cap, output);
             let slowest = partitions.iter().min_by_key(|p| p.watermark(now, lateness, idle));
             let watermark = slowest.map(|p| p.watermark(now, lateness, idle)).unwrap_or(i64::MIN);
             if watermark > 0 {
