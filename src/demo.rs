@@ -68,6 +68,8 @@ pub struct DemoOptions {
     pub table_every: Option<Duration>,
     /// Stops the demo early (SIGINT/SIGTERM handlers set it).
     pub stop: Arc<AtomicBool>,
+    /// Where the worker serves `/metrics`, `/healthz`, `/readyz` (`None`: nowhere).
+    pub metrics_listen: Option<std::net::SocketAddr>,
 }
 
 impl Default for DemoOptions {
@@ -81,6 +83,7 @@ impl Default for DemoOptions {
             seed: 7,
             table_every: Some(Duration::from_secs(2)),
             stop: Arc::new(AtomicBool::new(false)),
+            metrics_listen: None,
         }
     }
 }
@@ -124,7 +127,7 @@ pub fn run(options: &DemoOptions, out: &mut dyn Write) -> Result<DemoReport, Dem
         kafka.brokers = brokers.clone();
     }
     let stop_worker = Arc::new(AtomicBool::new(false));
-    let run_options = RunOptions { job, workers: options.workers, cluster: None, stop: stop_worker.clone() };
+    let run_options = RunOptions { job, workers: options.workers, cluster: None, stop: stop_worker.clone(), metrics_listen: options.metrics_listen };
     let ready = Arc::new(AtomicBool::new(false));
     let worker_thread = std::thread::spawn(move || worker::run(&run_options, ready));
 

@@ -14,6 +14,7 @@ pub mod deployment;
 pub mod event;
 pub mod generate;
 pub mod kafka;
+pub mod metrics;
 pub mod policy;
 pub mod posterior;
 pub mod publisher;

@@ -64,6 +64,9 @@ enum Command {
         /// Seed of the true rates and the traffic.
         #[arg(long, default_value_t = 7)]
         seed: u64,
+        /// Where the worker serves `/metrics`, `/healthz` and `/readyz` (port 0: any free port).
+        #[arg(long, default_value = "127.0.0.1:9898")]
+        metrics_listen: std::net::SocketAddr,
     },
     /// Write synthetic assignments and outcomes with known true conversion rates.
     Generate(banditflow::generate::TrafficSpec),
@@ -105,7 +108,7 @@ fn main() -> anyhow::Result<()> {
             print_summary(&summary);
             Ok(())
         }
-        Command::Demo { workers, duration, forever, rate, seed } => {
+        Command::Demo { workers, duration, forever, rate, seed, metrics_listen } => {
             let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
             for signal in [signal_hook::consts::SIGTERM, signal_hook::consts::SIGINT] {
                 signal_hook::flag::register(signal, stop.clone())?;
@@ -116,6 +119,7 @@ fn main() -> anyhow::Result<()> {
                 assignments_per_s: rate,
                 seed,
                 stop,
+                metrics_listen: Some(metrics_listen),
                 ..Default::default()
             };
             eprintln!(
@@ -125,6 +129,7 @@ fn main() -> anyhow::Result<()> {
                 options.assignments_per_s,
                 if forever { "until Ctrl-C".to_owned() } else { format!("for {}", humantime::format_duration(duration)) }
             );
+            eprintln!("demo: the worker's metrics are at http://{metrics_listen}/metrics (also /healthz, /readyz)");
             let mut stdout = std::io::stdout();
             let report = banditflow::demo::run(&options, &mut stdout)?;
             let c = &report.worker.counters;
@@ -146,7 +151,8 @@ fn main() -> anyhow::Result<()> {
                 signal_hook::flag::register(signal, stop.clone())?;
             }
             let cluster = (processes > 1).then_some(Cluster { processes, process, hostfile });
-            let options = RunOptions { job, workers, cluster, stop };
+            let metrics_listen = Some(job.deployment.metrics.listen);
+            let options = RunOptions { job, workers, cluster, stop, metrics_listen };
             let summary = worker::run(&options, Arc::new(std::sync::atomic::AtomicBool::new(false)))?;
             let c = &summary.counters;
             tracing::info!(

@@ -190,6 +190,17 @@ impl Publisher {
         self.sinks.iter().map(|(s, _)| s.lock().acked).min().unwrap_or(u64::MAX)
     }
 
+    /// Each sink's counts and whether it is up, for the metrics endpoint.
+    pub fn states(&self) -> Vec<crate::metrics::SinkState> {
+        self.sinks
+            .iter()
+            .map(|(s, _)| {
+                let q = s.lock();
+                crate::metrics::SinkState { name: s.name, written: q.written, failures: q.failures, up: q.up }
+            })
+            .collect()
+    }
+
     /// Whether every sink's last write succeeded.
     pub fn up(&self) -> bool {
         self.sinks.iter().all(|(s, _)| s.lock().up)

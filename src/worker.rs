@@ -7,6 +7,7 @@
 //! publishes the ticks whose data is complete, commits offsets and returns.
 
 use std::cell::RefCell;
+use std::collections::HashMap;
 use std::path::PathBuf;
 use std::rc::Rc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -21,10 +22,13 @@ use crate::counters::Counters;
 use crate::dataflow::bandit;
 use crate::deployment::KafkaConfig;
 use crate::kafka::{self, KafkaClientError};
+use crate::metrics::{self, MetricsError, Snapshot};
 use crate::publisher::{Publisher, SinkError, SinkSummary, Targets};
 use crate::sink::publish;
 use crate::source::{kafka_source, Control, SourceContext, Topic};
 
+/// How often each worker reports its counters for the metrics endpoint.
+const REPORT_EVERY: Duration = Duration::from_millis(250);
 /// Entities a sink may hold unwritten before the dataflow waits for it.
 pub const SINK_CAPACITY: usize = 1_000_000;
 
@@ -51,6 +55,8 @@ pub struct RunOptions {
     pub cluster: Option<Cluster>,
     /// Set to stop the worker gracefully (SIGTERM/SIGINT handlers set it).
     pub stop: Arc<AtomicBool>,
+    /// Where to serve `/metrics`, `/healthz` and `/readyz` (`None`: nowhere).
+    pub metrics_listen: Option<std::net::SocketAddr>,
 }
 
 /// Why the worker could not start or run.
@@ -71,6 +77,9 @@ pub enum WorkerError {
     /// Timely could not start or a worker failed.
     #[error("dataflow failed: {0}")]
     Dataflow(String),
+    /// The metrics endpoint could not start.
+    #[error(transparent)]
+    Metrics(#[from] MetricsError),
 }
 
 /// What a finished run did (in this process).
@@ -140,7 +149,18 @@ pub fn run(options: &RunOptions, ready: Arc<AtomicBool>) -> Result<RunSummary, W
     );
     let control = Arc::new(Control::new(options.stop.clone(), options.workers.max(1)));
     let failure: Arc<Mutex<Option<String>>> = Arc::new(Mutex::new(None));
-    let (worker_control, worker_publisher, worker_failure) = (control.clone(), publisher.clone(), failure.clone());
+    // What each local worker last reported: its counters and the published frontier.
+    let reports: Arc<Mutex<HashMap<usize, (Counters, Option<u64>)>>> = Arc::default();
+    let endpoint = match options.metrics_listen {
+        Some(listen) => {
+            let (reports, control, publisher, tick_ms) = (reports.clone(), control.clone(), publisher.clone(), job.tick_ms);
+            let endpoint = metrics::serve(listen, move || snapshot(&reports, &control, publisher.as_deref(), tick_ms))?;
+            tracing::info!(address = %endpoint.address, "metrics endpoint listening");
+            Some(endpoint)
+        }
+        None => None,
+    };
+    let (worker_control, worker_publisher, worker_failure, worker_reports) = (control.clone(), publisher.clone(), failure.clone(), reports.clone());
     let guards = timely::execute(config, move |worker| {
         let counters = Rc::new(RefCell::new(Counters::default()));
         let published = ProbeHandle::new();
@@ -180,8 +200,16 @@ pub fn run(options: &RunOptions, ready: Arc<AtomicBool>) -> Result<RunSummary, W
             }
             worker_control.stop.store(true, Ordering::Release);
         }
+        let mut reported = Instant::now();
         while !worker_control.finished() {
             worker.step_or_park(Some(Duration::from_millis(20)));
+            if reported.elapsed() >= REPORT_EVERY {
+                reported = Instant::now();
+                let frontier = published.with_frontier(|f| f.first().copied());
+                if let Ok(mut reports) = worker_reports.lock() {
+                    reports.insert(worker.index(), (counters.borrow().clone(), frontier));
+                }
+            }
         }
         for id in worker.installed_dataflows() {
             worker.drop_dataflow(id);
@@ -205,6 +233,7 @@ pub fn run(options: &RunOptions, ready: Arc<AtomicBool>) -> Result<RunSummary, W
         counters.merge(&result.map_err(WorkerError::Dataflow)?);
     }
     let _ = readiness.join();
+    drop(endpoint);
     let sinks = match publisher.and_then(|p| Arc::try_unwrap(p).ok()) {
         Some(publisher) => publisher.close(Duration::from_secs(1)),
         None => Vec::new(),
@@ -214,6 +243,27 @@ pub fn run(options: &RunOptions, ready: Arc<AtomicBool>) -> Result<RunSummary, W
     }
     tracing::info!(elapsed_s = started.elapsed().as_secs_f64(), "worker stopped");
     Ok(RunSummary { counters, sinks, elapsed: started.elapsed() })
+}
+
+/// The state the metrics endpoint reports: the workers' last reports and the sinks.
+fn snapshot(reports: &Mutex<HashMap<usize, (Counters, Option<u64>)>>, control: &Control, publisher: Option<&Publisher>, tick_ms: u64) -> Snapshot {
+    let mut counters = Counters::default();
+    let mut frontier: Option<u64> = None;
+    if let Ok(reports) = reports.lock() {
+        for (c, f) in reports.values() {
+            counters.merge(c);
+            frontier = match (frontier, f) {
+                (Some(a), Some(b)) => Some(a.min(*b)),
+                (a, b) => a.or(*b),
+            };
+        }
+    }
+    Snapshot {
+        counters,
+        sinks: publisher.map(Publisher::states).unwrap_or_default(),
+        complete_through_ms: frontier.filter(|&f| f > 0 && f < u64::MAX).map(|f| (f.saturating_mul(tick_ms)).min(i64::MAX as u64) as i64),
+        caught_up: control.caught_up(),
+    }
 }
 
 /// Every partition of both input topics, in a fixed order.

@@ -116,7 +116,19 @@ fn replay_of_a_missing_file_fails_with_its_name() {
 #[test]
 fn demo_runs_the_closed_loop_and_its_weights_favour_the_best_true_rates() {
     let started = std::time::Instant::now();
-    let out = bin().args(["demo", "--workers", "2", "--duration", "20s"]).output().expect("run demo");
+    let port = std::net::TcpListener::bind("127.0.0.1:0").expect("bind").local_addr().expect("addr").port();
+    let demo = bin()
+        .args(["demo", "--workers", "2", "--duration", "20s", "--metrics-listen", &format!("127.0.0.1:{port}")])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("run demo");
+    // The worker's metrics endpoint is up while the demo runs.
+    std::thread::sleep(std::time::Duration::from_secs(10));
+    let page = scrape(port);
+    let read: f64 = page.lines().find_map(|l| l.strip_prefix(r#"banditflow_events_read_total{topic="assignments"} "#)).and_then(|v| v.trim().parse().ok()).unwrap_or(0.0);
+    assert!(read > 1_000.0, "{page}");
+    let out = demo.wait_with_output().expect("demo output");
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     assert!(started.elapsed() < std::time::Duration::from_secs(60), "the demo did not end by itself in time");
     let stdout = String::from_utf8_lossy(&out.stdout);
@@ -181,4 +193,14 @@ fn run_against_an_unreachable_broker_names_the_topic_and_fails() {
     assert!(!out.status.success());
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(stderr.contains("assignments"), "{stderr}");
+}
+
+/// GET /metrics from 127.0.0.1:`port`.
+fn scrape(port: u16) -> String {
+    use std::io::{Read, Write};
+    let mut stream = std::net::TcpStream::connect(("127.0.0.1", port)).expect("connect to the metrics endpoint");
+    write!(stream, "GET /metrics HTTP/1.0\r\n\r\n").expect("request");
+    let mut page = String::new();
+    stream.read_to_string(&mut page).expect("response");
+    page
 }

@@ -204,6 +204,21 @@ fn run_shape(extra: &[&[&str]]) {
         assert!(announced.iter().any(|a| a == entity), "{entity} was never announced: {announced:?}");
     }
     assert!(!announced.iter().any(|a| a == guarded), "a rejected write was announced");
+    // The metrics endpoint of each process counts what it read; together, everything.
+    let mut read = 0.0;
+    let mut published = 0.0;
+    for worker in &workers {
+        let (status, page) = http_get(worker.metrics_port, "/metrics").expect("GET /metrics");
+        assert_eq!(status, 200, "{page}");
+        read += metric(&page, "banditflow_events_read_total", r#"topic="assignments""#).unwrap_or(0.0) + metric(&page, "banditflow_events_read_total", r#"topic="outcomes""#).unwrap_or(0.0);
+        published += metric(&page, "banditflow_weight_records_published_total", r#"sink="kafka""#).unwrap_or(0.0);
+        assert_eq!(http_get(worker.metrics_port, "/healthz").map(|r| r.0), Some(200));
+        assert_eq!(http_get(worker.metrics_port, "/readyz").map(|r| r.0), Some(200), "caught up and sinks up");
+    }
+    assert_eq!(read as usize, scenario.assignments.len() + scenario.outcomes.len(), "events read");
+    let on_topic = read_topic(&scenario.broker.brokers(), "weights").len();
+    let now_published = workers.iter().filter_map(|w| http_get(w.metrics_port, "/metrics")).filter_map(|(_, p)| metric(&p, "banditflow_weight_records_published_total", r#"sink="kafka""#)).sum::<f64>();
+    assert!(published as usize <= on_topic && on_topic <= now_published as usize, "published {published}..{now_published}, on the topic {on_topic}");
     // Every process of a cluster is signalled; they stop together.
     let signalled = Instant::now();
     for worker in &workers {
@@ -305,6 +320,8 @@ fn a_redis_outage_loses_nothing() {
     assert!(caught_up, "redis did not catch up after the outage: {}", worker.log_text());
     scenario.assert_redis_latest(PREFIX, &expected);
     assert!(worker.log_text().contains("sink is down"), "the outage was not noticed");
+    let (_, page) = http_get(worker.metrics_port, "/metrics").expect("GET /metrics");
+    assert!(metric(&page, "banditflow_publish_failures_total", r#"sink="redis""#).is_some_and(|f| f >= 1.0), "{page}");
     let caught_up = wait_until(Duration::from_secs(20), || {
         ["assignments", "outcomes"].iter().zip(&ends).all(|(t, end)| committed(&brokers, GROUP, t, 4) == *end)
     });

@@ -344,6 +344,28 @@ pub fn by_entity<'a>(records: impl IntoIterator<Item = &'a Value>) -> BTreeMap<S
 pub struct Worker {
     pub child: Child,
     pub log: PathBuf,
+    /// Where its metrics endpoint listens.
+    pub metrics_port: u16,
+}
+
+/// GET `path` from 127.0.0.1:`port`: the status code and the body.
+pub fn http_get(port: u16, path: &str) -> Option<(u16, String)> {
+    use std::io::Read;
+    let mut stream = TcpStream::connect(("127.0.0.1", port)).ok()?;
+    stream.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
+    write!(stream, "GET {path} HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n").ok()?;
+    let mut response = String::new();
+    stream.read_to_string(&mut response).ok()?;
+    let status = response.split_whitespace().nth(1)?.parse().ok()?;
+    let body = response.split_once("\r\n\r\n").map(|(_, b)| b.to_owned()).unwrap_or_default();
+    Some((status, body))
+}
+
+/// The value of the series `name{labels}` (labels as written, e.g. `topic="outcomes"`) in a
+/// Prometheus text page.
+pub fn metric(page: &str, name: &str, labels: &str) -> Option<f64> {
+    let series = if labels.is_empty() { name.to_owned() } else { format!("{name}{{{labels}}}") };
+    page.lines().find_map(|l| l.strip_prefix(&series).and_then(|rest| rest.strip_prefix(' ')).and_then(|v| v.trim().parse().ok()))
 }
 
 impl Worker {
@@ -354,7 +376,9 @@ impl Worker {
     /// Starts `binary run --dataflow job extra…` with `env` set.
     pub fn start_with(binary: &Path, job: &Path, extra: &[&str], env: &[(&str, String)], log: &Path) -> Worker {
         let file = std::fs::File::create(log).expect("log file");
+        let metrics_port = free_port();
         let child = Command::new(binary)
+            .env("BANDITFLOW_METRICS_LISTEN", format!("127.0.0.1:{metrics_port}"))
             .envs(env.iter().map(|(k, v)| (*k, v.as_str())))
             .arg("run")
             .arg("--dataflow")
@@ -365,7 +389,7 @@ impl Worker {
             .stderr(file)
             .spawn()
             .expect("start worker");
-        Worker { child, log: log.to_path_buf() }
+        Worker { child, log: log.to_path_buf(), metrics_port }
     }
 
     /// Sends SIGTERM and waits; returns the exit status and how long it took.

@@ -1,0 +1,216 @@
+//! What the worker tells Prometheus, and the HTTP endpoint that serves it: `/metrics`
+//! (text format), `/healthz` (the process is alive) and `/readyz` (caught up, sinks up).
+//!
+//! Workers keep their counters to themselves; the endpoint asks for a [`Snapshot`] at each
+//! scrape and moves the Prometheus counters up to it.
+
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use prometheus::{Encoder, Gauge, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry, TextEncoder};
+
+use crate::counters::Counters;
+
+/// One sink as the endpoint reports it.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct SinkState {
+    /// `kafka` or `redis`.
+    pub name: &'static str,
+    /// Records written so far.
+    pub written: u64,
+    /// Failed writes so far.
+    pub failures: u64,
+    /// Whether its last write succeeded.
+    pub up: bool,
+}
+
+/// The worker's state at one scrape.
+#[derive(Clone, Debug, Default)]
+pub struct Snapshot {
+    /// Counters summed over this process's workers.
+    pub counters: Counters,
+    /// The sinks of this process.
+    pub sinks: Vec<SinkState>,
+    /// End of the last complete tick, ms since the epoch (`None` before the first).
+    pub complete_through_ms: Option<i64>,
+    /// Every source has read to the end of its partitions once.
+    pub caught_up: bool,
+}
+
+/// Why the endpoint could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum MetricsError {
+    /// The listen address could not be bound.
+    #[error("cannot listen on {listen}: {reason}")]
+    Listen {
+        /// The address.
+        listen: SocketAddr,
+        /// What the server said.
+        reason: String,
+    },
+    /// A metric could not be registered (a programming error).
+    #[error("metrics registry: {0}")]
+    Registry(#[from] prometheus::Error),
+}
+
+/// The Prometheus side: a registry and the metrics in it.
+struct Exported {
+    registry: Registry,
+    events_read: IntCounterVec,
+    events: IntCounterVec,
+    malformed: IntCounterVec,
+    published: IntCounterVec,
+    failures: IntCounterVec,
+    sink_up: IntGaugeVec,
+    event_time_lag: Gauge,
+    caught_up: IntGauge,
+}
+
+fn counter(registry: &Registry, name: &str, help: &str, labels: &[&str]) -> Result<IntCounterVec, prometheus::Error> {
+    let metric = IntCounterVec::new(Opts::new(name, help), labels)?;
+    registry.register(Box::new(metric.clone()))?;
+    Ok(metric)
+}
+
+impl Exported {
+    fn new() -> Result<Exported, prometheus::Error> {
+        let registry = Registry::new();
+        let build = IntGaugeVec::new(Opts::new("banditflow_build_info", "Build of the running worker (value 1)."), &["version"])?;
+        registry.register(Box::new(build.clone()))?;
+        build.with_label_values(&[env!("CARGO_PKG_VERSION")]).set(1);
+        let sink_up = IntGaugeVec::new(Opts::new("banditflow_sink_up", "1 if the sink's last write succeeded."), &["sink"])?;
+        registry.register(Box::new(sink_up.clone()))?;
+        let event_time_lag = Gauge::new("banditflow_event_time_lag_seconds", "Wall clock minus the end of the last complete tick.")?;
+        registry.register(Box::new(event_time_lag.clone()))?;
+        let caught_up = IntGauge::new("banditflow_caught_up", "1 once every source has read its partitions to the end.")?;
+        registry.register(Box::new(caught_up.clone()))?;
+        Ok(Exported {
+            events_read: counter(&registry, "banditflow_events_read_total", "Records read, by topic.", &["topic"])?,
+            events: counter(&registry, "banditflow_events_total", "What became of the records read, by result.", &["result"])?,
+            malformed: counter(&registry, "banditflow_malformed_total", "Records that could not be applied, by reason.", &["reason"])?,
+            published: counter(&registry, "banditflow_weight_records_published_total", "Weight records written, by sink.", &["sink"])?,
+            failures: counter(&registry, "banditflow_publish_failures_total", "Failed writes, by sink.", &["sink"])?,
+            sink_up,
+            event_time_lag,
+            caught_up,
+            registry,
+        })
+    }
+
+    /// Moves every metric up to `snapshot` and renders the text format.
+    fn render(&self, snapshot: &Snapshot) -> Vec<u8> {
+        let raise = |metric: &IntCounterVec, label: &str, value: u64| {
+            let c = metric.with_label_values(&[label]);
+            let current = c.get();
+            if value > current {
+                c.inc_by(value - current);
+            }
+        };
+        let c = &snapshot.counters;
+        raise(&self.events_read, "assignments", c.assignments_read);
+        raise(&self.events_read, "outcomes", c.outcomes_read);
+        for (result, value) in [
+            ("applied_assignment", c.assignments_applied),
+            ("applied_outcome", c.outcomes_applied),
+            ("late", c.late),
+            ("too_late", c.too_late),
+            ("late_outcome", c.late_outcome),
+            ("too_old", c.too_old),
+            ("duplicate", c.duplicate),
+            ("conflict", c.conflict),
+            ("outside_attribution", c.outside_attribution),
+            ("unmatched_outcome", c.unmatched_outcome),
+            ("ignored_kind", c.ignored_kind),
+            ("retired_arm", c.retired_arm),
+            ("malformed", c.malformed_total()),
+        ] {
+            raise(&self.events, result, value);
+        }
+        for (reason, value) in &c.malformed {
+            raise(&self.malformed, reason, *value);
+        }
+        for sink in &snapshot.sinks {
+            raise(&self.published, sink.name, sink.written);
+            raise(&self.failures, sink.name, sink.failures);
+            self.sink_up.with_label_values(&[sink.name]).set(i64::from(sink.up));
+        }
+        if let Some(through) = snapshot.complete_through_ms {
+            let now = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_millis() as i64).unwrap_or(0);
+            self.event_time_lag.set((now - through).max(0) as f64 / 1000.0);
+        }
+        self.caught_up.set(i64::from(snapshot.caught_up));
+        let mut out = Vec::new();
+        if let Err(error) = TextEncoder::new().encode(&self.registry.gather(), &mut out) {
+            tracing::warn!(%error, "cannot encode metrics");
+        }
+        out
+    }
+}
+
+/// The running endpoint; dropping it stops the server.
+pub struct Endpoint {
+    stop: Arc<AtomicBool>,
+    thread: Option<JoinHandle<()>>,
+    /// The address it listens on (the port is chosen by the OS if `listen` had port 0).
+    pub address: SocketAddr,
+}
+
+impl Drop for Endpoint {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Release);
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
+    }
+}
+
+/// Serves `/metrics`, `/healthz` and `/readyz` on `listen`, asking `snapshot` at each request.
+pub fn serve<S>(listen: SocketAddr, snapshot: S) -> Result<Endpoint, MetricsError>
+where
+    S: Fn() -> Snapshot + Send + 'static,
+{
+    let exported = Exported::new()?;
+    let server = tiny_http::Server::http(listen).map_err(|e| MetricsError::Listen { listen, reason: e.to_string() })?;
+    let address = server.server_addr().to_ip().unwrap_or(listen);
+    let stop = Arc::new(AtomicBool::new(false));
+    let stopping = stop.clone();
+    let exported = Mutex::new(exported);
+    let thread = std::thread::Builder::new()
+        .name("metrics".into())
+        .spawn(move || {
+            while !stopping.load(Ordering::Acquire) {
+                let Ok(Some(request)) = server.recv_timeout(Duration::from_millis(100)) else { continue };
+                let path = request.url().split('?').next().unwrap_or("").to_owned();
+                let response = match path.as_str() {
+                    "/metrics" => {
+                        let body = exported.lock().map(|e| e.render(&snapshot())).unwrap_or_default();
+                        let header = tiny_http::Header::from_bytes("Content-Type", "text/plain; version=0.0.4").ok();
+                        let mut response = tiny_http::Response::from_data(body);
+                        if let Some(header) = header {
+                            response.add_header(header);
+                        }
+                        response
+                    }
+                    "/healthz" => tiny_http::Response::from_data(b"ok\n".to_vec()),
+                    "/readyz" => {
+                        let now = snapshot();
+                        let down: Vec<&str> = now.sinks.iter().filter(|s| !s.up).map(|s| s.name).collect();
+                        if !now.caught_up {
+                            tiny_http::Response::from_data(b"not caught up\n".to_vec()).with_status_code(503)
+                        } else if !down.is_empty() {
+                            tiny_http::Response::from_data(format!("sinks down: {}\n", down.join(", ")).into_bytes()).with_status_code(503)
+                        } else {
+                            tiny_http::Response::from_data(b"ready\n".to_vec())
+                        }
+                    }
+                    _ => tiny_http::Response::from_data(b"not found\n".to_vec()).with_status_code(404),
+                };
+                let _ = request.respond(response);
+            }
+        })
+        .map_err(|e| MetricsError::Listen { listen, reason: e.to_string() })?;
+    Ok(Endpoint { stop, thread: Some(thread), address })
+}
