@@ -129,7 +129,14 @@ pub fn run(options: &DemoOptions, out: &mut dyn Write) -> Result<DemoReport, Dem
     let stop_worker = Arc::new(AtomicBool::new(false));
     let run_options = RunOptions { job, workers: options.workers, cluster: None, stop: stop_worker.clone(), metrics_listen: options.metrics_listen };
     let ready = Arc::new(AtomicBool::new(false));
-    let worker_thread = std::thread::spawn(move || worker::run(&run_options, ready));
+    let worker_ready = ready.clone();
+    let worker_thread = std::thread::spawn(move || worker::run(&run_options, worker_ready));
+    // Traffic starts once the worker has its partitions: the mock cluster does not answer
+    // offset-by-time queries, so a worker seeking after the first messages would miss them.
+    let waiting = Instant::now();
+    while !ready.load(Ordering::Acquire) && !worker_thread.is_finished() && waiting.elapsed() < Duration::from_secs(30) {
+        std::thread::sleep(Duration::from_millis(20));
+    }
 
     let latest: Arc<Mutex<BTreeMap<String, WeightRecord>>> = Arc::default();
     let produced = Arc::new((AtomicU64::new(0), AtomicU64::new(0)));
