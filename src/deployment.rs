@@ -36,8 +36,9 @@ pub struct KafkaConfig {
     pub assignments_topic: String,
     /// `outcomes_topic` (required).
     pub outcomes_topic: String,
-    /// `weights_topic` (required): where weight records are published, key `entity_id`.
-    pub weights_topic: String,
+    /// `weights_topic` (optional): where weight records are published, key `entity_id`.
+    /// Without it the worker publishes to Redis only, and `[redis]` is required.
+    pub weights_topic: Option<String>,
     /// `group_id` (required): the consumer group whose offsets track published ticks.
     pub group_id: String,
     /// `[kafka.properties]` (optional): passed to librdkafka as is (SASL, TLS, tuning).
@@ -185,7 +186,7 @@ impl RawDeployment {
                     brokers: required(k.brokers, "kafka.brokers")?,
                     assignments_topic: required(k.assignments_topic, "kafka.assignments_topic")?,
                     outcomes_topic: required(k.outcomes_topic, "kafka.outcomes_topic")?,
-                    weights_topic: required(k.weights_topic, "kafka.weights_topic")?,
+                    weights_topic: k.weights_topic.filter(|t| !t.is_empty()),
                     group_id: required(k.group_id, "kafka.group_id")?,
                     properties: k.properties,
                 })
@@ -233,7 +234,7 @@ mod tests {
         let d = job.deployment;
         assert_eq!(d.mode, Mode::Shadow);
         let kafka = d.kafka.expect("kafka");
-        assert_eq!((kafka.brokers.as_str(), kafka.weights_topic.as_str()), ("127.0.0.1:9092", "w"));
+        assert_eq!((kafka.brokers.as_str(), kafka.weights_topic.as_deref()), ("127.0.0.1:9092", Some("w")));
         assert_eq!(kafka.properties.get("security.protocol").map(String::as_str), Some("SASL_SSL"));
         assert_eq!(d.redis.expect("redis").prefix, DEFAULT_REDIS_PREFIX);
         assert_eq!(d.metrics.listen.to_string(), DEFAULT_METRICS_LISTEN);

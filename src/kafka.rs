@@ -45,12 +45,13 @@ fn client_error(what: impl Into<String>) -> impl FnOnce(KafkaError) -> KafkaClie
     move |source| KafkaClientError::Client { what, source }
 }
 
-/// The topic weight records go to in `mode`.
-pub fn weights_topic(kafka: &KafkaConfig, mode: Mode) -> String {
-    match mode {
-        Mode::Production => kafka.weights_topic.clone(),
-        Mode::Shadow => format!("{}.shadow", kafka.weights_topic),
-    }
+/// The topic weight records go to in `mode`, if the job publishes to Kafka.
+pub fn weights_topic(kafka: &KafkaConfig, mode: Mode) -> Option<String> {
+    let topic = kafka.weights_topic.as_ref()?;
+    Some(match mode {
+        Mode::Production => topic.clone(),
+        Mode::Shadow => format!("{topic}.shadow"),
+    })
 }
 
 /// Applies the job's `[kafka.properties]` as they are, over our defaults.

@@ -70,7 +70,7 @@ impl Targets {
     /// The sinks of a job's deployment in `mode`.
     pub fn of(kafka: Option<&KafkaConfig>, redis: Option<&RedisConfig>, mode: Mode) -> Targets {
         Targets {
-            kafka: kafka.map(|k| (k.clone(), kafka::weights_topic(k, mode))),
+            kafka: kafka.and_then(|k| Some((k.clone(), kafka::weights_topic(k, mode)?))),
             redis: redis.map(|r| {
                 let prefix = match mode {
                     Mode::Production => r.prefix.clone(),
@@ -514,7 +514,7 @@ mod tests {
             brokers: "b:1".into(),
             assignments_topic: "a".into(),
             outcomes_topic: "o".into(),
-            weights_topic: "w".into(),
+            weights_topic: Some("w".into()),
             group_id: "g".into(),
             properties: Default::default(),
         };

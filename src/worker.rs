@@ -65,6 +65,9 @@ pub enum WorkerError {
     /// The job file has no `[kafka]` section.
     #[error("the job has no [kafka] section: `run` needs brokers and topics")]
     NoKafka,
+    /// The job publishes nowhere.
+    #[error("the job publishes nowhere: set [kafka] weights_topic, [redis], or both")]
+    NoSink,
     /// A cluster option is wrong.
     #[error("cluster: {0}")]
     Cluster(String),
@@ -133,6 +136,9 @@ pub fn run(options: &RunOptions, ready: Arc<AtomicBool>) -> Result<RunSummary, W
     let partitions = input_partitions(&kafka)?;
     let publisher = if process == 0 {
         let targets = Targets::of(Some(&kafka), job.deployment.redis.as_ref(), job.deployment.mode);
+        if targets.kafka.is_none() && targets.redis.is_none() {
+            return Err(WorkerError::NoSink);
+        }
         Some(Arc::new(Publisher::start(&targets, SINK_CAPACITY)?))
     } else {
         None

@@ -367,3 +367,23 @@ fn stopping_with_redis_down_still_exits_promptly() {
     assert!(status.success() && took < Duration::from_secs(10), "stopped with {status} after {took:?}: {log}");
     assert!(log.contains("unwritten"), "the records Redis never got were not reported: {log}");
 }
+
+#[test]
+fn without_a_weights_topic_the_worker_publishes_to_redis_alone() {
+    let mut scenario = Scenario::new("production");
+    let text = std::fs::read_to_string(&scenario.job).expect("job");
+    std::fs::write(&scenario.job, text.replace("weights_topic = \"weights\"\n", "")).expect("job");
+    let (a, o) = past_traffic(scenario.dir.path(), 29);
+    scenario.produce(a, o);
+    let expected = scenario.expected();
+    let mut worker = Worker::start(&scenario.job, &[], &scenario.dir.path().join("worker.log"));
+    let done = wait_until(Duration::from_secs(60), || {
+        worker.assert_running();
+        let stored = scenario.redis.records(PREFIX);
+        expected.iter().all(|(e, r)| stored.get(&format!("{PREFIX}:{e}")).map(deterministic).as_ref() == r.last())
+    });
+    assert!(done, "redis did not get the latest records: {}", worker.log_text());
+    let (status, _) = worker.terminate();
+    assert!(status.success());
+    assert!(read_topic(&scenario.broker.brokers(), "weights").is_empty(), "the weights topic was written");
+}
