@@ -1,15 +1,17 @@
 # Sourced by test.sh and bench-live.sh: installs the real services the tests and benchmarks
-# start themselves (tansu, redis-server) when they are missing, and only then.
+# start themselves (tansu, redis-server) and promtool (Debian's prometheus) when they are
+# missing, and only then.
 
 export PATH="${CARGO_HOME:-$HOME/.cargo}/bin:$PATH"
 
 sudo_if_needed() { if [ "$(id -u)" -eq 0 ]; then "$@"; else sudo "$@"; fi; }
 
 ensure_services() {
-  # Debian packages: a C toolchain for the vendored librdkafka, and redis-server.
+  # Debian packages: a C toolchain for the vendored librdkafka, redis-server, prometheus.
   local missing=()
   command -v cc >/dev/null 2>&1 || missing+=(build-essential)
   command -v redis-server >/dev/null 2>&1 || missing+=(redis-server)
+  command -v promtool >/dev/null 2>&1 || missing+=(prometheus)
   if [ ${#missing[@]} -gt 0 ]; then
     echo "services: installing ${missing[*]}" >&2
     sudo_if_needed apt-get update -qq

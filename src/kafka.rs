@@ -4,7 +4,8 @@
 //! Every `TopicPartitionList` here is dropped before the client it was used with: a live one
 //! makes the client's drop hang.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use rdkafka::config::ClientConfig;
@@ -62,14 +63,36 @@ fn with_properties(mut config: ClientConfig, kafka: &KafkaConfig) -> ClientConfi
     config
 }
 
+/// Consumer lag in messages (high watermark minus position) per `(topic, partition)`, as
+/// librdkafka's statistics last reported it.
+pub type ConsumerLag = Arc<Mutex<BTreeMap<(String, i32), i64>>>;
+
+/// How often librdkafka reports statistics to a consumer that tracks lag.
+const STATISTICS_INTERVAL_MS: &str = "1000";
+
 /// Client callbacks of our consumers: end-of-partition is an event we poll for, not an error
-/// to log (librdkafka also reports it to the error callback).
-pub struct ConsumerCallbacks;
+/// to log (librdkafka also reports it to the error callback); statistics feed the lag.
+pub struct ConsumerCallbacks {
+    lag: Option<ConsumerLag>,
+}
 
 impl ClientContext for ConsumerCallbacks {
     fn error(&self, error: KafkaError, reason: &str) {
         if !matches!(error, KafkaError::PartitionEOF(_) | KafkaError::Global(RDKafkaErrorCode::PartitionEOF)) {
             tracing::warn!(%error, reason, "kafka client error");
+        }
+    }
+
+    fn stats(&self, statistics: rdkafka::Statistics) {
+        let Some(lag) = &self.lag else { return };
+        let Ok(mut lag) = lag.lock() else { return };
+        for (name, topic) in &statistics.topics {
+            for (&id, partition) in &topic.partitions {
+                // -1 is the internal "unassigned" partition; offsets are -1001 until known.
+                if id >= 0 && partition.hi_offset >= 0 && partition.app_offset >= 0 {
+                    lag.insert((name.clone(), id), (partition.hi_offset - partition.app_offset).max(0));
+                }
+            }
         }
     }
 }
@@ -82,6 +105,11 @@ pub type KafkaConsumer = BaseConsumer<ConsumerCallbacks>;
 /// A consumer for manually assigned partitions, in the job's consumer group (for commits
 /// only: partitions are split among timely workers, not by the group protocol).
 pub fn consumer(kafka: &KafkaConfig) -> Result<KafkaConsumer, KafkaClientError> {
+    consumer_with_lag(kafka, None)
+}
+
+/// [`consumer`], reporting its partitions' lag into `lag`.
+pub fn consumer_with_lag(kafka: &KafkaConfig, lag: Option<ConsumerLag>) -> Result<KafkaConsumer, KafkaClientError> {
     let mut config = ClientConfig::new();
     config
         .set("bootstrap.servers", &kafka.brokers)
@@ -91,7 +119,10 @@ pub fn consumer(kafka: &KafkaConfig) -> Result<KafkaConsumer, KafkaClientError> 
         .set("enable.partition.eof", "true")
         .set("auto.offset.reset", "earliest")
         .set("fetch.wait.max.ms", "50");
-    with_properties(config, kafka).create_with_context(ConsumerCallbacks).map_err(client_error("cannot create consumer"))
+    if lag.is_some() {
+        config.set("statistics.interval.ms", STATISTICS_INTERVAL_MS);
+    }
+    with_properties(config, kafka).create_with_context(ConsumerCallbacks { lag }).map_err(client_error("cannot create consumer"))
 }
 
 /// A producer with the job's settings; `linger.ms` is short because records are few and

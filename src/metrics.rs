@@ -10,7 +10,7 @@ use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use prometheus::{Encoder, Gauge, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry, TextEncoder};
+use prometheus::{Encoder, Gauge, GaugeVec, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry, TextEncoder};
 
 use crate::counters::Counters;
 
@@ -25,6 +25,8 @@ pub struct SinkState {
     pub failures: u64,
     /// Whether its last write succeeded.
     pub up: bool,
+    /// Wall-clock ms of its last successful write.
+    pub last_write_ms: Option<i64>,
 }
 
 /// The worker's state at one scrape.
@@ -38,6 +40,8 @@ pub struct Snapshot {
     pub complete_through_ms: Option<i64>,
     /// Every source has read to the end of its partitions once.
     pub caught_up: bool,
+    /// Consumer lag in messages per `(topic, partition)` read by this process.
+    pub consumer_lag: std::collections::BTreeMap<(String, i32), i64>,
 }
 
 /// Why the endpoint could not start.
@@ -67,6 +71,10 @@ struct Exported {
     sink_up: IntGaugeVec,
     event_time_lag: Gauge,
     caught_up: IntGauge,
+    consumer_lag: IntGaugeVec,
+    last_write: GaugeVec,
+    pending: IntGauge,
+    buffered: IntGauge,
 }
 
 fn counter(registry: &Registry, name: &str, help: &str, labels: &[&str]) -> Result<IntCounterVec, prometheus::Error> {
@@ -87,7 +95,19 @@ impl Exported {
         registry.register(Box::new(event_time_lag.clone()))?;
         let caught_up = IntGauge::new("banditflow_caught_up", "1 once every source has read its partitions to the end.")?;
         registry.register(Box::new(caught_up.clone()))?;
+        let consumer_lag = IntGaugeVec::new(Opts::new("banditflow_consumer_lag_messages", "High watermark minus position, per input partition."), &["topic", "partition"])?;
+        registry.register(Box::new(consumer_lag.clone()))?;
+        let last_write = GaugeVec::new(Opts::new("banditflow_last_publish_timestamp_seconds", "Wall-clock time of the sink's last successful write."), &["sink"])?;
+        registry.register(Box::new(last_write.clone()))?;
+        let pending = IntGauge::new("banditflow_pending_assignments", "Assignments held until their attribution window ends.")?;
+        registry.register(Box::new(pending.clone()))?;
+        let buffered = IntGauge::new("banditflow_buffered_outcomes", "Outcomes held for an assignment or its resolution.")?;
+        registry.register(Box::new(buffered.clone()))?;
         Ok(Exported {
+            consumer_lag,
+            last_write,
+            pending,
+            buffered,
             events_read: counter(&registry, "banditflow_events_read_total", "Records read, by topic.", &["topic"])?,
             events: counter(&registry, "banditflow_events_total", "What became of the records read, by result.", &["result"])?,
             malformed: counter(&registry, "banditflow_malformed_total", "Records that could not be applied, by reason.", &["reason"])?,
@@ -136,7 +156,15 @@ impl Exported {
             raise(&self.published, sink.name, sink.written);
             raise(&self.failures, sink.name, sink.failures);
             self.sink_up.with_label_values(&[sink.name]).set(i64::from(sink.up));
+            if let Some(ms) = sink.last_write_ms {
+                self.last_write.with_label_values(&[sink.name]).set(ms as f64 / 1000.0);
+            }
         }
+        for ((topic, partition), lag) in &snapshot.consumer_lag {
+            self.consumer_lag.with_label_values(&[topic.as_str(), partition.to_string().as_str()]).set(*lag);
+        }
+        self.pending.set(c.pending_assignments.min(i64::MAX as u64) as i64);
+        self.buffered.set(c.buffered_outcomes.min(i64::MAX as u64) as i64);
         if let Some(through) = snapshot.complete_through_ms {
             let now = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_millis() as i64).unwrap_or(0);
             self.event_time_lag.set((now - through).max(0) as f64 / 1000.0);

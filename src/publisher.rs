@@ -20,6 +20,10 @@ use crate::deployment::{KafkaConfig, Mode, RedisConfig};
 use crate::kafka::{self, KafkaClientError, VERSION_HEADER};
 use crate::weights::EncodedRecord;
 
+fn now_ms() -> i64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_millis() as i64).unwrap_or(0)
+}
+
 /// First wait after a failed write; it doubles up to [`MAX_BACKOFF`].
 const MIN_BACKOFF: Duration = Duration::from_millis(100);
 /// Longest wait between retries of a sink that is down.
@@ -96,6 +100,8 @@ struct Queue {
     failures: u64,
     closing: bool,
     up: bool,
+    /// Wall-clock ms of the last successful write.
+    last_write_ms: Option<i64>,
 }
 
 /// One sink thread's shared state.
@@ -196,7 +202,7 @@ impl Publisher {
             .iter()
             .map(|(s, _)| {
                 let q = s.lock();
-                crate::metrics::SinkState { name: s.name, written: q.written, failures: q.failures, up: q.up }
+                crate::metrics::SinkState { name: s.name, written: q.written, failures: q.failures, up: q.up, last_write_ms: q.last_write_ms }
             })
             .collect()
     }
@@ -273,6 +279,7 @@ fn run_sink(shared: &Shared, writer: &mut Writer) {
         match result {
             Ok(()) => {
                 queue.written += count;
+                queue.last_write_ms = Some(now_ms());
                 if !queue.up {
                     tracing::info!(sink = shared.name, "sink is up again");
                 }

@@ -108,6 +108,8 @@ pub struct SourceContext {
     pub control: Arc<Control>,
     /// This worker's counters.
     pub counters: Rc<RefCell<Counters>>,
+    /// Where the consumers report their lag.
+    pub lag: kafka::ConsumerLag,
 }
 
 /// Why a source could not start.
@@ -165,13 +167,13 @@ fn now_ms() -> i64 {
 
 /// A consumer for the worker's partitions of one topic, each from the first message at or
 /// after `from_ms`. One consumer per topic, because end-of-partition events name no topic.
-fn consumer_for(kafka: &KafkaConfig, topic: Topic, mine: &[(Topic, i32)], from_ms: i64) -> Result<Option<(Topic, KafkaConsumer)>, SourceError> {
+fn consumer_for(kafka: &KafkaConfig, topic: Topic, mine: &[(Topic, i32)], from_ms: i64, lag: &kafka::ConsumerLag) -> Result<Option<(Topic, KafkaConsumer)>, SourceError> {
     let ids: Vec<i32> = mine.iter().filter(|(t, _)| *t == topic).map(|(_, p)| *p).collect();
     if ids.is_empty() {
         return Ok(None);
     }
     let name = topic_name(kafka, topic);
-    let consumer = kafka::consumer(kafka)?;
+    let consumer = kafka::consumer_with_lag(kafka, Some(lag.clone()))?;
     let offsets = match kafka::offsets_at(&consumer, name, &ids, from_ms) {
         Ok(offsets) => offsets,
         Err(error) => {
@@ -200,7 +202,7 @@ pub fn kafka_source<'scope>(scope: Scope<'scope, u64>, ctx: SourceContext) -> Re
     let mine = kafka::owned_by(&ctx.partitions, scope.index(), scope.peers());
     let mut consumers = Vec::new();
     for topic in [Topic::Assignments, Topic::Outcomes] {
-        consumers.extend(consumer_for(&ctx.kafka, topic, &mine, ctx.rebuild_from_ms)?);
+        consumers.extend(consumer_for(&ctx.kafka, topic, &mine, ctx.rebuild_from_ms, &ctx.lag)?);
     }
     tracing::info!(worker = scope.index(), partitions = ?mine, "source assigned");
     let decoded = source::<_, CapacityContainerBuilder<Vec<Decoded>>, _, _>(scope, "KafkaSource", move |capability, info| {

@@ -157,16 +157,21 @@ pub fn run(options: &RunOptions, ready: Arc<AtomicBool>) -> Result<RunSummary, W
     let failure: Arc<Mutex<Option<String>>> = Arc::new(Mutex::new(None));
     // What each local worker last reported: its counters and the published frontier.
     let reports: Arc<Mutex<HashMap<usize, (Counters, Option<u64>)>>> = Arc::default();
+    let lag: kafka::ConsumerLag = Arc::default();
     let endpoint = match options.metrics_listen {
         Some(listen) => {
-            let (reports, control, publisher, tick_ms) = (reports.clone(), control.clone(), publisher.clone(), job.tick_ms);
-            let endpoint = metrics::serve(listen, move || snapshot(&reports, &control, publisher.as_deref(), tick_ms))?;
+            let (reports, control, publisher, tick_ms, lag) = (reports.clone(), control.clone(), publisher.clone(), job.tick_ms, lag.clone());
+            let endpoint = metrics::serve(listen, move || {
+                let mut now = snapshot(&reports, &control, publisher.as_deref(), tick_ms);
+                now.consumer_lag = lag.lock().map(|l| l.clone()).unwrap_or_default();
+                now
+            })?;
             tracing::info!(address = %endpoint.address, "metrics endpoint listening");
             Some(endpoint)
         }
         None => None,
     };
-    let (worker_control, worker_publisher, worker_failure, worker_reports) = (control.clone(), publisher.clone(), failure.clone(), reports.clone());
+    let (worker_control, worker_publisher, worker_failure, worker_reports, worker_lag) = (control.clone(), publisher.clone(), failure.clone(), reports.clone(), lag.clone());
     let guards = timely::execute(config, move |worker| {
         let counters = Rc::new(RefCell::new(Counters::default()));
         let published = ProbeHandle::new();
@@ -178,6 +183,7 @@ pub fn run(options: &RunOptions, ready: Arc<AtomicBool>) -> Result<RunSummary, W
             published: published.clone(),
             control: worker_control.clone(),
             counters: counters.clone(),
+            lag: worker_lag.clone(),
         };
         let sink = if worker.index() == 0 { worker_publisher.clone() } else { None };
         let acked = sink.clone();
@@ -269,6 +275,7 @@ fn snapshot(reports: &Mutex<HashMap<usize, (Counters, Option<u64>)>>, control: &
         sinks: publisher.map(Publisher::states).unwrap_or_default(),
         complete_through_ms: frontier.filter(|&f| f > 0 && f < u64::MAX).map(|f| (f.saturating_mul(tick_ms)).min(i64::MAX as u64) as i64),
         caught_up: control.caught_up(),
+        consumer_lag: Default::default(),
     }
 }
 

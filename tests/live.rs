@@ -213,6 +213,7 @@ fn run_shape(extra: &[&[&str]]) {
         read += metric(&page, "banditflow_events_read_total", r#"topic="assignments""#).unwrap_or(0.0) + metric(&page, "banditflow_events_read_total", r#"topic="outcomes""#).unwrap_or(0.0);
         published += metric(&page, "banditflow_weight_records_published_total", r#"sink="kafka""#).unwrap_or(0.0);
         assert_eq!(http_get(worker.metrics_port, "/healthz").map(|r| r.0), Some(200));
+        assert_promtool_accepts(&page);
         assert_eq!(http_get(worker.metrics_port, "/readyz").map(|r| r.0), Some(200), "caught up and sinks up");
     }
     assert_eq!(read as usize, scenario.assignments.len() + scenario.outcomes.len(), "events read");
@@ -386,4 +387,20 @@ fn without_a_weights_topic_the_worker_publishes_to_redis_alone() {
     let (status, _) = worker.terminate();
     assert!(status.success());
     assert!(read_topic(&scenario.broker.brokers(), "weights").is_empty(), "the weights topic was written");
+}
+
+/// `promtool check metrics` finds no problem in a /metrics page.
+fn assert_promtool_accepts(page: &str) {
+    use std::io::Write;
+    let mut child = std::process::Command::new("promtool")
+        .args(["check", "metrics"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("promtool is not installed: run scripts/test.sh, which installs it");
+    child.stdin.take().expect("stdin").write_all(page.as_bytes()).expect("write");
+    let out = child.wait_with_output().expect("promtool");
+    let said = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    assert!(out.status.success() && said.trim().is_empty(), "promtool check metrics: {said}");
 }
