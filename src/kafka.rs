@@ -89,8 +89,10 @@ impl ClientContext for ConsumerCallbacks {
         for (name, topic) in &statistics.topics {
             for (&id, partition) in &topic.partitions {
                 // -1 is the internal "unassigned" partition; offsets are -1001 until known.
-                if id >= 0 && partition.hi_offset >= 0 && partition.app_offset >= 0 {
-                    lag.insert((name.clone(), id), (partition.hi_offset - partition.app_offset).max(0));
+                // Before the first message the position is the next offset to fetch.
+                let position = if partition.app_offset >= 0 { partition.app_offset } else { partition.next_offset };
+                if id >= 0 && partition.hi_offset >= 0 && position >= 0 {
+                    lag.insert((name.clone(), id), (partition.hi_offset - position).max(0));
                 }
             }
         }

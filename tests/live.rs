@@ -404,3 +404,63 @@ fn assert_promtool_accepts(page: &str) {
     let said = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
     assert!(out.status.success() && said.trim().is_empty(), "promtool check metrics: {said}");
 }
+
+#[test]
+fn prometheus_scrapes_the_worker_and_sees_what_it_read() {
+    let mut scenario = Scenario::new("production");
+    let (a, o) = past_traffic(scenario.dir.path(), 31);
+    scenario.produce(a, o);
+    let expected = scenario.expected();
+    let mut worker = Worker::start(&scenario.job, &[], &scenario.dir.path().join("worker.log"));
+    let prometheus_dir = scenario.dir.path().join("prometheus");
+    std::fs::create_dir_all(&prometheus_dir).expect("dir");
+    let prometheus = Prometheus::start(&prometheus_dir, &[format!("127.0.0.1:{}", worker.metrics_port)]);
+    scenario.await_topic("weights", &expected, &mut worker);
+    let (assignments, outcomes) = (scenario.assignments.len() as f64, scenario.outcomes.len() as f64);
+    let mut last = Vec::new();
+    let seen = wait_until(Duration::from_secs(30), || {
+        last = vec![
+            prometheus.query(r#"banditflow_events_read_total{topic="assignments"}"#),
+            prometheus.query(r#"banditflow_events_read_total{topic="outcomes"}"#),
+            prometheus.query(r#"banditflow_events_total{result="applied_assignment"}"#),
+            prometheus.query("sum(banditflow_consumer_lag_messages)"),
+            prometheus.query(r#"up{job="banditflow"}"#),
+            prometheus.query(r#"banditflow_sink_up{sink="redis"}"#),
+        ];
+        last == vec![Some(assignments), Some(outcomes), Some(assignments), Some(0.0), Some(1.0), Some(1.0)]
+    });
+    assert!(seen, "prometheus saw {last:?}, expected {assignments} assignments and {outcomes} outcomes read, all applied, no lag, up");
+    let lag = prometheus.query("banditflow_event_time_lag_seconds").expect("event-time lag");
+    assert!((0.0..10.0).contains(&lag), "event-time lag {lag}");
+    let (status, _) = worker.terminate();
+    assert!(status.success());
+}
+
+#[test]
+fn consumer_lag_rises_while_the_worker_is_paused_and_returns_to_zero() {
+    let mut scenario = Scenario::new("production");
+    let mut worker = Worker::start(&scenario.job, &[], &scenario.dir.path().join("worker.log"));
+    let lag = |w: &Worker| -> Option<f64> {
+        let (_, page) = http_get(w.metrics_port, "/metrics")?;
+        let series: Vec<f64> = page.lines().filter(|l| l.starts_with("banditflow_consumer_lag_messages{")).filter_map(|l| l.rsplit(' ').next()?.parse().ok()).collect();
+        (series.len() == 8).then(|| series.iter().sum())
+    };
+    assert!(wait_until(Duration::from_secs(30), || lag(&worker) == Some(0.0)), "no lag series: {}", worker.log_text());
+    // Paused, the worker falls behind a growing topic; once resumed it shows the lag, then
+    // works it off.
+    let _ = std::process::Command::new("kill").args(["-STOP", &worker.child.id().to_string()]).status();
+    let (a, o) = traffic(scenario.dir.path(), "while-paused", now_ms() + 1_000, 5_000, 200_000, 37);
+    scenario.produce(a, o);
+    let _ = std::process::Command::new("kill").args(["-CONT", &worker.child.id().to_string()]).status();
+    let mut highest = 0.0f64;
+    let rose = wait_until(Duration::from_secs(30), || {
+        worker.assert_running();
+        highest = highest.max(lag(&worker).unwrap_or(0.0));
+        highest >= 1_000.0
+    });
+    assert!(rose, "the lag never rose (highest {highest}): {}", worker.log_text());
+    let back = wait_until(Duration::from_secs(60), || lag(&worker) == Some(0.0));
+    assert!(back, "the lag did not return to 0: {:?}", lag(&worker));
+    let (status, _) = worker.terminate();
+    assert!(status.success());
+}

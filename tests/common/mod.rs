@@ -462,3 +462,50 @@ pub fn write_lines(path: &Path, lines: &[String]) {
         writeln!(file, "{line}").expect("write");
     }
 }
+
+/// A Prometheus server (Debian's) scraping `targets` every second, as job "banditflow".
+pub struct Prometheus {
+    child: Child,
+    pub port: u16,
+}
+
+impl Prometheus {
+    pub fn start(dir: &Path, targets: &[String]) -> Prometheus {
+        let port = free_port();
+        let config = dir.join("prometheus.yml");
+        let list = targets.iter().map(|t| format!("'{t}'")).collect::<Vec<_>>().join(", ");
+        std::fs::write(&config, format!("global:\n  scrape_interval: 1s\n  evaluation_interval: 1s\nscrape_configs:\n  - job_name: banditflow\n    static_configs:\n      - targets: [{list}]\n")).expect("config");
+        let child = Command::new(binary("prometheus"))
+            .arg(format!("--config.file={}", config.display()))
+            .arg(format!("--storage.tsdb.path={}", dir.join("tsdb").display()))
+            .arg(format!("--web.listen-address=127.0.0.1:{port}"))
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("start prometheus");
+        wait_for_port(port, "prometheus");
+        Prometheus { child, port }
+    }
+
+    /// The value of an instant query that returns one series, if it does.
+    pub fn query(&self, query: &str) -> Option<f64> {
+        let encoded: String = query.bytes().map(|b| if b.is_ascii_alphanumeric() || b"_-.".contains(&b) { (b as char).to_string() } else { format!("%{b:02X}") }).collect();
+        let (status, body) = http_get(self.port, &format!("/api/v1/query?query={encoded}"))?;
+        if status != 200 {
+            return None;
+        }
+        let json: Value = serde_json::from_str(&body).ok()?;
+        let result = json["data"]["result"].as_array()?;
+        if result.len() != 1 {
+            return None;
+        }
+        result[0]["value"][1].as_str()?.parse().ok()
+    }
+}
+
+impl Drop for Prometheus {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
