@@ -321,6 +321,7 @@ fn a_redis_outage_loses_nothing() {
     assert!(caught_up, "redis did not catch up after the outage: {}", worker.log_text());
     scenario.assert_redis_latest(PREFIX, &expected);
     assert!(worker.log_text().contains("sink is down"), "the outage was not noticed");
+    assert!(worker.log_text().contains("sink is up again"), "the recovery was not logged");
     let (_, page) = http_get(worker.metrics_port, "/metrics").expect("GET /metrics");
     assert!(metric(&page, "banditflow_publish_failures_total", r#"sink="redis""#).is_some_and(|f| f >= 1.0), "{page}");
     let caught_up = wait_until(Duration::from_secs(20), || {
@@ -337,14 +338,22 @@ fn shadow_mode_never_writes_production_keys_or_topics() {
     let (a, o) = past_traffic(scenario.dir.path(), 19);
     scenario.produce(a, o);
     let expected = scenario.expected();
-    let mut worker = Worker::start(&scenario.job, &[], &scenario.dir.path().join("worker.log"));
+    let mut worker = Worker::start(&scenario.job, &["--log-format", "json"], &scenario.dir.path().join("worker.log"));
     scenario.await_topic("weights.shadow", &expected, &mut worker);
     let shadow = format!("{PREFIX}:shadow");
     let done = wait_until(Duration::from_secs(30), || scenario.redis.records(&shadow).len() >= expected.len());
     assert!(done, "no shadow keys in redis");
     scenario.assert_redis_latest(&shadow, &expected);
+    let log = worker.log.clone();
     let (status, _) = worker.terminate();
     assert!(status.success());
+    // --log-format json: every line is a JSON object, one per state change, none per event.
+    let lines: Vec<Value> = std::fs::read_to_string(log).expect("log").lines().map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("not JSON ({e}): {l}"))).collect();
+    let messages: Vec<&str> = lines.iter().filter_map(|l| l["fields"]["message"].as_str()).collect();
+    for state in ["worker starting", "caught up", "worker stopped"] {
+        assert!(messages.contains(&state), "no {state:?} line in {messages:?}");
+    }
+    assert!(lines.len() < 40, "{} log lines for {} events: {messages:?}", lines.len(), scenario.assignments.len() + scenario.outcomes.len());
     assert!(read_topic(&scenario.broker.brokers(), "weights").is_empty(), "shadow mode wrote the production topic");
     let keys = scenario.redis.keys();
     assert!(keys.iter().all(|k| k.starts_with(&format!("{shadow}:"))), "shadow mode wrote production keys: {keys:?}");
