@@ -10,9 +10,31 @@ use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use prometheus::{Encoder, Gauge, GaugeVec, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry, TextEncoder};
+use std::sync::LazyLock;
+
+use prometheus::{Encoder, Gauge, GaugeVec, Histogram, HistogramOpts, HistogramVec, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry, TextEncoder};
 
 use crate::counters::Counters;
+
+/// Seconds from a tick's completion (its records handed to the sinks) to a sink's
+/// acknowledgement, by sink.
+pub static PUBLISH_LATENCY: LazyLock<HistogramVec> = LazyLock::new(|| {
+    let opts = HistogramOpts::new("banditflow_publish_latency_seconds", "From a tick's records reaching the sinks to the sink's acknowledgement.")
+        .buckets(vec![0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0]);
+    let histogram = HistogramVec::new(opts, &["sink"]).unwrap_or_else(|e| panic!("publish latency histogram: {e}"));
+    let _ = prometheus::default_registry().register(Box::new(histogram.clone()));
+    histogram
+});
+
+/// Seconds from the local sources completing a tick to its records reaching the sinks:
+/// attribution, window, posteriors and policy for that tick.
+pub static TICK_PROCESSING: LazyLock<Histogram> = LazyLock::new(|| {
+    let opts = HistogramOpts::new("banditflow_tick_processing_seconds", "From the sources completing a tick to its weight records reaching the sinks.")
+        .buckets(vec![0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0]);
+    let histogram = Histogram::with_opts(opts).unwrap_or_else(|e| panic!("tick processing histogram: {e}"));
+    let _ = prometheus::default_registry().register(Box::new(histogram.clone()));
+    histogram
+});
 
 /// One sink as the endpoint reports it.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -171,7 +193,12 @@ impl Exported {
         }
         self.caught_up.set(i64::from(snapshot.caught_up));
         let mut out = Vec::new();
-        if let Err(error) = TextEncoder::new().encode(&self.registry.gather(), &mut out) {
+        LazyLock::force(&PUBLISH_LATENCY);
+        LazyLock::force(&TICK_PROCESSING);
+        let mut families = self.registry.gather();
+        families.extend(prometheus::default_registry().gather());
+        families.sort_by(|a, b| a.name().cmp(b.name()));
+        if let Err(error) = TextEncoder::new().encode(&families, &mut out) {
             tracing::warn!(%error, "cannot encode metrics");
         }
         out

@@ -102,6 +102,8 @@ struct Queue {
     up: bool,
     /// Wall-clock ms of the last successful write.
     last_write_ms: Option<i64>,
+    /// When each tick not yet acknowledged was handed over.
+    handed: std::collections::VecDeque<(u64, Instant)>,
 }
 
 /// One sink thread's shared state.
@@ -186,6 +188,7 @@ impl Publisher {
                 queue.compact();
             }
             queue.submitted = queue.submitted.max(tick + 1);
+            queue.handed.push_back((tick, Instant::now()));
             tracing::trace!(sink = shared.name, tick, records = records.len(), "submitted");
             shared.changed.notify_all();
         }
@@ -264,6 +267,7 @@ fn run_sink(shared: &Shared, writer: &mut Writer) {
             while queue.pending.is_empty() && !queue.closing {
                 if queue.acked < queue.submitted {
                     queue.acked = queue.submitted;
+                    observe_acknowledged(&mut queue, shared.name);
                 }
                 queue = shared.changed.wait_timeout(queue, Duration::from_millis(100)).map(|(q, _)| q).unwrap_or_else(|p| p.into_inner().0);
             }
@@ -288,6 +292,7 @@ fn run_sink(shared: &Shared, writer: &mut Writer) {
                 if queue.pending.is_empty() {
                     queue.acked = queue.acked.max(through);
                 }
+                observe_acknowledged(&mut queue, shared.name);
                 tracing::trace!(sink = shared.name, through, count, "written");
                 shared.changed.notify_all();
             }
@@ -310,6 +315,15 @@ fn run_sink(shared: &Shared, writer: &mut Writer) {
                 std::thread::sleep(backoff);
                 backoff = (backoff * 2).min(MAX_BACKOFF);
             }
+        }
+    }
+}
+
+/// Records the publish latency of every tick now acknowledged.
+fn observe_acknowledged(queue: &mut Queue, sink: &'static str) {
+    while queue.handed.front().is_some_and(|(t, _)| *t < queue.acked) {
+        if let Some((_, at)) = queue.handed.pop_front() {
+            crate::metrics::PUBLISH_LATENCY.with_label_values(&[sink]).observe(at.elapsed().as_secs_f64());
         }
     }
 }

@@ -8,10 +8,10 @@
 //! group only for data whose ticks the sinks have acknowledged.
 
 use std::cell::RefCell;
-use std::collections::VecDeque;
+use std::collections::{HashMap, VecDeque};
 use std::rc::Rc;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use rdkafka::consumer::{CommitMode, Consumer};
@@ -64,6 +64,8 @@ pub struct Control {
     pub messages_read: AtomicU64,
     /// Smallest watermark tick over this process's sources (complete ticks are below it).
     pub watermark: AtomicU64,
+    /// Per source (by worker index): when it let time advance to each tick, oldest first.
+    released: Mutex<HashMap<usize, VecDeque<(u64, Instant)>>>,
 }
 
 impl Control {
@@ -78,7 +80,35 @@ impl Control {
             caught_up: AtomicUsize::new(0),
             messages_read: AtomicU64::new(0),
             watermark: AtomicU64::new(0),
+            released: Mutex::default(),
         }
+    }
+
+    /// Source `worker` now holds time at `tick`: every tick below it is complete there.
+    fn release(&self, worker: usize, tick: u64) {
+        if let Ok(mut released) = self.released.lock() {
+            let history = released.entry(worker).or_default();
+            history.push_back((tick, Instant::now()));
+            // Ticks are published in order, and soon: a short history is enough.
+            while history.len() > 4096 {
+                history.pop_front();
+            }
+        }
+    }
+
+    /// When every local source had completed `tick` (`None` if one has not, or has no record
+    /// of it). Forgets what is older.
+    pub fn completed_at(&self, tick: u64) -> Option<Instant> {
+        let mut released = self.released.lock().ok()?;
+        let mut latest: Option<Instant> = None;
+        for history in released.values_mut() {
+            while history.len() > 1 && history.get(1).is_some_and(|(t, _)| *t <= tick) {
+                history.pop_front();
+            }
+            let at = history.iter().find(|(t, _)| *t > tick).map(|(_, at)| *at)?;
+            latest = Some(latest.map_or(at, |l| l.max(at)));
+        }
+        latest
     }
 
     /// Every local source has stopped, published what was complete and committed.
@@ -217,6 +247,7 @@ pub fn kafka_source<'scope>(scope: Scope<'scope, u64>, ctx: SourceContext) -> Re
             .map(|&(topic, id)| Partition { topic, id, max_ts: i64::MIN, last_message: started, at_end: false, checkpoints: VecDeque::new(), committed: -1 })
             .collect();
         let mut capability = if consumers.is_empty() { None } else { Some(capability) };
+        let worker_index = scope.index();
         let mut names = Vec::new();
         let mut batch: Vec<(u64, Decoded)> = Vec::new();
         let mut last_commit = Instant::now();
@@ -335,6 +366,7 @@ pub fn kafka_source<'scope>(scope: Scope<'scope, u64>, ctx: SourceContext) -> Re
                 if tick > *cap.time() {
                     tracing::trace!(tick, slowest = ?slowest.map(|p| (p.topic, p.id)), "watermark");
                     cap.downgrade(&tick);
+                    control.release(worker_index, tick);
                 }
             }
             control.watermark.store(*cap.time(), Ordering::Relaxed);

@@ -188,6 +188,7 @@ pub fn run(options: &RunOptions, ready: Arc<AtomicBool>) -> Result<RunSummary, W
         let sink = if worker.index() == 0 { worker_publisher.clone() } else { None };
         let acked = sink.clone();
         let written = counters.clone();
+        let processing_control = worker_control.clone();
         let job = job.clone();
         let built = worker.dataflow::<u64, _, _>(|scope| {
             let (events, catalog) = kafka_source(scope, ctx)?;
@@ -197,6 +198,9 @@ pub fn run(options: &RunOptions, ready: Arc<AtomicBool>) -> Result<RunSummary, W
                 move |tick, batch| {
                     written.borrow_mut().records_written += batch.len() as u64;
                     if let Some(sink) = &sink {
+                        if let Some(at) = processing_control.completed_at(tick) {
+                            metrics::TICK_PROCESSING.observe(at.elapsed().as_secs_f64());
+                        }
                         sink.submit(tick, batch);
                     }
                 },

@@ -217,6 +217,11 @@ fn run_shape(extra: &[&[&str]]) {
         assert_eq!(http_get(worker.metrics_port, "/readyz").map(|r| r.0), Some(200), "caught up and sinks up");
     }
     assert_eq!(read as usize, scenario.assignments.len() + scenario.outcomes.len(), "events read");
+    // Process 0 publishes: its histograms saw every tick it handed over.
+    let (_, page) = http_get(workers[0].metrics_port, "/metrics").expect("GET /metrics");
+    for (name, labels) in [("banditflow_publish_latency_seconds_count", r#"sink="redis""#), ("banditflow_publish_latency_seconds_count", r#"sink="kafka""#), ("banditflow_tick_processing_seconds_count", "")] {
+        assert!(metric(&page, name, labels).is_some_and(|n| n >= 10.0), "{name}{{{labels}}}: {page}");
+    }
     let on_topic = read_topic(&scenario.broker.brokers(), "weights").len();
     let now_published = workers.iter().filter_map(|w| http_get(w.metrics_port, "/metrics")).filter_map(|(_, p)| metric(&p, "banditflow_weight_records_published_total", r#"sink="kafka""#)).sum::<f64>();
     assert!(published as usize <= on_topic && on_topic <= now_published as usize, "published {published}..{now_published}, on the topic {on_topic}");
