@@ -60,11 +60,14 @@ pub struct RedisConfig {
 pub struct MetricsConfig {
     /// `listen` (optional, default `127.0.0.1:9898`): address of `/metrics`, `/healthz`, `/readyz`.
     pub listen: SocketAddr,
+    /// `entities` (optional): entities whose arms get their own series (weight, `p_best`,
+    /// trials); opt-in so that the number of series stays bounded whatever the traffic.
+    pub entities: Vec<String>,
 }
 
 impl Default for MetricsConfig {
     fn default() -> Self {
-        MetricsConfig { listen: SocketAddr::from(([127, 0, 0, 1], 9898)) }
+        MetricsConfig { listen: SocketAddr::from(([127, 0, 0, 1], 9898)), entities: Vec::new() }
     }
 }
 
@@ -91,6 +94,8 @@ pub(crate) struct RawRedis {
 #[serde(deny_unknown_fields)]
 pub(crate) struct RawMetrics {
     listen: Option<String>,
+    #[serde(default)]
+    entities: Vec<String>,
 }
 
 /// The deployment sections as read from the file, before overrides and checks.
@@ -201,11 +206,13 @@ impl RawDeployment {
                 })
             })
             .transpose()?;
-        let metrics = match self.metrics.and_then(|m| m.listen) {
-            None => MetricsConfig::default(),
-            Some(text) => MetricsConfig {
-                listen: text.parse().map_err(|_| ConfigError::BadAddress { key: "metrics.listen", value: text })?,
+        let raw = self.metrics.unwrap_or_default();
+        let metrics = MetricsConfig {
+            listen: match raw.listen {
+                None => MetricsConfig::default().listen,
+                Some(text) => text.parse().map_err(|_| ConfigError::BadAddress { key: "metrics.listen", value: text })?,
             },
+            entities: raw.entities,
         };
         Ok(Deployment { mode, kafka, redis, metrics })
     }

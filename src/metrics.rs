@@ -4,6 +4,7 @@
 //! Workers keep their counters to themselves; the endpoint asks for a [`Snapshot`] at each
 //! scrape and moves the Prometheus counters up to it.
 
+use std::collections::{BTreeMap, HashMap};
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
@@ -51,6 +52,30 @@ pub struct SinkState {
     pub last_write_ms: Option<i64>,
 }
 
+/// What the published records say, for the metrics: arms per entity, and the arms of the
+/// entities chosen in `[metrics] entities`.
+#[derive(Clone, Debug, Default)]
+pub struct PublishedState {
+    /// Arms in the newest record of each entity published so far.
+    pub arms: HashMap<String, usize>,
+    /// `(weight, p_best, trials)` per arm of each watched entity's newest record.
+    pub watched: BTreeMap<String, Vec<(String, f64, f64, u64)>>,
+}
+
+impl PublishedState {
+    /// Takes in a record about to be published; `watch` are the opted-in entities.
+    pub fn observe(&mut self, record: &crate::weights::EncodedRecord, watch: &[String]) {
+        let arms = record.json.matches("\"arm_id\"").count();
+        self.arms.insert(record.entity_id.clone(), arms);
+        if watch.iter().any(|w| *w == record.entity_id) {
+            if let Ok(parsed) = serde_json::from_str::<crate::weights::WeightRecord>(&record.json) {
+                let arms = parsed.arms.iter().map(|a| (a.arm_id.clone(), a.weight, a.p_best, a.trials)).collect();
+                self.watched.insert(record.entity_id.clone(), arms);
+            }
+        }
+    }
+}
+
 /// The worker's state at one scrape.
 #[derive(Clone, Debug, Default)]
 pub struct Snapshot {
@@ -63,7 +88,9 @@ pub struct Snapshot {
     /// Every source has read to the end of its partitions once.
     pub caught_up: bool,
     /// Consumer lag in messages per `(topic, partition)` read by this process.
-    pub consumer_lag: std::collections::BTreeMap<(String, i32), i64>,
+    pub consumer_lag: BTreeMap<(String, i32), i64>,
+    /// What the records published by this process say.
+    pub published: PublishedState,
 }
 
 /// Why the endpoint could not start.
@@ -97,6 +124,11 @@ struct Exported {
     last_write: GaugeVec,
     pending: IntGauge,
     buffered: IntGauge,
+    entities: IntGauge,
+    arms: IntGauge,
+    arm_weight: GaugeVec,
+    arm_p_best: GaugeVec,
+    arm_trials: IntGaugeVec,
 }
 
 fn counter(registry: &Registry, name: &str, help: &str, labels: &[&str]) -> Result<IntCounterVec, prometheus::Error> {
@@ -125,7 +157,22 @@ impl Exported {
         registry.register(Box::new(pending.clone()))?;
         let buffered = IntGauge::new("banditflow_buffered_outcomes", "Outcomes held for an assignment or its resolution.")?;
         registry.register(Box::new(buffered.clone()))?;
+        let entities = IntGauge::new("banditflow_entities", "Entities with a published weight record.")?;
+        registry.register(Box::new(entities.clone()))?;
+        let arms = IntGauge::new("banditflow_arms", "Arms in the newest published records of all entities.")?;
+        registry.register(Box::new(arms.clone()))?;
+        let arm_weight = GaugeVec::new(Opts::new("banditflow_arm_weight", "Published weight of an arm of a watched entity ([metrics] entities)."), &["entity", "arm"])?;
+        registry.register(Box::new(arm_weight.clone()))?;
+        let arm_p_best = GaugeVec::new(Opts::new("banditflow_arm_p_best", "Probability that the arm is best, for watched entities."), &["entity", "arm"])?;
+        registry.register(Box::new(arm_p_best.clone()))?;
+        let arm_trials = IntGaugeVec::new(Opts::new("banditflow_arm_trials", "Resolved trials of the arm in the window, for watched entities."), &["entity", "arm"])?;
+        registry.register(Box::new(arm_trials.clone()))?;
         Ok(Exported {
+            entities,
+            arms,
+            arm_weight,
+            arm_p_best,
+            arm_trials,
             consumer_lag,
             last_write,
             pending,
@@ -184,6 +231,15 @@ impl Exported {
         }
         for ((topic, partition), lag) in &snapshot.consumer_lag {
             self.consumer_lag.with_label_values(&[topic.as_str(), partition.to_string().as_str()]).set(*lag);
+        }
+        self.entities.set(snapshot.published.arms.len() as i64);
+        self.arms.set(snapshot.published.arms.values().sum::<usize>() as i64);
+        for (entity, arms) in &snapshot.published.watched {
+            for (arm, weight, p_best, trials) in arms {
+                self.arm_weight.with_label_values(&[entity.as_str(), arm.as_str()]).set(*weight);
+                self.arm_p_best.with_label_values(&[entity.as_str(), arm.as_str()]).set(*p_best);
+                self.arm_trials.with_label_values(&[entity.as_str(), arm.as_str()]).set((*trials).min(i64::MAX as u64) as i64);
+            }
         }
         self.pending.set(c.pending_assignments.min(i64::MAX as u64) as i64);
         self.buffered.set(c.buffered_outcomes.min(i64::MAX as u64) as i64);

@@ -158,12 +158,14 @@ pub fn run(options: &RunOptions, ready: Arc<AtomicBool>) -> Result<RunSummary, W
     // What each local worker last reported: its counters and the published frontier.
     let reports: Arc<Mutex<HashMap<usize, (Counters, Option<u64>)>>> = Arc::default();
     let lag: kafka::ConsumerLag = Arc::default();
+    let published_state: Arc<Mutex<metrics::PublishedState>> = Arc::default();
     let endpoint = match options.metrics_listen {
         Some(listen) => {
-            let (reports, control, publisher, tick_ms, lag) = (reports.clone(), control.clone(), publisher.clone(), job.tick_ms, lag.clone());
+            let (reports, control, publisher, tick_ms, lag, published) = (reports.clone(), control.clone(), publisher.clone(), job.tick_ms, lag.clone(), published_state.clone());
             let endpoint = metrics::serve(listen, move || {
                 let mut now = snapshot(&reports, &control, publisher.as_deref(), tick_ms);
                 now.consumer_lag = lag.lock().map(|l| l.clone()).unwrap_or_default();
+                now.published = published.lock().map(|p| p.clone()).unwrap_or_default();
                 now
             })?;
             tracing::info!(address = %endpoint.address, "metrics endpoint listening");
@@ -172,6 +174,7 @@ pub fn run(options: &RunOptions, ready: Arc<AtomicBool>) -> Result<RunSummary, W
         None => None,
     };
     let (worker_control, worker_publisher, worker_failure, worker_reports, worker_lag) = (control.clone(), publisher.clone(), failure.clone(), reports.clone(), lag.clone());
+    let worker_published = published_state.clone();
     let guards = timely::execute(config, move |worker| {
         let counters = Rc::new(RefCell::new(Counters::default()));
         let published = ProbeHandle::new();
@@ -189,6 +192,7 @@ pub fn run(options: &RunOptions, ready: Arc<AtomicBool>) -> Result<RunSummary, W
         let acked = sink.clone();
         let written = counters.clone();
         let processing_control = worker_control.clone();
+        let (state, watch) = (worker_published.clone(), job.deployment.metrics.entities.clone());
         let job = job.clone();
         let built = worker.dataflow::<u64, _, _>(|scope| {
             let (events, catalog) = kafka_source(scope, ctx)?;
@@ -200,6 +204,11 @@ pub fn run(options: &RunOptions, ready: Arc<AtomicBool>) -> Result<RunSummary, W
                     if let Some(sink) = &sink {
                         if let Some(at) = processing_control.completed_at(tick) {
                             metrics::TICK_PROCESSING.observe(at.elapsed().as_secs_f64());
+                        }
+                        if let Ok(mut state) = state.lock() {
+                            for record in batch {
+                                state.observe(record, &watch);
+                            }
                         }
                         sink.submit(tick, batch);
                     }
@@ -280,6 +289,7 @@ fn snapshot(reports: &Mutex<HashMap<usize, (Counters, Option<u64>)>>, control: &
         complete_through_ms: frontier.filter(|&f| f > 0 && f < u64::MAX).map(|f| (f.saturating_mul(tick_ms)).min(i64::MAX as u64) as i64),
         caught_up: control.caught_up(),
         consumer_lag: Default::default(),
+        published: Default::default(),
     }
 }
 

@@ -53,6 +53,9 @@ group_id = "{GROUP}"
 [redis]
 url = "{redis_url}"
 prefix = "{PREFIX}"
+
+[metrics]
+entities = ["entity-000"]
 "#
     )
 }
@@ -217,8 +220,17 @@ fn run_shape(extra: &[&[&str]]) {
         assert_eq!(http_get(worker.metrics_port, "/readyz").map(|r| r.0), Some(200), "caught up and sinks up");
     }
     assert_eq!(read as usize, scenario.assignments.len() + scenario.outcomes.len(), "events read");
-    // Process 0 publishes: its histograms saw every tick it handed over.
+    // Process 0 publishes: its histograms saw every tick it handed over, and the watched
+    // entity's arms carry the newest record's weights.
     let (_, page) = http_get(workers[0].metrics_port, "/metrics").expect("GET /metrics");
+    let newest = expected["entity-000"].last().expect("records");
+    for arm in newest["arms"].as_array().expect("arms") {
+        let labels = format!(r#"arm="{}",entity="entity-000""#, arm["arm_id"].as_str().expect("arm"));
+        assert_eq!(metric(&page, "banditflow_arm_weight", &labels), arm["weight"].as_f64(), "{labels}: {page}");
+        assert_eq!(metric(&page, "banditflow_arm_trials", &labels), arm["trials"].as_f64(), "{labels}");
+    }
+    assert!(!page.contains(r#"entity="entity-001""#), "an entity nobody asked for has series");
+    assert!(metric(&page, "banditflow_entities", "").is_some_and(|n| n >= 3.0), "{page}");
     for (name, labels) in [("banditflow_publish_latency_seconds_count", r#"sink="redis""#), ("banditflow_publish_latency_seconds_count", r#"sink="kafka""#), ("banditflow_tick_processing_seconds_count", "")] {
         assert!(metric(&page, name, labels).is_some_and(|n| n >= 10.0), "{name}{{{labels}}}: {page}");
     }
