@@ -57,6 +57,9 @@ enum Command {
         /// No progress lines on standard error (the final summary is still printed).
         #[arg(long)]
         quiet: bool,
+        /// Serve `/metrics`, `/healthz` and `/readyz` here while the replay runs.
+        #[arg(long)]
+        metrics_listen: Option<std::net::SocketAddr>,
     },
     /// Run the worker on an embedded Kafka cluster with a closed-loop traffic generator
     /// (known true rates) and print each entity's weights as they move. Nothing to install.
@@ -112,12 +115,13 @@ fn main() -> anyhow::Result<()> {
         LogFormat::Json => logs.json().init(),
     }
     match cli.command {
-        Command::Replay { dataflow, assignments, outcomes, arms, workers, out, quiet } => {
+        Command::Replay { dataflow, assignments, outcomes, arms, workers, out, quiet, metrics_listen } => {
             let job = Dataflow::load(&dataflow)?;
             let options = ReplayOptions {
                 arms: arms.as_deref().map(Input::parse),
                 workers,
                 output: out.map(Output::File).unwrap_or(Output::Stdout),
+                metrics_listen,
                 ..ReplayOptions::new(job, Input::parse(&assignments), Input::parse(&outcomes))
             };
             let summary = run_with_progress(&options, quiet)?;

@@ -91,6 +91,8 @@ pub struct Snapshot {
     pub consumer_lag: BTreeMap<(String, i32), i64>,
     /// What the records published by this process say.
     pub published: PublishedState,
+    /// Messages read since start-up (for the rebuild progress).
+    pub messages_read: u64,
 }
 
 /// Why the endpoint could not start.
@@ -126,6 +128,7 @@ struct Exported {
     buffered: IntGauge,
     entities: IntGauge,
     arms: IntGauge,
+    rebuild: Gauge,
     arm_weight: GaugeVec,
     arm_p_best: GaugeVec,
     arm_trials: IntGaugeVec,
@@ -167,7 +170,10 @@ impl Exported {
         registry.register(Box::new(arm_p_best.clone()))?;
         let arm_trials = IntGaugeVec::new(Opts::new("banditflow_arm_trials", "Resolved trials of the arm in the window, for watched entities."), &["entity", "arm"])?;
         registry.register(Box::new(arm_trials.clone()))?;
+        let rebuild = Gauge::new("banditflow_rebuild_progress_ratio", "Start-up: share of the window's messages read (1 once caught up).")?;
+        registry.register(Box::new(rebuild.clone()))?;
         Ok(Exported {
+            rebuild,
             entities,
             arms,
             arm_weight,
@@ -248,6 +254,9 @@ impl Exported {
             self.event_time_lag.set((now - through).max(0) as f64 / 1000.0);
         }
         self.caught_up.set(i64::from(snapshot.caught_up));
+        let behind: i64 = snapshot.consumer_lag.values().sum();
+        let read = snapshot.messages_read as f64;
+        self.rebuild.set(if snapshot.caught_up { 1.0 } else if read + behind as f64 > 0.0 { read / (read + behind.max(0) as f64) } else { 0.0 });
         let mut out = Vec::new();
         LazyLock::force(&PUBLISH_LATENCY);
         LazyLock::force(&TICK_PROCESSING);

@@ -82,13 +82,15 @@ pub struct ReplayOptions {
     /// Block size of the largest input, in bytes ([`DEFAULT_BLOCK_BYTES`]); smaller blocks
     /// spread small inputs over more workers.
     pub block_bytes: u64,
+    /// Where to serve `/metrics`, `/healthz` and `/readyz` while the replay runs.
+    pub metrics_listen: Option<std::net::SocketAddr>,
 }
 
 impl ReplayOptions {
     /// A replay of `job` over two files: one worker, no arm registry, default blocks,
     /// records to standard output.
     pub fn new(job: Dataflow, assignments: Input, outcomes: Input) -> Self {
-        ReplayOptions { job, assignments, outcomes, arms: None, workers: 1, output: Output::Stdout, block_bytes: DEFAULT_BLOCK_BYTES }
+        ReplayOptions { job, assignments, outcomes, arms: None, workers: 1, output: Output::Stdout, block_bytes: DEFAULT_BLOCK_BYTES, metrics_listen: None }
     }
 }
 
@@ -117,6 +119,9 @@ pub enum ReplayError {
     /// Timely could not start or a worker failed.
     #[error("dataflow failed: {0}")]
     Dataflow(String),
+    /// The metrics endpoint could not start.
+    #[error(transparent)]
+    Metrics(#[from] crate::metrics::MetricsError),
 }
 
 /// Live progress of a run, readable from another thread.
@@ -447,6 +452,16 @@ fn file_len(input: &Input) -> Result<u64, ReplayError> {
     }
 }
 
+/// Whether a worker's next report to the metrics endpoint is due (every 250 ms).
+fn worker_reports_due(last: &mut Instant) -> bool {
+    if last.elapsed() >= Duration::from_millis(250) {
+        *last = Instant::now();
+        true
+    } else {
+        false
+    }
+}
+
 /// Runs the dataflow of `options.job` over the input files; `progress` is updated as it goes.
 pub fn replay(options: &ReplayOptions, progress: Arc<Progress>) -> Result<ReplaySummary, ReplayError> {
     let mut inputs = vec![(Records::Assignments, options.assignments.clone()), (Records::Outcomes, options.outcomes.clone())];
@@ -465,8 +480,31 @@ pub fn replay(options: &ReplayOptions, progress: Arc<Progress>) -> Result<Replay
     let blocks = (largest / block_bytes).max(1);
     let horizon = Arc::new(Horizon { max_ts: AtomicI64::new(i64::MIN), finished: AtomicUsize::new(0), peers: workers });
     let failure = Arc::new(Failure::default());
+    // Each worker's counters and published frontier, for the metrics endpoint.
+    let reports: Arc<Mutex<std::collections::HashMap<usize, (Counters, Option<u64>)>>> = Arc::default();
+    let endpoint = match options.metrics_listen {
+        Some(listen) => {
+            let (reports, horizon, tick_ms) = (reports.clone(), horizon.clone(), options.job.tick_ms);
+            let endpoint = crate::metrics::serve(listen, move || {
+                let mut snapshot = crate::metrics::Snapshot::default();
+                if let Ok(reports) = reports.lock() {
+                    for (c, _) in reports.values() {
+                        snapshot.counters.merge(c);
+                    }
+                    let frontier = reports.values().filter_map(|(_, f)| *f).min();
+                    snapshot.complete_through_ms = frontier.filter(|&f| f > 0 && f < u64::MAX).map(|f| f.saturating_mul(tick_ms).min(i64::MAX as u64) as i64);
+                }
+                snapshot.caught_up = horizon.finished.load(Ordering::Acquire) >= horizon.peers;
+                snapshot
+            })?;
+            tracing::info!(address = %endpoint.address, "metrics endpoint listening");
+            Some(endpoint)
+        }
+        None => None,
+    };
     let options = options.clone();
     let failure_in = failure.clone();
+    let worker_reports = reports.clone();
     let guards = timely::execute(timely::Config::process(workers), move |worker| {
         let counters = Rc::new(RefCell::new(Counters::default()));
         let worker_counters = counters.clone();
@@ -525,7 +563,14 @@ pub fn replay(options: &ReplayOptions, progress: Arc<Progress>) -> Result<Replay
             }, || u64::MAX);
             done.probe().0
         });
+        let mut reported = Instant::now();
         loop {
+            if worker_reports_due(&mut reported) {
+                let frontier = probe.with_frontier(|f| f.first().copied());
+                if let Ok(mut reports) = worker_reports.lock() {
+                    reports.insert(worker.index(), (worker_counters.borrow().clone(), frontier));
+                }
+            }
             if let Some(end) = horizon.end_tick(ticks) {
                 if !probe.less_than(&end) {
                     break;
@@ -548,6 +593,7 @@ pub fn replay(options: &ReplayOptions, progress: Arc<Progress>) -> Result<Replay
     for result in guards.join() {
         counters.merge(&result.map_err(ReplayError::Dataflow)?);
     }
+    drop(endpoint);
     if let Some(error) = failure.take() {
         return Err(error);
     }

@@ -290,6 +290,7 @@ fn snapshot(reports: &Mutex<HashMap<usize, (Counters, Option<u64>)>>, control: &
         caught_up: control.caught_up(),
         consumer_lag: Default::default(),
         published: Default::default(),
+        messages_read: control.messages_read.load(Ordering::Relaxed),
     }
 }
 

@@ -204,3 +204,48 @@ fn scrape(port: u16) -> String {
     stream.read_to_string(&mut page).expect("response");
     page
 }
+
+#[test]
+fn replay_serves_metrics_while_it_runs() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (a, o) = (dir.path().join("a.jsonl"), dir.path().join("o.jsonl"));
+    let generated = bin()
+        .args(["generate", "--count", "400000", "--entities", "20", "--arms", "3", "--duration-ms", "14400000"])
+        .arg("--assignments-out")
+        .arg(&a)
+        .arg("--outcomes-out")
+        .arg(&o)
+        .output()
+        .expect("generate");
+    assert!(generated.status.success());
+    let port = std::net::TcpListener::bind("127.0.0.1:0").expect("bind").local_addr().expect("addr").port();
+    let mut replay = bin()
+        .args(["replay", "--quiet", "--out", "/dev/null", "--metrics-listen", &format!("127.0.0.1:{port}"), "--dataflow"])
+        .arg(repo("dataflows/bench.toml"))
+        .arg("--assignments")
+        .arg(&a)
+        .arg("--outcomes")
+        .arg(&o)
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("replay");
+    let mut seen = None;
+    while replay.try_wait().expect("wait").is_none() {
+        if let Ok(mut stream) = std::net::TcpStream::connect(("127.0.0.1", port)) {
+            use std::io::{Read, Write};
+            let _ = write!(stream, "GET /metrics HTTP/1.0\r\n\r\n");
+            let mut page = String::new();
+            let _ = stream.read_to_string(&mut page);
+            let read: f64 = page.lines().find_map(|l| l.strip_prefix(r#"banditflow_events_read_total{topic="assignments"} "#)).and_then(|v| v.trim().parse().ok()).unwrap_or(0.0);
+            if read > 0.0 {
+                seen = Some(read);
+                break;
+            }
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    let status = replay.wait().expect("replay");
+    assert!(status.success());
+    let read = seen.expect("the replay's endpoint never showed any events read");
+    assert!(read <= 400_000.0, "{read}");
+}
