@@ -226,6 +226,10 @@ fn closed_loop(
             let line = format!(r#"{{"assignment_id":"{id}","entity_id":"{entity}","arm_id":"{arm}","ts":{now}}}"#);
             send(&producer, "assignments", &id, &line, now)?;
             produced.0.fetch_add(1, Ordering::Relaxed);
+            // One line in a thousand is broken, to show bad input counted by reason.
+            if sequence % 1_000 == 0 {
+                send(&producer, "assignments", &id, r#"{"assignment_id":"broken","arm_id":"arm-0"}"#, now)?;
+            }
             if demo_true_rate(options.seed, &entity, &arm).is_some_and(|rate| rng.random_bool(rate)) {
                 conversions.push(Reverse((now + rng.random_range(0..MAX_CONVERSION_DELAY_MS), id)));
             }
