@@ -13,6 +13,8 @@ use crate::config::ConfigError;
 pub const ENV_PREFIX: &str = "BANDITFLOW_";
 /// Where `/metrics` listens unless `[metrics] listen` says otherwise.
 pub const DEFAULT_METRICS_LISTEN: &str = "127.0.0.1:9898";
+/// `/readyz` fails while the event-time lag is above this, unless `[metrics] ready_max_lag` says otherwise.
+pub const DEFAULT_READY_MAX_LAG_MS: u64 = 5 * 60 * 1000;
 /// Redis key prefix unless `[redis] prefix` says otherwise.
 pub const DEFAULT_REDIS_PREFIX: &str = "banditflow";
 
@@ -63,11 +65,14 @@ pub struct MetricsConfig {
     /// `entities` (optional): entities whose arms get their own series (weight, `p_best`,
     /// trials); opt-in so that the number of series stays bounded whatever the traffic.
     pub entities: Vec<String>,
+    /// `ready_max_lag` (optional, a duration): `/readyz` fails while the event-time lag is
+    /// above it. Default: five minutes.
+    pub ready_max_lag_ms: u64,
 }
 
 impl Default for MetricsConfig {
     fn default() -> Self {
-        MetricsConfig { listen: SocketAddr::from(([127, 0, 0, 1], 9898)), entities: Vec::new() }
+        MetricsConfig { listen: SocketAddr::from(([127, 0, 0, 1], 9898)), entities: Vec::new(), ready_max_lag_ms: DEFAULT_READY_MAX_LAG_MS }
     }
 }
 
@@ -96,6 +101,7 @@ pub(crate) struct RawMetrics {
     listen: Option<String>,
     #[serde(default)]
     entities: Vec<String>,
+    ready_max_lag: Option<String>,
 }
 
 /// The deployment sections as read from the file, before overrides and checks.
@@ -213,6 +219,13 @@ impl RawDeployment {
                 Some(text) => text.parse().map_err(|_| ConfigError::BadAddress { key: "metrics.listen", value: text })?,
             },
             entities: raw.entities,
+            ready_max_lag_ms: match raw.ready_max_lag {
+                None => DEFAULT_READY_MAX_LAG_MS,
+                Some(text) => match humantime::parse_duration(&text) {
+                    Ok(d) => d.as_millis().min(u128::from(u64::MAX)) as u64,
+                    Err(error) => return Err(ConfigError::BadDuration { key: "metrics.ready_max_lag", value: text, error }),
+                },
+            },
         };
         Ok(Deployment { mode, kafka, redis, metrics })
     }
@@ -280,6 +293,10 @@ mod tests {
     fn unknown_override_variable_and_bad_values_are_named() {
         let err = Dataflow::from_toml_str_with_env(BASE, env(&[("BANDITFLOW_KAFKA_BROKRS", "x")])).expect_err("unknown");
         assert!(err.to_string().contains("BANDITFLOW_KAFKA_BROKRS"), "{err}");
+        let job = Dataflow::from_toml_str(&format!("{BASE}[metrics]\nentities = [\"e\"]\nready_max_lag = \"90s\"\n")).expect("metrics keys");
+        assert_eq!((job.deployment.metrics.entities, job.deployment.metrics.ready_max_lag_ms), (vec!["e".to_owned()], 90_000));
+        let err = Dataflow::from_toml_str(&format!("{BASE}[metrics]\nready_max_lag = \"soon\"\n")).expect_err("bad duration");
+        assert!(err.to_string().contains("`metrics.ready_max_lag`"), "{err}");
         let err = Dataflow::from_toml_str(&format!("{BASE}[metrics]\nlisten = \"nowhere\"\n")).expect_err("bad address");
         assert!(err.to_string().contains("`metrics.listen`"), "{err}");
         let err = Dataflow::from_toml_str(&format!("{BASE}mode = \"canary\"\n")).expect_err("bad mode");

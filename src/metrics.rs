@@ -93,6 +93,30 @@ pub struct Snapshot {
     pub published: PublishedState,
     /// Messages read since start-up (for the rebuild progress).
     pub messages_read: u64,
+    /// Largest event-time lag, in ms, at which the worker still counts as ready.
+    pub ready_max_lag_ms: Option<i64>,
+}
+
+fn now_ms() -> i64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_millis() as i64).unwrap_or(0)
+}
+
+/// Whether the worker is ready at wall-clock `now_ms`: caught up, its event-time lag within
+/// the threshold, every sink up. The error says why not.
+pub fn readiness(snapshot: &Snapshot, now_ms: i64) -> Result<(), String> {
+    if !snapshot.caught_up {
+        return Err("not caught up".into());
+    }
+    if let (Some(max), Some(through)) = (snapshot.ready_max_lag_ms, snapshot.complete_through_ms) {
+        if now_ms - through > max {
+            return Err(format!("event-time lag {} ms over {max} ms", now_ms - through));
+        }
+    }
+    let down: Vec<&str> = snapshot.sinks.iter().filter(|s| !s.up).map(|s| s.name).collect();
+    if !down.is_empty() {
+        return Err(format!("sinks down: {}", down.join(", ")));
+    }
+    Ok(())
 }
 
 /// Why the endpoint could not start.
@@ -250,8 +274,7 @@ impl Exported {
         self.pending.set(c.pending_assignments.min(i64::MAX as u64) as i64);
         self.buffered.set(c.buffered_outcomes.min(i64::MAX as u64) as i64);
         if let Some(through) = snapshot.complete_through_ms {
-            let now = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_millis() as i64).unwrap_or(0);
-            self.event_time_lag.set((now - through).max(0) as f64 / 1000.0);
+            self.event_time_lag.set((now_ms() - through).max(0) as f64 / 1000.0);
         }
         self.caught_up.set(i64::from(snapshot.caught_up));
         let behind: i64 = snapshot.consumer_lag.values().sum();
@@ -315,17 +338,10 @@ where
                         response
                     }
                     "/healthz" => tiny_http::Response::from_data(b"ok\n".to_vec()),
-                    "/readyz" => {
-                        let now = snapshot();
-                        let down: Vec<&str> = now.sinks.iter().filter(|s| !s.up).map(|s| s.name).collect();
-                        if !now.caught_up {
-                            tiny_http::Response::from_data(b"not caught up\n".to_vec()).with_status_code(503)
-                        } else if !down.is_empty() {
-                            tiny_http::Response::from_data(format!("sinks down: {}\n", down.join(", ")).into_bytes()).with_status_code(503)
-                        } else {
-                            tiny_http::Response::from_data(b"ready\n".to_vec())
-                        }
-                    }
+                    "/readyz" => match readiness(&snapshot(), now_ms()) {
+                        Ok(()) => tiny_http::Response::from_data(b"ready\n".to_vec()),
+                        Err(why) => tiny_http::Response::from_data(format!("{why}\n").into_bytes()).with_status_code(503),
+                    },
                     _ => tiny_http::Response::from_data(b"not found\n".to_vec()).with_status_code(404),
                 };
                 let _ = request.respond(response);
@@ -333,4 +349,42 @@ where
         })
         .map_err(|e| MetricsError::Listen { listen, reason: e.to_string() })?;
     Ok(Endpoint { stop, thread: Some(thread), address })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ready() -> Snapshot {
+        Snapshot {
+            caught_up: true,
+            complete_through_ms: Some(100_000),
+            ready_max_lag_ms: Some(5_000),
+            sinks: vec![SinkState { name: "redis", up: true, ..SinkState::default() }],
+            ..Snapshot::default()
+        }
+    }
+
+    #[test]
+    fn ready_only_when_caught_up_within_the_lag_threshold_with_every_sink_up() {
+        assert_eq!(readiness(&ready(), 105_000), Ok(()));
+        assert_eq!(readiness(&Snapshot { caught_up: false, ..ready() }, 105_000), Err("not caught up".into()));
+        assert_eq!(readiness(&ready(), 105_001), Err("event-time lag 5001 ms over 5000 ms".into()));
+        let down = Snapshot { sinks: vec![SinkState { name: "redis", up: false, ..SinkState::default() }], ..ready() };
+        assert_eq!(readiness(&down, 105_000), Err("sinks down: redis".into()));
+    }
+
+    #[test]
+    fn counters_follow_the_snapshot_and_render_as_prometheus_text() {
+        let exported = Exported::new().expect("registry");
+        let mut snapshot = ready();
+        snapshot.counters.assignments_read = 7;
+        snapshot.counters.malformed("missing_field");
+        let page = String::from_utf8(exported.render(&snapshot)).expect("utf8");
+        assert!(page.contains("banditflow_events_read_total{topic=\"assignments\"} 7"), "{page}");
+        assert!(page.contains("banditflow_malformed_total{reason=\"missing_field\"} 1"), "{page}");
+        snapshot.counters.assignments_read = 9;
+        let page = String::from_utf8(exported.render(&snapshot)).expect("utf8");
+        assert!(page.contains("banditflow_events_read_total{topic=\"assignments\"} 9"), "{page}");
+    }
 }

@@ -161,11 +161,13 @@ pub fn run(options: &RunOptions, ready: Arc<AtomicBool>) -> Result<RunSummary, W
     let published_state: Arc<Mutex<metrics::PublishedState>> = Arc::default();
     let endpoint = match options.metrics_listen {
         Some(listen) => {
+            let ready_max_lag_ms = job.deployment.metrics.ready_max_lag_ms.min(i64::MAX as u64) as i64;
             let (reports, control, publisher, tick_ms, lag, published) = (reports.clone(), control.clone(), publisher.clone(), job.tick_ms, lag.clone(), published_state.clone());
             let endpoint = metrics::serve(listen, move || {
                 let mut now = snapshot(&reports, &control, publisher.as_deref(), tick_ms);
                 now.consumer_lag = lag.lock().map(|l| l.clone()).unwrap_or_default();
                 now.published = published.lock().map(|p| p.clone()).unwrap_or_default();
+                now.ready_max_lag_ms = Some(ready_max_lag_ms);
                 now
             })?;
             tracing::info!(address = %endpoint.address, "metrics endpoint listening");
@@ -291,6 +293,7 @@ fn snapshot(reports: &Mutex<HashMap<usize, (Counters, Option<u64>)>>, control: &
         consumer_lag: Default::default(),
         published: Default::default(),
         messages_read: control.messages_read.load(Ordering::Relaxed),
+        ready_max_lag_ms: None,
     }
 }
 

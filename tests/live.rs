@@ -329,6 +329,8 @@ fn a_redis_outage_loses_nothing() {
     let ends: Vec<BTreeMap<i32, i64>> = ["assignments", "outcomes"].iter().map(|t| end_offsets(&brokers, t)).collect();
     let behind = ["assignments", "outcomes"].iter().zip(&ends).any(|(t, end)| committed(&brokers, GROUP, t, 4).iter().any(|(p, c)| *c < end[p]));
     assert!(behind, "offsets were committed for data not yet in redis");
+    let readiness = http_get(worker.metrics_port, "/readyz").expect("GET /readyz");
+    assert_eq!((readiness.0, readiness.1.trim()), (503, "sinks down: redis"), "not ready while redis is down");
     std::thread::sleep(Duration::from_secs(10).saturating_sub(down_since.elapsed()));
     scenario.redis.resume();
     let caught_up = wait_until(Duration::from_secs(30), || {
@@ -339,6 +341,7 @@ fn a_redis_outage_loses_nothing() {
     scenario.assert_redis_latest(PREFIX, &expected);
     assert!(worker.log_text().contains("sink is down"), "the outage was not noticed");
     assert!(worker.log_text().contains("sink is up again"), "the recovery was not logged");
+    assert_eq!(http_get(worker.metrics_port, "/readyz").map(|r| r.0), Some(200), "ready again");
     let (_, page) = http_get(worker.metrics_port, "/metrics").expect("GET /metrics");
     assert!(metric(&page, "banditflow_publish_failures_total", r#"sink="redis""#).is_some_and(|f| f >= 1.0), "{page}");
     let caught_up = wait_until(Duration::from_secs(20), || {
