@@ -1,6 +1,8 @@
 //! The alert rules in `monitoring/` are valid and fire and clear as their promtool unit tests
 //! say. promtool comes from Debian's `prometheus` package (scripts/test.sh installs it).
 
+mod common;
+
 use std::path::Path;
 use std::process::Command;
 
@@ -76,14 +78,7 @@ fn the_dashboard_and_the_alerts_use_only_metrics_the_worker_exports() {
         .spawn()
         .expect("demo");
     std::thread::sleep(std::time::Duration::from_secs(8));
-    let page = {
-        use std::io::{Read, Write};
-        let mut stream = std::net::TcpStream::connect(("127.0.0.1", port)).expect("connect");
-        write!(stream, "GET /metrics HTTP/1.0\r\n\r\n").expect("request");
-        let mut page = String::new();
-        stream.read_to_string(&mut page).expect("response");
-        page
-    };
+    let (_, page) = common::http_get(port, "/metrics").expect("GET /metrics from the demo");
     let _ = demo.wait();
     let exported = metric_names(&page);
     for name in metric_names(&exprs).union(&metric_names(&alerts)) {
