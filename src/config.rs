@@ -173,6 +173,7 @@ pub enum ConfigError {
         /// The value given.
         value: String,
     },
+    /// A key the job file format does not have (a typo, usually).
     #[error("unknown key `{key}` at line {line}")]
     UnknownKey {
         /// The key, prefixed by its table, e.g. `policy.flor`.
