@@ -9,7 +9,7 @@ use std::fmt::Write as _;
 use std::io::Write;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
@@ -24,6 +24,7 @@ use crate::config::{ConfigError, Dataflow};
 use crate::generate::true_rate;
 use crate::weights::WeightRecord;
 use crate::worker::{self, RunOptions, RunSummary, WorkerError};
+use crate::time::now_ms;
 
 /// The job the demo runs: `dataflows/demo.toml`, compiled in.
 pub const DEMO_JOB: &str = include_str!("../dataflows/demo.toml");
@@ -101,9 +102,6 @@ pub struct DemoReport {
     pub worker: RunSummary,
 }
 
-fn now_ms() -> i64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_millis() as i64).unwrap_or(0)
-}
 
 /// The index in a name such as `entity-007` or `arm-2`.
 fn index_of(name: &str) -> Option<u32> {

@@ -297,6 +297,85 @@ impl Decoder {
     }
 }
 
+/// A decoded record on its way from a source to be split into events and the catalog.
+pub(crate) enum Decoded {
+    Event(Event),
+    Catalog(Catalog),
+}
+
+/// Splits a source's output into the event stream and the catalog stream.
+pub(crate) fn split_decoded<'scope>(
+    decoded: timely::dataflow::Stream<'scope, u64, Vec<Decoded>>,
+) -> (timely::dataflow::Stream<'scope, u64, Vec<Event>>, timely::dataflow::Stream<'scope, u64, Vec<Catalog>>) {
+    use timely::dataflow::operators::core::OkErr;
+    decoded.ok_err(|d| match d {
+        Decoded::Event(e) => Ok(e),
+        Decoded::Catalog(c) => Err(c),
+    })
+}
+
+/// Hands a source's decoded records to the dataflow: the names first learnt in this batch at
+/// `floor_tick`, then every record at its tick, one session per tick.
+pub(crate) fn emit_decoded(
+    batch: &mut Vec<(u64, Decoded)>,
+    names: &mut Vec<Name>,
+    floor_tick: u64,
+    cap: &timely::dataflow::operators::Capability<u64>,
+    output: &mut timely::dataflow::operators::generic::OutputBuilderSession<'_, u64, timely::container::CapacityContainerBuilder<Vec<Decoded>>>,
+) {
+    batch.extend(names.drain(..).map(|n| (floor_tick, Decoded::Catalog(Catalog::Name(n)))));
+    batch.sort_by_key(|(t, _)| *t);
+    let mut rest = batch.drain(..).peekable();
+    while let Some((tick, first)) = rest.next() {
+        let time = cap.delayed(&tick);
+        let mut session = output.session(&time);
+        session.give(first);
+        while let Some((_, d)) = rest.next_if(|(t, _)| *t == tick) {
+            session.give(d);
+        }
+    }
+}
+
+/// Which records a source line holds.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum RecordKind {
+    Assignment,
+    Outcome,
+    Registration,
+}
+
+impl Decoder {
+    /// Decodes a source line of `kind`, counting it as read and, when it cannot be applied,
+    /// why not (`ignored_kind`, malformed by reason); returns the record with its `ts`.
+    pub(crate) fn decode(&mut self, kind: RecordKind, line: &[u8], now_ms: i64, names: &mut Vec<Name>, counters: &mut crate::counters::Counters) -> Option<(i64, Decoded)> {
+        let decoded = match kind {
+            RecordKind::Assignment => {
+                counters.assignments_read += 1;
+                self.assignment(line, now_ms, names).map(|a| Some((a.ts, Decoded::Event(Event::Assignment(a)))))
+            }
+            RecordKind::Outcome => {
+                counters.outcomes_read += 1;
+                self.outcome(line, now_ms).map(|o| o.map(|o| (o.ts, Decoded::Event(Event::Outcome(o)))))
+            }
+            RecordKind::Registration => {
+                counters.registrations_read += 1;
+                self.registration(line, now_ms, names).map(|r| Some((r.ts, Decoded::Catalog(Catalog::Registration(r)))))
+            }
+        };
+        match decoded {
+            Ok(Some(record)) => Some(record),
+            Ok(None) => {
+                counters.ignored_kind += 1;
+                None
+            }
+            Err(reason) => {
+                counters.malformed(&reason.to_string());
+                None
+            }
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -363,44 +442,5 @@ mod tests {
         assert!(d.outcome(br#"{"assignment_id":"a","ts":1}"#, NOW).expect("valid").is_none());
         let mut all = Decoder::new(None, 1000);
         assert!(all.outcome(br#"{"assignment_id":"a","ts":1,"kind":"view"}"#, NOW).expect("valid").is_some());
-    }
-}
-
-/// A decoded record on its way from a source to be split into events and the catalog.
-pub(crate) enum Decoded {
-    Event(Event),
-    Catalog(Catalog),
-}
-
-/// Splits a source's output into the event stream and the catalog stream.
-pub(crate) fn split_decoded<'scope>(
-    decoded: timely::dataflow::Stream<'scope, u64, Vec<Decoded>>,
-) -> (timely::dataflow::Stream<'scope, u64, Vec<Event>>, timely::dataflow::Stream<'scope, u64, Vec<Catalog>>) {
-    use timely::dataflow::operators::core::OkErr;
-    decoded.ok_err(|d| match d {
-        Decoded::Event(e) => Ok(e),
-        Decoded::Catalog(c) => Err(c),
-    })
-}
-
-/// Hands a source's decoded records to the dataflow: the names first learnt in this batch at
-/// `floor_tick`, then every record at its tick, one session per tick.
-pub(crate) fn emit_decoded(
-    batch: &mut Vec<(u64, Decoded)>,
-    names: &mut Vec<Name>,
-    floor_tick: u64,
-    cap: &timely::dataflow::operators::Capability<u64>,
-    output: &mut timely::dataflow::operators::generic::OutputBuilderSession<'_, u64, timely::container::CapacityContainerBuilder<Vec<Decoded>>>,
-) {
-    batch.extend(names.drain(..).map(|n| (floor_tick, Decoded::Catalog(Catalog::Name(n)))));
-    batch.sort_by_key(|(t, _)| *t);
-    let mut rest = batch.drain(..).peekable();
-    while let Some((tick, first)) = rest.next() {
-        let time = cap.delayed(&tick);
-        let mut session = output.session(&time);
-        session.give(first);
-        while let Some((_, d)) = rest.next_if(|(t, _)| *t == tick) {
-            session.give(d);
-        }
     }
 }

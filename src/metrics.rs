@@ -9,13 +9,14 @@ use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use std::sync::LazyLock;
 
 use prometheus::{Encoder, Gauge, GaugeVec, Histogram, HistogramOpts, HistogramVec, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry, TextEncoder};
 
 use crate::counters::Counters;
+use crate::time::now_ms;
 
 /// Seconds from a tick's completion (its records handed to the sinks) to a sink's
 /// acknowledgement, by sink.
@@ -65,8 +66,7 @@ pub struct PublishedState {
 impl PublishedState {
     /// Takes in a record about to be published; `watch` are the opted-in entities.
     pub fn observe(&mut self, record: &crate::weights::EncodedRecord, watch: &[String]) {
-        let arms = record.json.matches("\"arm_id\"").count();
-        self.arms.insert(record.entity_id.clone(), arms);
+        self.arms.insert(record.entity_id.clone(), record.arms);
         if watch.iter().any(|w| *w == record.entity_id) {
             if let Ok(parsed) = serde_json::from_str::<crate::weights::WeightRecord>(&record.json) {
                 let arms = parsed.arms.iter().map(|a| (a.arm_id.clone(), a.weight, a.p_best, a.trials)).collect();
@@ -97,9 +97,6 @@ pub struct Snapshot {
     pub ready_max_lag_ms: Option<i64>,
 }
 
-fn now_ms() -> i64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_millis() as i64).unwrap_or(0)
-}
 
 /// Whether the worker is ready at wall-clock `now_ms`: caught up, its event-time lag within
 /// the threshold, every sink up. The error says why not.
@@ -117,6 +114,41 @@ pub fn readiness(snapshot: &Snapshot, now_ms: i64) -> Result<(), String> {
         return Err(format!("sinks down: {}", down.join(", ")));
     }
     Ok(())
+}
+
+/// What each timely worker of a process last told the endpoint: its counters and the
+/// published frontier it sees. Workers keep their counters to themselves and report them here
+/// every [`WorkerReports::EVERY`].
+#[derive(Debug, Default)]
+pub struct WorkerReports {
+    reports: Mutex<HashMap<usize, (Counters, Option<u64>)>>,
+}
+
+impl WorkerReports {
+    /// How often a worker reports.
+    pub const EVERY: std::time::Duration = std::time::Duration::from_millis(250);
+
+    /// Worker `worker` has these counters and sees the published frontier at `frontier`
+    /// (`None`: empty, everything published).
+    pub fn report(&self, worker: usize, counters: &Counters, frontier: Option<u64>) {
+        if let Ok(mut reports) = self.reports.lock() {
+            reports.insert(worker, (counters.clone(), frontier));
+        }
+    }
+
+    /// A snapshot holding the workers' counters summed and the end of the last tick every
+    /// worker has published (ticks of `tick_ms`); the rest is left at its default.
+    pub fn snapshot(&self, tick_ms: u64) -> Snapshot {
+        let mut snapshot = Snapshot::default();
+        if let Ok(reports) = self.reports.lock() {
+            for (counters, _) in reports.values() {
+                snapshot.counters.merge(counters);
+            }
+            let frontier = reports.values().filter_map(|(_, f)| *f).min();
+            snapshot.complete_through_ms = frontier.filter(|&f| f > 0 && f < u64::MAX).map(|f| f.saturating_mul(tick_ms).min(i64::MAX as u64) as i64);
+        }
+        snapshot
+    }
 }
 
 /// Why the endpoint could not start.
@@ -158,44 +190,34 @@ struct Exported {
     arm_trials: IntGaugeVec,
 }
 
-fn counter(registry: &Registry, name: &str, help: &str, labels: &[&str]) -> Result<IntCounterVec, prometheus::Error> {
-    let metric = IntCounterVec::new(Opts::new(name, help), labels)?;
+/// `metric`, registered in `registry`.
+fn registered<M: prometheus::core::Collector + Clone + 'static>(registry: &Registry, metric: M) -> Result<M, prometheus::Error> {
     registry.register(Box::new(metric.clone()))?;
     Ok(metric)
+}
+
+fn counter(registry: &Registry, name: &str, help: &str, labels: &[&str]) -> Result<IntCounterVec, prometheus::Error> {
+    registered(registry, IntCounterVec::new(Opts::new(name, help), labels)?)
 }
 
 impl Exported {
     fn new() -> Result<Exported, prometheus::Error> {
         let registry = Registry::new();
-        let build = IntGaugeVec::new(Opts::new("banditflow_build_info", "Build of the running worker (value 1)."), &["version"])?;
-        registry.register(Box::new(build.clone()))?;
+        let build = registered(&registry, IntGaugeVec::new(Opts::new("banditflow_build_info", "Build of the running worker (value 1)."), &["version"])?)?;
         build.with_label_values(&[env!("CARGO_PKG_VERSION")]).set(1);
-        let sink_up = IntGaugeVec::new(Opts::new("banditflow_sink_up", "1 if the sink's last write succeeded."), &["sink"])?;
-        registry.register(Box::new(sink_up.clone()))?;
-        let event_time_lag = Gauge::new("banditflow_event_time_lag_seconds", "Wall clock minus the end of the last complete tick.")?;
-        registry.register(Box::new(event_time_lag.clone()))?;
-        let caught_up = IntGauge::new("banditflow_caught_up", "1 once every source has read its partitions to the end.")?;
-        registry.register(Box::new(caught_up.clone()))?;
-        let consumer_lag = IntGaugeVec::new(Opts::new("banditflow_consumer_lag_messages", "High watermark minus position, per input partition."), &["topic", "partition"])?;
-        registry.register(Box::new(consumer_lag.clone()))?;
-        let last_write = GaugeVec::new(Opts::new("banditflow_last_publish_timestamp_seconds", "Wall-clock time of the sink's last successful write."), &["sink"])?;
-        registry.register(Box::new(last_write.clone()))?;
-        let pending = IntGauge::new("banditflow_pending_assignments", "Assignments held until their attribution window ends.")?;
-        registry.register(Box::new(pending.clone()))?;
-        let buffered = IntGauge::new("banditflow_buffered_outcomes", "Outcomes held for an assignment or its resolution.")?;
-        registry.register(Box::new(buffered.clone()))?;
-        let entities = IntGauge::new("banditflow_entities", "Entities with a published weight record.")?;
-        registry.register(Box::new(entities.clone()))?;
-        let arms = IntGauge::new("banditflow_arms", "Arms in the newest published records of all entities.")?;
-        registry.register(Box::new(arms.clone()))?;
-        let arm_weight = GaugeVec::new(Opts::new("banditflow_arm_weight", "Published weight of an arm of a watched entity ([metrics] entities)."), &["entity", "arm"])?;
-        registry.register(Box::new(arm_weight.clone()))?;
-        let arm_p_best = GaugeVec::new(Opts::new("banditflow_arm_p_best", "Probability that the arm is best, for watched entities."), &["entity", "arm"])?;
-        registry.register(Box::new(arm_p_best.clone()))?;
-        let arm_trials = IntGaugeVec::new(Opts::new("banditflow_arm_trials", "Resolved trials of the arm in the window, for watched entities."), &["entity", "arm"])?;
-        registry.register(Box::new(arm_trials.clone()))?;
-        let rebuild = Gauge::new("banditflow_rebuild_progress_ratio", "Start-up: share of the window's messages read (1 once caught up).")?;
-        registry.register(Box::new(rebuild.clone()))?;
+        let sink_up = registered(&registry, IntGaugeVec::new(Opts::new("banditflow_sink_up", "1 if the sink's last write succeeded."), &["sink"])?)?;
+        let event_time_lag = registered(&registry, Gauge::new("banditflow_event_time_lag_seconds", "Wall clock minus the end of the last complete tick.")?)?;
+        let caught_up = registered(&registry, IntGauge::new("banditflow_caught_up", "1 once every source has read its partitions to the end.")?)?;
+        let consumer_lag = registered(&registry, IntGaugeVec::new(Opts::new("banditflow_consumer_lag_messages", "High watermark minus position, per input partition."), &["topic", "partition"])?)?;
+        let last_write = registered(&registry, GaugeVec::new(Opts::new("banditflow_last_publish_timestamp_seconds", "Wall-clock time of the sink's last successful write."), &["sink"])?)?;
+        let pending = registered(&registry, IntGauge::new("banditflow_pending_assignments", "Assignments held until their attribution window ends.")?)?;
+        let buffered = registered(&registry, IntGauge::new("banditflow_buffered_outcomes", "Outcomes held for an assignment or its resolution.")?)?;
+        let entities = registered(&registry, IntGauge::new("banditflow_entities", "Entities with a published weight record.")?)?;
+        let arms = registered(&registry, IntGauge::new("banditflow_arms", "Arms in the newest published records of all entities.")?)?;
+        let arm_weight = registered(&registry, GaugeVec::new(Opts::new("banditflow_arm_weight", "Published weight of an arm of a watched entity ([metrics] entities)."), &["entity", "arm"])?)?;
+        let arm_p_best = registered(&registry, GaugeVec::new(Opts::new("banditflow_arm_p_best", "Probability that the arm is best, for watched entities."), &["entity", "arm"])?)?;
+        let arm_trials = registered(&registry, IntGaugeVec::new(Opts::new("banditflow_arm_trials", "Resolved trials of the arm in the window, for watched entities."), &["entity", "arm"])?)?;
+        let rebuild = registered(&registry, Gauge::new("banditflow_rebuild_progress_ratio", "Start-up: share of the window's messages read (1 once caught up).")?)?;
         Ok(Exported {
             rebuild,
             entities,

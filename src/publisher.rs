@@ -19,10 +19,8 @@ use rdkafka::ClientContext;
 use crate::deployment::{KafkaConfig, Mode, RedisConfig};
 use crate::kafka::{self, KafkaClientError, VERSION_HEADER};
 use crate::weights::EncodedRecord;
+use crate::time::now_ms;
 
-fn now_ms() -> i64 {
-    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_millis() as i64).unwrap_or(0)
-}
 
 /// First wait after a failed write; it doubles up to [`MAX_BACKOFF`].
 const MIN_BACKOFF: Duration = Duration::from_millis(100);
@@ -210,10 +208,6 @@ impl Publisher {
             .collect()
     }
 
-    /// Whether every sink's last write succeeded.
-    pub fn up(&self) -> bool {
-        self.sinks.iter().all(|(s, _)| s.lock().up)
-    }
 
     /// Waits up to `timeout` for the sinks to write what they hold, then stops them. A sink
     /// still inside a write at the deadline is left to the process's exit, so stopping stays
@@ -462,19 +456,29 @@ fn flush(producer: &BaseProducer<Deliveries>, timeout: Duration) -> Result<(), r
 /// Writes records to Redis under the version guard, then announces them.
 struct RedisWriter {
     client: redis::Client,
-    connection: Option<redis::Connection>,
+    /// The connection and the SHA1 of the guard script loaded on it.
+    connection: Option<(redis::Connection, String)>,
     prefix: String,
 }
 
 impl RedisWriter {
+    /// Connects and loads the guard script (a restarted Redis has forgotten it, and a
+    /// restart breaks the connection, so once per connection is enough).
+    fn connect(&self) -> Result<(redis::Connection, String), redis::RedisError> {
+        let mut connection = self.client.get_connection_with_timeout(Duration::from_secs(2))?;
+        connection.set_read_timeout(Some(Duration::from_secs(5)))?;
+        connection.set_write_timeout(Some(Duration::from_secs(5)))?;
+        let sha = redis::cmd("SCRIPT").arg("LOAD").arg(GUARDED_SET).query(&mut connection)?;
+        Ok((connection, sha))
+    }
+
     fn write(&mut self, batch: Vec<EncodedRecord>) -> Result<(), (SinkError, Vec<EncodedRecord>)> {
-        let connection = match self.connection.as_mut() {
-            Some(c) => c,
-            None => match self.client.get_connection_with_timeout(Duration::from_secs(2)) {
-                Ok(c) => {
-                    let _ = c.set_read_timeout(Some(Duration::from_secs(5)));
-                    let _ = c.set_write_timeout(Some(Duration::from_secs(5)));
-                    self.connection.insert(c)
+        let (connection, sha) = match self.connection.as_mut() {
+            Some((c, sha)) => (c, sha.as_str()),
+            None => match self.connect() {
+                Ok(connected) => {
+                    let (c, sha) = self.connection.insert(connected);
+                    (c, sha.as_str())
                 }
                 Err(e) => return Err((SinkError::Redis(e), batch)),
             },
@@ -486,14 +490,13 @@ impl RedisWriter {
             let v = newest.entry(r.entity_id.as_str()).or_insert(r.version);
             *v = (*v).max(r.version);
         }
-        // Make sure the script is loaded, then run every record in one pipeline; a retry after a
-        // partial failure is harmless because the guard rejects versions already stored.
-        let loaded: Result<String, redis::RedisError> = redis::cmd("SCRIPT").arg("LOAD").arg(GUARDED_SET).query(connection);
-        let result = loaded.and_then(|sha| {
+        // Every record in one pipeline; a retry after a partial failure is harmless because the
+        // guard rejects versions already stored.
+        let result = {
             let mut pipe = redis::pipe();
             for record in batch.iter().filter(|r| newest.get(r.entity_id.as_str()) == Some(&r.version)) {
                 pipe.cmd("EVALSHA")
-                    .arg(&sha)
+                    .arg(sha)
                     .arg(2)
                     .arg(format!("{}:{}", self.prefix, record.entity_id))
                     .arg(&channel)
@@ -502,7 +505,7 @@ impl RedisWriter {
                     .arg(&record.entity_id);
             }
             pipe.query::<Vec<i64>>(connection).map(|_| ())
-        });
+        };
         match result {
             Ok(()) => Ok(()),
             Err(e) => {
@@ -518,7 +521,7 @@ mod tests {
     use super::*;
 
     fn record(entity: &str, version: u64) -> EncodedRecord {
-        EncodedRecord { version, entity_id: entity.to_owned(), json: format!("{{\"v\":{version}}}") }
+        EncodedRecord { version, entity_id: entity.to_owned(), json: format!("{{\"v\":{version}}}"), arms: 0 }
     }
 
     #[test]

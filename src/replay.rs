@@ -13,7 +13,7 @@ use std::path::PathBuf;
 use std::rc::Rc;
 use std::sync::atomic::{AtomicI64, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
 use timely::dataflow::operators::generic::operator::source;
 use timely::dataflow::operators::Probe;
@@ -23,9 +23,10 @@ use timely::dataflow::{Scope, Stream};
 use crate::config::Dataflow;
 use crate::counters::Counters;
 use crate::dataflow::bandit;
-use crate::event::{emit_decoded, split_decoded, Catalog, Decoded, Decoder, Event};
+use crate::event::{emit_decoded, split_decoded, Catalog, Decoded, Decoder, Event, RecordKind};
+use crate::metrics::WorkerReports;
 use crate::sink::publish;
-use crate::time::Ticks;
+use crate::time::{now_ms, Ticks};
 use crate::weights::WeightRecord;
 
 /// Lines a source reads before it yields to the rest of the dataflow.
@@ -233,18 +234,10 @@ impl Lines {
     }
 }
 
-/// Which records an input holds.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum Records {
-    Assignments,
-    Outcomes,
-    Arms,
-}
-
 /// One input file as a worker's source sees it.
 struct Cursor {
     lines: Lines,
-    records: Records,
+    records: RecordKind,
     name: String,
     /// Largest event time read (the watermark before lateness).
     max_ts: i64,
@@ -255,7 +248,7 @@ struct Cursor {
 
 struct SourceContext {
     job: Dataflow,
-    inputs: Vec<(Records, Input)>,
+    inputs: Vec<(RecordKind, Input)>,
     blocks: u64,
     min_block: u64,
     horizon: Arc<Horizon>,
@@ -264,9 +257,6 @@ struct SourceContext {
     counters: Rc<RefCell<Counters>>,
 }
 
-fn now_ms() -> i64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_millis() as i64).unwrap_or(0)
-}
 
 /// The first error of a run, shared by its workers; once set, every worker stops.
 #[derive(Debug, Default)]
@@ -374,28 +364,10 @@ fn replay_source<'scope>(scope: Scope<'scope, u64>, ctx: SourceContext) -> (Stre
                     continue;
                 }
                 read += 1;
-                let decoded = match cursor.records {
-                    Records::Assignments => {
-                        counters.assignments_read += 1;
-                        decoder.assignment(&buf, now, &mut names).map(|a| Some((a.ts, Decoded::Event(Event::Assignment(a)))))
-                    }
-                    Records::Outcomes => {
-                        counters.outcomes_read += 1;
-                        decoder.outcome(&buf, now).map(|o| o.map(|o| (o.ts, Decoded::Event(Event::Outcome(o)))))
-                    }
-                    Records::Arms => {
-                        counters.registrations_read += 1;
-                        decoder.registration(&buf, now, &mut names).map(|r| Some((r.ts, Decoded::Catalog(Catalog::Registration(r)))))
-                    }
-                };
-                match decoded {
-                    Ok(Some((ts, record))) => {
-                        cursor.max_ts = cursor.max_ts.max(ts);
-                        cursor.last_ts = ts;
-                        batch.push((ticks.tick_of(ts).max(floor_tick), record));
-                    }
-                    Ok(None) => counters.ignored_kind += 1,
-                    Err(reason) => counters.malformed(&reason.to_string()),
+                if let Some((ts, record)) = decoder.decode(cursor.records, &buf, now, &mut names, &mut counters) {
+                    cursor.max_ts = cursor.max_ts.max(ts);
+                    cursor.last_ts = ts;
+                    batch.push((ticks.tick_of(ts).max(floor_tick), record));
                 }
             }
             drop(counters);
@@ -452,20 +424,10 @@ fn file_len(input: &Input) -> Result<u64, ReplayError> {
     }
 }
 
-/// Whether a worker's next report to the metrics endpoint is due (every 250 ms).
-fn worker_reports_due(last: &mut Instant) -> bool {
-    if last.elapsed() >= Duration::from_millis(250) {
-        *last = Instant::now();
-        true
-    } else {
-        false
-    }
-}
-
 /// Runs the dataflow of `options.job` over the input files; `progress` is updated as it goes.
 pub fn replay(options: &ReplayOptions, progress: Arc<Progress>) -> Result<ReplaySummary, ReplayError> {
-    let mut inputs = vec![(Records::Assignments, options.assignments.clone()), (Records::Outcomes, options.outcomes.clone())];
-    inputs.extend(options.arms.clone().map(|arms| (Records::Arms, arms)));
+    let mut inputs = vec![(RecordKind::Assignment, options.assignments.clone()), (RecordKind::Outcome, options.outcomes.clone())];
+    inputs.extend(options.arms.clone().map(|arms| (RecordKind::Registration, arms)));
     if inputs.iter().filter(|(_, i)| *i == Input::Stdin).count() > 1 {
         return Err(ReplayError::TwoStdins);
     }
@@ -480,20 +442,12 @@ pub fn replay(options: &ReplayOptions, progress: Arc<Progress>) -> Result<Replay
     let blocks = (largest / block_bytes).max(1);
     let horizon = Arc::new(Horizon { max_ts: AtomicI64::new(i64::MIN), finished: AtomicUsize::new(0), peers: workers });
     let failure = Arc::new(Failure::default());
-    // Each worker's counters and published frontier, for the metrics endpoint.
-    let reports: Arc<Mutex<std::collections::HashMap<usize, (Counters, Option<u64>)>>> = Arc::default();
+    let reports = Arc::new(WorkerReports::default());
     let endpoint = match options.metrics_listen {
         Some(listen) => {
             let (reports, horizon, tick_ms) = (reports.clone(), horizon.clone(), options.job.tick_ms);
             let endpoint = crate::metrics::serve(listen, move || {
-                let mut snapshot = crate::metrics::Snapshot::default();
-                if let Ok(reports) = reports.lock() {
-                    for (c, _) in reports.values() {
-                        snapshot.counters.merge(c);
-                    }
-                    let frontier = reports.values().filter_map(|(_, f)| *f).min();
-                    snapshot.complete_through_ms = frontier.filter(|&f| f > 0 && f < u64::MAX).map(|f| f.saturating_mul(tick_ms).min(i64::MAX as u64) as i64);
-                }
+                let mut snapshot = reports.snapshot(tick_ms);
                 snapshot.caught_up = horizon.finished.load(Ordering::Acquire) >= horizon.peers;
                 snapshot
             })?;
@@ -565,11 +519,9 @@ pub fn replay(options: &ReplayOptions, progress: Arc<Progress>) -> Result<Replay
         });
         let mut reported = Instant::now();
         loop {
-            if worker_reports_due(&mut reported) {
-                let frontier = probe.with_frontier(|f| f.first().copied());
-                if let Ok(mut reports) = worker_reports.lock() {
-                    reports.insert(worker.index(), (worker_counters.borrow().clone(), frontier));
-                }
+            if reported.elapsed() >= WorkerReports::EVERY {
+                reported = Instant::now();
+                worker_reports.report(worker.index(), &worker_counters.borrow(), probe.with_frontier(|f| f.first().copied()));
             }
             if let Some(end) = horizon.end_tick(ticks) {
                 if !probe.less_than(&end) {

@@ -12,7 +12,7 @@ use std::collections::{HashMap, VecDeque};
 use std::rc::Rc;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
 use rdkafka::consumer::{CommitMode, Consumer};
 use rdkafka::error::KafkaError;
@@ -26,9 +26,9 @@ use timely::dataflow::{Scope, Stream};
 use crate::config::Dataflow;
 use crate::counters::Counters;
 use crate::deployment::KafkaConfig;
-use crate::event::{emit_decoded, split_decoded, Catalog, Decoded, Decoder, Event};
+use crate::event::{emit_decoded, split_decoded, Catalog, Decoded, Decoder, Event, RecordKind};
 use crate::kafka::{self, KafkaConsumer};
-use crate::time::Ticks;
+use crate::time::{now_ms, Ticks};
 
 /// Messages a source takes per activation before it yields to the rest of the dataflow.
 const MESSAGES_PER_ACTIVATION: usize = 8 * 1024;
@@ -62,8 +62,6 @@ pub struct Control {
     caught_up: AtomicUsize,
     /// Messages read by this process's sources.
     pub messages_read: AtomicU64,
-    /// Smallest watermark tick over this process's sources (complete ticks are below it).
-    pub watermark: AtomicU64,
     /// Per source (by worker index): when it let time advance to each tick, oldest first.
     released: Mutex<HashMap<usize, VecDeque<(u64, Instant)>>>,
 }
@@ -79,7 +77,6 @@ impl Control {
             finished: AtomicUsize::new(0),
             caught_up: AtomicUsize::new(0),
             messages_read: AtomicU64::new(0),
-            watermark: AtomicU64::new(0),
             released: Mutex::default(),
         }
     }
@@ -191,9 +188,6 @@ impl Partition {
     }
 }
 
-fn now_ms() -> i64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_millis() as i64).unwrap_or(0)
-}
 
 /// A consumer for the worker's partitions of one topic, each from the first message at or
 /// after `from_ms`. One consumer per topic, because end-of-partition events name no topic.
@@ -327,31 +321,18 @@ pub fn kafka_source<'scope>(scope: Scope<'scope, u64>, ctx: SourceContext) -> Re
                     part.at_end = false;
                     part.last_message = Instant::now();
                     let payload = message.payload().unwrap_or_default();
-                    let decoded = match topic {
-                        Topic::Assignments => {
-                            counters.assignments_read += 1;
-                            decoder.assignment(payload, now, &mut names).map(|a| Some((a.ts, Decoded::Event(Event::Assignment(a)))))
-                        }
-                        Topic::Outcomes => {
-                            counters.outcomes_read += 1;
-                            decoder.outcome(payload, now).map(|o| o.map(|o| (o.ts, Decoded::Event(Event::Outcome(o)))))
-                        }
+                    let kind = match topic {
+                        Topic::Assignments => RecordKind::Assignment,
+                        Topic::Outcomes => RecordKind::Outcome,
                     };
-                    let tick = match decoded {
-                        Ok(Some((ts, record))) => {
+                    let tick = match decoder.decode(kind, payload, now, &mut names, &mut counters) {
+                        Some((ts, record)) => {
                             part.max_ts = part.max_ts.max(ts);
                             let tick = ticks.tick_of(ts).max(floor_tick);
                             batch.push((tick, record));
                             tick
                         }
-                        Ok(None) => {
-                            counters.ignored_kind += 1;
-                            floor_tick
-                        }
-                        Err(reason) => {
-                            counters.malformed(&reason.to_string());
-                            floor_tick
-                        }
+                        None => floor_tick,
                     };
                     part.checkpoint(tick, message.offset());
                 }
@@ -369,7 +350,6 @@ pub fn kafka_source<'scope>(scope: Scope<'scope, u64>, ctx: SourceContext) -> Re
                     control.release(worker_index, tick);
                 }
             }
-            control.watermark.store(*cap.time(), Ordering::Relaxed);
             if !caught_up && partitions.iter().all(|p| p.at_end) {
                 caught_up = true;
                 control.caught_up.fetch_add(1, Ordering::AcqRel);

@@ -4,6 +4,11 @@
 //! as of its last millisecond, so an inclusive bound such as `ts + attribution` is settled
 //! once that tick is complete.
 
+/// Wall-clock time in ms since the Unix epoch (0 if the clock is before it).
+pub fn now_ms() -> i64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_millis() as i64).unwrap_or(0)
+}
+
 /// The tick length of a dataflow, and the arithmetic between event times and ticks.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Ticks {

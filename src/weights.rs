@@ -7,7 +7,6 @@
 //! order however far the frontier jumps: the output does not depend on how time advanced.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
-use std::time::{SystemTime, UNIX_EPOCH};
 
 use differential_dataflow::VecCollection;
 use serde::{Deserialize, Serialize};
@@ -22,7 +21,7 @@ use crate::config::{Dataflow, PolicyConfig, Prior};
 use crate::event::{arm_id_of, entity_id_of, Catalog, Name, NameId, Registration};
 use crate::policy::{limit_step, target_weights, Status};
 use crate::posterior::{p_best, Beta};
-use crate::time::{first_open_tick, Ticks};
+use crate::time::{first_open_tick, now_ms, Ticks};
 use crate::window::ArmCount;
 
 /// The version of the weight record's layout (`schemas/weights.schema.json`).
@@ -81,6 +80,8 @@ pub struct EncodedRecord {
     pub entity_id: String,
     /// The record as JSON.
     pub json: String,
+    /// How many arms it lists.
+    pub arms: usize,
 }
 
 impl EncodedRecord {
@@ -89,7 +90,7 @@ impl EncodedRecord {
         // Strings, integers, floats (serde_json writes non-finite ones as null) and JSON
         // values: serialization cannot fail.
         let json = serde_json::to_string(record).expect("a weight record always serializes");
-        EncodedRecord { version: record.version, entity_id: record.entity_id.clone(), json }
+        EncodedRecord { version: record.version, entity_id: record.entity_id.clone(), json, arms: record.arms.len() }
     }
 }
 
@@ -134,9 +135,6 @@ impl WeightRules {
     }
 }
 
-fn now_ms() -> i64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_millis() as i64).unwrap_or(0)
-}
 
 /// Weights of one entity and where the step limit is taking them.
 struct EntityWeights {

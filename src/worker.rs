@@ -7,12 +7,11 @@
 //! publishes the ticks whose data is complete, commits offsets and returns.
 
 use std::cell::RefCell;
-use std::collections::HashMap;
 use std::path::PathBuf;
 use std::rc::Rc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
 use timely::dataflow::operators::probe::Handle as ProbeHandle;
 use timely::dataflow::operators::Probe;
@@ -22,13 +21,12 @@ use crate::counters::Counters;
 use crate::dataflow::bandit;
 use crate::deployment::KafkaConfig;
 use crate::kafka::{self, KafkaClientError};
-use crate::metrics::{self, MetricsError, Snapshot};
+use crate::metrics::{self, MetricsError, Snapshot, WorkerReports};
 use crate::publisher::{Publisher, SinkError, SinkSummary, Targets};
 use crate::sink::publish;
 use crate::source::{kafka_source, Control, SourceContext, Topic};
+use crate::time::now_ms;
 
-/// How often each worker reports its counters for the metrics endpoint.
-const REPORT_EVERY: Duration = Duration::from_millis(250);
 /// Entities a sink may hold unwritten before the dataflow waits for it.
 pub const SINK_CAPACITY: usize = 1_000_000;
 
@@ -96,9 +94,6 @@ pub struct RunSummary {
     pub elapsed: Duration,
 }
 
-fn now_ms() -> i64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_millis() as i64).unwrap_or(0)
-}
 
 /// The timely configuration of `options`.
 fn timely_config(options: &RunOptions) -> Result<timely::Config, WorkerError> {
@@ -156,7 +151,7 @@ pub fn run(options: &RunOptions, ready: Arc<AtomicBool>) -> Result<RunSummary, W
     let control = Arc::new(Control::new(options.stop.clone(), options.workers.max(1)));
     let failure: Arc<Mutex<Option<String>>> = Arc::new(Mutex::new(None));
     // What each local worker last reported: its counters and the published frontier.
-    let reports: Arc<Mutex<HashMap<usize, (Counters, Option<u64>)>>> = Arc::default();
+    let reports = Arc::new(WorkerReports::default());
     let lag: kafka::ConsumerLag = Arc::default();
     let published_state: Arc<Mutex<metrics::PublishedState>> = Arc::default();
     let endpoint = match options.metrics_listen {
@@ -230,12 +225,9 @@ pub fn run(options: &RunOptions, ready: Arc<AtomicBool>) -> Result<RunSummary, W
         let mut reported = Instant::now();
         while !worker_control.finished() {
             worker.step_or_park(Some(Duration::from_millis(20)));
-            if reported.elapsed() >= REPORT_EVERY {
+            if reported.elapsed() >= WorkerReports::EVERY {
                 reported = Instant::now();
-                let frontier = published.with_frontier(|f| f.first().copied());
-                if let Ok(mut reports) = worker_reports.lock() {
-                    reports.insert(worker.index(), (counters.borrow().clone(), frontier));
-                }
+                worker_reports.report(worker.index(), &counters.borrow(), published.with_frontier(|f| f.first().copied()));
             }
         }
         for id in worker.installed_dataflows() {
@@ -250,7 +242,7 @@ pub fn run(options: &RunOptions, ready: Arc<AtomicBool>) -> Result<RunSummary, W
         while !watcher.finished() {
             if !ready.load(Ordering::Relaxed) && watcher.caught_up() {
                 ready.store(true, Ordering::Release);
-                tracing::info!(watermark_tick = watcher.watermark.load(Ordering::Relaxed), "caught up");
+                tracing::info!("caught up");
             }
             std::thread::sleep(Duration::from_millis(50));
         }
@@ -273,27 +265,12 @@ pub fn run(options: &RunOptions, ready: Arc<AtomicBool>) -> Result<RunSummary, W
 }
 
 /// The state the metrics endpoint reports: the workers' last reports and the sinks.
-fn snapshot(reports: &Mutex<HashMap<usize, (Counters, Option<u64>)>>, control: &Control, publisher: Option<&Publisher>, tick_ms: u64) -> Snapshot {
-    let mut counters = Counters::default();
-    let mut frontier: Option<u64> = None;
-    if let Ok(reports) = reports.lock() {
-        for (c, f) in reports.values() {
-            counters.merge(c);
-            frontier = match (frontier, f) {
-                (Some(a), Some(b)) => Some(a.min(*b)),
-                (a, b) => a.or(*b),
-            };
-        }
-    }
+fn snapshot(reports: &WorkerReports, control: &Control, publisher: Option<&Publisher>, tick_ms: u64) -> Snapshot {
     Snapshot {
-        counters,
         sinks: publisher.map(Publisher::states).unwrap_or_default(),
-        complete_through_ms: frontier.filter(|&f| f > 0 && f < u64::MAX).map(|f| (f.saturating_mul(tick_ms)).min(i64::MAX as u64) as i64),
         caught_up: control.caught_up(),
-        consumer_lag: Default::default(),
-        published: Default::default(),
         messages_read: control.messages_read.load(Ordering::Relaxed),
-        ready_max_lag_ms: None,
+        ..reports.snapshot(tick_ms)
     }
 }
 
