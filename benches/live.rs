@@ -19,7 +19,7 @@ use std::collections::HashMap;
 use std::sync::{Arc, Condvar, Mutex};
 use std::time::{Duration, Instant};
 
-use banditflow::generate::{generate, TrafficSpec};
+use banditflow::traffic::{generate, TrafficSpec};
 use common::*;
 use rand::{Rng, SeedableRng};
 use rdkafka::config::ClientConfig;

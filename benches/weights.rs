@@ -1,9 +1,10 @@
 //! Cost of one entity's weights at a tick: `p_best` over its arms' posteriors, then the
 //! floor policy. Realistic posteriors: ~5% conversion, a few thousand trials per arm,
 //! arms within a couple of standard deviations of each other.
+#![allow(missing_docs)] // criterion_group! and criterion_main! generate undocumented functions
 
-use banditflow::policy::target_weights;
-use banditflow::posterior::{p_best, Beta};
+use banditflow_core::policy::target_weights;
+use banditflow_core::posterior::{p_best, Beta};
 use criterion::{black_box, criterion_group, criterion_main, BenchmarkId, Criterion};
 
 /// `k` arms near a 5% rate with 2000-5000 trials each, spread over about two standard

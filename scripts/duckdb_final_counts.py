@@ -1,6 +1,6 @@
 #!/usr/bin/env python3
 """The DuckDB side of scripts/bench.sh: the same per-(entity, arm) trials and successes that
-banditflow's replay computes, from the same JSON-lines files, by the rules of SEMANTICS.md.
+banditflow's replay computes, from the same JSON-lines files, by the rules of docs/semantics.md.
 
   counts  Loads both files and computes the counts as of the end of the last tick (the tick of
           the largest ts in either file); timed, JSON reading included. Prints one JSON line.

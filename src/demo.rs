@@ -20,11 +20,13 @@ use rdkafka::mocking::MockCluster;
 use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
 use rdkafka::{ClientConfig, Offset, TopicPartitionList};
 
-use crate::config::{ConfigError, Dataflow};
-use crate::generate::true_rate;
-use crate::weights::WeightRecord;
+use banditflow_core::config::ConfigError;
+use banditflow_core::record::WeightRecord;
+use banditflow_core::time::now_ms;
+
+use crate::deployment::Job;
+use crate::traffic::true_rate;
 use crate::worker::{self, RunOptions, RunSummary, WorkerError};
-use crate::time::now_ms;
 
 /// The job the demo runs: `dataflows/demo.toml`, compiled in.
 pub const DEMO_JOB: &str = include_str!("../dataflows/demo.toml");
@@ -120,7 +122,7 @@ pub fn run(options: &DemoOptions, out: &mut dyn Write) -> Result<DemoReport, Dem
         cluster.create_topic(topic, partitions, 1)?;
     }
     let brokers = cluster.bootstrap_servers();
-    let mut job = Dataflow::from_toml_str(DEMO_JOB)?;
+    let mut job = Job::from_toml_str(DEMO_JOB)?;
     if let Some(kafka) = job.deployment.kafka.as_mut() {
         kafka.brokers = brokers.clone();
     }

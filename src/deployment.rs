@@ -1,13 +1,46 @@
 //! Where a live worker connects: the `[kafka]`, `[redis]`, `[metrics]` sections and `mode`
 //! of a job file, with `BANDITFLOW_<SECTION>_<KEY>` environment variables overriding them so
-//! that secrets stay out of files.
+//! that secrets stay out of files. A [`Job`] is the whole file: the dataflow (what to
+//! compute, read by `banditflow_core::config`) and its deployment.
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
+use std::path::Path;
 
+use banditflow_core::config::{self, ConfigError, Dataflow};
 use serde::Deserialize;
 
-use crate::config::ConfigError;
+/// A whole job file: what to compute and where a live worker connects.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Job {
+    /// What to compute: tick, windows, prior, policy, declared arms.
+    pub dataflow: Dataflow,
+    /// `mode`, `[kafka]`, `[redis]`, `[metrics]`, environment overrides applied.
+    pub deployment: Deployment,
+}
+
+impl Job {
+    /// Parses and validates a job file's text (no environment overrides).
+    pub fn from_toml_str(text: &str) -> Result<Job, ConfigError> {
+        Job::from_toml_str_with_env(text, std::iter::empty())
+    }
+
+    /// As [`Job::from_toml_str`], with `BANDITFLOW_<SECTION>_<KEY>` variables among `vars`
+    /// overriding the file's `mode`, `[kafka]`, `[redis]` and `[metrics]`.
+    pub fn from_toml_str_with_env(text: &str, vars: impl IntoIterator<Item = (String, String)>) -> Result<Job, ConfigError> {
+        let dataflow = Dataflow::from_toml_str(text)?;
+        let mut deployment: RawDeployment = config::from_toml(text)?;
+        deployment.override_from(vars)?;
+        Ok(Job { dataflow, deployment: deployment.into_deployment()? })
+    }
+
+    /// Reads, parses and validates the job file at `path`, with the process's
+    /// `BANDITFLOW_<SECTION>_<KEY>` environment variables applied. Errors name the file.
+    pub fn load(path: &Path) -> Result<Job, ConfigError> {
+        let text = config::read(path)?;
+        Job::from_toml_str_with_env(&text, std::env::vars()).map_err(|error| config::in_file(path, error))
+    }
+}
 
 /// Prefix of the environment variables that override job-file settings.
 pub const ENV_PREFIX: &str = "BANDITFLOW_";
@@ -78,7 +111,7 @@ impl Default for MetricsConfig {
 
 #[derive(Default, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub(crate) struct RawKafka {
+struct RawKafka {
     brokers: Option<String>,
     assignments_topic: Option<String>,
     outcomes_topic: Option<String>,
@@ -90,27 +123,28 @@ pub(crate) struct RawKafka {
 
 #[derive(Default, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub(crate) struct RawRedis {
+struct RawRedis {
     url: Option<String>,
     prefix: Option<String>,
 }
 
 #[derive(Default, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub(crate) struct RawMetrics {
+struct RawMetrics {
     listen: Option<String>,
     #[serde(default)]
     entities: Vec<String>,
     ready_max_lag: Option<String>,
 }
 
-/// The deployment sections as read from the file, before overrides and checks.
-#[derive(Default)]
-pub(crate) struct RawDeployment {
-    pub(crate) mode: Option<String>,
-    pub(crate) kafka: Option<RawKafka>,
-    pub(crate) redis: Option<RawRedis>,
-    pub(crate) metrics: Option<RawMetrics>,
+/// The deployment sections as read from the file, before overrides and checks. Other keys
+/// are the dataflow's, checked by `banditflow_core::config` (which rejects unknown ones).
+#[derive(Default, Deserialize)]
+struct RawDeployment {
+    mode: Option<String>,
+    kafka: Option<RawKafka>,
+    redis: Option<RawRedis>,
+    metrics: Option<RawMetrics>,
 }
 
 /// The deployment settings of a job file, overrides applied.
@@ -136,7 +170,7 @@ fn required(value: Option<String>, key: &'static str) -> Result<String, ConfigEr
 impl RawDeployment {
     /// Applies `BANDITFLOW_<SECTION>_<KEY>` variables from `vars` for the sections `kafka`,
     /// `redis` and `metrics` (and `BANDITFLOW_MODE`); other variables are ignored.
-    pub(crate) fn override_from(&mut self, vars: impl IntoIterator<Item = (String, String)>) -> Result<(), ConfigError> {
+    fn override_from(&mut self, vars: impl IntoIterator<Item = (String, String)>) -> Result<(), ConfigError> {
         for (name, value) in vars {
             let Some(rest) = name.strip_prefix(ENV_PREFIX) else { continue };
             let rest = rest.to_ascii_lowercase();
@@ -184,7 +218,7 @@ impl RawDeployment {
     }
 
     /// Checks the sections and turns them into settings.
-    pub(crate) fn into_deployment(self) -> Result<Deployment, ConfigError> {
+    fn into_deployment(self) -> Result<Deployment, ConfigError> {
         let mode = match self.mode.as_deref() {
             None | Some("production") => Mode::Production,
             Some("shadow") => Mode::Shadow,
@@ -233,8 +267,6 @@ impl RawDeployment {
 
 #[cfg(test)]
 mod tests {
-    use crate::config::Dataflow;
-
     use super::*;
 
     const BASE: &str = "name = \"x\"\ntick = \"1m\"\nwindow = \"1h\"\nattribution = \"5m\"\nallowed_lateness = \"1m\"\n";
@@ -250,7 +282,7 @@ mod tests {
              weights_topic = \"w\"\ngroup_id = \"g\"\n[kafka.properties]\n\"security.protocol\" = \"SASL_SSL\"\n\
              [redis]\nurl = \"redis://127.0.0.1:6379\"\n"
         );
-        let job = Dataflow::from_toml_str(&text).expect("valid");
+        let job = Job::from_toml_str(&text).expect("valid");
         let d = job.deployment;
         assert_eq!(d.mode, Mode::Shadow);
         let kafka = d.kafka.expect("kafka");
@@ -275,7 +307,7 @@ mod tests {
             ("PATH", "/usr/bin"),
             ("BANDITFLOW_BIN", "target/release/banditflow"),
         ]);
-        let job = Dataflow::from_toml_str_with_env(&text, vars).expect("valid");
+        let job = Job::from_toml_str_with_env(&text, vars).expect("valid");
         let d = job.deployment;
         assert_eq!(d.redis.expect("redis").url, "redis://env:6379");
         assert_eq!(d.kafka.expect("kafka").properties.get("sasl.password").map(String::as_str), Some("s3cret"));
@@ -285,23 +317,23 @@ mod tests {
     #[test]
     fn incomplete_kafka_section_names_the_missing_key() {
         let text = format!("{BASE}[kafka]\nbrokers = \"b:9092\"\n");
-        let err = Dataflow::from_toml_str(&text).expect_err("incomplete");
+        let err = Job::from_toml_str(&text).expect_err("incomplete");
         assert!(err.to_string().contains("`kafka.assignments_topic`"), "{err}");
     }
 
     #[test]
     fn unknown_override_variable_and_bad_values_are_named() {
-        let err = Dataflow::from_toml_str_with_env(BASE, env(&[("BANDITFLOW_KAFKA_BROKRS", "x")])).expect_err("unknown");
+        let err = Job::from_toml_str_with_env(BASE, env(&[("BANDITFLOW_KAFKA_BROKRS", "x")])).expect_err("unknown");
         assert!(err.to_string().contains("BANDITFLOW_KAFKA_BROKRS"), "{err}");
-        let job = Dataflow::from_toml_str(&format!("{BASE}[metrics]\nentities = [\"e\"]\nready_max_lag = \"90s\"\n")).expect("metrics keys");
+        let job = Job::from_toml_str(&format!("{BASE}[metrics]\nentities = [\"e\"]\nready_max_lag = \"90s\"\n")).expect("metrics keys");
         assert_eq!((job.deployment.metrics.entities, job.deployment.metrics.ready_max_lag_ms), (vec!["e".to_owned()], 90_000));
-        let err = Dataflow::from_toml_str(&format!("{BASE}[metrics]\nready_max_lag = \"soon\"\n")).expect_err("bad duration");
+        let err = Job::from_toml_str(&format!("{BASE}[metrics]\nready_max_lag = \"soon\"\n")).expect_err("bad duration");
         assert!(err.to_string().contains("`metrics.ready_max_lag`"), "{err}");
-        let err = Dataflow::from_toml_str(&format!("{BASE}[metrics]\nlisten = \"nowhere\"\n")).expect_err("bad address");
+        let err = Job::from_toml_str(&format!("{BASE}[metrics]\nlisten = \"nowhere\"\n")).expect_err("bad address");
         assert!(err.to_string().contains("`metrics.listen`"), "{err}");
-        let err = Dataflow::from_toml_str(&format!("{BASE}mode = \"canary\"\n")).expect_err("bad mode");
+        let err = Job::from_toml_str(&format!("{BASE}mode = \"canary\"\n")).expect_err("bad mode");
         assert!(err.to_string().contains("`mode`"), "{err}");
-        let err = Dataflow::from_toml_str(&format!("{BASE}[redis]\nurl = \"redis://x\"\nprefx = \"p\"\n")).expect_err("unknown key");
+        let err = Job::from_toml_str(&format!("{BASE}[redis]\nurl = \"redis://x\"\nprefx = \"p\"\n")).expect_err("unknown key");
         assert!(err.to_string().contains("redis.prefx"), "{err}");
     }
 }

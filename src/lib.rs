@@ -1,27 +1,21 @@
-//! banditflow: experiment traffic in, multi-armed-bandit weights out.
+//! banditflow: experiment traffic in, multi-armed-bandit weights out, on timely and
+//! differential dataflow.
 //!
-//! Data flows one way: `event` (decode and key) → `attribution` (join outcomes to
-//! assignments, decide rewards) → `window` (windowed counts per arm) → `weights`
-//! (posteriors, `p_best`, policy) → a sink. `replay` drives that dataflow from files;
-//! `worker` drives it from Kafka (`source`) and publishes to Kafka and Redis (`publisher`).
+//! The semantics (decoding, attribution, window, posteriors, policy, the weight record, the
+//! job file) live in `banditflow_core`; this crate runs them. Data flows one way:
+//! a source (`file/` for replay, `kafka/` for the live worker) → the [`dataflow`] (attribute →
+//! arm counts → weigh → publish) → sinks (`file/`, `kafka/`, `redis/`, through the live
+//! [`publisher`]). [`replay`] and [`worker`] drive the dataflow; [`metrics`] is what SREs see;
+//! [`deployment`] reads where a live worker connects.
 
-pub mod attribution;
-pub mod config;
-pub mod counters;
 pub mod dataflow;
 pub mod demo;
 pub mod deployment;
-pub mod event;
-pub mod generate;
+pub mod file;
 pub mod kafka;
 pub mod metrics;
-pub mod policy;
-pub mod posterior;
 pub mod publisher;
+pub mod redis;
 pub mod replay;
-pub mod sink;
-pub mod source;
-pub mod time;
-pub mod weights;
-pub mod window;
+pub mod traffic;
 pub mod worker;

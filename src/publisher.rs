@@ -1,4 +1,5 @@
-//! The live worker's sinks: the weights topic and Redis, each written by its own thread.
+//! The live worker's publisher: the weights topic and Redis sinks, each written by its own
+//! thread.
 //!
 //! The dataflow hands over each complete tick's records. A sink that keeps up writes every
 //! record in order. While it is down (or its buffer is full) it keeps only the newest
@@ -12,35 +13,20 @@ use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use rdkafka::message::{Header, OwnedHeaders};
-use rdkafka::producer::{BaseProducer, BaseRecord, DeliveryResult, Producer, ProducerContext};
-use rdkafka::ClientContext;
+use banditflow_core::record::EncodedRecord;
+use banditflow_core::time::now_ms;
 
 use crate::deployment::{KafkaConfig, Mode, RedisConfig};
-use crate::kafka::{self, KafkaClientError, VERSION_HEADER};
-use crate::weights::EncodedRecord;
-use crate::time::now_ms;
+use crate::kafka::client::{self as kafka, KafkaClientError};
+use crate::kafka::sink::KafkaWriter;
+use crate::metrics::{SinkState, PUBLISH_LATENCY};
+use crate::redis::sink::RedisWriter;
 
 
 /// First wait after a failed write; it doubles up to [`MAX_BACKOFF`].
 const MIN_BACKOFF: Duration = Duration::from_millis(100);
 /// Longest wait between retries of a sink that is down.
 const MAX_BACKOFF: Duration = Duration::from_secs(5);
-
-/// Sets `KEYS[1]` to `ARGV[2]` and publishes `ARGV[3]` on `KEYS[2]` only if the version stored
-/// there is smaller than `ARGV[1]`; returns 1 if written.
-const GUARDED_SET: &str = r"
-local current = redis.call('GET', KEYS[1])
-if current then
-  local ok, record = pcall(cjson.decode, current)
-  if ok and type(record) == 'table' and tonumber(record['version']) and tonumber(record['version']) >= tonumber(ARGV[1]) then
-    return 0
-  end
-end
-redis.call('SET', KEYS[1], ARGV[2])
-redis.call('PUBLISH', KEYS[2], ARGV[3])
-return 1
-";
 
 /// Why a sink could not start or write.
 #[derive(Debug, thiserror::Error)]
@@ -51,9 +37,6 @@ pub enum SinkError {
     /// Redis refused or is unreachable.
     #[error("redis: {0}")]
     Redis(#[from] redis::RedisError),
-    /// Some records were not delivered.
-    #[error("{0} records not delivered: {1}")]
-    Undelivered(usize, String),
     /// The sink's thread could not start.
     #[error("cannot start the {0} sink thread: {1}")]
     Thread(&'static str, std::io::Error),
@@ -163,8 +146,7 @@ impl Publisher {
             sinks.push(spawn("kafka", Writer::Kafka(Box::new(writer)))?);
         }
         if let Some((config, prefix)) = &targets.redis {
-            let client = redis::Client::open(config.url.as_str())?;
-            let writer = RedisWriter { client, connection: None, prefix: prefix.clone() };
+            let writer = RedisWriter::open(&config.url, prefix.clone())?;
             sinks.push(spawn("redis", Writer::Redis(Box::new(writer)))?);
         }
         Ok(Publisher { sinks, capacity: capacity.max(1) })
@@ -198,12 +180,12 @@ impl Publisher {
     }
 
     /// Each sink's counts and whether it is up, for the metrics endpoint.
-    pub fn states(&self) -> Vec<crate::metrics::SinkState> {
+    pub fn states(&self) -> Vec<SinkState> {
         self.sinks
             .iter()
             .map(|(s, _)| {
                 let q = s.lock();
-                crate::metrics::SinkState { name: s.name, written: q.written, failures: q.failures, up: q.up, last_write_ms: q.last_write_ms }
+                SinkState { name: s.name, written: q.written, failures: q.failures, up: q.up, last_write_ms: q.last_write_ms }
             })
             .collect()
     }
@@ -317,7 +299,7 @@ fn run_sink(shared: &Shared, writer: &mut Writer) {
 fn observe_acknowledged(queue: &mut Queue, sink: &'static str) {
     while queue.handed.front().is_some_and(|(t, _)| *t < queue.acked) {
         if let Some((_, at)) = queue.handed.pop_front() {
-            crate::metrics::PUBLISH_LATENCY.with_label_values(&[sink]).observe(at.elapsed().as_secs_f64());
+            PUBLISH_LATENCY.with_label_values(&[sink]).observe(at.elapsed().as_secs_f64());
         }
     }
 }
@@ -333,185 +315,8 @@ impl Writer {
     /// were not written.
     fn write(&mut self, batch: Vec<EncodedRecord>) -> Result<(), (SinkError, Vec<EncodedRecord>)> {
         match self {
-            Writer::Kafka(w) => w.write(batch),
-            Writer::Redis(w) => w.write(batch),
-        }
-    }
-}
-
-/// Delivery reports of the weights producer: which entities' records failed.
-struct Deliveries {
-    failed: Mutex<Vec<(String, u64, String)>>,
-}
-
-impl ClientContext for Deliveries {}
-
-impl ProducerContext for Deliveries {
-    type DeliveryOpaque = Box<(String, u64)>;
-
-    fn delivery(&self, result: &DeliveryResult<'_>, record: Self::DeliveryOpaque) {
-        if let Err((error, _)) = result {
-            if let Ok(mut failed) = self.failed.lock() {
-                let (entity, version) = *record;
-                failed.push((entity, version, error.to_string()));
-            }
-        }
-    }
-}
-
-/// Writes records to the weights topic: key `entity_id`, JSON value, `version` header.
-struct KafkaWriter {
-    producer: BaseProducer<Deliveries>,
-    topic: String,
-    /// Newest version out per entity.
-    published: HashMap<String, u64>,
-}
-
-impl KafkaWriter {
-    fn new(config: &KafkaConfig, topic: String, published: HashMap<String, u64>) -> Result<Self, SinkError> {
-        let producer = kafka::producer_config(config)
-            .create_with_context(Deliveries { failed: Mutex::new(Vec::new()) })
-            .map_err(|source| KafkaClientError::Client { what: "cannot create producer".into(), source })?;
-        Ok(KafkaWriter { producer, topic, published })
-    }
-
-    fn write(&mut self, batch: Vec<EncodedRecord>) -> Result<(), (SinkError, Vec<EncodedRecord>)> {
-        let mut sent = Vec::with_capacity(batch.len());
-        let mut unsent = Vec::new();
-        let mut first_error = None;
-        for record in batch {
-            if self.published.get(&record.entity_id).is_some_and(|&v| v >= record.version) {
-                continue;
-            }
-            let version = record.version.to_string();
-            let headers = OwnedHeaders::new().insert(Header { key: VERSION_HEADER, value: Some(version.as_str()) });
-            let message = BaseRecord::with_opaque_to(&self.topic, Box::new((record.entity_id.clone(), record.version)))
-                .key(record.entity_id.as_str())
-                .payload(record.json.as_str())
-                .headers(headers);
-            let mut message = message;
-            let queued = loop {
-                match self.producer.send(message) {
-                    Ok(()) => break true,
-                    Err((rdkafka::error::KafkaError::MessageProduction(rdkafka::types::RDKafkaErrorCode::QueueFull), back)) => {
-                        message = back;
-                        self.producer.poll(Duration::from_millis(10));
-                    }
-                    Err((error, _)) => {
-                        first_error.get_or_insert(error.to_string());
-                        break false;
-                    }
-                }
-            };
-            if queued {
-                sent.push(record);
-            } else {
-                unsent.push(record);
-            }
-        }
-        let flushed = flush(&self.producer, Duration::from_secs(30));
-        let failed: Vec<(String, u64, String)> = self.producer.context().failed.lock().map(|mut f| std::mem::take(&mut *f)).unwrap_or_default();
-        if let Err(error) = &flushed {
-            first_error.get_or_insert(error.to_string());
-        }
-        let failed_versions: std::collections::HashSet<(&str, u64)> = failed.iter().map(|(e, v, _)| (e.as_str(), *v)).collect();
-        if let Some((_, _, error)) = failed.first() {
-            first_error.get_or_insert(error.clone());
-        }
-        let flush_failed = flushed.is_err();
-        let mut delivered_or_failed = Vec::new();
-        for record in sent {
-            if flush_failed || failed_versions.contains(&(record.entity_id.as_str(), record.version)) {
-                delivered_or_failed.push(record);
-            } else {
-                let newest = self.published.entry(record.entity_id.clone()).or_insert(record.version);
-                *newest = (*newest).max(record.version);
-            }
-        }
-        // A failed record behind one of its entity's delivered records is never retried.
-        unsent.extend(delivered_or_failed.into_iter().filter(|r| self.published.get(&r.entity_id).is_none_or(|&v| v < r.version)));
-        match first_error {
-            None => Ok(()),
-            Some(error) => {
-                let n = unsent.len();
-                Err((SinkError::Undelivered(n, error), unsent))
-            }
-        }
-    }
-}
-
-/// Waits until every record handed to `producer` is acknowledged or failed. rdkafka's own
-/// `flush` sleeps in steps of 100 ms, which would be most of the weights topic's latency.
-fn flush(producer: &BaseProducer<Deliveries>, timeout: Duration) -> Result<(), rdkafka::error::KafkaError> {
-    let deadline = Instant::now() + timeout;
-    while producer.in_flight_count() > 0 {
-        if Instant::now() >= deadline {
-            return Err(rdkafka::error::KafkaError::Flush(rdkafka::types::RDKafkaErrorCode::RequestTimedOut));
-        }
-        producer.poll(Duration::from_millis(1));
-    }
-    Ok(())
-}
-
-/// Writes records to Redis under the version guard, then announces them.
-struct RedisWriter {
-    client: redis::Client,
-    /// The connection and the SHA1 of the guard script loaded on it.
-    connection: Option<(redis::Connection, String)>,
-    prefix: String,
-}
-
-impl RedisWriter {
-    /// Connects and loads the guard script (a restarted Redis has forgotten it, and a
-    /// restart breaks the connection, so once per connection is enough).
-    fn connect(&self) -> Result<(redis::Connection, String), redis::RedisError> {
-        let mut connection = self.client.get_connection_with_timeout(Duration::from_secs(2))?;
-        connection.set_read_timeout(Some(Duration::from_secs(5)))?;
-        connection.set_write_timeout(Some(Duration::from_secs(5)))?;
-        let sha = redis::cmd("SCRIPT").arg("LOAD").arg(GUARDED_SET).query(&mut connection)?;
-        Ok((connection, sha))
-    }
-
-    fn write(&mut self, batch: Vec<EncodedRecord>) -> Result<(), (SinkError, Vec<EncodedRecord>)> {
-        let (connection, sha) = match self.connection.as_mut() {
-            Some((c, sha)) => (c, sha.as_str()),
-            None => match self.connect() {
-                Ok(connected) => {
-                    let (c, sha) = self.connection.insert(connected);
-                    (c, sha.as_str())
-                }
-                Err(e) => return Err((SinkError::Redis(e), batch)),
-            },
-        };
-        let channel = format!("{}:updates", self.prefix);
-        // Only the newest record of each entity matters to a key.
-        let mut newest: HashMap<&str, u64> = HashMap::new();
-        for r in &batch {
-            let v = newest.entry(r.entity_id.as_str()).or_insert(r.version);
-            *v = (*v).max(r.version);
-        }
-        // Every record in one pipeline; a retry after a partial failure is harmless because the
-        // guard rejects versions already stored.
-        let result = {
-            let mut pipe = redis::pipe();
-            for record in batch.iter().filter(|r| newest.get(r.entity_id.as_str()) == Some(&r.version)) {
-                pipe.cmd("EVALSHA")
-                    .arg(sha)
-                    .arg(2)
-                    .arg(format!("{}:{}", self.prefix, record.entity_id))
-                    .arg(&channel)
-                    .arg(record.version)
-                    .arg(&record.json)
-                    .arg(&record.entity_id);
-            }
-            pipe.query::<Vec<i64>>(connection).map(|_| ())
-        };
-        match result {
-            Ok(()) => Ok(()),
-            Err(e) => {
-                self.connection = None;
-                Err((SinkError::Redis(e), batch))
-            }
+            Writer::Kafka(w) => w.write(batch).map_err(|(e, unwritten)| (SinkError::Kafka(e), unwritten)),
+            Writer::Redis(w) => w.write(batch).map_err(|(e, unwritten)| (SinkError::Redis(e), unwritten)),
         }
     }
 }

@@ -16,16 +16,16 @@ use std::time::{Duration, Instant};
 use timely::dataflow::operators::probe::Handle as ProbeHandle;
 use timely::dataflow::operators::Probe;
 
-use crate::config::Dataflow;
-use crate::counters::Counters;
-use crate::dataflow::bandit;
-use crate::deployment::KafkaConfig;
-use crate::kafka::{self, KafkaClientError};
+use banditflow_core::counters::Counters;
+use banditflow_core::time::now_ms;
+
+use crate::dataflow::{bandit, publish};
+use crate::deployment::{Job, KafkaConfig};
+use crate::kafka::client::{self as kafka, KafkaClientError};
+use crate::kafka::control::{Control, Topic};
+use crate::kafka::source::{kafka_source, SourceContext};
 use crate::metrics::{self, MetricsError, Snapshot, WorkerReports};
 use crate::publisher::{Publisher, SinkError, SinkSummary, Targets};
-use crate::sink::publish;
-use crate::source::{kafka_source, Control, SourceContext, Topic};
-use crate::time::now_ms;
 
 /// Entities a sink may hold unwritten before the dataflow waits for it.
 pub const SINK_CAPACITY: usize = 1_000_000;
@@ -46,7 +46,7 @@ pub struct Cluster {
 #[derive(Clone, Debug)]
 pub struct RunOptions {
     /// The job, with its `[kafka]` (required) and `[redis]` sections.
-    pub job: Dataflow,
+    pub job: Job,
     /// Worker threads in this process.
     pub workers: usize,
     /// The cluster, if more than one process.
@@ -124,13 +124,13 @@ fn timely_config(options: &RunOptions) -> Result<timely::Config, WorkerError> {
 /// read to the end of its partitions.
 pub fn run(options: &RunOptions, ready: Arc<AtomicBool>) -> Result<RunSummary, WorkerError> {
     let started = Instant::now();
-    let job = options.job.clone();
-    let kafka = job.deployment.kafka.clone().ok_or(WorkerError::NoKafka)?;
+    let Job { dataflow: job, deployment } = options.job.clone();
+    let kafka = deployment.kafka.clone().ok_or(WorkerError::NoKafka)?;
     let config = timely_config(options)?;
     let process = options.cluster.as_ref().map(|c| c.process).unwrap_or(0);
     let partitions = input_partitions(&kafka)?;
     let publisher = if process == 0 {
-        let targets = Targets::of(Some(&kafka), job.deployment.redis.as_ref(), job.deployment.mode);
+        let targets = Targets::of(Some(&kafka), deployment.redis.as_ref(), deployment.mode);
         if targets.kafka.is_none() && targets.redis.is_none() {
             return Err(WorkerError::NoSink);
         }
@@ -141,7 +141,7 @@ pub fn run(options: &RunOptions, ready: Arc<AtomicBool>) -> Result<RunSummary, W
     let rebuild_from_ms = now_ms() - (job.window_ms + job.attribution_ms + job.allowed_lateness_ms).min(i64::MAX as u64) as i64;
     tracing::info!(
         dataflow = %job.name,
-        mode = ?job.deployment.mode,
+        mode = ?deployment.mode,
         workers = options.workers,
         process,
         partitions = partitions.len(),
@@ -156,7 +156,7 @@ pub fn run(options: &RunOptions, ready: Arc<AtomicBool>) -> Result<RunSummary, W
     let published_state: Arc<Mutex<metrics::PublishedState>> = Arc::default();
     let endpoint = match options.metrics_listen {
         Some(listen) => {
-            let ready_max_lag_ms = job.deployment.metrics.ready_max_lag_ms.min(i64::MAX as u64) as i64;
+            let ready_max_lag_ms = deployment.metrics.ready_max_lag_ms.min(i64::MAX as u64) as i64;
             let (reports, control, publisher, tick_ms, lag, published) = (reports.clone(), control.clone(), publisher.clone(), job.tick_ms, lag.clone(), published_state.clone());
             let endpoint = metrics::serve(listen, move || {
                 let mut now = snapshot(&reports, &control, publisher.as_deref(), tick_ms);
@@ -189,7 +189,7 @@ pub fn run(options: &RunOptions, ready: Arc<AtomicBool>) -> Result<RunSummary, W
         let acked = sink.clone();
         let written = counters.clone();
         let processing_control = worker_control.clone();
-        let (state, watch) = (worker_published.clone(), job.deployment.metrics.entities.clone());
+        let (state, watch) = (worker_published.clone(), deployment.metrics.entities.clone());
         let job = job.clone();
         let built = worker.dataflow::<u64, _, _>(|scope| {
             let (events, catalog) = kafka_source(scope, ctx)?;

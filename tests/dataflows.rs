@@ -3,7 +3,7 @@
 
 use std::path::{Path, PathBuf};
 
-use banditflow::config::Dataflow;
+use banditflow::deployment::Job;
 
 fn shipped_job_files() -> Vec<PathBuf> {
     let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("dataflows");
@@ -22,7 +22,7 @@ fn every_shipped_job_file_loads() {
     let files = shipped_job_files();
     assert!(!files.is_empty(), "no *.toml in dataflows/");
     for path in files {
-        if let Err(error) = Dataflow::load(&path) {
+        if let Err(error) = Job::load(&path) {
             panic!("{error}");
         }
     }
@@ -31,7 +31,7 @@ fn every_shipped_job_file_loads() {
 #[test]
 fn default_job_file_says_what_the_docs_say() {
     let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("dataflows/default.toml");
-    let job = Dataflow::load(&path).expect("default.toml loads");
+    let job = Job::load(&path).expect("default.toml loads").dataflow;
     assert_eq!(job.name, "default");
     assert_eq!(
         (
@@ -52,7 +52,7 @@ fn default_job_file_says_what_the_docs_say() {
 #[test]
 fn bench_job_file_has_no_step_limit() {
     let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("dataflows/bench.toml");
-    let job = Dataflow::load(&path).expect("bench.toml loads");
+    let job = Job::load(&path).expect("bench.toml loads").dataflow;
     assert_eq!(job.allowed_lateness_ms, 60_000);
     assert_eq!((job.policy.min_trials, job.policy.floor), (50, 0.01));
     assert_eq!(job.policy.max_step, None);

@@ -3,10 +3,10 @@
 
 use std::path::Path;
 
-use banditflow::config::Dataflow;
-use banditflow::generate::{generate_files, TrafficSpec};
+use banditflow_core::config::Dataflow;
+use banditflow::traffic::{generate_files, TrafficSpec};
 use banditflow::replay::{replay_records, Input, ReplayOptions};
-use banditflow::weights::WeightRecord;
+use banditflow_core::record::WeightRecord;
 
 fn job() -> Dataflow {
     Dataflow::load(&Path::new(env!("CARGO_MANIFEST_DIR")).join("dataflows/default.toml")).expect("default job loads")
@@ -50,7 +50,7 @@ fn output_is_identical_for_one_two_and_four_workers() {
     let spec = traffic(dir.path(), "sorted", 0);
     let one = run(&spec, 1);
     assert!(one.len() > 1_000, "enough records to compare: {}", one.len());
-    assert!(one.iter().any(|r| r.status == banditflow::policy::Status::Adaptive), "some entity leaves burn-in");
+    assert!(one.iter().any(|r| r.status == banditflow_core::policy::Status::Adaptive), "some entity leaves burn-in");
     for workers in [2, 4] {
         assert!(run(&spec, workers) == one, "{workers} workers differ from 1");
     }

@@ -8,8 +8,8 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use banditflow::config::Dataflow;
-use banditflow::generate::{generate_files, TrafficSpec};
+use banditflow_core::config::Dataflow;
+use banditflow::traffic::{generate_files, TrafficSpec};
 use banditflow::replay::{replay_records, Input, ReplayOptions};
 use common::*;
 use serde_json::Value;

@@ -1,14 +1,14 @@
 //! The dataflow against a brute-force reference: plain maps, the whole posterior recomputed
-//! at every tick straight from SEMANTICS.md, on random streams with duplicates, conflicts,
+//! at every tick straight from docs/semantics.md, on random streams with duplicates, conflicts,
 //! outcomes before their assignments and outside their interval, uncounted kinds, malformed
 //! lines and out-of-order input within the lateness bound.
 
 use std::collections::{BTreeMap, HashMap};
 use std::io::Write;
 
-use banditflow::config::Dataflow;
+use banditflow_core::config::Dataflow;
 use banditflow::replay::{replay_records, Input, ReplayOptions};
-use banditflow::weights::WeightRecord;
+use banditflow_core::record::WeightRecord;
 use proptest::prelude::*;
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
@@ -125,7 +125,7 @@ fn write_files(dir: &std::path::Path, seed: u64, a: &[A], o: &[O]) -> (std::path
 
 type Counts = BTreeMap<String, (u64, u64)>;
 
-/// SEMANTICS.md, recomputed from scratch at every tick: the expected (entity, version) →
+/// docs/semantics.md, recomputed from scratch at every tick: the expected (entity, version) →
 /// per-arm (trials, successes), for every tick at which an entity's counts changed.
 fn reference(a: &[A], o: &[O]) -> BTreeMap<(String, u64), Counts> {
     let mut winners: HashMap<&str, &A> = HashMap::new();

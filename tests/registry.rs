@@ -4,9 +4,9 @@
 use std::io::Write;
 use std::path::Path;
 
-use banditflow::config::Dataflow;
+use banditflow_core::config::Dataflow;
 use banditflow::replay::{replay_records, Input, ReplayOptions, ReplaySummary};
-use banditflow::weights::WeightRecord;
+use banditflow_core::record::WeightRecord;
 
 const T0: i64 = 1_767_225_600_000;
 

@@ -1,5 +1,5 @@
 //! The JSON Schemas in `schemas/` compile (as draft 2020-12, checked against the meta-schema),
-//! accept the records SEMANTICS.md describes, and reject the malformed ones.
+//! accept the records docs/semantics.md describes, and reject the malformed ones.
 
 use std::path::Path;
 

@@ -3,10 +3,10 @@
 
 use std::collections::BTreeMap;
 
-use banditflow::config::Dataflow;
-use banditflow::generate::{generate_files, TrafficSpec};
+use banditflow_core::config::Dataflow;
+use banditflow::traffic::{generate_files, TrafficSpec};
 use banditflow::replay::{replay_records, Input, ReplayOptions};
-use banditflow::weights::WeightRecord;
+use banditflow_core::record::WeightRecord;
 
 const MAX_STEP: f64 = 0.05;
 const FLOOR: f64 = 0.02;
@@ -64,7 +64,7 @@ fn weights_walk_to_their_target_by_at_most_max_step_per_tick() {
             }
             // Until the weights reach their target, the next tick has a record.
             let away = before.arms.iter().zip(target(before)).any(|(a, t)| (a.weight - t).abs() > 1e-9);
-            if before.status == banditflow::policy::Status::Adaptive && away {
+            if before.status == banditflow_core::policy::Status::Adaptive && away {
                 assert_eq!(after.version, before.version + 1, "{entity} stopped walking at {}", before.version);
             }
         }

@@ -8,10 +8,10 @@
 //! group only for data whose ticks the sinks have acknowledged.
 
 use std::cell::RefCell;
-use std::collections::{HashMap, VecDeque};
+use std::collections::VecDeque;
 use std::rc::Rc;
-use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use rdkafka::consumer::{CommitMode, Consumer};
@@ -23,12 +23,16 @@ use timely::dataflow::operators::generic::operator::source;
 use timely::dataflow::operators::probe::Handle as ProbeHandle;
 use timely::dataflow::{Scope, Stream};
 
-use crate::config::Dataflow;
-use crate::counters::Counters;
+use banditflow_core::config::Dataflow;
+use banditflow_core::counters::Counters;
+use banditflow_core::event::{Catalog, Event};
+use banditflow_core::time::{now_ms, Ticks};
+use banditflow_core::wire::{Decoded, Decoder, RecordKind};
+
+use super::client::{self as kafka, KafkaConsumer};
+use super::control::{Control, Topic};
+use crate::dataflow::sources::{emit_decoded, split_decoded};
 use crate::deployment::KafkaConfig;
-use crate::event::{emit_decoded, split_decoded, Catalog, Decoded, Decoder, Event, RecordKind};
-use crate::kafka::{self, KafkaConsumer};
-use crate::time::{now_ms, Ticks};
 
 /// Messages a source takes per activation before it yields to the rest of the dataflow.
 const MESSAGES_PER_ACTIVATION: usize = 8 * 1024;
@@ -38,86 +42,6 @@ const POLL_AGAIN: Duration = Duration::from_millis(2);
 const COMMIT_EVERY: Duration = Duration::from_secs(1);
 /// How long a stopping source waits for its complete ticks to be published.
 pub const STOP_GRACE: Duration = Duration::from_secs(7);
-
-/// Which input topic a partition belongs to.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub enum Topic {
-    /// The assignments topic.
-    Assignments,
-    /// The outcomes topic.
-    Outcomes,
-}
-
-/// What the sources of one process share with its driver: the stop request, and how far
-/// each source has got.
-#[derive(Debug)]
-pub struct Control {
-    /// Set by SIGTERM/SIGINT (or the embedding program): stop reading, finish what is complete.
-    pub stop: Arc<AtomicBool>,
-    sources: usize,
-    /// Smallest tick a stopping source holds (`u64::MAX` until all have stopped).
-    held: AtomicU64,
-    stopped: AtomicUsize,
-    finished: AtomicUsize,
-    caught_up: AtomicUsize,
-    /// Messages read by this process's sources.
-    pub messages_read: AtomicU64,
-    /// Per source (by worker index): when it let time advance to each tick, oldest first.
-    released: Mutex<HashMap<usize, VecDeque<(u64, Instant)>>>,
-}
-
-impl Control {
-    /// Control of `sources` local sources, stopped by `stop`.
-    pub fn new(stop: Arc<AtomicBool>, sources: usize) -> Self {
-        Control {
-            stop,
-            sources,
-            held: AtomicU64::new(u64::MAX),
-            stopped: AtomicUsize::new(0),
-            finished: AtomicUsize::new(0),
-            caught_up: AtomicUsize::new(0),
-            messages_read: AtomicU64::new(0),
-            released: Mutex::default(),
-        }
-    }
-
-    /// Source `worker` now holds time at `tick`: every tick below it is complete there.
-    fn release(&self, worker: usize, tick: u64) {
-        if let Ok(mut released) = self.released.lock() {
-            let history = released.entry(worker).or_default();
-            history.push_back((tick, Instant::now()));
-            // Ticks are published in order, and soon: a short history is enough.
-            while history.len() > 4096 {
-                history.pop_front();
-            }
-        }
-    }
-
-    /// When every local source had completed `tick` (`None` if one has not, or has no record
-    /// of it). Forgets what is older.
-    pub fn completed_at(&self, tick: u64) -> Option<Instant> {
-        let mut released = self.released.lock().ok()?;
-        let mut latest: Option<Instant> = None;
-        for history in released.values_mut() {
-            while history.len() > 1 && history.get(1).is_some_and(|(t, _)| *t <= tick) {
-                history.pop_front();
-            }
-            let at = history.iter().find(|(t, _)| *t > tick).map(|(_, at)| *at)?;
-            latest = Some(latest.map_or(at, |l| l.max(at)));
-        }
-        latest
-    }
-
-    /// Every local source has stopped, published what was complete and committed.
-    pub fn finished(&self) -> bool {
-        self.finished.load(Ordering::Acquire) >= self.sources
-    }
-
-    /// Every local source has read to the end of its partitions at least once.
-    pub fn caught_up(&self) -> bool {
-        self.caught_up.load(Ordering::Acquire) >= self.sources
-    }
-}
 
 /// What a worker's source needs.
 pub struct SourceContext {

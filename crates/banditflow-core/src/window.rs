@@ -2,7 +2,7 @@
 //!
 //! Each resolved fact is added at the tick it resolves and retracted at the tick it leaves
 //! the window, so the window is a differential collection whose accumulation at tick `t` is
-//! exactly what SEMANTICS.md's posterior at `as_of(t)` counts. Retractions wait in
+//! exactly what docs/semantics.md's posterior at `as_of(t)` counts. Retractions wait in
 //! [`Departures`] until their tick is current: handed to differential early, they would sit
 //! in its batcher and be merged again at every tick. A `reduce` per entity turns the
 //! collection into the entity's arm counts; only entities whose counts changed produce
@@ -10,10 +10,7 @@
 
 use std::collections::BTreeMap;
 
-use differential_dataflow::collection::AsCollection;
 use rustc_hash::FxHashMap;
-use differential_dataflow::VecCollection;
-use timely::dataflow::Stream;
 
 use crate::attribution::Resolved;
 use crate::event::NameId;
@@ -71,18 +68,6 @@ impl Departures {
     pub fn is_empty(&self) -> bool {
         self.by_tick.is_empty()
     }
-}
-
-/// The arm counts of every entity with something in the window, sorted by arm id.
-pub fn arm_counts<'scope>(
-    updates: Stream<'scope, u64, Vec<WindowUpdate>>,
-) -> VecCollection<'scope, u64, (NameId, Vec<ArmCount>), isize> {
-    updates
-        .as_collection()
-        .reduce_named("ArmCounts", |_entity, arms: &[(&NameId, (i64, i64))], output| {
-            let counts: Vec<ArmCount> = arms.iter().map(|(arm, (t, s))| (**arm, *t, *s)).collect();
-            output.push((counts, 1));
-        })
 }
 
 #[cfg(test)]

@@ -12,7 +12,7 @@ use timely::dataflow::channels::pact::Exchange;
 use timely::dataflow::operators::generic::Operator;
 use timely::dataflow::Stream;
 
-use crate::weights::EncodedRecord;
+use banditflow_core::record::EncodedRecord;
 
 /// How often the operator looks again for acknowledgements it is waiting for.
 const ACK_POLL: Duration = Duration::from_millis(5);

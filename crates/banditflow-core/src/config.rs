@@ -4,16 +4,18 @@
 //!
 //! The field docs of [`Dataflow`] and its sections are the user documentation of each key:
 //! its meaning, its default and its unit. `dataflows/default.toml` shows them all by example.
+//! The same file also holds where a live worker connects (`mode`, `[kafka]`, `[redis]`,
+//! `[metrics]`); this module only accepts those sections, and the `banditflow` crate's
+//! `deployment` module reads them with [`from_toml`], so every error names its key the same
+//! way: by the path serde reports (`serde_path_to_error`) and the line of the toml span.
 
 use std::collections::HashSet;
 use std::fmt;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use serde::de::{self, Deserializer, Visitor};
+use serde::de::{self, DeserializeOwned, Deserializer, IgnoredAny, Visitor};
 use serde::Deserialize;
-
-use crate::deployment::{Deployment, RawDeployment, RawKafka, RawMetrics, RawRedis};
 
 /// Default of [`Dataflow::idle_timeout_ms`]: 30 seconds.
 const DEFAULT_IDLE_TIMEOUT_MS: u64 = 30_000;
@@ -65,9 +67,6 @@ pub struct Dataflow {
     /// `[[arms]]` (optional, repeated table): arms declared up front for an entity. A declared
     /// arm is in every weight record of its entity, with the prior until it has traffic.
     pub arms: Vec<ArmDeclaration>,
-    /// `mode`, `[kafka]`, `[redis]`, `[metrics]`: where a live worker connects
-    /// (`BANDITFLOW_<SECTION>_<KEY>` environment variables override them).
-    pub deployment: Deployment,
 }
 
 /// `[prior]`: the Beta prior of every arm's success rate, `Beta(alpha, beta)`.
@@ -319,7 +318,7 @@ impl Dataflow {
     /// # Examples
     ///
     /// ```
-    /// use banditflow::config::Dataflow;
+    /// use banditflow_core::config::Dataflow;
     ///
     /// let job = Dataflow::from_toml_str(r#"
     ///     name = "demo"
@@ -344,29 +343,16 @@ impl Dataflow {
     /// );
     /// ```
     pub fn from_toml_str(text: &str) -> Result<Dataflow, ConfigError> {
-        Dataflow::from_toml_str_with_env(text, std::iter::empty())
-    }
-
-    /// As [`Dataflow::from_toml_str`], with `BANDITFLOW_<SECTION>_<KEY>` variables among
-    /// `vars` overriding the file's `mode`, `[kafka]`, `[redis]` and `[metrics]`.
-    pub fn from_toml_str_with_env(text: &str, vars: impl IntoIterator<Item = (String, String)>) -> Result<Dataflow, ConfigError> {
-        let raw: RawDataflow = toml::from_str(text).map_err(|e| toml_error(text, &e))?;
-        let dataflow = raw.into_dataflow(vars)?;
+        let raw: RawDataflow = from_toml(text)?;
+        let dataflow = raw.into_dataflow()?;
         dataflow.validate()?;
         Ok(dataflow)
     }
 
-    /// Reads, parses and validates the job file at `path`, with the process's
-    /// `BANDITFLOW_<SECTION>_<KEY>` environment variables applied. Errors name the file.
+    /// Reads, parses and validates the job file at `path`. Errors name the file.
     pub fn load(path: &Path) -> Result<Dataflow, ConfigError> {
-        let text = std::fs::read_to_string(path).map_err(|error| ConfigError::Read {
-            path: path.to_path_buf(),
-            error,
-        })?;
-        Dataflow::from_toml_str_with_env(&text, std::env::vars()).map_err(|error| ConfigError::InFile {
-            path: path.to_path_buf(),
-            error: Box::new(error),
-        })
+        let text = read(path)?;
+        Dataflow::from_toml_str(&text).map_err(|error| in_file(path, error))
     }
 
     /// Checks the rules that involve values rather than syntax, in the order of the file.
@@ -503,10 +489,15 @@ struct RawDataflow {
     policy: RawPolicy,
     #[serde(default)]
     arms: Vec<RawArmDeclaration>,
-    mode: Option<String>,
-    kafka: Option<RawKafka>,
-    redis: Option<RawRedis>,
-    metrics: Option<RawMetrics>,
+    // Read by the deployment settings of the `banditflow` crate; accepted here unread.
+    #[serde(rename = "mode")]
+    _mode: Option<IgnoredAny>,
+    #[serde(rename = "kafka")]
+    _kafka: Option<IgnoredAny>,
+    #[serde(rename = "redis")]
+    _redis: Option<IgnoredAny>,
+    #[serde(rename = "metrics")]
+    _metrics: Option<IgnoredAny>,
 }
 
 #[derive(Default, Deserialize)]
@@ -532,11 +523,8 @@ struct RawArmDeclaration {
 }
 
 impl RawDataflow {
-    fn into_dataflow(self, env: impl IntoIterator<Item = (String, String)>) -> Result<Dataflow, ConfigError> {
-        let mut deployment = RawDeployment { mode: self.mode, kafka: self.kafka, redis: self.redis, metrics: self.metrics };
-        deployment.override_from(env)?;
+    fn into_dataflow(self) -> Result<Dataflow, ConfigError> {
         Ok(Dataflow {
-            deployment: deployment.into_deployment()?,
             name: required(self.name, "name")?,
             tick_ms: required(self.tick, "tick")?.millis("tick")?,
             window_ms: required(self.window, "window")?.millis("window")?,
@@ -638,53 +626,54 @@ impl<'de> Deserialize<'de> for DurationText {
 // ---------------------------------------------------------------------------------------------
 // Turning the TOML deserializer's errors into ones that name the key.
 
-/// Maps a `toml` error to a [`ConfigError`], recovering the full key name from the error's
-/// position in `text` (serde only reports the innermost field name).
-fn toml_error(text: &str, error: &toml::de::Error) -> ConfigError {
-    let message = error.message();
-    let Some(span) = error.span().filter(|s| s.start <= text.len()) else {
-        return syntax(error);
-    };
-    let line = text[..span.start].matches('\n').count() + 1;
-    if let Some(field) = between(message, "unknown field `", "`") {
-        let line_text = line_text(text, span.start);
-        // `[kafak]`: the unknown key is a table header, which names its full path.
-        if let Some(header) = table_header(line_text) {
-            return ConfigError::UnknownKey { key: header, line };
-        }
-        let mut key = table_at(text, span.start);
-        // `policy = { flor = 1 }`: the unknown key sits inside an inline table.
-        if let Some((line_key, key_start)) = key_of_line(line_text) {
-            if line_start(text, span.start) + key_start != span.start {
-                key = join(&key, &line_key);
-            }
-        }
-        return ConfigError::UnknownKey {
-            key: join(&key, field),
-            line,
-        };
-    }
-    if message.starts_with("invalid type") || message.starts_with("invalid value") {
-        if let Some(key) = key_of_value_at(text, span.start) {
-            return ConfigError::BadValue {
-                key,
-                line,
-                message: message.to_owned(),
-            };
-        }
-    }
-    syntax(error)
+/// The text of the job file at `path`.
+pub fn read(path: &Path) -> Result<String, ConfigError> {
+    std::fs::read_to_string(path).map_err(|error| ConfigError::Read { path: path.to_path_buf(), error })
 }
 
-fn syntax(error: &toml::de::Error) -> ConfigError {
-    ConfigError::Syntax {
-        message: error.to_string().trim_end().to_owned(),
+/// `error`, said of the file at `path`.
+pub fn in_file(path: &Path, error: ConfigError) -> ConfigError {
+    ConfigError::InFile { path: path.to_path_buf(), error: Box::new(error) }
+}
+
+/// Deserializes `text` as TOML into `T`; an error names the full key at fault (as serde's
+/// path to it, indexes of arrays of tables left out: `arms.arm_ids`) and its line.
+pub fn from_toml<T: DeserializeOwned>(text: &str) -> Result<T, ConfigError> {
+    serde_path_to_error::deserialize(toml::Deserializer::new(text)).map_err(|error| toml_error(text, &error))
+}
+
+/// Maps a deserialization error to a [`ConfigError`]: unknown keys and bad values get the key
+/// from the error's path, and the line from the span toml attached to it.
+fn toml_error(text: &str, error: &serde_path_to_error::Error<toml::de::Error>) -> ConfigError {
+    let inner = error.inner();
+    let message = inner.message();
+    let line = inner.span().filter(|s| s.start <= text.len()).map(|s| text[..s.start].matches('\n').count() + 1);
+    let key = path_key(error.path());
+    match (line, message.strip_prefix("unknown field `").and_then(|rest| rest.split_once('`'))) {
+        // The path ends with the unknown key itself (serde_path_to_error records map keys
+        // before they are identified); join it on if a deserializer ever stops short.
+        (Some(line), Some((field, _))) => {
+            let key = if key == field || key.ends_with(&format!(".{field}")) { key } else { join(&key, field) };
+            ConfigError::UnknownKey { key, line }
+        }
+        (Some(line), None) if !key.is_empty() && (message.starts_with("invalid type") || message.starts_with("invalid value")) => {
+            ConfigError::BadValue { key, line, message: message.to_owned() }
+        }
+        _ => ConfigError::Syntax { message: inner.to_string().trim_end().to_owned() },
     }
 }
 
-fn between<'a>(text: &'a str, open: &str, close: &str) -> Option<&'a str> {
-    let rest = text.strip_prefix(open)?;
-    rest.find(close).map(|end| &rest[..end])
+/// `policy.floor` for the path `policy.floor`, `arms.arm_ids` for `arms[0].arm_ids[2]`.
+fn path_key(path: &serde_path_to_error::Path) -> String {
+    use serde_path_to_error::Segment;
+    let keys: Vec<&str> = path
+        .iter()
+        .filter_map(|segment| match segment {
+            Segment::Map { key } | Segment::Enum { variant: key } => Some(key.as_str()),
+            Segment::Seq { .. } | Segment::Unknown => None,
+        })
+        .collect();
+    keys.join(".")
 }
 
 fn join(table: &str, key: &str) -> String {
@@ -693,62 +682,6 @@ fn join(table: &str, key: &str) -> String {
     } else {
         format!("{table}.{key}")
     }
-}
-
-fn line_start(text: &str, offset: usize) -> usize {
-    text[..offset].rfind('\n').map_or(0, |i| i + 1)
-}
-
-fn line_text(text: &str, offset: usize) -> &str {
-    let start = line_start(text, offset);
-    let end = text[offset..].find('\n').map_or(text.len(), |i| offset + i);
-    &text[start..end]
-}
-
-/// The table (`policy`, `arms`) whose header governs `offset`; empty for the root.
-fn table_at(text: &str, offset: usize) -> String {
-    text[..line_start(text, offset)]
-        .lines()
-        .rev()
-        .find_map(table_header)
-        .unwrap_or_default()
-}
-
-/// `[policy]` → `policy`, `[[arms]]` → `arms`; `None` if the line is not a header.
-fn table_header(line: &str) -> Option<String> {
-    let line = line.trim_start();
-    if !line.starts_with('[') {
-        return None;
-    }
-    let line = line.split('#').next().unwrap_or_default().trim();
-    let name = line.trim_start_matches('[').trim_end_matches(']').trim();
-    Some(name.to_owned())
-}
-
-/// The bare key a `key = value` line starts with, and its byte offset in the line.
-fn key_of_line(line: &str) -> Option<(String, usize)> {
-    let (before, _) = line.split_once('=')?;
-    let key = before.trim();
-    let bare = |c: char| c.is_ascii_alphanumeric() || c == '_' || c == '-' || c == '.';
-    if key.is_empty() || !key.chars().all(bare) {
-        return None;
-    }
-    Some((key.to_owned(), before.len() - before.trim_start().len()))
-}
-
-/// The full key whose value contains `offset`: the nearest `key =` line at or above it (a
-/// value may span lines, like a long array), within the table that governs it.
-fn key_of_value_at(text: &str, offset: usize) -> Option<String> {
-    let upto = &text[..line_start(text, offset) + line_text(text, offset).len()];
-    for line in upto.lines().rev() {
-        if table_header(line).is_some() {
-            return None;
-        }
-        if let Some((key, _)) = key_of_line(line) {
-            return Some(join(&table_at(text, offset), &key));
-        }
-    }
-    None
 }
 
 /// Milliseconds in the largest unit that divides them: `86400000` → `24h`.
@@ -860,7 +793,6 @@ arm_ids = ["x"]
                     arm_ids: vec!["x".into()],
                 },
             ],
-            deployment: Default::default(),
         };
         assert_eq!(Dataflow::from_toml_str(text).unwrap(), expected);
     }
@@ -925,6 +857,17 @@ arm_ids = ["x"]
     #[test]
     fn unknown_key_in_an_inline_table_is_named_with_its_table() {
         assert_error_names(&with("policy = { flor = 0.1 }\n"), &["`policy.flor`"]);
+    }
+
+    #[test]
+    fn dotted_and_quoted_keys_are_named_by_their_full_key() {
+        assert_eq!(error_of(&with("policy.flor = 0.1\n")), "unknown key `policy.flor` at line 7");
+        assert_eq!(error_of(&with("[policy]\n\"flor\" = 0.1\n")), "unknown key `policy.flor` at line 8");
+        assert_eq!(error_of(&with("[\"prior\"]\nalfa = 2\n")), "unknown key `prior.alfa` at line 8");
+        assert_eq!(error_of(&with("\"prior\".'alfa' = 2\n")), "unknown key `prior.alfa` at line 7");
+        assert_error_names(&with("policy.floor = \"a\"\n"), &["invalid value for `policy.floor` at line 7"]);
+        assert_error_names(&with("[policy]\n'min_trials' = -1\n"), &["invalid value for `policy.min_trials` at line 8"]);
+        assert_error_names(&with("prior = { 'alpha' = \"x\" }\n"), &["invalid value for `prior.alpha` at line 7"]);
     }
 
     #[test]

@@ -1,133 +1,24 @@
-//! Wire records in, fixed-size events out.
+//! Wire records in, events out: decoding and the limits a record must keep.
 //!
-//! Decoding borrows string fields from the input line, hashes the assignment id to 128
-//! bits and entity/arm ids to 64 bits, and checks the limits of SEMANTICS.md ("Bad input").
-//! Everything after this module is `Copy` and fixed-size; names travel separately.
+//! Decoding borrows string fields from the input line (no allocation per record), checks the
+//! limits of `docs/semantics.md` ("Bad input"), and hands back fixed-size [`event`]s; names
+//! not seen before by a decoder are announced once. A record that cannot be applied gets a
+//! [`Malformed`] reason, which is its counter label.
+//!
+//! [`event`]: crate::event
 
 use std::borrow::Cow;
 
 use rustc_hash::FxHashSet;
-use serde::{Deserialize, Serialize};
-use xxhash_rust::xxh3::{xxh3_128, xxh3_64_with_seed};
+use serde::Deserialize;
+
+use crate::counters::Counters;
+use crate::event::{arm_id_of, entity_id_of, Assignment, AssignmentKey, Catalog, Event, Name, NameId, Outcome, Registration};
 
 /// Longest id (assignment, entity, arm) accepted, in bytes.
 pub const MAX_ID_BYTES: usize = 128;
 /// Longest record accepted, in bytes.
 pub const MAX_RECORD_BYTES: usize = 64 * 1024;
-
-/// 128-bit hash of an `assignment_id`: the attribution join key.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
-pub struct AssignmentKey(pub u64, pub u64);
-
-impl AssignmentKey {
-    /// The key of an assignment id.
-    pub fn of(assignment_id: &str) -> Self {
-        let h = xxh3_128(assignment_id.as_bytes());
-        AssignmentKey((h >> 64) as u64, h as u64)
-    }
-
-    /// The hash timely's exchange routes the key by (its worker is this modulo the peers).
-    pub fn route(&self) -> u64 {
-        self.1
-    }
-}
-
-/// 64-bit id of an entity or arm name; the names themselves travel as [`Name`] records.
-pub type NameId = u64;
-
-/// The id of an entity name.
-pub fn entity_id_of(name: &str) -> NameId {
-    xxh3_64_with_seed(name.as_bytes(), 0x656e_7469_7479)
-}
-
-/// The id of an arm name (arms are always used together with their entity).
-pub fn arm_id_of(name: &str) -> NameId {
-    xxh3_64_with_seed(name.as_bytes(), 0x0061_726d)
-}
-
-/// A name first seen by a source, sent once to every worker that prints records.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Name {
-    /// The hashed id.
-    pub id: NameId,
-    /// The entity or arm id as it appeared on the wire.
-    pub text: String,
-}
-
-/// Serving chose `arm` of `entity` for the assignment `key` at event time `ts`.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Assignment {
-    /// Hash of the assignment id.
-    pub key: AssignmentKey,
-    /// Hash of the entity id.
-    pub entity: NameId,
-    /// Hash of the arm id.
-    pub arm: NameId,
-    /// Event time, ms since the epoch.
-    pub ts: i64,
-}
-
-/// The assignment `key` converted at event time `ts` (with a counted kind).
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Outcome {
-    /// Hash of the assignment id it rewards.
-    pub key: AssignmentKey,
-    /// Event time, ms since the epoch.
-    pub ts: i64,
-}
-
-/// One decoded input record, as it travels to attribution.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub enum Event {
-    /// An assignment record.
-    Assignment(Assignment),
-    /// An outcome record.
-    Outcome(Outcome),
-}
-
-impl Event {
-    /// The attribution join key.
-    pub fn key(&self) -> AssignmentKey {
-        match self {
-            Event::Assignment(a) => a.key,
-            Event::Outcome(o) => o.key,
-        }
-    }
-
-    /// Event time, ms since the epoch.
-    pub fn ts(&self) -> i64 {
-        match self {
-            Event::Assignment(a) => a.ts,
-            Event::Outcome(o) => o.ts,
-        }
-    }
-}
-
-/// An arm registry record: `arm` of `entity` may be served from `ts` on (`active`), or is
-/// retired from `ts` on.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Registration {
-    /// Hash of the entity id.
-    pub entity: NameId,
-    /// Hash of the arm id.
-    pub arm: NameId,
-    /// `active` (true) or `retired` (false).
-    pub active: bool,
-    /// Event time, ms since the epoch.
-    pub ts: i64,
-    /// The record's `metadata`, as JSON, passed through to the weight record.
-    pub metadata: Option<String>,
-}
-
-/// What sources announce besides events, sent to every worker: names and arm registry
-/// changes.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub enum Catalog {
-    /// A name first seen by a source.
-    Name(Name),
-    /// An arm registry record.
-    Registration(Registration),
-}
 
 /// Why a record could not be applied; the reason is its counter label.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
@@ -298,56 +189,29 @@ impl Decoder {
 }
 
 /// A decoded record on its way from a source to be split into events and the catalog.
-pub(crate) enum Decoded {
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Decoded {
+    /// An assignment or outcome.
     Event(Event),
+    /// A name or an arm registry record.
     Catalog(Catalog),
-}
-
-/// Splits a source's output into the event stream and the catalog stream.
-pub(crate) fn split_decoded<'scope>(
-    decoded: timely::dataflow::Stream<'scope, u64, Vec<Decoded>>,
-) -> (timely::dataflow::Stream<'scope, u64, Vec<Event>>, timely::dataflow::Stream<'scope, u64, Vec<Catalog>>) {
-    use timely::dataflow::operators::core::OkErr;
-    decoded.ok_err(|d| match d {
-        Decoded::Event(e) => Ok(e),
-        Decoded::Catalog(c) => Err(c),
-    })
-}
-
-/// Hands a source's decoded records to the dataflow: the names first learnt in this batch at
-/// `floor_tick`, then every record at its tick, one session per tick.
-pub(crate) fn emit_decoded(
-    batch: &mut Vec<(u64, Decoded)>,
-    names: &mut Vec<Name>,
-    floor_tick: u64,
-    cap: &timely::dataflow::operators::Capability<u64>,
-    output: &mut timely::dataflow::operators::generic::OutputBuilderSession<'_, u64, timely::container::CapacityContainerBuilder<Vec<Decoded>>>,
-) {
-    batch.extend(names.drain(..).map(|n| (floor_tick, Decoded::Catalog(Catalog::Name(n)))));
-    batch.sort_by_key(|(t, _)| *t);
-    let mut rest = batch.drain(..).peekable();
-    while let Some((tick, first)) = rest.next() {
-        let time = cap.delayed(&tick);
-        let mut session = output.session(&time);
-        session.give(first);
-        while let Some((_, d)) = rest.next_if(|(t, _)| *t == tick) {
-            session.give(d);
-        }
-    }
 }
 
 /// Which records a source line holds.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(crate) enum RecordKind {
+pub enum RecordKind {
+    /// An assignment (`schemas/assignment.schema.json`).
     Assignment,
+    /// An outcome (`schemas/outcome.schema.json`).
     Outcome,
+    /// An arm registry record (`schemas/arm.schema.json`).
     Registration,
 }
 
 impl Decoder {
     /// Decodes a source line of `kind`, counting it as read and, when it cannot be applied,
     /// why not (`ignored_kind`, malformed by reason); returns the record with its `ts`.
-    pub(crate) fn decode(&mut self, kind: RecordKind, line: &[u8], now_ms: i64, names: &mut Vec<Name>, counters: &mut crate::counters::Counters) -> Option<(i64, Decoded)> {
+    pub fn decode(&mut self, kind: RecordKind, line: &[u8], now_ms: i64, names: &mut Vec<Name>, counters: &mut Counters) -> Option<(i64, Decoded)> {
         let decoded = match kind {
             RecordKind::Assignment => {
                 counters.assignments_read += 1;

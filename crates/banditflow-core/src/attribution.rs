@@ -1,26 +1,19 @@
 //! Attribution: outcomes joined to assignments by key, and each assignment's reward decided
 //! once its attribution interval has passed.
 //!
-//! A keyed state machine (SEMANTICS.md, "Attribution" and "Time"): an assignment is held
+//! A keyed state machine (docs/semantics.md, "Attribution" and "Time"): an assignment is held
 //! until `ts + attribution`, an outcome waiting for its assignment until the frontier passes
 //! its `ts`. When a tick completes, every assignment resolving in it becomes one
 //! [`Resolved`] fact. O(1) work per event and a few dozen bytes per pending assignment.
 
-use std::cell::RefCell;
 use std::collections::hash_map::Entry;
 use std::collections::BTreeMap;
-use std::rc::Rc;
 
 use rustc_hash::FxHashMap;
-use timely::dataflow::channels::pact::{Exchange, Pipeline};
-use timely::dataflow::operators::vec::Broadcast;
-use timely::dataflow::operators::generic::Operator;
-use timely::dataflow::Stream;
 
 use crate::counters::Counters;
-use crate::event::{Assignment, AssignmentKey, Catalog, Event, Name, NameId, Outcome, Registration};
-use crate::time::{first_open_tick, Ticks};
-use crate::window::{Departures, WindowUpdate};
+use crate::event::{Assignment, AssignmentKey, Name, NameId, Outcome, Registration};
+use crate::time::Ticks;
 
 /// The timing rules attribution needs from a dataflow.
 #[derive(Clone, Copy, Debug)]
@@ -93,7 +86,7 @@ pub struct Attribution {
     /// Pending keys with copies that tie on `ts` but name another (entity, arm): the
     /// other pairs. Rare; settled by name at resolution, when every name has arrived.
     ties: KeyMap<Vec<u32>>,
-    /// Entity and arm names, for breaking ties the way SEMANTICS.md orders them.
+    /// Entity and arm names, for breaking ties the way docs/semantics.md orders them.
     names: FxHashMap<NameId, String>,
     /// Late assignments whose resolution waits for the tick they arrived at (so it never
     /// precedes their names): the tick. Rare; on time, the tick follows from `ts`.
@@ -205,7 +198,7 @@ impl Attribution {
             .is_some_and(|(_, active)| !active)
     }
 
-    /// Applies one assignment (SEMANTICS.md: late, too_late, too_old, duplicates, conflicts)
+    /// Applies one assignment (docs/semantics.md: late, too_late, too_old, duplicates, conflicts)
     /// that arrived at tick `arrival`.
     pub fn assignment(&mut self, a: Assignment, arrival: u64, counters: &mut Counters) {
         let rules = self.rules;
@@ -388,75 +381,6 @@ impl Attribution {
         }
         self.settled = frontier;
     }
-}
-
-/// The attribution operator: exchanges events by assignment key, runs [`Attribution`] on
-/// each worker's share (every worker sees every arm registry change), and emits window
-/// updates at the ticks they take effect.
-pub fn attribute<'scope>(
-    events: Stream<'scope, u64, Vec<Event>>,
-    catalog: Stream<'scope, u64, Vec<Catalog>>,
-    rules: AttributionRules,
-    counters: Rc<RefCell<Counters>>,
-) -> Stream<'scope, u64, Vec<WindowUpdate>> {
-    events.binary_frontier(
-        catalog.broadcast(),
-        Exchange::new(|e: &Event| e.key().route()),
-        Pipeline,
-        "Attribution",
-        move |capability, _info| {
-            let mut capability = Some(capability);
-            let mut state = Attribution::new(rules, 0);
-            let mut departures = Departures::default();
-            let mut resolved = Vec::new();
-            let mut updates: Vec<WindowUpdate> = Vec::new();
-            let mut gauged = std::time::Instant::now();
-            move |(input, frontier), (registry, registry_frontier), output| {
-                let mut counters = counters.borrow_mut();
-                registry.for_each(|_time, data| {
-                    for entry in data.drain(..) {
-                        match entry {
-                            Catalog::Registration(r) => state.register(&r),
-                            Catalog::Name(n) => state.name(n),
-                        }
-                    }
-                });
-                input.for_each(|time, data| {
-                    let arrival = time.least().copied().unwrap_or(0);
-                    for event in data.drain(..) {
-                        match event {
-                            Event::Assignment(a) => state.assignment(a, arrival, &mut counters),
-                            Event::Outcome(o) => state.outcome(o, &mut counters),
-                        }
-                    }
-                });
-                let next = first_open_tick(&[frontier, registry_frontier]);
-                let Some(cap) = capability.as_mut() else { return };
-                let frontier = next.unwrap_or(u64::MAX);
-                state.settle(frontier, &mut counters, &mut resolved);
-                // Gauges for the metrics endpoint; counting buffered outcomes walks the map,
-                // so at most once a second.
-                if gauged.elapsed() >= std::time::Duration::from_secs(1) {
-                    gauged = std::time::Instant::now();
-                    counters.pending_assignments = state.pending_assignments() as u64;
-                    counters.buffered_outcomes = state.buffered_outcomes() as u64;
-                }
-                departures.admit(&mut resolved, &mut updates);
-                departures.due(frontier, &mut updates);
-                if !updates.is_empty() {
-                    updates.sort_unstable_by_key(|u| u.1);
-                    for run in updates.chunk_by(|a, b| a.1 == b.1) {
-                        output.session(&cap.delayed(&run[0].1)).give_iterator(run.iter().copied());
-                    }
-                    updates.clear();
-                }
-                match next {
-                    Some(t) => cap.downgrade(&t),
-                    None => capability = None,
-                }
-            }
-        },
-    )
 }
 
 #[cfg(test)]

@@ -2,7 +2,7 @@
 //! conversion rates are known ([`true_rate`]), for benchmarks, soak runs and end-to-end tests.
 //!
 //! Everything written is a function of the [`TrafficSpec`], its seed included: the same spec
-//! gives the same bytes. This is the `banditflow generate` subcommand.
+//! gives the same bytes. `banditflow generate` writes it to files.
 
 use std::fs::File;
 use std::io::{self, BufWriter, Write};
@@ -11,19 +11,26 @@ use std::path::{Path, PathBuf};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 
-const DEFAULT_ASSIGNMENTS_OUT: &str = "assignments.jsonl";
-const DEFAULT_OUTCOMES_OUT: &str = "outcomes.jsonl";
-const DEFAULT_COUNT: u64 = 1_000_000;
-const DEFAULT_ENTITIES: u32 = 100;
-const DEFAULT_ARMS: u32 = 4;
-const DEFAULT_RATE: f64 = 0.05;
-/// 2026-01-01T00:00:00Z.
-const DEFAULT_START_MS: i64 = 1_767_225_600_000;
-/// 24 hours.
-const DEFAULT_DURATION_MS: u64 = 86_400_000;
-/// 30 minutes.
-const DEFAULT_ATTRIBUTION_MS: u64 = 1_800_000;
-const DEFAULT_SEED: u64 = 1;
+/// Default of [`TrafficSpec::assignments_out`].
+pub const DEFAULT_ASSIGNMENTS_OUT: &str = "assignments.jsonl";
+/// Default of [`TrafficSpec::outcomes_out`].
+pub const DEFAULT_OUTCOMES_OUT: &str = "outcomes.jsonl";
+/// Default of [`TrafficSpec::count`].
+pub const DEFAULT_COUNT: u64 = 1_000_000;
+/// Default of [`TrafficSpec::entities`].
+pub const DEFAULT_ENTITIES: u32 = 100;
+/// Default of [`TrafficSpec::arms`].
+pub const DEFAULT_ARMS: u32 = 4;
+/// Default of [`TrafficSpec::rate`].
+pub const DEFAULT_RATE: f64 = 0.05;
+/// Default of [`TrafficSpec::start_ms`]: 2026-01-01T00:00:00Z.
+pub const DEFAULT_START_MS: i64 = 1_767_225_600_000;
+/// Default of [`TrafficSpec::duration_ms`]: 24 hours.
+pub const DEFAULT_DURATION_MS: u64 = 86_400_000;
+/// Default of [`TrafficSpec::attribution_ms`]: 30 minutes.
+pub const DEFAULT_ATTRIBUTION_MS: u64 = 1_800_000;
+/// Default of [`TrafficSpec::seed`].
+pub const DEFAULT_SEED: u64 = 1;
 
 /// Share of converting assignments that get a second outcome (a duplicate conversion).
 const SECOND_OUTCOME_SHARE: f64 = 0.1;
@@ -40,62 +47,50 @@ const MAX_START_MS: i64 = 1 << 52;
 /// Bytes gathered before they are handed to the writer.
 const CHUNK: usize = 1 << 16;
 
-/// What traffic to generate (also the `banditflow generate` subcommand's arguments).
+/// What traffic to generate (`banditflow generate` takes the same as flags).
 ///
 /// Assignment times are uniform over `[start_ms, start_ms + duration_ms)`; entities and arms
 /// are served uniformly; an assignment of `(entity, arm)` converts with probability
 /// [`true_rate`]`(seed, rate, entity, arm)`.
-#[derive(clap::Args, Clone, Debug, PartialEq)]
+#[derive(Clone, Debug, PartialEq)]
 pub struct TrafficSpec {
     /// Where to write the assignments (JSON lines).
-    #[arg(long, value_name = "PATH", default_value = DEFAULT_ASSIGNMENTS_OUT)]
     pub assignments_out: PathBuf,
 
     /// Where to write the outcomes (JSON lines).
-    #[arg(long, value_name = "PATH", default_value = DEFAULT_OUTCOMES_OUT)]
     pub outcomes_out: PathBuf,
 
     /// Number of distinct assignments; duplicate lines (`--duplicates`) come on top.
-    #[arg(long, value_name = "N", default_value_t = DEFAULT_COUNT)]
     pub count: u64,
 
     /// Number of entities, named `entity-000`, `entity-001`, … (at least 1).
-    #[arg(long, value_name = "N", default_value_t = DEFAULT_ENTITIES)]
     pub entities: u32,
 
     /// Number of arms per entity, named `arm-0`, `arm-1`, … (at least 1).
-    #[arg(long, value_name = "N", default_value_t = DEFAULT_ARMS)]
     pub arms: u32,
 
     /// Mean true conversion rate, in 0..=1; each (entity, arm) gets `rate` times a factor in
     /// 0.6..1.4 (see `true_rate`).
-    #[arg(long, value_name = "P", default_value_t = DEFAULT_RATE)]
     pub rate: f64,
 
     /// Start of the traffic, ms since the Unix epoch (default 2026-01-01T00:00:00Z).
-    #[arg(long, value_name = "MS", default_value_t = DEFAULT_START_MS, allow_negative_numbers = true)]
     pub start_ms: i64,
 
     /// Length of the span the assignment times are spread over, in ms (at least 1).
-    #[arg(long, value_name = "MS", default_value_t = DEFAULT_DURATION_MS)]
     pub duration_ms: u64,
 
     /// Attribution window in ms: outcome delays are exponential with mean a quarter of it, so
     /// a few percent of outcomes land after it (they are written all the same).
-    #[arg(long, value_name = "MS", default_value_t = DEFAULT_ATTRIBUTION_MS)]
     pub attribution_ms: u64,
 
     /// Largest displacement of event times in file order, in ms: every line's `ts` is at most
     /// this far behind the largest `ts` written before it in the same file (0: sorted files).
-    #[arg(long, value_name = "MS", default_value_t = 0)]
     pub disorder_ms: u64,
 
     /// Share of assignments, in 0..=1, whose line is written twice (identical copies).
-    #[arg(long, value_name = "P", default_value_t = 0.0)]
     pub duplicates: f64,
 
     /// Seed of everything random.
-    #[arg(long, value_name = "N", default_value_t = DEFAULT_SEED)]
     pub seed: u64,
 }
 
@@ -646,33 +641,6 @@ mod tests {
             ..spec.clone()
         };
         assert_ne!(run(&spec).0, run(&other).0);
-    }
-
-    #[test]
-    fn defaults_match_the_command_line() {
-        #[derive(clap::Parser)]
-        struct Cli {
-            #[command(flatten)]
-            spec: TrafficSpec,
-        }
-        let cli = <Cli as clap::Parser>::try_parse_from(["generate"]).expect("defaults parse");
-        assert_eq!(cli.spec, TrafficSpec::default());
-        let cli = <Cli as clap::Parser>::try_parse_from([
-            "generate",
-            "--count",
-            "5",
-            "--duration-ms",
-            "1200000",
-            "--start-ms",
-            "-5",
-            "--rate",
-            "0",
-        ])
-        .expect("flags parse");
-        assert_eq!(
-            (cli.spec.count, cli.spec.duration_ms, cli.spec.start_ms),
-            (5, 1_200_000, -5)
-        );
     }
 
     #[test]

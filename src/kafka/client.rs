@@ -39,6 +39,14 @@ pub enum KafkaClientError {
     /// A topic the job needs does not exist (or has no partitions).
     #[error("kafka topic {0:?} does not exist or has no partitions")]
     MissingTopic(String),
+    /// Some records were not delivered to the weights topic.
+    #[error("{count} records not delivered: {reason}")]
+    Undelivered {
+        /// How many.
+        count: usize,
+        /// The first error librdkafka reported.
+        reason: String,
+    },
 }
 
 fn client_error(what: impl Into<String>) -> impl FnOnce(KafkaError) -> KafkaClientError {

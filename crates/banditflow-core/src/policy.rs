@@ -1,5 +1,5 @@
 //! The weight policy: burn-in, then a floor under `p_best`, then an optional step limit
-//! from the previously published weights (SEMANTICS.md, "Weights"). Pure functions on
+//! from the previously published weights (docs/semantics.md, "Weights"). Pure functions on
 //! slices in arm order; the caller keeps the arms aligned.
 
 /// Whether an entity's weights are still in burn-in or follow the posteriors.
@@ -33,7 +33,7 @@ impl Status {
 ///
 /// # Examples
 /// ```
-/// use banditflow::policy::{target_weights, Status};
+/// use banditflow_core::policy::{target_weights, Status};
 /// let (w, status) = target_weights(&[0.7, 0.3], &[40, 500], 100, 0.1);
 /// assert_eq!((w, status), (vec![0.5, 0.5], Status::BurnIn));
 /// let (w, status) = target_weights(&[0.7, 0.3], &[400, 500], 100, 0.1);
@@ -73,7 +73,7 @@ pub fn target_weights(p_best: &[f64], trials: &[u64], min_trials: u64, floor: f6
 ///
 /// # Examples
 /// ```
-/// use banditflow::policy::limit_step;
+/// use banditflow_core::policy::limit_step;
 /// // The largest change (0.4) is cut to 0.1: a quarter of the way along the line.
 /// let w = limit_step(&[0.5, 0.3, 0.2], &[0.9, 0.05, 0.05], 0.1);
 /// assert!((w[0] - 0.6).abs() < 1e-12 && (w[1] - 0.2375).abs() < 1e-12 && (w[2] - 0.1625).abs() < 1e-12);

@@ -1,0 +1,17 @@
+//! The serving side of banditflow: what a serving process needs to read weight records and
+//! assign traffic by them. It depends on `banditflow-core` alone, so a serving process never
+//! compiles timely, differential or librdkafka.
+//!
+//! For now it holds the weight record, as serving reads it from Redis or the weights topic
+//! (`schemas/weights.schema.json`); the cache and `assign` come next.
+
+pub use banditflow_core::policy::Status;
+pub use banditflow_core::record::{ArmWeight, WeightRecord, SCHEMA_VERSION};
+
+/// Why a weight record could not be read.
+pub type ParseError = serde_json::Error;
+
+/// Reads a weight record as serving receives it (a Redis value or a Kafka message payload).
+pub fn parse_record(json: &[u8]) -> Result<WeightRecord, ParseError> {
+    serde_json::from_slice(json)
+}

@@ -1,0 +1,284 @@
+//! Posteriors and weights per entity, tick by tick: the state the weigh operator keeps.
+//!
+//! Input: the window's arm counts per entity (only entities whose counts changed at a tick)
+//! and arm registry changes. For each changed entity, the Beta posteriors, `p_best` and the
+//! policy (burn-in, floor, step limit) give a [`WeightRecord`]. An entity still walking
+//! towards its target under `max_step` gets a record at every following tick until it
+//! arrives, so ticks are processed one by one in order however far the frontier jumps: the
+//! output does not depend on how time advanced.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+
+use crate::config::{Dataflow, PolicyConfig, Prior};
+use crate::event::{arm_id_of, entity_id_of, Name, NameId, Registration};
+use crate::policy::{limit_step, target_weights};
+use crate::posterior::{p_best, Beta};
+use crate::record::{ArmWeight, EncodedRecord, WeightRecord, SCHEMA_VERSION};
+use crate::time::{now_ms, Ticks};
+use crate::window::ArmCount;
+
+/// What the weight stage needs from the job file.
+#[derive(Clone, Debug)]
+pub struct WeightRules {
+    ticks: Ticks,
+    prior: Prior,
+    policy: PolicyConfig,
+    dataflow: String,
+    declared: HashMap<NameId, Vec<NameId>>,
+    declared_names: Vec<Name>,
+}
+
+impl WeightRules {
+    /// The weight rules of a job file, with its declared arms.
+    pub fn of(job: &Dataflow) -> Self {
+        let mut declared = HashMap::new();
+        let mut declared_names = Vec::new();
+        for decl in &job.arms {
+            let entity = entity_id_of(&decl.entity_id);
+            declared_names.push(Name { id: entity, text: decl.entity_id.clone() });
+            let arms = decl
+                .arm_ids
+                .iter()
+                .map(|arm| {
+                    let id = arm_id_of(arm);
+                    declared_names.push(Name { id, text: arm.clone() });
+                    id
+                })
+                .collect();
+            declared.insert(entity, arms);
+        }
+        WeightRules {
+            ticks: Ticks::new(job.tick_ms),
+            prior: job.prior.clone(),
+            policy: job.policy.clone(),
+            dataflow: job.name.clone(),
+            declared,
+            declared_names,
+        }
+    }
+}
+
+/// Weights of one entity and where the step limit is taking them.
+struct EntityWeights {
+    last: WeightRecord,
+    target: Vec<f64>,
+}
+
+/// An arm's standing on the arm registry.
+struct Registered {
+    active: bool,
+    metadata: Option<serde_json::Value>,
+}
+
+/// The policy state of one worker's entities.
+struct Policy {
+    rules: WeightRules,
+    names: HashMap<NameId, String>,
+    /// Window counts per entity, as last changed.
+    counts: HashMap<NameId, Vec<ArmCount>>,
+    /// Arm registry standing per entity and arm, as of the last processed tick.
+    registry: HashMap<NameId, BTreeMap<NameId, Registered>>,
+    entities: HashMap<NameId, EntityWeights>,
+    /// Entities whose published weights have not reached their target yet.
+    converging: BTreeSet<NameId>,
+}
+
+impl Policy {
+    fn name(&self, id: NameId) -> String {
+        self.names.get(&id).cloned().unwrap_or_else(|| format!("{id:016x}"))
+    }
+
+    /// Applies an arm registry change (at the tick it takes effect).
+    fn register(&mut self, r: Registration) {
+        let metadata = r.metadata.and_then(|m| serde_json::from_str(&m).ok());
+        self.registry.entry(r.entity).or_default().insert(r.arm, Registered { active: r.active, metadata });
+    }
+
+    /// The record of `entity` at `tick` from its current window counts and registry.
+    fn recompute(&mut self, entity: NameId, tick: u64) -> EncodedRecord {
+        let empty = Vec::new();
+        let counts = self.counts.get(&entity).unwrap_or(&empty);
+        let registry = self.registry.get(&entity);
+        let standing = |arm: &NameId| registry.and_then(|r| r.get(arm));
+        // Arms in the window, declared in the job, or active on the registry; minus retired.
+        let mut ids: Vec<(NameId, i64, i64)> = counts.clone();
+        let declared = self.rules.declared.get(&entity).into_iter().flatten();
+        let registered = registry.into_iter().flatten().filter(|(_, r)| r.active).map(|(arm, _)| arm);
+        for arm in declared.chain(registered) {
+            if !ids.iter().any(|(a, _, _)| a == arm) {
+                ids.push((*arm, 0, 0));
+            }
+        }
+        ids.retain(|(arm, _, _)| standing(arm).is_none_or(|r| r.active));
+        let mut arms: Vec<(String, i64, i64, Option<serde_json::Value>)> = ids
+            .iter()
+            .map(|(arm, t, s)| (self.name(*arm), *t, *s, standing(arm).and_then(|r| r.metadata.clone())))
+            .collect();
+        arms.sort_by(|a, b| a.0.cmp(&b.0));
+        let posteriors: Vec<Beta> = arms
+            .iter()
+            .map(|(_, t, s, _)| Beta { alpha: self.rules.prior.alpha + *s as f64, beta: self.rules.prior.beta + (*t - *s) as f64 })
+            .collect();
+        let p = p_best(&posteriors);
+        let trials: Vec<u64> = arms.iter().map(|(_, t, _, _)| (*t).max(0) as u64).collect();
+        let (target, status) = target_weights(&p, &trials, self.rules.policy.min_trials, self.rules.policy.floor);
+        let previous = self.entities.get(&entity).map(|e| &e.last).filter(|last| {
+            last.arms.len() == arms.len() && last.arms.iter().zip(&arms).all(|(a, (name, _, _, _))| &a.arm_id == name)
+        });
+        let weights = match (previous, self.rules.policy.max_step) {
+            (Some(last), Some(max_step)) => {
+                let before: Vec<f64> = last.arms.iter().map(|a| a.weight).collect();
+                limit_step(&before, &target, max_step)
+            }
+            _ => target.clone(),
+        };
+        let record = WeightRecord {
+            entity_id: self.name(entity),
+            version: tick,
+            as_of: self.rules.ticks.as_of(tick),
+            computed_at: now_ms(),
+            status,
+            arms: arms
+                .into_iter()
+                .zip(&posteriors)
+                .zip(p.iter().zip(&weights))
+                .map(|(((arm_id, t, s, metadata), post), (p, w))| ArmWeight {
+                    arm_id,
+                    weight: *w,
+                    p_best: *p,
+                    alpha: post.alpha,
+                    beta: post.beta,
+                    trials: t.max(0) as u64,
+                    successes: s.max(0) as u64,
+                    metadata,
+                })
+                .collect(),
+            dataflow: self.rules.dataflow.clone(),
+            schema_version: SCHEMA_VERSION,
+        };
+        self.remember(entity, record, target)
+    }
+
+    /// One more step of the step limit for an entity whose counts did not change.
+    fn step(&mut self, entity: NameId, tick: u64) -> Option<EncodedRecord> {
+        let max_step = self.rules.policy.max_step?;
+        let as_of = self.rules.ticks.as_of(tick);
+        let EntityWeights { mut last, target } = self.entities.remove(&entity)?;
+        let before: Vec<f64> = last.arms.iter().map(|a| a.weight).collect();
+        for (arm, w) in last.arms.iter_mut().zip(limit_step(&before, &target, max_step)) {
+            arm.weight = w;
+        }
+        last.version = tick;
+        last.as_of = as_of;
+        last.computed_at = now_ms();
+        Some(self.remember(entity, last, target))
+    }
+
+    /// Keeps `last` as the entity's published record and returns it encoded.
+    fn remember(&mut self, entity: NameId, last: WeightRecord, target: Vec<f64>) -> EncodedRecord {
+        let arrived = last.arms.iter().zip(&target).all(|(a, t)| (a.weight - t).abs() <= 1e-12);
+        if arrived {
+            self.converging.remove(&entity);
+        } else {
+            self.converging.insert(entity);
+        }
+        let encoded = EncodedRecord::of(&last);
+        self.entities.insert(entity, EntityWeights { last, target });
+        encoded
+    }
+}
+
+
+/// The weight state of one worker's entities, and the changes waiting for their tick.
+pub struct Weigher {
+    policy: Policy,
+    /// Per tick, per entity: its new counts (`None`: nothing left in the window).
+    changes: BTreeMap<u64, HashMap<NameId, Option<Vec<ArmCount>>>>,
+    /// Registry changes by the tick they take effect.
+    registrations: BTreeMap<u64, Vec<Registration>>,
+    /// The first tick not yet computed.
+    next_tick: u64,
+}
+
+impl Weigher {
+    /// No entities yet; the job's declared names are known from the start.
+    pub fn new(rules: WeightRules) -> Self {
+        let policy = Policy {
+            names: rules.declared_names.iter().map(|n| (n.id, n.text.clone())).collect(),
+            rules,
+            counts: HashMap::new(),
+            registry: HashMap::new(),
+            entities: HashMap::new(),
+            converging: BTreeSet::new(),
+        };
+        Weigher { policy, changes: BTreeMap::new(), registrations: BTreeMap::new(), next_tick: 0 }
+    }
+
+    /// Learns a name (from the catalog).
+    pub fn name(&mut self, name: Name) {
+        self.policy.names.insert(name.id, name.text);
+    }
+
+    /// An update of `entity`'s window counts at `tick`: `arms` enter with `diff > 0`, and the
+    /// counts they replace leave with `diff < 0` (differential's form of a change).
+    pub fn counted(&mut self, entity: NameId, arms: Vec<ArmCount>, tick: u64, diff: isize) {
+        let slot = self.changes.entry(tick).or_default().entry(entity).or_insert(None);
+        if diff > 0 {
+            *slot = Some(arms);
+        }
+    }
+
+    /// An arm registry change that arrived at tick `arrived`: it takes effect at the tick
+    /// holding its `ts`, or (late) at the tick it arrived in, never in the past.
+    pub fn registered(&mut self, registration: Registration, arrived: u64) {
+        let tick = self.policy.rules.ticks.tick_of(registration.ts).max(arrived);
+        self.registrations.entry(tick).or_default().push(registration);
+    }
+
+    /// Computes, in order, every tick from `from` up to (not including) `frontier` (`None`:
+    /// every tick with something to do) at which some entity's record changes, handing each
+    /// tick's records to `emit`.
+    pub fn advance(&mut self, from: u64, frontier: Option<u64>, mut emit: impl FnMut(u64, Vec<EncodedRecord>)) {
+        loop {
+            let next_change = self.changes.first_key_value().map(|(t, _)| *t);
+            let next_registration = self.registrations.first_key_value().map(|(t, _)| *t);
+            let next_data = next_change.into_iter().chain(next_registration).min();
+            let tick = if self.policy.converging.is_empty() {
+                match next_data {
+                    Some(t) => t,
+                    None => break,
+                }
+            } else {
+                self.next_tick.max(from)
+            };
+            if frontier.is_some_and(|f| tick >= f) {
+                break;
+            }
+            let mut changed: BTreeSet<NameId> = BTreeSet::new();
+            if next_change == Some(tick) {
+                for (entity, arms) in self.changes.pop_first().map(|(_, c)| c).unwrap_or_default() {
+                    self.policy.counts.insert(entity, arms.unwrap_or_default());
+                    changed.insert(entity);
+                }
+            }
+            if next_registration == Some(tick) {
+                let mut due = self.registrations.pop_first().map(|(_, r)| r).unwrap_or_default();
+                // Whatever order they arrived in, apply them in event-time order.
+                due.sort_by(|a, b| (a.ts, a.entity, a.arm, a.active, &a.metadata).cmp(&(b.ts, b.entity, b.arm, b.active, &b.metadata)));
+                for r in due {
+                    changed.insert(r.entity);
+                    self.policy.register(r);
+                }
+            }
+            let mut records: Vec<EncodedRecord> = changed.iter().map(|entity| self.policy.recompute(*entity, tick)).collect();
+            let walking: Vec<NameId> = self.policy.converging.iter().filter(|e| !changed.contains(e)).copied().collect();
+            for entity in walking {
+                records.extend(self.policy.step(entity, tick));
+            }
+            if !records.is_empty() {
+                emit(tick, records);
+            }
+            self.next_tick = tick + 1;
+        }
+    }
+}

@@ -1,0 +1,64 @@
+//! `banditflow demo`: the worker on an embedded Kafka cluster with closed-loop traffic.
+
+use std::time::Duration;
+
+use banditflow::demo::{self, DemoOptions};
+
+/// Run the worker on an embedded Kafka cluster with a closed-loop traffic generator
+/// (known true rates) and print each entity's weights as they move. Nothing to install.
+#[derive(clap::Args)]
+pub struct Args {
+    /// Worker threads.
+    #[arg(long, default_value_t = 2)]
+    workers: usize,
+    /// How long to run (e.g. `40s`, `2m`).
+    #[arg(long, default_value = "40s", value_parser = humantime::parse_duration)]
+    duration: Duration,
+    /// Run until SIGINT/SIGTERM instead.
+    #[arg(long)]
+    forever: bool,
+    /// Assignments per second over all entities.
+    #[arg(long, default_value_t = 2_000)]
+    rate: u32,
+    /// Seed of the true rates and the traffic.
+    #[arg(long, default_value_t = 7)]
+    seed: u64,
+    /// Where the worker serves `/metrics`, `/healthz` and `/readyz` (port 0: any free port).
+    #[arg(long, default_value = "127.0.0.1:9898")]
+    metrics_listen: std::net::SocketAddr,
+}
+
+/// Runs the demo and prints the final weights.
+pub fn run(args: Args) -> anyhow::Result<()> {
+    let stop = super::stop_on_signals()?;
+    let options = DemoOptions {
+        workers: args.workers,
+        duration: (!args.forever).then_some(args.duration),
+        assignments_per_s: args.rate,
+        seed: args.seed,
+        stop,
+        metrics_listen: Some(args.metrics_listen),
+        ..Default::default()
+    };
+    eprintln!(
+        "demo: embedded Kafka cluster, {} entities x {} arms, {} assignments/s assigned by the published weights; {}",
+        options.entities,
+        options.arms,
+        options.assignments_per_s,
+        if args.forever { "until Ctrl-C".to_owned() } else { format!("for {}", humantime::format_duration(args.duration)) }
+    );
+    eprintln!("demo: the worker's metrics are at http://{}/metrics (also /healthz, /readyz)", args.metrics_listen);
+    let mut stdout = std::io::stdout();
+    let report = demo::run(&options, &mut stdout)?;
+    let c = &report.worker.counters;
+    println!(
+        "demo done: {} assignments and {} outcomes produced; the worker read {} and {}, published {} weight records\nfinal weights:\n{}",
+        report.assignments,
+        report.outcomes,
+        c.assignments_read,
+        c.outcomes_read,
+        c.records_written,
+        demo::weights_table(&report.latest, args.seed)
+    );
+    Ok(())
+}

@@ -1,0 +1,47 @@
+//! The bandit dataflow, the same for replay and the live worker: one operator per file, the
+//! graph in [`bandit`].
+//!
+//! events → [`attribute`] → [`arm_counts`] → [`weigh`] → [`publish`]. Sources (in `file/` and
+//! `kafka/`) hand their decoded records over through [`sources`].
+
+use std::cell::RefCell;
+use std::rc::Rc;
+
+use banditflow_core::attribution::AttributionRules;
+use banditflow_core::config::Dataflow;
+use banditflow_core::counters::Counters;
+use banditflow_core::event::{Catalog, Event};
+use banditflow_core::record::EncodedRecord;
+use banditflow_core::time::Ticks;
+use banditflow_core::weights::WeightRules;
+use timely::dataflow::Stream;
+
+pub mod arm_counts;
+pub mod attribute;
+pub mod frontier;
+pub mod publish;
+pub mod sources;
+pub mod weigh;
+
+pub use arm_counts::arm_counts;
+pub use attribute::attribute;
+pub use publish::publish;
+pub use weigh::weigh;
+
+/// Builds the dataflow of `job` over decoded `events` (at their ticks) and the `catalog`
+/// (names, arm registry) their sources announced; returns the weight records (serialized),
+/// each at its tick.
+pub fn bandit<'scope>(
+    events: Stream<'scope, u64, Vec<Event>>,
+    catalog: Stream<'scope, u64, Vec<Catalog>>,
+    job: &Dataflow,
+    counters: Rc<RefCell<Counters>>,
+) -> Stream<'scope, u64, Vec<EncodedRecord>> {
+    let rules = AttributionRules {
+        ticks: Ticks::new(job.tick_ms),
+        attribution_ms: job.attribution_ms,
+        window_ms: job.window_ms,
+    };
+    let updates = attribute(events, catalog.clone(), rules, counters);
+    weigh(arm_counts(updates), catalog, WeightRules::of(job))
+}

@@ -1,0 +1,78 @@
+//! The weigh operator: changed arm counts and arm registry changes in, weight records out.
+//!
+//! Counts and registry changes of an entity meet on the worker that owns the entity; names
+//! are broadcast. Each worker keeps a [`Weigher`] for its entities and, as the frontier
+//! advances, hands it every complete tick in order. Records are serialized where they were
+//! computed, so encoding runs on every worker.
+
+use banditflow_core::event::{Catalog, NameId, Registration};
+use banditflow_core::record::EncodedRecord;
+use banditflow_core::weights::{WeightRules, Weigher};
+use banditflow_core::window::ArmCount;
+use differential_dataflow::VecCollection;
+use serde::{Deserialize, Serialize};
+use timely::dataflow::channels::pact::{Exchange, Pipeline};
+use timely::dataflow::operators::core::Concat;
+use timely::dataflow::operators::generic::Operator;
+use timely::dataflow::operators::vec::{Broadcast, Map};
+use timely::dataflow::Stream;
+
+use super::frontier::first_open_tick;
+
+/// What can change an entity's weights at a tick.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+enum EntityChange {
+    /// An update of the window's arm counts of `entity` at `tick`.
+    Counted { entity: NameId, arms: Vec<ArmCount>, tick: u64, diff: isize },
+    /// An arm registry change.
+    Registered(Registration),
+}
+
+impl EntityChange {
+    fn route(&self) -> u64 {
+        match self {
+            EntityChange::Counted { entity, .. } => *entity,
+            EntityChange::Registered(r) => r.entity,
+        }
+    }
+}
+
+/// Turns changed arm counts and arm registry changes into weight records, tick by tick.
+pub fn weigh<'scope>(
+    counts: VecCollection<'scope, u64, (NameId, Vec<ArmCount>), isize>,
+    catalog: Stream<'scope, u64, Vec<Catalog>>,
+    rules: WeightRules,
+) -> Stream<'scope, u64, Vec<EncodedRecord>> {
+    let names = catalog.clone().flat_map(|c| if let Catalog::Name(n) = c { Some(n) } else { None }).broadcast();
+    let registered = catalog.flat_map(|c| if let Catalog::Registration(r) = c { Some(EntityChange::Registered(r)) } else { None });
+    let changes = counts.inner.map(|((entity, arms), tick, diff)| EntityChange::Counted { entity, arms, tick, diff }).concat(registered);
+    changes.binary_frontier(names, Exchange::new(EntityChange::route), Pipeline, "Weights", move |capability, _info| {
+        let mut capability = Some(capability);
+        let mut weigher = Weigher::new(rules);
+        move |(changes_in, changes_frontier), (names_in, names_frontier), output| {
+            names_in.for_each(|_time, data| {
+                for name in data.drain(..) {
+                    weigher.name(name);
+                }
+            });
+            changes_in.for_each(|time, data| {
+                let arrived = time.least().copied().unwrap_or(0);
+                for change in data.drain(..) {
+                    match change {
+                        EntityChange::Counted { entity, arms, tick, diff } => weigher.counted(entity, arms, tick, diff),
+                        EntityChange::Registered(r) => weigher.registered(r, arrived),
+                    }
+                }
+            });
+            let Some(cap) = capability.as_mut() else { return };
+            let frontier = first_open_tick(&[changes_frontier, names_frontier]);
+            weigher.advance(*cap.time(), frontier, |tick, records| {
+                output.session(&cap.delayed(&tick)).give_iterator(records.into_iter());
+            });
+            match frontier {
+                Some(f) => cap.downgrade(&f.max(*cap.time())),
+                None => capability = None,
+            }
+        }
+    })
+}

@@ -1,0 +1,206 @@
+//! The file source: JSON-lines inputs as the dataflow's events.
+//!
+//! Each worker reads its share of every input ([`Lines`]) and merges the files by event time
+//! (it reads the file that is behind). Watermarks come from the files' own timestamps exactly
+//! as in the live worker: per file and worker, the largest `ts` read minus
+//! `allowed_lateness`; a finished file no longer holds time back. At the end of the input the
+//! workers agree on the last tick ([`Horizon`]) and hold time there: ticks up to the last
+//! event's tick complete, and time is not run past the data.
+
+use std::cell::RefCell;
+use std::rc::Rc;
+use std::sync::atomic::{AtomicI64, AtomicU64, AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use banditflow_core::config::Dataflow;
+use banditflow_core::counters::Counters;
+use banditflow_core::event::{Catalog, Event};
+use banditflow_core::time::{now_ms, Ticks};
+use banditflow_core::wire::{Decoded, Decoder, RecordKind};
+use timely::container::CapacityContainerBuilder;
+use timely::dataflow::operators::generic::operator::source;
+use timely::dataflow::{Scope, Stream};
+
+use super::blocks::Lines;
+use super::{Failure, FileError, Input};
+use crate::dataflow::sources::{emit_decoded, split_decoded};
+
+/// Lines a source reads before it yields to the rest of the dataflow.
+const LINES_PER_ACTIVATION: usize = 16 * 1024;
+
+/// Agreement between workers on where the input ends.
+#[derive(Debug)]
+pub struct Horizon {
+    max_ts: AtomicI64,
+    finished: AtomicUsize,
+    peers: usize,
+}
+
+impl Horizon {
+    /// No worker of `peers` has finished yet.
+    pub fn new(peers: usize) -> Self {
+        Horizon { max_ts: AtomicI64::new(i64::MIN), finished: AtomicUsize::new(0), peers }
+    }
+
+    /// One more worker has read all its input; its largest event time was `max_ts`.
+    pub fn finish(&self, max_ts: i64) {
+        self.max_ts.fetch_max(max_ts, Ordering::AcqRel);
+        self.finished.fetch_add(1, Ordering::AcqRel);
+    }
+
+    /// Every worker has read all its input.
+    pub fn all_finished(&self) -> bool {
+        self.finished.load(Ordering::Acquire) >= self.peers
+    }
+
+    /// The first tick not to complete, once every worker has read all its input.
+    pub fn end_tick(&self, ticks: Ticks) -> Option<u64> {
+        if self.finished.load(Ordering::Acquire) < self.peers {
+            return None;
+        }
+        let max = self.max_ts.load(Ordering::Acquire);
+        Some(if max == i64::MIN { 0 } else { ticks.tick_of(max) + 1 })
+    }
+}
+
+
+/// What one worker's file source needs.
+pub struct FileSource {
+    /// The job (tick, lateness, outcome kinds, future skew).
+    pub job: Dataflow,
+    /// The inputs and which records each holds.
+    pub inputs: Vec<(RecordKind, Input)>,
+    /// How many blocks each file is cut into.
+    pub blocks: u64,
+    /// The smallest block, in bytes.
+    pub min_block: u64,
+    /// Shared by the workers: where the input ends.
+    pub horizon: Arc<Horizon>,
+    /// Lines read, over every worker (for progress output).
+    pub lines_read: Arc<AtomicU64>,
+    /// The first error of any worker.
+    pub failure: Arc<Failure>,
+    /// This worker's counters.
+    pub counters: Rc<RefCell<Counters>>,
+}
+
+/// One input file as a worker's source sees it.
+struct Cursor {
+    lines: Lines,
+    records: RecordKind,
+    name: String,
+    /// Largest event time read (the watermark before lateness).
+    max_ts: i64,
+    /// Event time of the last line read: the merge reads the file that is behind.
+    last_ts: i64,
+    done: bool,
+}
+
+/// The file source of one worker: its share of every input, decoded, at their ticks.
+pub fn file_source<'scope>(scope: Scope<'scope, u64>, ctx: FileSource) -> (Stream<'scope, u64, Vec<Event>>, Stream<'scope, u64, Vec<Catalog>>) {
+    let (worker, peers) = (scope.index(), scope.peers());
+    let decoded = source::<_, CapacityContainerBuilder<Vec<Decoded>>, _, _>(scope, "FileSource", move |capability, info| {
+        let activator = scope.activator_for(info.address);
+        let ticks = Ticks::new(ctx.job.tick_ms);
+        let lateness = ctx.job.allowed_lateness_ms.min(i64::MAX as u64) as i64;
+        let mut decoder = Decoder::new(ctx.job.outcome_kinds.as_deref(), ctx.job.max_future_skew_ms);
+        let mut cursors = Vec::new();
+        for (records, input) in &ctx.inputs {
+            match Lines::open(input, ctx.blocks, ctx.min_block, worker, peers) {
+                Ok(lines) => cursors.push(Cursor {
+                    lines,
+                    records: *records,
+                    name: input.name(),
+                    max_ts: i64::MIN,
+                    last_ts: i64::MIN,
+                    done: false,
+                }),
+                Err(source) => ctx.failure.fail(FileError::Input { path: input.name(), source }),
+            }
+        }
+        if cursors.len() < ctx.inputs.len() {
+            cursors.clear();
+        }
+        let mut capability = Some(capability);
+        let mut reported = false;
+        let mut buf = Vec::new();
+        let mut names = Vec::new();
+        let mut batch: Vec<(u64, Decoded)> = Vec::new();
+        let mut local_max = i64::MIN;
+        move |output| {
+            let Some(cap) = capability.as_mut() else { return };
+            if reported {
+                // All input read here; wait for the other workers, then hold time at the end.
+                if let Some(end) = ctx.horizon.end_tick(ticks) {
+                    if end == 0 {
+                        capability = None;
+                    } else {
+                        cap.downgrade(&end.max(*cap.time()));
+                    }
+                    // Stop polling: the driver drops the dataflow once `end` is complete.
+                    reported = false;
+                    cursors.clear();
+                    local_max = i64::MAX;
+                } else if local_max != i64::MAX {
+                    activator.activate_after(Duration::from_millis(1));
+                }
+                return;
+            }
+            if local_max == i64::MAX {
+                return; // finished and holding the end tick
+            }
+            let now = now_ms();
+            let floor_tick = *cap.time();
+            let mut counters = ctx.counters.borrow_mut();
+            let mut read = 0u64;
+            for _ in 0..LINES_PER_ACTIVATION {
+                let Some(cursor) = cursors.iter_mut().filter(|c| !c.done).min_by_key(|c| c.last_ts) else { break };
+                match cursor.lines.next(&mut buf) {
+                    Ok(true) => {}
+                    Ok(false) => {
+                        cursor.done = true;
+                        continue;
+                    }
+                    Err(source) => {
+                        ctx.failure.fail(FileError::Input { path: cursor.name.clone(), source });
+                        cursor.done = true;
+                        continue;
+                    }
+                }
+                if buf.iter().all(u8::is_ascii_whitespace) {
+                    continue;
+                }
+                read += 1;
+                if let Some((ts, record)) = decoder.decode(cursor.records, &buf, now, &mut names, &mut counters) {
+                    cursor.max_ts = cursor.max_ts.max(ts);
+                    cursor.last_ts = ts;
+                    batch.push((ticks.tick_of(ts).max(floor_tick), record));
+                }
+            }
+            drop(counters);
+            ctx.lines_read.fetch_add(read, Ordering::Relaxed);
+            emit_decoded(&mut batch, &mut names, floor_tick, cap, output);
+            for c in &cursors {
+                local_max = local_max.max(c.max_ts);
+            }
+            if cursors.iter().all(|c| c.done) {
+                ctx.horizon.finish(local_max);
+                reported = true;
+                activator.activate();
+                return;
+            }
+            // Unfinished files hold time at their watermark; finished ones do not.
+            let watermark = cursors.iter().filter(|c| !c.done).map(|c| c.max_ts.saturating_sub(lateness)).min().unwrap_or(i64::MIN);
+            if watermark > 0 {
+                let tick = ticks.tick_of(watermark);
+                if tick > *cap.time() {
+                    cap.downgrade(&tick);
+                }
+            }
+            activator.activate();
+        }
+    });
+    split_decoded(decoded)
+}
+

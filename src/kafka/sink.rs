@@ -1,0 +1,135 @@
+//! The weights-topic sink: key `entity_id`, the JSON record as value, a `version` header.
+//!
+//! One request in flight keeps each entity's records in order when librdkafka retries, and
+//! the writer remembers the newest version out per entity (read back from the topic at
+//! start-up), so nothing at or below it is written again.
+
+use std::collections::{HashMap, HashSet};
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use banditflow_core::record::EncodedRecord;
+use rdkafka::message::{Header, OwnedHeaders};
+use rdkafka::producer::{BaseProducer, BaseRecord, DeliveryResult, Producer, ProducerContext};
+use rdkafka::ClientContext;
+
+use super::client::{producer_config, KafkaClientError, VERSION_HEADER};
+use crate::deployment::KafkaConfig;
+
+/// Delivery reports of the weights producer: which entities' records failed.
+struct Deliveries {
+    failed: Mutex<Vec<(String, u64, String)>>,
+}
+
+impl ClientContext for Deliveries {}
+
+impl ProducerContext for Deliveries {
+    type DeliveryOpaque = Box<(String, u64)>;
+
+    fn delivery(&self, result: &DeliveryResult<'_>, record: Self::DeliveryOpaque) {
+        if let Err((error, _)) = result {
+            if let Ok(mut failed) = self.failed.lock() {
+                let (entity, version) = *record;
+                failed.push((entity, version, error.to_string()));
+            }
+        }
+    }
+}
+
+/// Writes records to the weights topic: key `entity_id`, JSON value, `version` header.
+pub struct KafkaWriter {
+    producer: BaseProducer<Deliveries>,
+    topic: String,
+    /// Newest version out per entity.
+    published: HashMap<String, u64>,
+}
+
+impl KafkaWriter {
+    /// A writer to `topic` that never writes a version at or below `published`'s for its entity.
+    pub fn new(config: &KafkaConfig, topic: String, published: HashMap<String, u64>) -> Result<Self, KafkaClientError> {
+        let producer = producer_config(config)
+            .create_with_context(Deliveries { failed: Mutex::new(Vec::new()) })
+            .map_err(|source| KafkaClientError::Client { what: "cannot create producer".into(), source })?;
+        Ok(KafkaWriter { producer, topic, published })
+    }
+
+    /// Writes `batch` and waits for its delivery; on failure returns the records still to
+    /// write (none at or below a version delivered since).
+    pub fn write(&mut self, batch: Vec<EncodedRecord>) -> Result<(), (KafkaClientError, Vec<EncodedRecord>)> {
+        let mut sent = Vec::with_capacity(batch.len());
+        let mut unsent = Vec::new();
+        let mut first_error = None;
+        for record in batch {
+            if self.published.get(&record.entity_id).is_some_and(|&v| v >= record.version) {
+                continue;
+            }
+            let version = record.version.to_string();
+            let headers = OwnedHeaders::new().insert(Header { key: VERSION_HEADER, value: Some(version.as_str()) });
+            let message = BaseRecord::with_opaque_to(&self.topic, Box::new((record.entity_id.clone(), record.version)))
+                .key(record.entity_id.as_str())
+                .payload(record.json.as_str())
+                .headers(headers);
+            let mut message = message;
+            let queued = loop {
+                match self.producer.send(message) {
+                    Ok(()) => break true,
+                    Err((rdkafka::error::KafkaError::MessageProduction(rdkafka::types::RDKafkaErrorCode::QueueFull), back)) => {
+                        message = back;
+                        self.producer.poll(Duration::from_millis(10));
+                    }
+                    Err((error, _)) => {
+                        first_error.get_or_insert(error.to_string());
+                        break false;
+                    }
+                }
+            };
+            if queued {
+                sent.push(record);
+            } else {
+                unsent.push(record);
+            }
+        }
+        let flushed = flush(&self.producer, Duration::from_secs(30));
+        let failed: Vec<(String, u64, String)> = self.producer.context().failed.lock().map(|mut f| std::mem::take(&mut *f)).unwrap_or_default();
+        if let Err(error) = &flushed {
+            first_error.get_or_insert(error.to_string());
+        }
+        let failed_versions: HashSet<(&str, u64)> = failed.iter().map(|(e, v, _)| (e.as_str(), *v)).collect();
+        if let Some((_, _, error)) = failed.first() {
+            first_error.get_or_insert(error.clone());
+        }
+        let flush_failed = flushed.is_err();
+        let mut delivered_or_failed = Vec::new();
+        for record in sent {
+            if flush_failed || failed_versions.contains(&(record.entity_id.as_str(), record.version)) {
+                delivered_or_failed.push(record);
+            } else {
+                let newest = self.published.entry(record.entity_id.clone()).or_insert(record.version);
+                *newest = (*newest).max(record.version);
+            }
+        }
+        // A failed record behind one of its entity's delivered records is never retried.
+        unsent.extend(delivered_or_failed.into_iter().filter(|r| self.published.get(&r.entity_id).is_none_or(|&v| v < r.version)));
+        match first_error {
+            None => Ok(()),
+            Some(error) => {
+                let n = unsent.len();
+                Err((KafkaClientError::Undelivered { count: n, reason: error }, unsent))
+            }
+        }
+    }
+}
+
+/// Waits until every record handed to `producer` is acknowledged or failed. rdkafka's own
+/// `flush` sleeps in steps of 100 ms, which would be most of the weights topic's latency.
+fn flush(producer: &BaseProducer<Deliveries>, timeout: Duration) -> Result<(), rdkafka::error::KafkaError> {
+    let deadline = Instant::now() + timeout;
+    while producer.in_flight_count() > 0 {
+        if Instant::now() >= deadline {
+            return Err(rdkafka::error::KafkaError::Flush(rdkafka::types::RDKafkaErrorCode::RequestTimedOut));
+        }
+        producer.poll(Duration::from_millis(1));
+    }
+    Ok(())
+}
+

@@ -1,0 +1,3 @@
+//! The Redis connector: where serving reads the weights ([`sink`]).
+
+pub mod sink;
