@@ -72,7 +72,7 @@ fn main() {
     let rate: u64 = args.get(1).and_then(|a| a.parse().ok()).unwrap_or(20_000);
     let probe_seconds: u64 = args.get(2).and_then(|a| a.parse().ok()).unwrap_or(90);
     let root = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
-    let binary = std::env::var("BANDITFLOW_BIN").map(PathBuf::from).unwrap_or_else(|_| root.join("target/release/banditflow"));
+    let binary = std::env::var("BANDITFLOW_BIN").map_or_else(|_| root.join("target/release/banditflow"), PathBuf::from);
     assert!(binary.is_file(), "build the release binary first: {}", binary.display());
     let dir = tempfile::tempdir().expect("tempdir");
     let broker = Broker::start();
@@ -103,7 +103,7 @@ fn main() {
     let produced_at = Instant::now();
     let p = producer(&brokers, "20");
     for (topic, lines) in [("assignments", &assignments), ("outcomes", &outcomes)] {
-        for line in lines.iter() {
+        for line in lines {
             // The key is the assignment id: cheap to find without parsing the line.
             let key = line.split("\"assignment_id\":\"").nth(1).and_then(|r| r.split('"').next()).unwrap_or("");
             let ts = line.rsplit("\"ts\":").next().and_then(|r| r.trim_end_matches(|c: char| !c.is_ascii_digit()).split(|c: char| !c.is_ascii_digit()).next()).and_then(|t| t.parse().ok()).unwrap_or(0);

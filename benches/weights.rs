@@ -38,7 +38,7 @@ fn entity_weights(c: &mut Criterion) {
             b.iter(|| {
                 let p = p_best(black_box(arms));
                 target_weights(&p, black_box(trials), 100, 0.01)
-            })
+            });
         });
     }
     // The streaming job's typical entity: four close arms near 5%.
@@ -53,7 +53,7 @@ fn entity_weights(c: &mut Criterion) {
         b.iter(|| {
             let p = p_best(black_box(&typical));
             target_weights(&p, black_box(&typical_trials), 100, 0.01)
-        })
+        });
     });
     group.finish();
 }

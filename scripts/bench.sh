@@ -94,7 +94,7 @@ generate() {
     local dir=$1
     shift
     local params
-    params="$* generator=$({ sha256sum src/generate.rs 2>/dev/null || echo unknown; } | cut -c1-16)"
+    params="$* generator=$({ sha256sum src/traffic.rs 2>/dev/null || echo unknown; } | cut -c1-16)"
     if [[ -f $dir/params && -f $dir/assignments.jsonl && -f $dir/outcomes.jsonl ]] &&
         [[ $(cat "$dir/params") == "$params" ]]; then
         log "reusing traffic in $dir"

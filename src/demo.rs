@@ -142,7 +142,7 @@ pub fn run(options: &DemoOptions, out: &mut dyn Write) -> Result<DemoReport, Dem
     let produced = Arc::new((AtomicU64::new(0), AtomicU64::new(0)));
     let stop_traffic = Arc::new(AtomicBool::new(false));
     let generator = {
-        let (latest, produced, stop, brokers, options) = (latest.clone(), produced.clone(), stop_traffic.clone(), brokers.clone(), options.clone());
+        let (latest, produced, stop, brokers, options) = (latest.clone(), produced.clone(), stop_traffic.clone(), brokers, options.clone());
         std::thread::spawn(move || closed_loop(&brokers, &options, &latest, &produced, &stop))
     };
 
@@ -227,7 +227,7 @@ fn closed_loop(
             send(&producer, "assignments", &id, &line, now)?;
             produced.0.fetch_add(1, Ordering::Relaxed);
             // One line in a thousand is broken, to show bad input counted by reason.
-            if sequence % 1_000 == 0 {
+            if sequence.is_multiple_of(1_000) {
                 send(&producer, "assignments", &id, r#"{"assignment_id":"broken","arm_id":"arm-0"}"#, now)?;
             }
             if demo_true_rate(options.seed, &entity, &arm).is_some_and(|rate| rng.random_bool(rate)) {
@@ -288,7 +288,7 @@ pub fn weights_table(latest: &BTreeMap<String, WeightRecord>, seed: u64) -> Stri
     }
     for (entity, record) in latest {
         for arm in &record.arms {
-            let truth = demo_true_rate(seed, entity, &arm.arm_id).map(|r| format!("{r:.4}")).unwrap_or_else(|| "?".into());
+            let truth = demo_true_rate(seed, entity, &arm.arm_id).map_or_else(|| "?".into(), |r| format!("{r:.4}"));
             let observed = if arm.trials > 0 { arm.successes as f64 / arm.trials as f64 } else { 0.0 };
             let _ = writeln!(
                 out,

@@ -161,7 +161,7 @@ impl Publisher {
                 queue.compact();
             }
             while queue.pending.len() >= self.capacity && !queue.closing {
-                queue = shared.changed.wait_timeout(queue, Duration::from_millis(100)).map(|(q, _)| q).unwrap_or_else(|p| p.into_inner().0);
+                queue = shared.changed.wait_timeout(queue, Duration::from_millis(100)).map_or_else(|p| p.into_inner().0, |(q, _)| q);
             }
             queue.pending.extend_from_slice(records);
             if !queue.up {
@@ -199,7 +199,7 @@ impl Publisher {
         for (shared, _) in &self.sinks {
             let mut queue = shared.lock();
             while !queue.pending.is_empty() && Instant::now() < deadline {
-                queue = shared.changed.wait_timeout(queue, Duration::from_millis(50)).map(|(q, _)| q).unwrap_or_else(|p| p.into_inner().0);
+                queue = shared.changed.wait_timeout(queue, Duration::from_millis(50)).map_or_else(|p| p.into_inner().0, |(q, _)| q);
             }
         }
         for (shared, _) in &self.sinks {
@@ -245,7 +245,7 @@ fn run_sink(shared: &Shared, writer: &mut Writer) {
                     queue.acked = queue.submitted;
                     observe_acknowledged(&mut queue, shared.name);
                 }
-                queue = shared.changed.wait_timeout(queue, Duration::from_millis(100)).map(|(q, _)| q).unwrap_or_else(|p| p.into_inner().0);
+                queue = shared.changed.wait_timeout(queue, Duration::from_millis(100)).map_or_else(|p| p.into_inner().0, |(q, _)| q);
             }
             if queue.closing && (queue.pending.is_empty() || !queue.up) {
                 return;

@@ -117,7 +117,7 @@ pub fn replay(options: &ReplayOptions, progress: Arc<Progress>) -> Result<Replay
     // Both files get the same number of blocks, so block i of each covers about the same time.
     let mut largest = 0;
     for (_, input) in &inputs {
-        largest = largest.max(input.len()?);
+        largest = largest.max(input.byte_len()?);
     }
     let block_bytes = options.block_bytes.max(1);
     let blocks = (largest / block_bytes).max(1);
@@ -139,7 +139,7 @@ pub fn replay(options: &ReplayOptions, progress: Arc<Progress>) -> Result<Replay
     };
     let options = options.clone();
     let failure_in = failure.clone();
-    let worker_reports = reports.clone();
+    let worker_reports = reports;
     let guards = timely::execute(timely::Config::process(workers), move |worker| {
         let counters = Rc::new(RefCell::new(Counters::default()));
         let worker_counters = counters.clone();

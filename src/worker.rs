@@ -127,7 +127,7 @@ pub fn run(options: &RunOptions, ready: Arc<AtomicBool>) -> Result<RunSummary, W
     let Job { dataflow: job, deployment } = options.job.clone();
     let kafka = deployment.kafka.clone().ok_or(WorkerError::NoKafka)?;
     let config = timely_config(options)?;
-    let process = options.cluster.as_ref().map(|c| c.process).unwrap_or(0);
+    let process = options.cluster.as_ref().map_or(0, |c| c.process);
     let partitions = input_partitions(&kafka)?;
     let publisher = if process == 0 {
         let targets = Targets::of(Some(&kafka), deployment.redis.as_ref(), deployment.mode);
@@ -170,8 +170,8 @@ pub fn run(options: &RunOptions, ready: Arc<AtomicBool>) -> Result<RunSummary, W
         }
         None => None,
     };
-    let (worker_control, worker_publisher, worker_failure, worker_reports, worker_lag) = (control.clone(), publisher.clone(), failure.clone(), reports.clone(), lag.clone());
-    let worker_published = published_state.clone();
+    let (worker_control, worker_publisher, worker_failure, worker_reports, worker_lag) = (control.clone(), publisher.clone(), failure.clone(), reports, lag);
+    let worker_published = published_state;
     let guards = timely::execute(config, move |worker| {
         let counters = Rc::new(RefCell::new(Counters::default()));
         let published = ProbeHandle::new();
@@ -210,7 +210,7 @@ pub fn run(options: &RunOptions, ready: Arc<AtomicBool>) -> Result<RunSummary, W
                         sink.submit(tick, batch);
                     }
                 },
-                move || acked.as_ref().map(|p| p.acked()).unwrap_or(u64::MAX),
+                move || acked.as_ref().map_or(u64::MAX, |p| p.acked()),
             )
             .probe_with(&published);
             Ok::<(), KafkaClientError>(())
@@ -237,7 +237,7 @@ pub fn run(options: &RunOptions, ready: Arc<AtomicBool>) -> Result<RunSummary, W
         result
     })
     .map_err(WorkerError::Dataflow)?;
-    let watcher = control.clone();
+    let watcher = control;
     let readiness = std::thread::spawn(move || {
         while !watcher.finished() {
             if !ready.load(Ordering::Relaxed) && watcher.caught_up() {

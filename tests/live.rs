@@ -296,7 +296,7 @@ fn restart_mid_stream_never_goes_back_and_ends_where_an_uninterrupted_run_does()
     for (entity, records) in scenario.published("weights") {
         let versions: Vec<u64> = records.iter().map(|r| r["version"].as_u64().expect("version")).collect();
         assert!(versions.windows(2).all(|w| w[0] < w[1]), "{entity}: versions {versions:?}");
-        let before = after_first.get(&entity).map(Vec::len).unwrap_or(0);
+        let before = after_first.get(&entity).map_or(0, Vec::len);
         assert_eq!(&records[..before], &after_first[&entity][..], "{entity}: the second run rewrote the first's records");
     }
     scenario.assert_redis_latest(PREFIX, &expected);

@@ -31,7 +31,7 @@ fn run(workers: usize, dir: &std::path::Path) -> Vec<WeightRecord> {
     .expect("valid job");
     let options = ReplayOptions {
         workers,
-        ..ReplayOptions::new(job, Input::File(spec.assignments_out.clone()), Input::File(spec.outcomes_out.clone()))
+        ..ReplayOptions::new(job, Input::File(spec.assignments_out.clone()), Input::File(spec.outcomes_out))
     };
     replay_records(&options).expect("replay").0
 }

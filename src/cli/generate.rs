@@ -83,7 +83,7 @@ mod tests {
             spec: Args,
         }
         let cli = <Cli as clap::Parser>::try_parse_from(["generate"]).expect("defaults parse");
-        assert_eq!(TrafficSpec::from(cli.spec.clone()), TrafficSpec::default());
+        assert_eq!(TrafficSpec::from(cli.spec), TrafficSpec::default());
         let cli = <Cli as clap::Parser>::try_parse_from([
             "generate",
             "--count",

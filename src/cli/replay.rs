@@ -46,7 +46,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     let options = ReplayOptions {
         arms: args.arms.as_deref().map(Input::parse),
         workers: args.workers,
-        output: args.out.map(Output::File).unwrap_or(Output::Stdout),
+        output: args.out.map_or(Output::Stdout, Output::File),
         metrics_listen: args.metrics_listen,
         ..ReplayOptions::new(job.dataflow, Input::parse(&args.assignments), Input::parse(&args.outcomes))
     };

@@ -38,7 +38,7 @@ impl Input {
     }
 
     /// Its length in bytes (0 for standard input, whose length is unknown).
-    pub fn len(&self) -> Result<u64, FileError> {
+    pub fn byte_len(&self) -> Result<u64, FileError> {
         match self {
             Input::Stdin => Ok(0),
             Input::File(path) => std::fs::metadata(path).map(|m| m.len()).map_err(|source| FileError::Input { path: self.name(), source }),

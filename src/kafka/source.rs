@@ -180,7 +180,7 @@ pub fn kafka_source<'scope>(scope: Scope<'scope, u64>, ctx: SourceContext) -> Re
             let control = &ctx.control;
             if stopping.is_none() && control.stop.load(Ordering::Acquire) {
                 stopping = Some(Instant::now());
-                let held = capability.as_ref().map(|c| *c.time()).unwrap_or(u64::MAX);
+                let held = capability.as_ref().map_or(u64::MAX, |c| *c.time());
                 control.held.fetch_min(held, Ordering::AcqRel);
                 control.stopped.fetch_add(1, Ordering::AcqRel);
                 if !caught_up {
@@ -265,7 +265,7 @@ pub fn kafka_source<'scope>(scope: Scope<'scope, u64>, ctx: SourceContext) -> Re
             control.messages_read.fetch_add(read, Ordering::Relaxed);
             emit_decoded(&mut batch, &mut names, floor_tick, cap, output);
             let slowest = partitions.iter().min_by_key(|p| p.watermark(now, lateness, idle));
-            let watermark = slowest.map(|p| p.watermark(now, lateness, idle)).unwrap_or(i64::MIN);
+            let watermark = slowest.map_or(i64::MIN, |p| p.watermark(now, lateness, idle));
             if watermark > 0 {
                 let tick = ticks.tick_of(watermark);
                 if tick > *cap.time() {

@@ -58,7 +58,7 @@ impl PublishedState {
     /// Takes in a record about to be published; `watch` are the opted-in entities.
     pub fn observe(&mut self, record: &EncodedRecord, watch: &[String]) {
         self.arms.insert(record.entity_id.clone(), record.arms);
-        if watch.iter().any(|w| *w == record.entity_id) {
+        if watch.contains(&record.entity_id) {
             if let Ok(parsed) = serde_json::from_str::<WeightRecord>(&record.json) {
                 let arms = parsed.arms.iter().map(|a| (a.arm_id.clone(), a.weight, a.p_best, a.trials)).collect();
                 self.watched.insert(record.entity_id.clone(), arms);

@@ -45,7 +45,7 @@ fn binary(name: &str) -> PathBuf {
             }
         }
     }
-    let home = std::env::var("CARGO_HOME").map(PathBuf::from).unwrap_or_else(|_| PathBuf::from(std::env::var("HOME").unwrap_or_default()).join(".cargo"));
+    let home = std::env::var("CARGO_HOME").map_or_else(|_| PathBuf::from(std::env::var("HOME").unwrap_or_default()).join(".cargo"), PathBuf::from);
     let candidate = home.join("bin").join(name);
     assert!(candidate.is_file(), "{name} is not installed: run scripts/test.sh, which installs it");
     candidate

@@ -229,7 +229,7 @@ mod tests {
             };
             check(&target)?;
 
-            let mut current = previous.clone();
+            let mut current = previous;
             let steps_needed = (1.0 / max_step).ceil() as usize + 1;
             for _ in 0..steps_needed {
                 let next = limit_step(&current, &target, max_step);

@@ -6,7 +6,7 @@
 
 /// Wall-clock time in ms since the Unix epoch (0 if the clock is before it).
 pub fn now_ms() -> i64 {
-    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_millis() as i64).unwrap_or(0)
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_millis() as i64)
 }
 
 /// The tick length of a dataflow, and the arithmetic between event times and ticks.
