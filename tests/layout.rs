@@ -338,3 +338,55 @@ fn the_graph_sees_the_imports_it_should() {
     assert!(has(m("banditflow-bin", "cli::replay"), m("banditflow", "replay")), "binary to library");
     assert!(has(m("banditflow", "dataflow"), m("banditflow", "dataflow::weigh")), "re-export");
 }
+
+/// The rows of the README's layout table: (paths named in the first column, the whole row).
+fn layout_rows() -> Vec<(Vec<String>, String)> {
+    let readme = std::fs::read_to_string(repo().join("README.md")).expect("README.md");
+    let section = readme.split("## Layout").nth(1).expect("a Layout section");
+    let section = section.split("\n## ").next().unwrap_or(section);
+    let mut core = String::new();
+    let mut rows = Vec::new();
+    for line in section.lines().filter(|l| l.starts_with("| `")) {
+        let first = line.split(" | ").next().unwrap_or_default();
+        let paths: Vec<String> = first
+            .split('`')
+            .skip(1)
+            .step_by(2)
+            .map(|p| match p.strip_prefix("…/") {
+                Some(rest) => format!("{core}{rest}"),
+                None => p.to_owned(),
+            })
+            .collect();
+        if let Some(crate_dir) = paths.iter().find(|p| p.starts_with("crates/") && p.ends_with('/')) {
+            core = crate_dir.clone();
+        }
+        rows.push((paths, line.to_owned()));
+    }
+    rows
+}
+
+#[test]
+fn readme_layout_table_matches_the_tree() {
+    let rows = layout_rows();
+    assert!(rows.len() > 15, "layout table not found");
+    for (paths, row) in &rows {
+        for path in paths {
+            assert!(repo().join(path).exists(), "README's layout names `{path}`, which does not exist (row: {row})");
+        }
+    }
+    // Every source file is named: by its path, or by its file name in its folder's row.
+    for (krate, dir, roots) in CRATES {
+        for file in modules(krate, dir, roots).values() {
+            let rel = file.strip_prefix(repo()).expect("in repo").to_string_lossy().into_owned();
+            let name = file.file_name().expect("name").to_string_lossy().into_owned();
+            if name == "lib.rs" || name == "mod.rs" && !rel.starts_with("src/dataflow/") {
+                continue;
+            }
+            let folder = format!("{}/", rel.rsplit_once('/').map_or("", |(d, _)| d));
+            let named = rows.iter().any(|(paths, row)| {
+                paths.iter().any(|p| *p == rel) || (paths.iter().any(|p| *p == folder) && row.contains(&format!("`{name}`")))
+            });
+            assert!(named, "README's layout table does not name {rel}");
+        }
+    }
+}

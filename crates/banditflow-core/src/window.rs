@@ -1,12 +1,11 @@
-//! The sliding event-time window: resolved facts in, per-entity arm counts out.
+//! The sliding event-time window: resolved facts in, window updates out.
 //!
 //! Each resolved fact is added at the tick it resolves and retracted at the tick it leaves
-//! the window, so the window is a differential collection whose accumulation at tick `t` is
-//! exactly what docs/semantics.md's posterior at `as_of(t)` counts. Retractions wait in
-//! [`Departures`] until their tick is current: handed to differential early, they would sit
-//! in its batcher and be merged again at every tick. A `reduce` per entity turns the
-//! collection into the entity's arm counts; only entities whose counts changed produce
-//! output at a tick.
+//! the window, so the accumulation of the updates at tick `t` is exactly what the posterior
+//! as of `t` counts (`docs/semantics.md`). Retractions wait in [`Departures`] until their
+//! tick is current: handed to differential early, they would sit in its batcher and be
+//! merged again at every tick. The dataflow's arm counts operator turns the updates into
+//! each entity's arm counts.
 
 use std::collections::BTreeMap;
 

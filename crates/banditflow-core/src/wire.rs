@@ -104,6 +104,26 @@ fn check_id(id: &str) -> Result<(), Malformed> {
     }
 }
 
+/// A decoded record on its way from a source to be split into events and the catalog.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Decoded {
+    /// An assignment or outcome.
+    Event(Event),
+    /// A name or an arm registry record.
+    Catalog(Catalog),
+}
+
+/// Which records a source line holds.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum RecordKind {
+    /// An assignment (`schemas/assignment.schema.json`).
+    Assignment,
+    /// An outcome (`schemas/outcome.schema.json`).
+    Outcome,
+    /// An arm registry record (`schemas/arm.schema.json`).
+    Registration,
+}
+
 impl Decoder {
     /// A decoder counting only `outcome_kinds` (all kinds when `None`) and rejecting event
     /// times more than `max_future_skew_ms` ahead of the wall clock passed to each call.
@@ -162,9 +182,7 @@ impl Decoder {
         }
         Ok(Some(Outcome { key: AssignmentKey::of(&wire.assignment_id), ts: wire.ts }))
     }
-}
 
-impl Decoder {
     /// Decodes one arm registry line; names not seen before go to `names`.
     pub fn registration(&mut self, line: &[u8], now_ms: i64, names: &mut Vec<Name>) -> Result<Registration, Malformed> {
         if line.len() > MAX_RECORD_BYTES {
@@ -186,29 +204,7 @@ impl Decoder {
         let metadata = wire.metadata.filter(|m| !m.is_null()).map(|m| m.to_string());
         Ok(Registration { entity, arm, active, ts: wire.ts, metadata })
     }
-}
 
-/// A decoded record on its way from a source to be split into events and the catalog.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub enum Decoded {
-    /// An assignment or outcome.
-    Event(Event),
-    /// A name or an arm registry record.
-    Catalog(Catalog),
-}
-
-/// Which records a source line holds.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum RecordKind {
-    /// An assignment (`schemas/assignment.schema.json`).
-    Assignment,
-    /// An outcome (`schemas/outcome.schema.json`).
-    Outcome,
-    /// An arm registry record (`schemas/arm.schema.json`).
-    Registration,
-}
-
-impl Decoder {
     /// Decodes a source line of `kind`, counting it as read and, when it cannot be applied,
     /// why not (`ignored_kind`, malformed by reason); returns the record with its `ts`.
     pub fn decode(&mut self, kind: RecordKind, line: &[u8], now_ms: i64, names: &mut Vec<Name>, counters: &mut Counters) -> Option<(i64, Decoded)> {
