@@ -379,12 +379,12 @@ fn readme_layout_table_matches_the_tree() {
         for file in modules(krate, dir, roots).values() {
             let rel = file.strip_prefix(repo()).expect("in repo").to_string_lossy().into_owned();
             let name = file.file_name().expect("name").to_string_lossy().into_owned();
-            if name == "lib.rs" || name == "mod.rs" && !rel.starts_with("src/dataflow/") {
+            if name == "lib.rs" || (name == "mod.rs" && !rel.starts_with("src/dataflow/")) {
                 continue;
             }
             let folder = format!("{}/", rel.rsplit_once('/').map_or("", |(d, _)| d));
             let named = rows.iter().any(|(paths, row)| {
-                paths.iter().any(|p| *p == rel) || (paths.iter().any(|p| *p == folder) && row.contains(&format!("`{name}`")))
+                paths.contains(&rel) || (paths.contains(&folder) && row.contains(&format!("`{name}`")))
             });
             assert!(named, "README's layout table does not name {rel}");
         }
