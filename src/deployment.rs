@@ -62,6 +62,16 @@ pub enum Mode {
     Shadow,
 }
 
+impl std::fmt::Display for Mode {
+    /// As written in the job file: `production` or `shadow`.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Mode::Production => "production",
+            Mode::Shadow => "shadow",
+        })
+    }
+}
+
 /// `[kafka]`: the topics the live worker reads and writes.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct KafkaConfig {

@@ -13,6 +13,7 @@ pub mod demo;
 pub mod deployment;
 pub mod file;
 pub mod kafka;
+pub mod logs;
 pub mod metrics;
 pub mod publisher;
 pub mod redis;

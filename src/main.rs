@@ -1,6 +1,10 @@
 //! The `banditflow` command line: replay files, generate traffic, run the worker or the demo.
 //! Each command lives in its own file under `src/cli/`.
 
+use std::io::IsTerminal;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
 use clap::{Parser, Subcommand};
 
 mod cli;
@@ -10,13 +14,17 @@ mod cli;
 #[command(name = "banditflow", version, about)]
 struct Cli {
     /// Log lines as text or as JSON objects (one per line, for log shippers).
-    #[arg(long, global = true, value_enum, default_value_t = LogFormat::Text)]
+    #[arg(long, global = true, value_enum, default_value_t = LogFormat::Text, help_heading = "Global options")]
     log_format: LogFormat,
+    /// Write log lines to this file instead of standard error (`demo` writes them to
+    /// `banditflow-demo.log` in the temporary directory unless told otherwise).
+    #[arg(long, global = true, value_name = "PATH", help_heading = "Global options")]
+    log_file: Option<PathBuf>,
     #[command(subcommand)]
     command: Command,
 }
 
-/// How log lines are written to standard error.
+/// How log lines are written.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
 enum LogFormat {
     /// Human-readable lines.
@@ -30,27 +38,60 @@ enum Command {
     /// Run a dataflow over JSON-lines files and write its weight records as JSON lines.
     Replay(cli::replay::Args),
     /// Run the worker on an embedded Kafka cluster with a closed-loop traffic generator
-    /// (known true rates) and print each entity's weights as they move. Nothing to install.
+    /// (known conversion rates) and show each entity's weights as they move. Nothing to install.
     Demo(cli::demo::Args),
-    /// Write synthetic assignments and outcomes with known true conversion rates.
+    /// Write synthetic assignments and outcomes with known conversion rates.
     Generate(cli::generate::Args),
     /// Run the long-running worker: Kafka in, weight records out to Kafka and Redis, until
     /// SIGTERM or SIGINT.
     Run(cli::run::Args),
 }
 
-fn main() -> anyhow::Result<()> {
+fn main() -> ExitCode {
     let cli = Cli::parse();
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into());
-    let logs = tracing_subscriber::fmt().with_writer(std::io::stderr).with_env_filter(filter);
-    match cli.log_format {
-        LogFormat::Text => logs.init(),
-        LogFormat::Json => logs.json().init(),
+    let log_file = match (&cli.log_file, &cli.command) {
+        (Some(path), _) => Some(path.clone()),
+        (None, Command::Demo(_)) => Some(std::env::temp_dir().join("banditflow-demo.log")),
+        (None, _) => None,
+    };
+    if let Err(error) = init_logs(cli.log_format, log_file.as_deref()) {
+        eprintln!("error: {error}");
+        return ExitCode::FAILURE;
     }
-    match cli.command {
+    let format = cli.log_format;
+    let result = match cli.command {
         Command::Replay(args) => cli::replay::run(args),
-        Command::Demo(args) => cli::demo::run(args),
+        Command::Demo(args) => cli::demo::run(args, log_file.as_deref()),
         Command::Generate(args) => cli::generate::run(args),
         Command::Run(args) => cli::run::run(args),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => {
+            // In the log file, or as the last JSON line; a text log on standard error would
+            // only say it twice.
+            if log_file.is_some() || format == LogFormat::Json {
+                tracing::error!("{}", cli::error_chain(&error).join(": "));
+            }
+            if log_file.is_some() || format == LogFormat::Text {
+                eprintln!("{}", cli::error_report(&error));
+            }
+            ExitCode::FAILURE
+        }
     }
+}
+
+/// Logs to standard error (colours only on a terminal, and never with `NO_COLOR` set) or to
+/// `file` (no colours).
+fn init_logs(format: LogFormat, file: Option<&std::path::Path>) -> std::io::Result<()> {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into());
+    let no_color = std::env::var_os("NO_COLOR").is_some_and(|v| !v.is_empty());
+    let logs = tracing_subscriber::fmt().with_env_filter(filter);
+    match (file, format) {
+        (Some(path), LogFormat::Text) => logs.with_ansi(false).with_writer(std::sync::Mutex::new(std::fs::File::create(path)?)).init(),
+        (Some(path), LogFormat::Json) => logs.json().with_writer(std::sync::Mutex::new(std::fs::File::create(path)?)).init(),
+        (None, LogFormat::Text) => logs.with_ansi(std::io::stderr().is_terminal() && !no_color).with_writer(std::io::stderr).init(),
+        (None, LogFormat::Json) => logs.json().with_writer(std::io::stderr).init(),
+    }
+    Ok(())
 }

@@ -37,6 +37,14 @@ pub enum SinkError {
     /// Redis refused or is unreachable.
     #[error("redis: {0}")]
     Redis(#[from] redis::RedisError),
+    /// `[redis] url` is not a Redis URL.
+    #[error("invalid `[redis] url` {url}: {error}")]
+    RedisUrl {
+        /// The URL, password redacted.
+        url: String,
+        /// What the Redis client said.
+        error: redis::RedisError,
+    },
     /// The sink's thread could not start.
     #[error("cannot start the {0} sink thread: {1}")]
     Thread(&'static str, std::io::Error),
@@ -91,6 +99,8 @@ struct Queue {
 #[derive(Debug)]
 struct Shared {
     name: &'static str,
+    /// Where it writes, for logs: the topic and brokers, or the Redis URL (password redacted).
+    target: String,
     queue: Mutex<Queue>,
     changed: Condvar,
 }
@@ -143,11 +153,12 @@ impl Publisher {
             let published = kafka::published_versions(config, topic)?;
             tracing::info!(topic = %topic, entities = published.len(), "read back published versions");
             let writer = KafkaWriter::new(config, topic.clone(), published)?;
-            sinks.push(spawn("kafka", Writer::Kafka(Box::new(writer)))?);
+            sinks.push(spawn("kafka", format!("topic {topic} at {}", config.brokers), Writer::Kafka(Box::new(writer)))?);
         }
         if let Some((config, prefix)) = &targets.redis {
-            let writer = RedisWriter::open(&config.url, prefix.clone())?;
-            sinks.push(spawn("redis", Writer::Redis(Box::new(writer)))?);
+            let writer = RedisWriter::open(&config.url, prefix.clone())
+                .map_err(|error| SinkError::RedisUrl { url: crate::logs::redact_url(&config.url), error })?;
+            sinks.push(spawn("redis", crate::logs::redact_url(&config.url), Writer::Redis(Box::new(writer)))?);
         }
         Ok(Publisher { sinks, capacity: capacity.max(1) })
     }
@@ -224,8 +235,8 @@ impl Publisher {
     }
 }
 
-fn spawn(name: &'static str, mut writer: Writer) -> Result<(Arc<Shared>, JoinHandle<()>), SinkError> {
-    let shared = Arc::new(Shared { name, queue: Mutex::new(Queue { up: true, ..Queue::default() }), changed: Condvar::new() });
+fn spawn(name: &'static str, target: String, mut writer: Writer) -> Result<(Arc<Shared>, JoinHandle<()>), SinkError> {
+    let shared = Arc::new(Shared { name, target, queue: Mutex::new(Queue { up: true, ..Queue::default() }), changed: Condvar::new() });
     let thread_shared = shared.clone();
     let thread = std::thread::Builder::new()
         .name(format!("sink-{name}"))
@@ -261,7 +272,7 @@ fn run_sink(shared: &Shared, writer: &mut Writer) {
                 queue.written += count;
                 queue.last_write_ms = Some(now_ms());
                 if !queue.up {
-                    tracing::info!(sink = shared.name, "sink is up again");
+                    tracing::info!(sink = shared.name, target = %shared.target, "sink is up again");
                 }
                 queue.up = true;
                 backoff = MIN_BACKOFF;
@@ -276,7 +287,7 @@ fn run_sink(shared: &Shared, writer: &mut Writer) {
                 queue.failures += 1;
                 queue.written += count - unwritten.len() as u64;
                 if queue.up {
-                    tracing::warn!(sink = shared.name, %error, "sink is down; retrying with backoff");
+                    tracing::warn!(sink = shared.name, target = %shared.target, %error, "sink is down; retrying with backoff");
                 }
                 queue.up = false;
                 // Put back what failed, ahead of what came since; keep the newest per entity.

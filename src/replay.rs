@@ -99,10 +99,55 @@ pub struct Progress {
 /// What a finished replay did.
 #[derive(Clone, Debug)]
 pub struct ReplaySummary {
-    /// Counters summed over workers.
+    /// Counters summed over workers, taken after the dataflow finished: its gauges say what
+    /// was still pending or buffered at the end.
     pub counters: Counters,
     /// Wall time of the run.
     pub elapsed: Duration,
+    /// The smallest and largest `ts` of the records decoded (`None`: none).
+    pub span: Option<(i64, i64)>,
+    /// The job's attribution window, ms (for saying why nothing was written).
+    pub attribution_ms: u64,
+}
+
+impl ReplaySummary {
+    /// The summary as JSON: every counter, plus `events_read` and `by_result`, whose
+    /// categories are exclusive and add up to `events_read`.
+    pub fn to_json(&self) -> serde_json::Value {
+        let mut json = serde_json::to_value(&self.counters).unwrap_or_default();
+        if let Some(object) = json.as_object_mut() {
+            object.insert("events_read".into(), self.counters.events_read().into());
+            object.insert("by_result".into(), serde_json::to_value(self.counters.by_result()).unwrap_or_default());
+        }
+        json
+    }
+
+    /// Why no weight record was written, when none was.
+    pub fn why_no_records(&self) -> Option<String> {
+        let c = &self.counters;
+        if c.records_written > 0 {
+            return None;
+        }
+        let by = c.by_result();
+        let attribution = humantime::format_duration(Duration::from_millis(self.attribution_ms));
+        Some(if c.events_read() == 0 {
+            "the input holds no records".to_owned()
+        } else if c.assignments_applied == 0 {
+            "no assignment could be applied (see by_result in the summary)".to_owned()
+        } else if by.pending_at_end > 0 && c.assignments_applied == by.pending_at_end {
+            let span = self.span.map_or(0, |(first, last)| (last - first).max(0) as u64);
+            format!(
+                "no tick completed with a resolved assignment: an assignment becomes a trial only once its \
+                 attribution window ({attribution}) has passed within the input, but the input's event times span \
+                 only {}, and all {} assignments were still pending at its end. Give a longer input or a shorter \
+                 `attribution`.",
+                humantime::format_duration(Duration::from_millis(span)),
+                by.pending_at_end
+            )
+        } else {
+            "no resolved assignment counted (see by_result in the summary)".to_owned()
+        })
+    }
 }
 
 /// Runs the dataflow of `options.job` over the input files; `progress` is updated as it goes.
@@ -137,6 +182,8 @@ pub fn replay(options: &ReplayOptions, progress: Arc<Progress>) -> Result<Replay
         }
         None => None,
     };
+    let attribution_ms = options.job.attribution_ms;
+    let finished = horizon.clone();
     let options = options.clone();
     let failure_in = failure.clone();
     let worker_reports = reports;
@@ -226,7 +273,7 @@ pub fn replay(options: &ReplayOptions, progress: Arc<Progress>) -> Result<Replay
     if let Some(error) = failure.take() {
         return Err(error.into());
     }
-    Ok(ReplaySummary { counters, elapsed: started.elapsed() })
+    Ok(ReplaySummary { counters, elapsed: started.elapsed(), span: finished.span(), attribution_ms })
 }
 
 /// Runs a replay and returns its weight records (in publication order) instead of writing

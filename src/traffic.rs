@@ -16,7 +16,7 @@ pub const DEFAULT_ASSIGNMENTS_OUT: &str = "assignments.jsonl";
 /// Default of [`TrafficSpec::outcomes_out`].
 pub const DEFAULT_OUTCOMES_OUT: &str = "outcomes.jsonl";
 /// Default of [`TrafficSpec::count`].
-pub const DEFAULT_COUNT: u64 = 1_000_000;
+pub const DEFAULT_COUNT: u64 = 100_000;
 /// Default of [`TrafficSpec::entities`].
 pub const DEFAULT_ENTITIES: u32 = 100;
 /// Default of [`TrafficSpec::arms`].

@@ -120,9 +120,37 @@ fn timely_config(options: &RunOptions) -> Result<timely::Config, WorkerError> {
     })
 }
 
-/// Runs the worker until `options.stop` is set; `ready` is set once every local source has
-/// read to the end of its partitions.
-pub fn run(options: &RunOptions, ready: Arc<AtomicBool>) -> Result<RunSummary, WorkerError> {
+/// What a program that embeds the worker (the demo) can see of it while it runs.
+#[derive(Default)]
+pub struct Watch {
+    ready: AtomicBool,
+    metrics_address: Mutex<Option<std::net::SocketAddr>>,
+    snapshot: Mutex<Option<SnapshotFn>>,
+}
+
+/// How the worker's state is read at a scrape.
+type SnapshotFn = Arc<dyn Fn() -> Snapshot + Send + Sync>;
+
+impl Watch {
+    /// Every local source has read to the end of its partitions once.
+    pub fn ready(&self) -> bool {
+        self.ready.load(Ordering::Acquire)
+    }
+
+    /// Where the metrics endpoint listens (the port the OS chose for port 0).
+    pub fn metrics_address(&self) -> Option<std::net::SocketAddr> {
+        self.metrics_address.lock().ok().and_then(|a| *a)
+    }
+
+    /// The worker's state as a scrape of `/metrics` would see it (`None` before it started).
+    pub fn snapshot(&self) -> Option<Snapshot> {
+        let snapshot = self.snapshot.lock().ok()?.clone()?;
+        Some(snapshot())
+    }
+}
+
+/// Runs the worker until `options.stop` is set; `watch` tells how it is doing meanwhile.
+pub fn run(options: &RunOptions, watch: Arc<Watch>) -> Result<RunSummary, WorkerError> {
     let started = Instant::now();
     let Job { dataflow: job, deployment } = options.job.clone();
     let kafka = deployment.kafka.clone().ok_or(WorkerError::NoKafka)?;
@@ -141,11 +169,11 @@ pub fn run(options: &RunOptions, ready: Arc<AtomicBool>) -> Result<RunSummary, W
     let rebuild_from_ms = now_ms() - (job.window_ms + job.attribution_ms + job.allowed_lateness_ms).min(i64::MAX as u64) as i64;
     tracing::info!(
         dataflow = %job.name,
-        mode = ?deployment.mode,
+        mode = %deployment.mode,
         workers = options.workers,
         process,
         partitions = partitions.len(),
-        rebuild_from_ms,
+        rebuild_from = %crate::logs::rfc3339(rebuild_from_ms),
         "worker starting"
     );
     let control = Arc::new(Control::new(options.stop.clone(), options.workers.max(1)));
@@ -154,18 +182,27 @@ pub fn run(options: &RunOptions, ready: Arc<AtomicBool>) -> Result<RunSummary, W
     let reports = Arc::new(WorkerReports::default());
     let lag: kafka::ConsumerLag = Arc::default();
     let published_state: Arc<Mutex<metrics::PublishedState>> = Arc::default();
+    let scrape: SnapshotFn = {
+        let ready_max_lag_ms = deployment.metrics.ready_max_lag_ms.min(i64::MAX as u64) as i64;
+        let (reports, control, publisher, tick_ms, lag, published) = (reports.clone(), control.clone(), publisher.clone(), job.tick_ms, lag.clone(), published_state.clone());
+        Arc::new(move || {
+            let mut now = snapshot(&reports, &control, publisher.as_deref(), tick_ms);
+            now.consumer_lag = lag.lock().map(|l| l.clone()).unwrap_or_default();
+            now.published = published.lock().map(|p| p.clone()).unwrap_or_default();
+            now.ready_max_lag_ms = Some(ready_max_lag_ms);
+            now
+        })
+    };
+    if let Ok(mut slot) = watch.snapshot.lock() {
+        *slot = Some(scrape.clone());
+    }
     let endpoint = match options.metrics_listen {
         Some(listen) => {
-            let ready_max_lag_ms = deployment.metrics.ready_max_lag_ms.min(i64::MAX as u64) as i64;
-            let (reports, control, publisher, tick_ms, lag, published) = (reports.clone(), control.clone(), publisher.clone(), job.tick_ms, lag.clone(), published_state.clone());
-            let endpoint = metrics::serve(listen, move || {
-                let mut now = snapshot(&reports, &control, publisher.as_deref(), tick_ms);
-                now.consumer_lag = lag.lock().map(|l| l.clone()).unwrap_or_default();
-                now.published = published.lock().map(|p| p.clone()).unwrap_or_default();
-                now.ready_max_lag_ms = Some(ready_max_lag_ms);
-                now
-            })?;
+            let endpoint = metrics::serve(listen, move || scrape())?;
             tracing::info!(address = %endpoint.address, "metrics endpoint listening");
+            if let Ok(mut slot) = watch.metrics_address.lock() {
+                *slot = Some(endpoint.address);
+            }
             Some(endpoint)
         }
         None => None,
@@ -240,8 +277,8 @@ pub fn run(options: &RunOptions, ready: Arc<AtomicBool>) -> Result<RunSummary, W
     let watcher = control;
     let readiness = std::thread::spawn(move || {
         while !watcher.finished() {
-            if !ready.load(Ordering::Relaxed) && watcher.caught_up() {
-                ready.store(true, Ordering::Release);
+            if !watch.ready() && watcher.caught_up() {
+                watch.ready.store(true, Ordering::Release);
                 tracing::info!("caught up");
             }
             std::thread::sleep(Duration::from_millis(50));

@@ -117,22 +117,38 @@ fn replay_of_a_missing_file_fails_with_its_name() {
 fn demo_runs_the_closed_loop_and_its_weights_favour_the_best_true_rates() {
     let started = std::time::Instant::now();
     let port = std::net::TcpListener::bind("127.0.0.1:0").expect("bind").local_addr().expect("addr").port();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let log = dir.path().join("demo.log");
     let demo = bin()
-        .args(["demo", "--workers", "2", "--duration", "20s", "--metrics-listen", &format!("127.0.0.1:{port}")])
+        .args(["demo", "--workers", "2", "--duration", "20s", "--metrics-listen", &format!("127.0.0.1:{port}"), "--log-file"])
+        .arg(&log)
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::piped())
         .spawn()
         .expect("run demo");
-    // The worker's metrics endpoint is up while the demo runs.
-    std::thread::sleep(std::time::Duration::from_secs(10));
-    let page = scrape(port).expect("the demo's metrics endpoint answers");
-    let read: f64 = page.lines().find_map(|l| l.strip_prefix(r#"banditflow_events_read_total{topic="assignments"} "#)).and_then(|v| v.trim().parse().ok()).unwrap_or(0.0);
-    assert!(read > 1_000.0, "{page}");
+    // The worker's metrics endpoint is up while the demo runs, and counts what it reads.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(18);
+    let mut read = 0.0;
+    while read <= 1_000.0 && std::time::Instant::now() < deadline {
+        std::thread::sleep(std::time::Duration::from_millis(200));
+        let page = scrape(port).unwrap_or_default();
+        read = page.lines().find_map(|l| l.strip_prefix(r#"banditflow_events_read_total{topic="assignments"} "#)).and_then(|v| v.trim().parse().ok()).unwrap_or(0.0);
+    }
+    assert!(read > 1_000.0, "the demo's metrics endpoint never showed 1,000 assignments read");
     let out = demo.wait_with_output().expect("demo output");
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     assert!(started.elapsed() < std::time::Duration::from_secs(60), "the demo did not end by itself in time");
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(stdout.contains("t+"), "no live table: {stdout}");
+    // Not a terminal: plain tables, the legend once, no escape codes, no log lines.
+    assert!(stdout.contains("What the columns mean") && stdout.contains("true rate") && !stdout.contains("true_rate"), "{stdout}");
+    assert!(!stdout.contains('\x1b'), "escape codes in a pipe: {stdout}");
+    assert!(stdout.contains(&format!("log lines go to {}", log.display())), "{stdout}");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!stderr.contains("INFO") && !stderr.contains("worker starting"), "log lines on standard error: {stderr}");
+    let logged = std::fs::read_to_string(&log).expect("the log file");
+    assert!(logged.contains("worker starting") && logged.contains("mode=production"), "{logged}");
+    assert!(!logged.contains('\x1b'), "escape codes in the log file: {logged}");
     let (_, last) = stdout.split_once("final weights:").unwrap_or_else(|| panic!("no final table: {stdout}"));
     // entity -> [(weight, true rate)] from the rows of the final table.
     let mut arms: std::collections::BTreeMap<&str, Vec<(f64, f64)>> = Default::default();
@@ -183,16 +199,88 @@ fn run_against_an_unreachable_broker_names_the_topic_and_fails() {
     let broker = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
     let port = broker.local_addr().expect("addr").port();
     drop(broker);
-    // Nothing listens there: metadata requests time out and the worker gives up with the reason.
+    // Nothing listens there: metadata requests time out (after 10 s) and the worker gives up
+    // with the reason. librdkafka reports the refused connection many times a second.
     let out = bin()
         .args(["run", "--dataflow"])
         .arg(repo("dataflows/demo.toml"))
         .env("BANDITFLOW_KAFKA_BROKERS", format!("127.0.0.1:{port}"))
+        .env("RUST_BACKTRACE", "1")
         .output()
         .expect("run");
     assert!(!out.status.success());
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(stderr.contains("assignments"), "{stderr}");
+    // The final error names the brokers it tried and what to check.
+    let last = stderr.lines().rfind(|l| l.starts_with("error:")).unwrap_or_else(|| panic!("no final error: {stderr}"));
+    assert!(last.contains(&format!("127.0.0.1:{port}")) && last.contains("[kafka] brokers"), "{last}");
+    // A handful of lines, not one per retry; no colours in a pipe; no backtrace for a user error.
+    assert!(stderr.lines().count() <= 8, "{} lines:\n{stderr}", stderr.lines().count());
+    assert!(!stderr.contains('\x1b'), "{stderr}");
+    assert!(!stderr.contains("backtrace"), "{stderr}");
+}
+
+#[test]
+fn demo_on_a_terminal_redraws_one_screen_with_the_legend_and_every_entity() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let typescript = dir.path().join("screen.txt");
+    // `script` runs the demo under a pseudo-terminal and records what it draws.
+    let command = format!(
+        "stty cols 120 rows 50; exec {} demo --duration 9s --metrics-listen 127.0.0.1:0 --log-file {}",
+        env!("CARGO_BIN_EXE_banditflow"),
+        dir.path().join("demo.log").display()
+    );
+    let status = Command::new("script").args(["-qfec", &command]).arg(&typescript).stdin(Stdio::null()).stdout(Stdio::null()).status().expect("script (util-linux) runs");
+    assert!(status.success());
+    let drawn = String::from_utf8_lossy(&std::fs::read(&typescript).expect("typescript")).into_owned();
+    // Each redraw starts at the top left; the last screen is what the user sees last.
+    let frames: Vec<&str> = drawn.split("\x1b[H").skip(1).collect();
+    assert!(frames.len() >= 2, "not redrawn in place: {drawn}");
+    let screen = strip_escapes(frames.last().copied().unwrap_or_default());
+    let screen = screen.split("demo done").next().unwrap_or_default();
+    for part in ["weight    the share of traffic", "p_best    the probability", "status    burn_in", "version   the tick", "events ", "metrics   http://127.0.0.1:"] {
+        assert!(screen.contains(part), "`{part}` not on the screen:\n{screen}");
+    }
+    for entity in ["entity-000", "entity-001", "entity-002", "entity-003"] {
+        assert!(screen.contains(&format!("{entity}  ")), "{entity} not on the screen:\n{screen}");
+    }
+    // Nothing but the screen: no log line between its rows.
+    for line in screen.lines() {
+        assert!(!line.contains(" INFO ") && !line.contains(" WARN ") && !line.starts_with("20"), "a log line on the screen: {line}");
+    }
+}
+
+/// The text of a terminal stream without its escape sequences.
+fn strip_escapes(text: &str) -> String {
+    let mut out = String::new();
+    let mut chars = text.chars().peekable();
+    while let Some(c) = chars.next() {
+        if c == '\x1b' {
+            if chars.peek() == Some(&'[') {
+                chars.next();
+                for d in chars.by_ref() {
+                    if d.is_ascii_alphabetic() {
+                        break;
+                    }
+                }
+            }
+            continue;
+        }
+        if c != '\r' {
+            out.push(c);
+        }
+    }
+    out
+}
+
+#[test]
+fn demo_with_its_metrics_port_taken_says_how_to_pick_another() {
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let address = taken.local_addr().expect("addr");
+    let out = bin().args(["demo", "--duration", "5s", "--metrics-listen", &address.to_string()]).output().expect("demo");
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains(&address.to_string()) && stderr.contains("in use") && stderr.contains("--metrics-listen 127.0.0.1:0"), "{stderr}");
 }
 
 /// GET /metrics from 127.0.0.1:`port`.

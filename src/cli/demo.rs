@@ -1,5 +1,7 @@
 //! `banditflow demo`: the worker on an embedded Kafka cluster with closed-loop traffic.
 
+use std::io::IsTerminal;
+use std::path::Path;
 use std::time::Duration;
 
 use banditflow::demo::{self, DemoOptions};
@@ -28,9 +30,10 @@ pub struct Args {
     metrics_listen: std::net::SocketAddr,
 }
 
-/// Runs the demo and prints the final weights.
-pub fn run(args: Args) -> anyhow::Result<()> {
+/// Runs the demo and prints the final weights; log lines go to `log_file` meanwhile.
+pub fn run(args: Args, log_file: Option<&Path>) -> anyhow::Result<()> {
     let stop = super::stop_on_signals()?;
+    let terminal = std::io::stdout().is_terminal();
     let options = DemoOptions {
         workers: args.workers,
         duration: (!args.forever).then_some(args.duration),
@@ -38,19 +41,24 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         seed: args.seed,
         stop,
         metrics_listen: Some(args.metrics_listen),
+        terminal,
+        log_file: log_file.map(Path::to_path_buf),
         ..Default::default()
     };
-    eprintln!(
-        "demo: embedded Kafka cluster, {} entities x {} arms, {} assignments/s assigned by the published weights; {}",
+    println!(
+        "demo: an embedded Kafka cluster, {} entities x {} arms, {} assignments/s served by the published weights; {}",
         options.entities,
         options.arms,
         options.assignments_per_s,
         if args.forever { "until Ctrl-C".to_owned() } else { format!("for {}", humantime::format_duration(args.duration)) }
     );
-    eprintln!("demo: the worker's metrics are at http://{}/metrics (also /healthz, /readyz)", args.metrics_listen);
+    if let Some(file) = log_file {
+        println!("demo: log lines go to {}", file.display());
+    }
     let mut stdout = std::io::stdout();
     let report = demo::run(&options, &mut stdout)?;
     let c = &report.worker.counters;
+    let seed = args.seed;
     println!(
         "demo done: {} assignments and {} outcomes produced; the worker read {} and {}, published {} weight records\nfinal weights:\n{}",
         report.assignments,
@@ -58,7 +66,10 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         c.assignments_read,
         c.outcomes_read,
         c.records_written,
-        demo::weights_table(&report.latest, args.seed)
+        demo::screen::weights_table(&report.latest, &|entity, arm| demo::demo_true_rate(seed, entity, arm))
     );
+    if let Some(address) = report.metrics_address {
+        println!("demo: the worker's metrics were at http://{address}/metrics");
+    }
     Ok(())
 }

@@ -4,6 +4,7 @@ use std::path::PathBuf;
 
 use banditflow::traffic::{self, generate_files, TrafficSpec};
 
+/// Write synthetic assignments and outcomes with known conversion rates.
 #[derive(clap::Args, Clone, Debug, PartialEq)]
 pub struct Args {
     /// Where to write the assignments (JSON lines).
@@ -26,8 +27,8 @@ pub struct Args {
     #[arg(long, value_name = "N", default_value_t = traffic::DEFAULT_ARMS)]
     pub arms: u32,
 
-    /// Mean true conversion rate, in 0..=1; each (entity, arm) gets `rate` times a factor in
-    /// 0.6..1.4 (see `true_rate`).
+    /// Mean conversion rate, in 0..=1: each (entity, arm) converts at this rate times a factor
+    /// in 0.6..1.4 that the seed fixes.
     #[arg(long, value_name = "P", default_value_t = traffic::DEFAULT_RATE)]
     pub rate: f64,
 

@@ -85,21 +85,20 @@ fn run_with_progress(options: &ReplayOptions, quiet: bool) -> anyhow::Result<Rep
 
 fn print_summary(summary: &ReplaySummary) {
     let c = &summary.counters;
-    let events = c.assignments_read + c.outcomes_read;
+    let events = c.events_read();
     let secs = summary.elapsed.as_secs_f64().max(1e-9);
+    let parts: Vec<String> = c.by_result().parts().iter().map(|(name, n)| format!("{n} {name}")).collect();
     let mut err = std::io::stderr().lock();
     let _ = writeln!(
         err,
-        "replay done in {:.3}s: {events} events read ({:.0}/s), {} applied, {} late, {} too_old, {} malformed, {} records written",
-        secs,
+        "replay done in {secs:.3}s: {events} events read ({:.0}/s) = {}; {} of them late; {} records written",
         events as f64 / secs,
-        c.assignments_applied + c.outcomes_applied,
+        parts.join(" + "),
         c.late,
-        c.too_old,
-        c.malformed_total(),
         c.records_written,
     );
-    if let Ok(json) = serde_json::to_string(c) {
-        let _ = writeln!(err, "summary: {json}");
+    if let Some(why) = summary.why_no_records() {
+        let _ = writeln!(err, "replay: no weight record was written: {why}");
     }
+    let _ = writeln!(err, "summary: {}", summary.to_json());
 }

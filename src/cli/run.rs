@@ -1,7 +1,6 @@
 //! `banditflow run`: the long-running worker, until SIGTERM or SIGINT.
 
 use std::path::PathBuf;
-use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
 
 use banditflow::deployment::Job;
@@ -35,13 +34,14 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     let cluster = (args.processes > 1).then_some(Cluster { processes: args.processes, process: args.process, hostfile: args.hostfile });
     let metrics_listen = Some(job.deployment.metrics.listen);
     let options = RunOptions { job, workers: args.workers, cluster, stop, metrics_listen };
-    let summary = worker::run(&options, Arc::new(AtomicBool::new(false)))?;
+    let summary = worker::run(&options, Arc::default())?;
     let c = &summary.counters;
+    let sinks: Vec<String> = summary.sinks.iter().map(|s| format!("{} {} written, {} failed writes, {} unwritten", s.name, s.written, s.failures, s.unwritten)).collect();
     tracing::info!(
         assignments_read = c.assignments_read,
         outcomes_read = c.outcomes_read,
         records = c.records_written,
-        sinks = ?summary.sinks,
+        sinks = %sinks.join("; "),
         "summary"
     );
     Ok(())

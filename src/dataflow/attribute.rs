@@ -40,7 +40,6 @@ pub fn attribute<'scope>(
             let mut departures = Departures::default();
             let mut resolved = Vec::new();
             let mut updates: Vec<WindowUpdate> = Vec::new();
-            let mut gauged = std::time::Instant::now();
             move |(input, frontier), (registry, registry_frontier), output| {
                 let mut counters = counters.borrow_mut();
                 registry.for_each(|_time, data| {
@@ -64,13 +63,10 @@ pub fn attribute<'scope>(
                 let Some(cap) = capability.as_mut() else { return };
                 let frontier = next.unwrap_or(u64::MAX);
                 state.settle(frontier, &mut counters, &mut resolved);
-                // Gauges for the metrics endpoint; counting buffered outcomes walks the map,
-                // so at most once a second.
-                if gauged.elapsed() >= std::time::Duration::from_secs(1) {
-                    gauged = std::time::Instant::now();
-                    counters.pending_assignments = state.pending_assignments() as u64;
-                    counters.buffered_outcomes = state.buffered_outcomes() as u64;
-                }
+                // Gauges, exact after every activation: a run's final counters include what is
+                // still held at the end.
+                counters.pending_assignments = state.pending_assignments() as u64;
+                counters.buffered_outcomes = state.buffered_outcomes() as u64;
                 departures.admit(&mut resolved, &mut updates);
                 departures.due(frontier, &mut updates);
                 if !updates.is_empty() {

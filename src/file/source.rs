@@ -32,6 +32,7 @@ const LINES_PER_ACTIVATION: usize = 16 * 1024;
 /// Agreement between workers on where the input ends.
 #[derive(Debug)]
 pub struct Horizon {
+    min_ts: AtomicI64,
     max_ts: AtomicI64,
     finished: AtomicUsize,
     peers: usize,
@@ -40,13 +41,20 @@ pub struct Horizon {
 impl Horizon {
     /// No worker of `peers` has finished yet.
     pub fn new(peers: usize) -> Self {
-        Horizon { max_ts: AtomicI64::new(i64::MIN), finished: AtomicUsize::new(0), peers }
+        Horizon { min_ts: AtomicI64::new(i64::MAX), max_ts: AtomicI64::new(i64::MIN), finished: AtomicUsize::new(0), peers }
     }
 
-    /// One more worker has read all its input; its largest event time was `max_ts`.
-    pub fn finish(&self, max_ts: i64) {
+    /// One more worker has read all its input; its event times spanned `min_ts..=max_ts`.
+    pub fn finish(&self, min_ts: i64, max_ts: i64) {
+        self.min_ts.fetch_min(min_ts, Ordering::AcqRel);
         self.max_ts.fetch_max(max_ts, Ordering::AcqRel);
         self.finished.fetch_add(1, Ordering::AcqRel);
+    }
+
+    /// The smallest and largest event time of the records applied so far (`None`: none).
+    pub fn span(&self) -> Option<(i64, i64)> {
+        let (min, max) = (self.min_ts.load(Ordering::Acquire), self.max_ts.load(Ordering::Acquire));
+        (min <= max).then_some((min, max))
     }
 
     /// Every worker has read all its input.
@@ -128,6 +136,7 @@ pub fn file_source<'scope>(scope: Scope<'scope, u64>, ctx: FileSource) -> (Strea
         let mut names = Vec::new();
         let mut batch: Vec<(u64, Decoded)> = Vec::new();
         let mut local_max = i64::MIN;
+        let mut local_min = i64::MAX;
         move |output| {
             let Some(cap) = capability.as_mut() else { return };
             if reported {
@@ -174,6 +183,7 @@ pub fn file_source<'scope>(scope: Scope<'scope, u64>, ctx: FileSource) -> (Strea
                 read += 1;
                 if let Some((ts, record)) = decoder.decode(cursor.records, &buf, now, &mut names, &mut counters) {
                     cursor.max_ts = cursor.max_ts.max(ts);
+                    local_min = local_min.min(ts);
                     cursor.last_ts = ts;
                     batch.push((ticks.tick_of(ts).max(floor_tick), record));
                 }
@@ -185,7 +195,7 @@ pub fn file_source<'scope>(scope: Scope<'scope, u64>, ctx: FileSource) -> (Strea
                 local_max = local_max.max(c.max_ts);
             }
             if cursors.iter().all(|c| c.done) {
-                ctx.horizon.finish(local_max);
+                ctx.horizon.finish(local_min, local_max);
                 reported = true;
                 activator.activate();
                 return;

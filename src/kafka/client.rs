@@ -8,7 +8,7 @@ use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use rdkafka::config::ClientConfig;
+use rdkafka::config::{ClientConfig, RDKafkaLogLevel};
 use rdkafka::consumer::{BaseConsumer, Consumer, ConsumerContext};
 use rdkafka::error::KafkaError;
 use rdkafka::types::RDKafkaErrorCode;
@@ -17,6 +17,7 @@ use rdkafka::message::{Headers, Message};
 use rdkafka::{Offset, TopicPartitionList};
 
 use crate::deployment::{KafkaConfig, Mode};
+use crate::logs::{repeated_suffix, Repeat, CLIENT_REPEATS};
 
 /// How long metadata and offset requests may take before start-up fails.
 pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
@@ -35,6 +36,20 @@ pub enum KafkaClientError {
         what: String,
         /// librdkafka's error.
         source: KafkaError,
+    },
+    /// The brokers did not answer a metadata request.
+    #[error(
+        "cannot read the metadata of topic `{topic}` from the Kafka brokers {brokers} ({error}); check that they are \
+         running and reachable from this host, `[kafka] brokers` (or BANDITFLOW_KAFKA_BROKERS), and the security \
+         settings in `[kafka.properties]`"
+    )]
+    Unreachable {
+        /// The bootstrap servers tried.
+        brokers: String,
+        /// The topic asked about.
+        topic: String,
+        /// librdkafka's error.
+        error: KafkaError,
     },
     /// A topic the job needs does not exist (or has no partitions).
     #[error("kafka topic {0:?} does not exist or has no partitions")]
@@ -78,17 +93,47 @@ pub type ConsumerLag = Arc<Mutex<BTreeMap<(String, i32), i64>>>;
 /// How often librdkafka reports statistics to a consumer that tracks lag.
 const STATISTICS_INTERVAL_MS: &str = "1000";
 
-/// Client callbacks of our consumers: end-of-partition is an event we poll for, not an error
-/// to log (librdkafka also reports it to the error callback); statistics feed the lag.
+/// Logs a librdkafka error report: once, then at most once per repeat window with how often
+/// it came meanwhile (an unreachable broker is reported many times a second).
+/// End-of-partition is an event we poll for, not an error.
+pub fn log_client_error(brokers: &str, error: &KafkaError, reason: &str) {
+    if matches!(error, KafkaError::PartitionEOF(_) | KafkaError::Global(RDKafkaErrorCode::PartitionEOF)) {
+        return;
+    }
+    if let Repeat::Log { suppressed, over } = CLIENT_REPEATS.occur(&error.to_string(), std::time::Instant::now()) {
+        tracing::warn!(brokers, %error, reason, "kafka client error{}", repeated_suffix(suppressed, over));
+    }
+}
+
+/// Passes a librdkafka log line on to `tracing`, repeats limited like errors.
+pub fn log_client_line(brokers: &str, level: RDKafkaLogLevel, facility: &str, message: &str) {
+    if let Repeat::Log { suppressed, over } = CLIENT_REPEATS.occur(&format!("{level:?}/{facility}"), std::time::Instant::now()) {
+        let suffix = repeated_suffix(suppressed, over);
+        match level {
+            RDKafkaLogLevel::Emerg | RDKafkaLogLevel::Alert | RDKafkaLogLevel::Critical | RDKafkaLogLevel::Error => {
+                tracing::error!(brokers, facility, "librdkafka: {message}{suffix}");
+            }
+            RDKafkaLogLevel::Warning => tracing::warn!(brokers, facility, "librdkafka: {message}{suffix}"),
+            RDKafkaLogLevel::Notice | RDKafkaLogLevel::Info => tracing::info!(brokers, facility, "librdkafka: {message}{suffix}"),
+            RDKafkaLogLevel::Debug => tracing::debug!(brokers, facility, "librdkafka: {message}{suffix}"),
+        }
+    }
+}
+
+/// Client callbacks of our consumers: errors and log lines go through the repeat limit;
+/// statistics feed the lag.
 pub struct ConsumerCallbacks {
+    brokers: String,
     lag: Option<ConsumerLag>,
 }
 
 impl ClientContext for ConsumerCallbacks {
+    fn log(&self, level: RDKafkaLogLevel, facility: &str, message: &str) {
+        log_client_line(&self.brokers, level, facility, message);
+    }
+
     fn error(&self, error: KafkaError, reason: &str) {
-        if !matches!(error, KafkaError::PartitionEOF(_) | KafkaError::Global(RDKafkaErrorCode::PartitionEOF)) {
-            tracing::warn!(%error, reason, "kafka client error");
-        }
+        log_client_error(&self.brokers, &error, reason);
     }
 
     fn stats(&self, statistics: rdkafka::Statistics) {
@@ -132,7 +177,7 @@ pub fn consumer_with_lag(kafka: &KafkaConfig, lag: Option<ConsumerLag>) -> Resul
     if lag.is_some() {
         config.set("statistics.interval.ms", STATISTICS_INTERVAL_MS);
     }
-    with_properties(config, kafka).create_with_context(ConsumerCallbacks { lag }).map_err(client_error("cannot create consumer"))
+    with_properties(config, kafka).create_with_context(ConsumerCallbacks { brokers: kafka.brokers.clone(), lag }).map_err(client_error("cannot create consumer"))
 }
 
 /// A producer with the job's settings; `linger.ms` is short because records are few and
@@ -150,7 +195,11 @@ pub fn producer_config(kafka: &KafkaConfig) -> ClientConfig {
 
 /// The partitions of `topic`, sorted.
 pub fn partitions(consumer: &KafkaConsumer, topic: &str) -> Result<Vec<i32>, KafkaClientError> {
-    let metadata = consumer.fetch_metadata(Some(topic), REQUEST_TIMEOUT).map_err(client_error(format!("metadata of {topic}")))?;
+    let metadata = consumer.fetch_metadata(Some(topic), REQUEST_TIMEOUT).map_err(|error| KafkaClientError::Unreachable {
+        brokers: consumer.context().brokers.clone(),
+        topic: topic.to_owned(),
+        error,
+    })?;
     let mut partitions: Vec<i32> = metadata
         .topics()
         .iter()

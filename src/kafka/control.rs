@@ -16,6 +16,32 @@ pub enum Topic {
     Outcomes,
 }
 
+impl Topic {
+    /// `assignments` or `outcomes`, as logs and metrics name it.
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            Topic::Assignments => "assignments",
+            Topic::Outcomes => "outcomes",
+        }
+    }
+}
+
+/// Partitions in plain words: `assignments/1,3 outcomes/1,3` (`none` for none).
+pub fn describe(partitions: &[(Topic, i32)]) -> String {
+    let words: Vec<String> = [Topic::Assignments, Topic::Outcomes]
+        .into_iter()
+        .filter_map(|topic| {
+            let ids: Vec<String> = partitions.iter().filter(|(t, _)| *t == topic).map(|(_, p)| p.to_string()).collect();
+            (!ids.is_empty()).then(|| format!("{}/{}", topic.as_str(), ids.join(",")))
+        })
+        .collect();
+    if words.is_empty() {
+        "none".to_owned()
+    } else {
+        words.join(" ")
+    }
+}
+
 /// What the sources of one process share with its driver: the stop request, and how far
 /// each source has got.
 #[derive(Debug)]
@@ -87,3 +113,16 @@ impl Control {
     }
 }
 
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn partitions_are_described_in_plain_words() {
+        let mine = [(Topic::Assignments, 1), (Topic::Outcomes, 1), (Topic::Assignments, 3), (Topic::Outcomes, 3)];
+        assert_eq!(describe(&mine), "assignments/1,3 outcomes/1,3");
+        assert_eq!(describe(&[(Topic::Outcomes, 0)]), "outcomes/0");
+        assert_eq!(describe(&[]), "none");
+    }
+}

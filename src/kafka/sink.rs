@@ -11,17 +11,28 @@ use std::time::{Duration, Instant};
 use banditflow_core::record::EncodedRecord;
 use rdkafka::message::{Header, OwnedHeaders};
 use rdkafka::producer::{BaseProducer, BaseRecord, DeliveryResult, Producer, ProducerContext};
+use rdkafka::config::RDKafkaLogLevel;
+use rdkafka::error::KafkaError;
 use rdkafka::ClientContext;
 
-use super::client::{producer_config, KafkaClientError, VERSION_HEADER};
+use super::client::{log_client_error, log_client_line, producer_config, KafkaClientError, VERSION_HEADER};
 use crate::deployment::KafkaConfig;
 
 /// Delivery reports of the weights producer: which entities' records failed.
 struct Deliveries {
+    brokers: String,
     failed: Mutex<Vec<(String, u64, String)>>,
 }
 
-impl ClientContext for Deliveries {}
+impl ClientContext for Deliveries {
+    fn log(&self, level: RDKafkaLogLevel, facility: &str, message: &str) {
+        log_client_line(&self.brokers, level, facility, message);
+    }
+
+    fn error(&self, error: KafkaError, reason: &str) {
+        log_client_error(&self.brokers, &error, reason);
+    }
+}
 
 impl ProducerContext for Deliveries {
     type DeliveryOpaque = Box<(String, u64)>;
@@ -48,7 +59,7 @@ impl KafkaWriter {
     /// A writer to `topic` that never writes a version at or below `published`'s for its entity.
     pub fn new(config: &KafkaConfig, topic: String, published: HashMap<String, u64>) -> Result<Self, KafkaClientError> {
         let producer = producer_config(config)
-            .create_with_context(Deliveries { failed: Mutex::new(Vec::new()) })
+            .create_with_context(Deliveries { brokers: config.brokers.clone(), failed: Mutex::new(Vec::new()) })
             .map_err(|source| KafkaClientError::Client { what: "cannot create producer".into(), source })?;
         Ok(KafkaWriter { producer, topic, published })
     }
@@ -73,7 +84,7 @@ impl KafkaWriter {
             let queued = loop {
                 match self.producer.send(message) {
                     Ok(()) => break true,
-                    Err((rdkafka::error::KafkaError::MessageProduction(rdkafka::types::RDKafkaErrorCode::QueueFull), back)) => {
+                    Err((KafkaError::MessageProduction(rdkafka::types::RDKafkaErrorCode::QueueFull), back)) => {
                         message = back;
                         self.producer.poll(Duration::from_millis(10));
                     }
@@ -122,11 +133,11 @@ impl KafkaWriter {
 
 /// Waits until every record handed to `producer` is acknowledged or failed. rdkafka's own
 /// `flush` sleeps in steps of 100 ms, which would be most of the weights topic's latency.
-fn flush(producer: &BaseProducer<Deliveries>, timeout: Duration) -> Result<(), rdkafka::error::KafkaError> {
+fn flush(producer: &BaseProducer<Deliveries>, timeout: Duration) -> Result<(), KafkaError> {
     let deadline = Instant::now() + timeout;
     while producer.in_flight_count() > 0 {
         if Instant::now() >= deadline {
-            return Err(rdkafka::error::KafkaError::Flush(rdkafka::types::RDKafkaErrorCode::RequestTimedOut));
+            return Err(KafkaError::Flush(rdkafka::types::RDKafkaErrorCode::RequestTimedOut));
         }
         producer.poll(Duration::from_millis(1));
     }

@@ -30,7 +30,7 @@ use banditflow_core::time::{now_ms, Ticks};
 use banditflow_core::wire::{Decoded, Decoder, RecordKind};
 
 use super::client::{self as kafka, KafkaConsumer};
-use super::control::{Control, Topic};
+use super::control::{describe, Control, Topic};
 use crate::dataflow::sources::{emit_decoded, split_decoded};
 use crate::deployment::KafkaConfig;
 
@@ -152,7 +152,7 @@ pub fn kafka_source<'scope>(scope: Scope<'scope, u64>, ctx: SourceContext) -> Re
     for topic in [Topic::Assignments, Topic::Outcomes] {
         consumers.extend(consumer_for(&ctx.kafka, topic, &mine, ctx.rebuild_from_ms, &ctx.lag)?);
     }
-    tracing::info!(worker = scope.index(), partitions = ?mine, "source assigned");
+    tracing::info!(worker = scope.index(), partitions = %describe(&mine), "source assigned");
     let decoded = source::<_, CapacityContainerBuilder<Vec<Decoded>>, _, _>(scope, "KafkaSource", move |capability, info| {
         let activator = scope.activator_for(info.address);
         let ticks = Ticks::new(ctx.job.tick_ms);
@@ -226,7 +226,7 @@ pub fn kafka_source<'scope>(scope: Scope<'scope, u64>, ctx: SourceContext) -> Re
                         None => break,
                         Some(Err(KafkaError::PartitionEOF(p))) => {
                             if let Some(part) = partitions.iter_mut().find(|x| x.topic == topic && x.id == p) {
-                                tracing::debug!(?topic, partition = p, max_ts = part.max_ts, "partition at end");
+                                tracing::debug!(topic = topic.as_str(), partition = p, max_ts = %crate::logs::rfc3339(part.max_ts), "partition at end");
                                 part.at_end = true;
                             }
                             continue;
@@ -269,7 +269,7 @@ pub fn kafka_source<'scope>(scope: Scope<'scope, u64>, ctx: SourceContext) -> Re
             if watermark > 0 {
                 let tick = ticks.tick_of(watermark);
                 if tick > *cap.time() {
-                    tracing::trace!(tick, slowest = ?slowest.map(|p| (p.topic, p.id)), "watermark");
+                    tracing::trace!(tick, slowest = %slowest.map(|p| format!("{}/{}", p.topic.as_str(), p.id)).unwrap_or_default(), "watermark");
                     cap.downgrade(&tick);
                     control.release(worker_index, tick);
                 }

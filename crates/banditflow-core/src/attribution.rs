@@ -91,6 +91,8 @@ pub struct Attribution {
     /// Late assignments whose resolution waits for the tick they arrived at (so it never
     /// precedes their names): the tick. Rare; on time, the tick follows from `ts`.
     delayed: KeyMap<u64>,
+    /// Outcomes held in `outcomes`, kept up to date so the gauge costs nothing to read.
+    buffered: usize,
 }
 
 impl Attribution {
@@ -111,6 +113,7 @@ impl Attribution {
             ties: KeyMap::default(),
             names: FxHashMap::default(),
             delayed: KeyMap::default(),
+            buffered: 0,
         }
     }
 
@@ -121,7 +124,7 @@ impl Attribution {
 
     /// Outcomes held (waiting for an assignment, or for their assignment to resolve).
     pub fn buffered_outcomes(&self) -> usize {
-        self.outcomes.values().map(Vec::len).sum()
+        self.buffered
     }
 
     fn intern(&mut self, entity: NameId, arm: NameId) -> Option<u32> {
@@ -295,6 +298,7 @@ impl Attribution {
             counters.late += 1;
         }
         self.outcomes.entry(o.key).or_default().push(o.ts);
+        self.buffered += 1;
         self.expire_at.entry(tick).or_default().push(o.key);
     }
 
@@ -323,6 +327,7 @@ impl Attribution {
                 }
                 let mut success = false;
                 if let Some(times) = self.outcomes.get_mut(&key) {
+                    let before = times.len();
                     let until = held.ts().saturating_add(rules.attribution_ms as i64);
                     // Outcomes of later ticks stay for their own expiry: whether they arrived
                     // before this resolution depends on timing, so they are not judged here.
@@ -338,6 +343,7 @@ impl Attribution {
                         }
                         false
                     });
+                    self.buffered -= before - times.len();
                     if times.is_empty() {
                         self.outcomes.remove(&key);
                     }
@@ -373,6 +379,7 @@ impl Attribution {
                     let before = times.len();
                     times.retain(|ts| rules.ticks.tick_of(*ts) > tick);
                     counters.unmatched_outcome += (before - times.len()) as u64;
+                    self.buffered -= before - times.len();
                     if times.is_empty() {
                         self.outcomes.remove(&key);
                     }
@@ -554,6 +561,24 @@ mod tests {
         s.settle(40, &mut c, &mut out);
         assert_eq!(out.last().map(|r| (r.entity, r.arm)), Some((1, 7)));
         assert!(s.pairs.len() <= 51);
+    }
+
+    #[test]
+    fn the_buffered_gauge_counts_exactly_the_outcomes_held() {
+        let mut s = Attribution::new(rules(), 0);
+        let mut c = Counters::default();
+        let mut out = Vec::new();
+        let held = |s: &Attribution| s.outcomes.values().map(Vec::len).sum::<usize>();
+        s.assignment(assignment("a", 7, 1_000), 0, &mut c);
+        for (id, ts) in [("a", 2_000), ("a", 9_000), ("a", 500), ("b", 1_500), ("b", 1_600)] {
+            s.outcome(outcome(id, ts), &mut c);
+            assert_eq!(s.buffered_outcomes(), held(&s));
+        }
+        for frontier in [1, 2, 4, 5, 9, 10, 20] {
+            s.settle(frontier, &mut c, &mut out);
+            assert_eq!(s.buffered_outcomes(), held(&s), "after settling to {frontier}");
+        }
+        assert_eq!((s.buffered_outcomes(), c.outcomes_applied, c.outside_attribution, c.unmatched_outcome), (0, 1, 1, 3));
     }
 
     #[test]

@@ -223,7 +223,12 @@ impl Decoder {
             }
         };
         match decoded {
-            Ok(Some(record)) => Some(record),
+            Ok(Some(record)) => {
+                if kind == RecordKind::Registration {
+                    counters.registrations_applied += 1;
+                }
+                Some(record)
+            }
             Ok(None) => {
                 counters.ignored_kind += 1;
                 None

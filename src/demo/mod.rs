@@ -1,11 +1,10 @@
 //! The demo (`banditflow demo`): the live worker on an embedded Kafka cluster (librdkafka's
 //! mock cluster), fed by a closed-loop traffic generator that reads the published weights and
-//! assigns arms by them, converting at known true rates. It prints a table per entity as the
-//! weights move, and stops by itself after `duration` unless told to run forever.
+//! assigns arms by them, converting at known true rates. It shows each entity's weights as
+//! they move ([`screen`]), and stops by itself after `duration` unless told to run forever.
 
 use std::cmp::Reverse;
 use std::collections::{BTreeMap, BinaryHeap};
-use std::fmt::Write as _;
 use std::io::Write;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -26,10 +25,12 @@ use banditflow_core::time::now_ms;
 
 use crate::deployment::Job;
 use crate::traffic::true_rate;
-use crate::worker::{self, RunOptions, RunSummary, WorkerError};
+use crate::worker::{self, RunOptions, RunSummary, Watch, WorkerError};
+
+pub mod screen;
 
 /// The job the demo runs: `dataflows/demo.toml`, compiled in.
-pub const DEMO_JOB: &str = include_str!("../dataflows/demo.toml");
+pub const DEMO_JOB: &str = include_str!("../../dataflows/demo.toml");
 /// Mean true conversion rate of the demo's arms.
 const RATE: f64 = 0.1;
 /// Longest delay from an assignment to its conversion, in ms (within the 2 s attribution).
@@ -47,6 +48,12 @@ pub enum DemoError {
     /// The worker failed.
     #[error(transparent)]
     Worker(#[from] WorkerError),
+    /// The metrics address is taken.
+    #[error("cannot serve the demo's metrics on {listen}: the address is in use (another demo or worker?); pick another with --metrics-listen 127.0.0.1:0 (any free port) or a free port of your own")]
+    MetricsPortTaken {
+        /// The address asked for.
+        listen: std::net::SocketAddr,
+    },
     /// The traffic generator failed.
     #[error("traffic generator: {0}")]
     Generator(String),
@@ -67,8 +74,12 @@ pub struct DemoOptions {
     pub assignments_per_s: u32,
     /// Seed of the true rates and the traffic.
     pub seed: u64,
-    /// Print the live table every this often (`None`: only at the end).
+    /// Show the weights every this often (`None`: only at the end).
     pub table_every: Option<Duration>,
+    /// Redraw one screen in place (a terminal) instead of printing tables one after another.
+    pub terminal: bool,
+    /// Where log lines go, to say so on the screen.
+    pub log_file: Option<std::path::PathBuf>,
     /// Stops the demo early (SIGINT/SIGTERM handlers set it).
     pub stop: Arc<AtomicBool>,
     /// Where the worker serves `/metrics`, `/healthz`, `/readyz` (`None`: nowhere).
@@ -85,6 +96,8 @@ impl Default for DemoOptions {
             assignments_per_s: 2_000,
             seed: 7,
             table_every: Some(Duration::from_secs(2)),
+            terminal: false,
+            log_file: None,
             stop: Arc::new(AtomicBool::new(false)),
             metrics_listen: None,
         }
@@ -102,6 +115,8 @@ pub struct DemoReport {
     pub outcomes: u64,
     /// The worker's summary.
     pub worker: RunSummary,
+    /// Where the worker's metrics were served.
+    pub metrics_address: Option<std::net::SocketAddr>,
 }
 
 
@@ -115,8 +130,15 @@ pub fn demo_true_rate(seed: u64, entity: &str, arm: &str) -> Option<f64> {
     Some(true_rate(seed, RATE, index_of(entity)?, index_of(arm)?))
 }
 
-/// Runs the demo, writing tables to `out`.
+/// Runs the demo, writing its screens or tables to `out`.
 pub fn run(options: &DemoOptions, out: &mut dyn Write) -> Result<DemoReport, DemoError> {
+    if let Some(listen) = options.metrics_listen.filter(|l| l.port() != 0) {
+        if let Err(error) = std::net::TcpListener::bind(listen) {
+            if error.kind() == std::io::ErrorKind::AddrInUse {
+                return Err(DemoError::MetricsPortTaken { listen });
+            }
+        }
+    }
     let cluster = MockCluster::new(1)?;
     for (topic, partitions) in [("assignments", 4), ("outcomes", 4), ("weights", 1)] {
         cluster.create_topic(topic, partitions, 1)?;
@@ -126,56 +148,101 @@ pub fn run(options: &DemoOptions, out: &mut dyn Write) -> Result<DemoReport, Dem
     if let Some(kafka) = job.deployment.kafka.as_mut() {
         kafka.brokers = brokers.clone();
     }
+    let policy = job.dataflow.policy.clone();
     let stop_worker = Arc::new(AtomicBool::new(false));
     let run_options = RunOptions { job, workers: options.workers, cluster: None, stop: stop_worker.clone(), metrics_listen: options.metrics_listen };
-    let ready = Arc::new(AtomicBool::new(false));
-    let worker_ready = ready.clone();
-    let worker_thread = std::thread::spawn(move || worker::run(&run_options, worker_ready));
+    let watch = Arc::new(Watch::default());
+    let worker_watch = watch.clone();
+    let worker_thread = std::thread::spawn(move || worker::run(&run_options, worker_watch));
     // Traffic starts once the worker has its partitions: the mock cluster does not answer
     // offset-by-time queries, so a worker seeking after the first messages would miss them.
     let waiting = Instant::now();
-    while !ready.load(Ordering::Acquire) && !worker_thread.is_finished() && waiting.elapsed() < Duration::from_secs(30) {
+    while !watch.ready() && !worker_thread.is_finished() && waiting.elapsed() < Duration::from_secs(30) {
         std::thread::sleep(Duration::from_millis(20));
     }
 
     let latest: Arc<Mutex<BTreeMap<String, WeightRecord>>> = Arc::default();
-    let produced = Arc::new((AtomicU64::new(0), AtomicU64::new(0)));
+    let produced = Arc::new(Produced::default());
     let stop_traffic = Arc::new(AtomicBool::new(false));
     let generator = {
         let (latest, produced, stop, brokers, options) = (latest.clone(), produced.clone(), stop_traffic.clone(), brokers, options.clone());
         std::thread::spawn(move || closed_loop(&brokers, &options, &latest, &produced, &stop))
     };
 
+    if let (false, Some(address)) = (options.terminal, watch.metrics_address()) {
+        let _ = writeln!(out, "demo: the worker's metrics are at http://{address}/metrics (also /healthz, /readyz)");
+    }
+    let legend = screen::legend(policy.min_trials, policy.floor, policy.max_step);
+    let seed = options.seed;
+    let truth = move |entity: &str, arm: &str| demo_true_rate(seed, entity, arm);
+    if !options.terminal {
+        let _ = writeln!(out, "What the columns mean:");
+        for line in &legend {
+            let _ = writeln!(out, "  {line}");
+        }
+    }
     let started = Instant::now();
     let mut last_table = Instant::now();
+    let mut first = true;
     loop {
         std::thread::sleep(Duration::from_millis(100));
         let over = options.duration.is_some_and(|d| started.elapsed() >= d) || options.stop.load(Ordering::Acquire);
         if over || generator.is_finished() || worker_thread.is_finished() {
             break;
         }
-        if let Some(every) = options.table_every {
-            if last_table.elapsed() >= every {
-                last_table = Instant::now();
-                let snapshot = latest.lock().map(|l| l.clone()).unwrap_or_default();
-                let header = format!(
-                    "t+{:>3}s  {} assignments, {} outcomes produced",
-                    started.elapsed().as_secs(),
-                    produced.0.load(Ordering::Relaxed),
-                    produced.1.load(Ordering::Relaxed)
-                );
-                let _ = writeln!(out, "{header}\n{}", weights_table(&snapshot, options.seed));
-            }
+        let Some(every) = options.table_every else { continue };
+        if last_table.elapsed() < every {
+            continue;
         }
+        last_table = Instant::now();
+        let records = latest.lock().map(|l| l.clone()).unwrap_or_default();
+        let snapshot = watch.snapshot();
+        let frame = screen::Frame {
+            elapsed: started.elapsed(),
+            duration: options.duration,
+            latest: &records,
+            true_rate: &truth,
+            produced: (produced.assignments.load(Ordering::Relaxed), produced.outcomes.load(Ordering::Relaxed)),
+            ticks_published: produced.ticks.load(Ordering::Relaxed),
+            snapshot: snapshot.as_ref(),
+            metrics_url: watch.metrics_address().map(|a| format!("http://{a}/metrics")),
+            log_file: options.log_file.clone(),
+        };
+        let text = if options.terminal { screen::redraw(&screen::screen(&frame, &legend), first) } else { screen::plain(&frame) };
+        first = false;
+        let _ = out.write_all(text.as_bytes());
+        let _ = out.flush();
+    }
+    if options.terminal && !first {
+        let _ = out.write_all(screen::RESTORE.as_bytes());
     }
     stop_traffic.store(true, Ordering::Release);
     let generated = generator.join().map_err(|_| DemoError::Generator("panicked".into()))?;
     stop_worker.store(true, Ordering::Release);
-    let summary = worker_thread.join().map_err(|_| DemoError::Generator("worker panicked".into()))??;
+    let metrics_address = watch.metrics_address();
+    let summary = worker_thread.join().map_err(|_| DemoError::Generator("worker panicked".into()))?.map_err(|error| match error {
+        WorkerError::Metrics(crate::metrics::MetricsError::Listen { listen, .. }) => DemoError::MetricsPortTaken { listen },
+        other => DemoError::Worker(other),
+    })?;
     generated?;
     drop(cluster);
     let latest = latest.lock().map(|l| l.clone()).unwrap_or_default();
-    Ok(DemoReport { latest, assignments: produced.0.load(Ordering::Relaxed), outcomes: produced.1.load(Ordering::Relaxed), worker: summary })
+    Ok(DemoReport {
+        latest,
+        assignments: produced.assignments.load(Ordering::Relaxed),
+        outcomes: produced.outcomes.load(Ordering::Relaxed),
+        worker: summary,
+        metrics_address,
+    })
+}
+
+/// What the traffic generator has produced and seen.
+#[derive(Debug, Default)]
+struct Produced {
+    assignments: AtomicU64,
+    outcomes: AtomicU64,
+    /// Distinct versions (ticks) of the weight records read back.
+    ticks: AtomicU64,
 }
 
 /// The traffic generator: reads the weights topic, assigns arms by the newest weights (uniform
@@ -184,9 +251,10 @@ fn closed_loop(
     brokers: &str,
     options: &DemoOptions,
     latest: &Mutex<BTreeMap<String, WeightRecord>>,
-    produced: &(AtomicU64, AtomicU64),
+    produced: &Produced,
     stop: &AtomicBool,
 ) -> Result<(), DemoError> {
+    let mut newest_tick = 0;
     let producer: BaseProducer = ClientConfig::new().set("bootstrap.servers", brokers).set("linger.ms", "5").create()?;
     let weights: BaseConsumer = ClientConfig::new()
         .set("bootstrap.servers", brokers)
@@ -209,6 +277,11 @@ fn closed_loop(
         while let Some(message) = weights.poll(Duration::ZERO) {
             let Ok(message) = message else { continue };
             if let Some(record) = message.payload().and_then(|p| serde_json::from_slice::<WeightRecord>(p).ok()) {
+                // Records come tick by tick, in order.
+                if record.version > newest_tick {
+                    newest_tick = record.version;
+                    produced.ticks.fetch_add(1, Ordering::Relaxed);
+                }
                 if let Ok(mut latest) = latest.lock() {
                     latest.insert(record.entity_id.clone(), record);
                 }
@@ -225,7 +298,7 @@ fn closed_loop(
             let id = format!("demo-{}-{sequence}", options.seed);
             let line = format!(r#"{{"assignment_id":"{id}","entity_id":"{entity}","arm_id":"{arm}","ts":{now}}}"#);
             send(&producer, "assignments", &id, &line, now)?;
-            produced.0.fetch_add(1, Ordering::Relaxed);
+            produced.assignments.fetch_add(1, Ordering::Relaxed);
             // One line in a thousand is broken, to show bad input counted by reason.
             if sequence.is_multiple_of(1_000) {
                 send(&producer, "assignments", &id, r#"{"assignment_id":"broken","arm_id":"arm-0"}"#, now)?;
@@ -238,7 +311,7 @@ fn closed_loop(
             let Some(Reverse((due, id))) = conversions.pop() else { break };
             let line = format!(r#"{{"assignment_id":"{id}","ts":{due},"kind":"click"}}"#);
             send(&producer, "outcomes", &id, &line, due)?;
-            produced.1.fetch_add(1, Ordering::Relaxed);
+            produced.outcomes.fetch_add(1, Ordering::Relaxed);
         }
         producer.poll(Duration::ZERO);
         next += step;
@@ -277,26 +350,4 @@ fn choose_arm(record: Option<&WeightRecord>, arms: u32, rng: &mut StdRng) -> Str
         }
     }
     format!("arm-{}", rng.random_range(0..arms.max(1)))
-}
-
-/// Each entity's newest record as a table, with the true rate beside each arm.
-pub fn weights_table(latest: &BTreeMap<String, WeightRecord>, seed: u64) -> String {
-    let mut out = String::new();
-    let _ = writeln!(out, "{:<12} {:<6} {:>8} {:>8} {:>8} {:>9} {:>9} {:>9}", "entity", "arm", "weight", "p_best", "trials", "successes", "observed", "true_rate");
-    if latest.is_empty() {
-        let _ = writeln!(out, "(no weights published yet)");
-    }
-    for (entity, record) in latest {
-        for arm in &record.arms {
-            let truth = demo_true_rate(seed, entity, &arm.arm_id).map_or_else(|| "?".into(), |r| format!("{r:.4}"));
-            let observed = if arm.trials > 0 { arm.successes as f64 / arm.trials as f64 } else { 0.0 };
-            let _ = writeln!(
-                out,
-                "{:<12} {:<6} {:>8.4} {:>8.4} {:>8} {:>9} {:>9.4} {:>9}",
-                entity, arm.arm_id, arm.weight, arm.p_best, arm.trials, arm.successes, observed, truth
-            );
-        }
-        let _ = writeln!(out, "{:<12} status {} as of version {}", "", record.status.as_str(), record.version);
-    }
-    out
 }
