@@ -71,7 +71,7 @@ fn entities(frame: &Frame<'_>) -> Vec<String> {
     }
     for (entity, record) in frame.latest {
         lines.push(format!("{entity}  {}  version {} (as of {})", record.status.as_str(), record.version, clock(record.as_of)));
-        lines.push(format!("  {:<8} {:<width$}  {:>6}  {:>6}  {:>7}  {:>8}  {:>6}", "arm", "weight", "", "p_best", "trials", "observed", "true", width = BAR_CELLS));
+        lines.push(format!("  {:<8} {:<width$}  {:>6}  {:>6}  {:>7}  {:>8}  {:>6}", "arm", "", "weight", "p_best", "trials", "observed", "true", width = BAR_CELLS));
         for arm in &record.arms {
             let observed = if arm.trials > 0 { format!("{:.4}", arm.successes as f64 / arm.trials as f64) } else { "-".to_owned() };
             let truth = (frame.true_rate)(entity, &arm.arm_id).map_or_else(|| "?".to_owned(), |r| format!("{r:.4}"));
