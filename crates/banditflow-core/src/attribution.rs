@@ -67,6 +67,27 @@ impl Pending {
     }
 }
 
+/// The attribution state of one worker in a portable form, for checkpoints: no internal
+/// indexes, so it can be restored on another worker count (each new worker keeps the keys it
+/// owns).
+#[derive(Clone, Debug, Default, PartialEq, Eq, bincode::Encode, bincode::Decode)]
+pub struct AttributionState {
+    /// Every tick before this one is complete and settled.
+    pub settled: u64,
+    /// Pending assignments: (key, ts, entity, arm).
+    pub pending: Vec<(AssignmentKey, i64, NameId, NameId)>,
+    /// Copies tying on `ts` with another (entity, arm), by key.
+    pub ties: Vec<(AssignmentKey, Vec<(NameId, NameId)>)>,
+    /// Late assignments' resolution ticks, by key.
+    pub delayed: Vec<(AssignmentKey, u64)>,
+    /// Outcomes held, by key: their event times.
+    pub outcomes: Vec<(AssignmentKey, Vec<i64>)>,
+    /// Arm registry history per (entity, arm).
+    pub registry: Vec<((NameId, NameId), Vec<(i64, bool)>)>,
+    /// Entity and arm names.
+    pub names: Vec<(NameId, String)>,
+}
+
 /// The attribution state of one worker's share of the keys.
 pub struct Attribution {
     rules: AttributionRules,
@@ -115,6 +136,87 @@ impl Attribution {
             delayed: KeyMap::default(),
             buffered: 0,
         }
+    }
+
+    /// The state as of now, portable (sorted, so the same state encodes the same bytes).
+    pub fn snapshot(&self) -> AttributionState {
+        let pair = |i: &u32| self.pairs[*i as usize];
+        let mut state = AttributionState {
+            settled: self.settled,
+            pending: self.pending.iter().map(|(k, p)| {
+                let (entity, arm) = pair(&p.pair());
+                (*k, p.ts(), entity, arm)
+            }).collect(),
+            ties: self.ties.iter().map(|(k, others)| (*k, others.iter().map(pair).collect())).collect(),
+            delayed: self.delayed.iter().map(|(k, t)| (*k, *t)).collect(),
+            outcomes: self.outcomes.iter().map(|(k, times)| (*k, times.clone())).collect(),
+            registry: self.registry.iter().map(|(pair, history)| (*pair, history.clone())).collect(),
+            names: self.names.iter().map(|(id, text)| (*id, text.clone())).collect(),
+        };
+        state.pending.sort_unstable();
+        state.ties.sort_unstable();
+        state.delayed.sort_unstable();
+        state.outcomes.sort_unstable();
+        state.registry.sort_unstable();
+        state.names.sort_unstable();
+        state
+    }
+
+    /// State restored from checkpointed parts, keeping the keys `owns` says are this
+    /// worker's (every registry change and name is kept: every worker sees them all).
+    pub fn restore<'a>(rules: AttributionRules, parts: impl IntoIterator<Item = &'a AttributionState>, owns: impl Fn(&AssignmentKey) -> bool) -> Self {
+        let parts: Vec<&AttributionState> = parts.into_iter().collect();
+        let settled = parts.iter().map(|p| p.settled).max().unwrap_or(0);
+        let mut state = Attribution::new(rules, settled);
+        for part in &parts {
+            for (id, text) in &part.names {
+                state.names.insert(*id, text.clone());
+            }
+            for (pair, history) in &part.registry {
+                let merged = state.registry.entry(*pair).or_default();
+                for change in history {
+                    if !merged.contains(change) {
+                        merged.push(*change);
+                    }
+                }
+                merged.sort_unstable();
+            }
+        }
+        for part in &parts {
+            for &(key, at) in part.delayed.iter().filter(|(k, _)| owns(k)) {
+                state.delayed.insert(key, at);
+            }
+            for &(key, ts, entity, arm) in part.pending.iter().filter(|(k, ..)| owns(k)) {
+                // Within the pair cap: the checkpoint was written under the same cap.
+                let Some(pair) = state.intern(entity, arm) else { continue };
+                state.acquire(pair);
+                state.pending.insert(key, Pending::new(ts, pair));
+                let at = state.delayed.get(&key).copied().unwrap_or_else(|| rules.ticks.settle_tick(ts, rules.attribution_ms));
+                state.resolve_at.entry(at).or_default().push(key);
+            }
+            for (key, others) in part.ties.iter().filter(|(k, _)| owns(k)) {
+                let mut indexes = Vec::new();
+                for &(entity, arm) in others {
+                    if let Some(pair) = state.intern(entity, arm) {
+                        state.acquire(pair);
+                        indexes.push(pair);
+                    }
+                }
+                state.ties.insert(*key, indexes);
+            }
+            for (key, times) in part.outcomes.iter().filter(|(k, _)| owns(k)) {
+                for ts in times {
+                    state.expire_at.entry(rules.ticks.tick_of(*ts)).or_default().push(*key);
+                }
+                state.buffered += times.len();
+                state.outcomes.entry(*key).or_default().extend(times.iter().copied());
+            }
+        }
+        for keys in state.resolve_at.values_mut().chain(state.expire_at.values_mut()) {
+            keys.sort_unstable();
+            keys.dedup();
+        }
+        state
     }
 
     /// Assignments held until they resolve.
@@ -579,6 +681,61 @@ mod tests {
             assert_eq!(s.buffered_outcomes(), held(&s), "after settling to {frontier}");
         }
         assert_eq!((s.buffered_outcomes(), c.outcomes_applied, c.outside_attribution, c.unmatched_outcome), (0, 1, 1, 3));
+    }
+
+    #[test]
+    fn a_restored_snapshot_carries_on_exactly_like_the_original_on_any_worker_count() {
+        let mut original = Attribution::new(rules(), 0);
+        let (mut c, mut out) = (Counters::default(), Vec::new());
+        let reg = Registration { entity: 1, arm: 5, active: false, ts: 1_500, metadata: None };
+        original.register(&reg);
+        original.name(Name { id: 7, text: "b".into() });
+        original.name(Name { id: 9, text: "a".into() });
+        for i in 0..40u64 {
+            let ts = 1_000 + (i as i64 * 137) % 4_000;
+            original.assignment(assignment(&format!("k{i}"), [5, 7, 9][(i % 3) as usize], ts), 0, &mut c);
+            if i % 4 == 0 {
+                original.outcome(outcome(&format!("k{i}"), ts + 1_000), &mut c);
+            }
+        }
+        original.assignment(assignment("k1", 9, 1_137), 0, &mut c); // a tie on ts with another arm
+        original.outcome(outcome("nobody", 4_200), &mut c);
+        original.settle(4, &mut c, &mut out);
+        let snapshot = original.snapshot();
+        let mut restored = Attribution::restore(rules(), [&snapshot], |_| true);
+        assert_eq!(restored.snapshot(), snapshot);
+        let owners = |w: u64| move |k: &AssignmentKey| k.route() % 2 == w;
+        let mut halves = [Attribution::restore(rules(), [&snapshot], owners(0)), Attribution::restore(rules(), [&snapshot], owners(1))];
+        let later = |s: &mut Attribution, c: &mut Counters, out: &mut Vec<Resolved>| {
+            for i in 40..60u64 {
+                s.assignment(assignment(&format!("k{i}"), 7, 4_000 + i as i64 * 10), 4, c);
+            }
+            s.outcome(outcome("k4", 2_500), c);
+            s.settle(30, c, out);
+        };
+        let (mut expected, mut got) = (Vec::new(), Vec::new());
+        later(&mut original, &mut c, &mut expected);
+        later(&mut restored, &mut Counters::default(), &mut got);
+        expected.sort_unstable();
+        got.sort_unstable();
+        assert_eq!(got, expected);
+        // Split in two by key, fed only their own keys: together the same facts.
+        let mut split = Vec::new();
+        for (w, half) in halves.iter_mut().enumerate() {
+            let mut c = Counters::default();
+            for i in 40..60u64 {
+                let a = assignment(&format!("k{i}"), 7, 4_000 + i as i64 * 10);
+                if a.key.route() % 2 == w as u64 {
+                    half.assignment(a, 4, &mut c);
+                }
+            }
+            if AssignmentKey::of("k4").route() % 2 == w as u64 {
+                half.outcome(outcome("k4", 2_500), &mut c);
+            }
+            half.settle(30, &mut c, &mut split);
+        }
+        split.sort_unstable();
+        assert_eq!(split, expected);
     }
 
     #[test]

@@ -10,6 +10,7 @@
 //! operators; `docs/semantics.md` says what every number means.
 
 pub mod attribution;
+pub mod checkpoint;
 pub mod config;
 pub mod counters;
 pub mod event;

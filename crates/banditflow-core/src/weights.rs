@@ -189,6 +189,25 @@ impl Policy {
 }
 
 
+/// The weight state of one worker in a portable form, for checkpoints: the state after
+/// every tick before `next_tick` was computed. Changes waiting for later ticks are not in it:
+/// a restored dataflow computes them again.
+#[derive(Clone, Debug, Default, PartialEq, bincode::Encode, bincode::Decode)]
+pub struct WeigherState {
+    /// The first tick not yet computed.
+    pub next_tick: u64,
+    /// Entity and arm names.
+    pub names: Vec<(NameId, String)>,
+    /// Window counts per entity, as last changed.
+    pub counts: Vec<(NameId, Vec<ArmCount>)>,
+    /// Arm registry standing: per entity, (arm, active, metadata as JSON).
+    pub registry: Vec<(NameId, Vec<(NameId, bool, Option<String>)>)>,
+    /// Per entity: its last record (JSON) and the target the step limit walks to.
+    pub entities: Vec<(NameId, String, Vec<f64>)>,
+    /// Entities still walking toward their target.
+    pub converging: Vec<NameId>,
+}
+
 /// The weight state of one worker's entities, and the changes waiting for their tick.
 pub struct Weigher {
     policy: Policy,
@@ -217,6 +236,59 @@ impl Weigher {
     /// Learns a name (from the catalog).
     pub fn name(&mut self, name: Name) {
         self.policy.names.insert(name.id, name.text);
+    }
+
+    /// The state as of now (call it once every tick before the checkpoint's is computed).
+    pub fn snapshot(&self) -> WeigherState {
+        let p = &self.policy;
+        let mut state = WeigherState {
+            next_tick: self.next_tick,
+            names: p.names.iter().map(|(id, t)| (*id, t.clone())).collect(),
+            counts: p.counts.iter().map(|(e, c)| (*e, c.clone())).collect(),
+            registry: p
+                .registry
+                .iter()
+                .map(|(e, arms)| (*e, arms.iter().map(|(a, r)| (*a, r.active, r.metadata.as_ref().map(serde_json::Value::to_string))).collect()))
+                .collect(),
+            entities: p.entities.iter().map(|(e, w)| (*e, EncodedRecord::of(&w.last).json, w.target.clone())).collect(),
+            converging: p.converging.iter().copied().collect(),
+        };
+        state.names.sort_unstable();
+        state.counts.sort_by_key(|(e, _)| *e);
+        state.registry.sort_by_key(|(e, _)| *e);
+        state.entities.sort_by_key(|(e, ..)| *e);
+        state
+    }
+
+    /// State restored from checkpointed parts, keeping the entities `owns` says are this
+    /// worker's (every name is kept).
+    pub fn restore<'a>(rules: WeightRules, parts: impl IntoIterator<Item = &'a WeigherState>, owns: impl Fn(NameId) -> bool) -> Self {
+        let mut weigher = Weigher::new(rules);
+        for part in parts {
+            weigher.next_tick = weigher.next_tick.max(part.next_tick);
+            let p = &mut weigher.policy;
+            p.names.extend(part.names.iter().cloned());
+            p.counts.extend(part.counts.iter().filter(|(e, _)| owns(*e)).cloned());
+            for (entity, arms) in part.registry.iter().filter(|(e, _)| owns(*e)) {
+                let standing = p.registry.entry(*entity).or_default();
+                for (arm, active, metadata) in arms {
+                    let metadata = metadata.as_deref().and_then(|m| serde_json::from_str(m).ok());
+                    standing.insert(*arm, Registered { active: *active, metadata });
+                }
+            }
+            for (entity, json, target) in part.entities.iter().filter(|(e, ..)| owns(*e)) {
+                if let Ok(last) = serde_json::from_str::<WeightRecord>(json) {
+                    p.entities.insert(*entity, EntityWeights { last, target: target.clone() });
+                }
+            }
+            p.converging.extend(part.converging.iter().copied().filter(|e| owns(*e)));
+        }
+        weigher
+    }
+
+    /// The newest version published per entity name, as this state knows it.
+    pub fn published_versions(&self) -> Vec<(String, u64)> {
+        self.policy.entities.values().map(|w| (w.last.entity_id.clone(), w.last.version)).collect()
     }
 
     /// An update of `entity`'s window counts at `tick`: `arms` enter with `diff > 0`, and the
@@ -257,7 +329,14 @@ impl Weigher {
             let mut changed: BTreeSet<NameId> = BTreeSet::new();
             if next_change == Some(tick) {
                 for (entity, arms) in self.changes.pop_first().map(|(_, c)| c).unwrap_or_default() {
-                    self.policy.counts.insert(entity, arms.unwrap_or_default());
+                    let arms = arms.unwrap_or_default();
+                    // A restored window reports every entity's counts at its first tick; those
+                    // that only repeat the restored counts did not change. (Differential never
+                    // reports an unchanged collection, so this holds in every other run too.)
+                    if self.policy.counts.get(&entity) == Some(&arms) {
+                        continue;
+                    }
+                    self.policy.counts.insert(entity, arms);
                     changed.insert(entity);
                 }
             }
@@ -280,5 +359,54 @@ impl Weigher {
             }
             self.next_tick = tick + 1;
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn rules() -> WeightRules {
+        let job = Dataflow::from_toml_str(
+            "name = \"t\"\ntick = \"1s\"\nwindow = \"60s\"\nattribution = \"5s\"\nallowed_lateness = \"0s\"\n[policy]\nmin_trials = 10\nfloor = 0.05\nmax_step = 0.05\n",
+        )
+        .expect("job");
+        WeightRules::of(&job)
+    }
+
+    /// Feeds ticks `from..to` of a fixed history; returns the records (without `computed_at`).
+    fn feed(w: &mut Weigher, from: u64, to: u64) -> Vec<String> {
+        let mut out = Vec::new();
+        for tick in from..to {
+            for entity in [1u64, 2] {
+                let arms = vec![(10, 20 + tick as i64 * 3, 2 + tick as i64), (11, 20 + tick as i64 * 2, 1 + (tick as i64 * entity as i64) % 3)];
+                if tick % entity == 0 {
+                    w.counted(entity, arms, tick, 1);
+                }
+            }
+        }
+        w.advance(from, Some(to), |_, records| out.extend(records.into_iter().map(|r| r.json)));
+        out.into_iter().map(|j| j.split(",\"computed_at\"").next().unwrap_or_default().to_owned() + &j[j.find(",\"status\"").unwrap_or(0)..]).collect()
+    }
+
+    #[test]
+    fn a_restored_weigher_publishes_what_the_original_would_step_limit_included() {
+        let mut original = Weigher::new(rules());
+        for (id, text) in [(1, "e1"), (2, "e2"), (10, "a"), (11, "b")] {
+            original.name(Name { id, text: text.into() });
+        }
+        let before = feed(&mut original, 0, 8);
+        assert!(!before.is_empty());
+        let snapshot = original.snapshot();
+        assert!(!snapshot.converging.is_empty(), "the step limit is still walking: {snapshot:?}");
+        let mut restored = Weigher::restore(rules(), [&snapshot], |_| true);
+        assert_eq!(restored.snapshot(), snapshot);
+        // The restored window reports unchanged counts again at its first tick: no record.
+        for (entity, arms) in &snapshot.counts {
+            restored.counted(*entity, arms.clone(), 8, 1);
+        }
+        assert_eq!(feed(&mut restored, 8, 20), feed(&mut original, 8, 20));
+        let split: Vec<Weigher> = [1u64, 2].iter().map(|&mine| Weigher::restore(rules(), [&snapshot], move |e| e == mine)).collect();
+        assert_eq!(split.iter().map(|w| w.snapshot().entities.len()).sum::<usize>(), snapshot.entities.len());
     }
 }

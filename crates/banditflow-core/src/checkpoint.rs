@@ -1,0 +1,207 @@
+//! The checkpoint format: everything a live worker needs to resume exactly at a complete,
+//! published tick, as bytes with a versioned header and a checksum.
+//!
+//! Layout: the magic `BFCKPT`, the format version (u16, little endian), the payload's length
+//! (u64), the payload (bincode 2, standard configuration), and the CRC-32 of the payload
+//! (u32). A file that is shorter, longer, of another version, or whose checksum does not
+//! match is refused with the reason, never half read.
+
+use crate::attribution::AttributionState;
+use crate::event::NameId;
+use crate::weights::WeigherState;
+
+/// The first bytes of every checkpoint.
+pub const MAGIC: &[u8; 6] = b"BFCKPT";
+/// The layout this build writes and reads.
+pub const FORMAT_VERSION: u16 = 1;
+/// Magic, version and length.
+const HEADER_BYTES: usize = MAGIC.len() + 2 + 8;
+
+/// What the job looked like when the checkpoint was written: a restart under another
+/// timing (tick, window, attribution, lateness) cannot use it.
+#[derive(Clone, Debug, PartialEq, Eq, bincode::Encode, bincode::Decode)]
+pub struct JobTiming {
+    /// `tick`, ms.
+    pub tick_ms: u64,
+    /// `window`, ms.
+    pub window_ms: u64,
+    /// `attribution`, ms.
+    pub attribution_ms: u64,
+    /// `allowed_lateness`, ms.
+    pub allowed_lateness_ms: u64,
+}
+
+/// One worker's attribution: its state machine and the departures it scheduled.
+#[derive(Clone, Debug, Default, PartialEq, Eq, bincode::Encode, bincode::Decode)]
+pub struct AttributionPart {
+    /// Pending assignments, waiting outcomes, registry, names.
+    pub state: AttributionState,
+    /// `(leave tick, entity, arm, trials, successes)`, negative counts.
+    pub departures: Vec<(u64, NameId, NameId, i64, i64)>,
+}
+
+/// Where an input partition resumes.
+#[derive(Clone, Debug, PartialEq, Eq, bincode::Encode, bincode::Decode)]
+pub struct PartitionPosition {
+    /// The topic's name.
+    pub topic: String,
+    /// The partition.
+    pub partition: i32,
+    /// The first offset to read: every message before it was emitted at a tick before the
+    /// checkpoint's.
+    pub offset: i64,
+    /// The largest event time the partition had delivered (its watermark before lateness).
+    pub max_ts: i64,
+}
+
+/// Everything needed to resume at `tick`.
+#[derive(Clone, Debug, PartialEq, bincode::Encode, bincode::Decode)]
+pub struct Checkpoint {
+    /// Every tick before this one is complete, and its records acknowledged by every sink.
+    pub tick: u64,
+    /// The job's timing.
+    pub timing: JobTiming,
+    /// The timely workers that wrote it (all processes).
+    pub workers: u32,
+    /// Each worker's attribution, by worker index.
+    pub attribution: Vec<AttributionPart>,
+    /// Each worker's weight state, by worker index.
+    pub weighers: Vec<WeigherState>,
+    /// Where every input partition resumes.
+    pub partitions: Vec<PartitionPosition>,
+    /// Per partition of the weights topic, an offset at or before the first record of any
+    /// tick at or after `tick`: a restart reads the topic from there to learn what went out
+    /// after the checkpoint.
+    pub weights_offsets: Vec<(i32, i64)>,
+    /// Wall-clock ms when it was written.
+    pub written_ms: i64,
+}
+
+/// Why bytes are not a usable checkpoint.
+#[derive(Debug, PartialEq, Eq, thiserror::Error)]
+pub enum CheckpointError {
+    /// Fewer bytes than a header.
+    #[error("truncated: {0} bytes, shorter than the header")]
+    TooShort(usize),
+    /// Not a checkpoint at all.
+    #[error("not a banditflow checkpoint (bad magic)")]
+    BadMagic,
+    /// Written by a build with another layout.
+    #[error("format version {0}, this build reads version {FORMAT_VERSION}")]
+    Version(u16),
+    /// The length in the header does not match the file.
+    #[error("truncated or padded: the header announces {announced} payload bytes, the file has {found}")]
+    Length {
+        /// From the header.
+        announced: u64,
+        /// Payload bytes present.
+        found: u64,
+    },
+    /// The payload is not what was written.
+    #[error("checksum mismatch (stored {stored:08x}, computed {computed:08x})")]
+    Checksum {
+        /// From the file.
+        stored: u32,
+        /// Of the payload read.
+        computed: u32,
+    },
+    /// The payload does not decode (a checksum collision, or a bug).
+    #[error("payload does not decode: {0}")]
+    Decode(String),
+}
+
+/// The checkpoint as bytes.
+pub fn encode(checkpoint: &Checkpoint) -> Vec<u8> {
+    // Vectors, integers and strings: encoding into memory cannot fail.
+    let payload = bincode::encode_to_vec(checkpoint, bincode::config::standard()).unwrap_or_default();
+    let mut bytes = Vec::with_capacity(HEADER_BYTES + payload.len() + 4);
+    bytes.extend_from_slice(MAGIC);
+    bytes.extend_from_slice(&FORMAT_VERSION.to_le_bytes());
+    bytes.extend_from_slice(&(payload.len() as u64).to_le_bytes());
+    bytes.extend_from_slice(&payload);
+    bytes.extend_from_slice(&crc32fast::hash(&payload).to_le_bytes());
+    bytes
+}
+
+/// The checkpoint in `bytes`, or why they are not one.
+pub fn decode(bytes: &[u8]) -> Result<Checkpoint, CheckpointError> {
+    if bytes.len() < HEADER_BYTES + 4 {
+        return Err(CheckpointError::TooShort(bytes.len()));
+    }
+    if &bytes[..MAGIC.len()] != MAGIC {
+        return Err(CheckpointError::BadMagic);
+    }
+    let version = u16::from_le_bytes([bytes[6], bytes[7]]);
+    if version != FORMAT_VERSION {
+        return Err(CheckpointError::Version(version));
+    }
+    let mut length = [0u8; 8];
+    length.copy_from_slice(&bytes[8..16]);
+    let announced = u64::from_le_bytes(length);
+    let found = (bytes.len() - HEADER_BYTES - 4) as u64;
+    if announced != found {
+        return Err(CheckpointError::Length { announced, found });
+    }
+    let payload = &bytes[HEADER_BYTES..bytes.len() - 4];
+    let mut crc = [0u8; 4];
+    crc.copy_from_slice(&bytes[bytes.len() - 4..]);
+    let stored = u32::from_le_bytes(crc);
+    let computed = crc32fast::hash(payload);
+    if stored != computed {
+        return Err(CheckpointError::Checksum { stored, computed });
+    }
+    let (checkpoint, used) = bincode::decode_from_slice(payload, bincode::config::standard()).map_err(|e| CheckpointError::Decode(e.to_string()))?;
+    if used != payload.len() {
+        return Err(CheckpointError::Decode(format!("{} bytes left over", payload.len() - used)));
+    }
+    Ok(checkpoint)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::event::AssignmentKey;
+
+    fn checkpoint() -> Checkpoint {
+        let state = AttributionState {
+            settled: 42,
+            pending: vec![(AssignmentKey(1, 2), 41_500, 7, 9)],
+            outcomes: vec![(AssignmentKey(1, 2), vec![41_600, 41_700])],
+            names: vec![(7, "hero".into()), (9, "model-b".into())],
+            ..AttributionState::default()
+        };
+        Checkpoint {
+            tick: 42,
+            timing: JobTiming { tick_ms: 1_000, window_ms: 600_000, attribution_ms: 5_000, allowed_lateness_ms: 100 },
+            workers: 2,
+            attribution: vec![AttributionPart { state, departures: vec![(80, 7, 9, -3, -1)] }, AttributionPart::default()],
+            weighers: vec![WeigherState { next_tick: 42, converging: vec![7], ..WeigherState::default() }, WeigherState::default()],
+            partitions: vec![PartitionPosition { topic: "assignments".into(), partition: 3, offset: 1_234, max_ts: 41_999 }],
+            weights_offsets: vec![(0, 77)],
+            written_ms: 1_767_225_600_000,
+        }
+    }
+
+    #[test]
+    fn a_checkpoint_round_trips() {
+        let bytes = encode(&checkpoint());
+        assert_eq!(&bytes[..6], MAGIC);
+        assert_eq!(decode(&bytes), Ok(checkpoint()));
+    }
+
+    #[test]
+    fn truncated_flipped_or_foreign_bytes_are_refused_with_the_reason() {
+        let bytes = encode(&checkpoint());
+        assert_eq!(decode(&bytes[..10]), Err(CheckpointError::TooShort(10)));
+        assert!(matches!(decode(&bytes[..bytes.len() - 1]), Err(CheckpointError::Length { .. })));
+        for at in [HEADER_BYTES, bytes.len() / 2, bytes.len() - 5, bytes.len() - 1] {
+            let mut flipped = bytes.clone();
+            flipped[at] ^= 0x10;
+            assert!(matches!(decode(&flipped), Err(CheckpointError::Checksum { .. })), "a flipped byte at {at} went unnoticed");
+        }
+        let mut other = bytes;
+        other[6] = 9;
+        assert_eq!(decode(&other), Err(CheckpointError::Version(9)));
+        assert_eq!(decode(b"{\"not\":\"a checkpoint at all\"}"), Err(CheckpointError::BadMagic));
+    }
+}
