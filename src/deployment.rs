@@ -100,6 +100,23 @@ pub struct RedisConfig {
     pub prefix: String,
 }
 
+/// `[checkpoint]`: where and how often the live worker saves what it needs to resume exactly.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct CheckpointConfig {
+    /// `dir` (required): the directory checkpoints are written to (created if missing).
+    pub dir: std::path::PathBuf,
+    /// `interval` (optional, a duration, default `"1m"`): a checkpoint is taken at every tick
+    /// whose start is a multiple of it (at least every tick).
+    pub interval_ms: u64,
+    /// `keep` (optional, default 3, at least 1): how many checkpoints to keep.
+    pub keep: usize,
+}
+
+/// Default of [`CheckpointConfig::interval_ms`]: a minute.
+pub const DEFAULT_CHECKPOINT_INTERVAL_MS: u64 = 60_000;
+/// Default of [`CheckpointConfig::keep`].
+pub const DEFAULT_CHECKPOINT_KEEP: usize = 3;
+
 /// `[metrics]`: the HTTP endpoint SREs scrape.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct MetricsConfig {
@@ -140,6 +157,14 @@ struct RawRedis {
 
 #[derive(Default, Deserialize)]
 #[serde(deny_unknown_fields)]
+struct RawCheckpoint {
+    dir: Option<String>,
+    interval: Option<String>,
+    keep: Option<usize>,
+}
+
+#[derive(Default, Deserialize)]
+#[serde(deny_unknown_fields)]
 struct RawMetrics {
     listen: Option<String>,
     #[serde(default)]
@@ -155,6 +180,7 @@ struct RawDeployment {
     kafka: Option<RawKafka>,
     redis: Option<RawRedis>,
     metrics: Option<RawMetrics>,
+    checkpoint: Option<RawCheckpoint>,
 }
 
 /// The deployment settings of a job file, overrides applied.
@@ -168,6 +194,8 @@ pub struct Deployment {
     pub redis: Option<RedisConfig>,
     /// `[metrics]`.
     pub metrics: MetricsConfig,
+    /// `[checkpoint]`, if the file (or the environment) has it.
+    pub checkpoint: Option<CheckpointConfig>,
 }
 
 fn required(value: Option<String>, key: &'static str) -> Result<String, ConfigError> {
@@ -217,6 +245,10 @@ impl RawDeployment {
                         _ => return Err(unknown()),
                     }
                 }
+                "checkpoint" if key == "dir" => {
+                    self.checkpoint.get_or_insert_with(RawCheckpoint::default).dir = Some(value);
+                }
+                "checkpoint" => return Err(unknown()),
                 "metrics" if key == "listen" => {
                     self.metrics.get_or_insert_with(RawMetrics::default).listen = Some(value);
                 }
@@ -271,7 +303,25 @@ impl RawDeployment {
                 },
             },
         };
-        Ok(Deployment { mode, kafka, redis, metrics })
+        let checkpoint = self
+            .checkpoint
+            .map(|c| {
+                let interval_ms = match c.interval {
+                    None => DEFAULT_CHECKPOINT_INTERVAL_MS,
+                    Some(text) => match humantime::parse_duration(&text) {
+                        Ok(d) if d.as_millis() > 0 => d.as_millis().min(u128::from(u64::MAX)) as u64,
+                        Ok(_) => return Err(ConfigError::NotPositive { key: "checkpoint.interval" }),
+                        Err(error) => return Err(ConfigError::BadDuration { key: "checkpoint.interval", value: text, error }),
+                    },
+                };
+                let keep = c.keep.unwrap_or(DEFAULT_CHECKPOINT_KEEP);
+                if keep == 0 {
+                    return Err(ConfigError::NotPositive { key: "checkpoint.keep" });
+                }
+                Ok(CheckpointConfig { dir: required(c.dir, "checkpoint.dir")?.into(), interval_ms, keep })
+            })
+            .transpose()?;
+        Ok(Deployment { mode, kafka, redis, metrics, checkpoint })
     }
 }
 
@@ -322,6 +372,22 @@ mod tests {
         assert_eq!(d.redis.expect("redis").url, "redis://env:6379");
         assert_eq!(d.kafka.expect("kafka").properties.get("sasl.password").map(String::as_str), Some("s3cret"));
         assert_eq!(d.metrics.listen.port(), 9100);
+    }
+
+    #[test]
+    fn checkpoint_section_loads_with_defaults_and_names_bad_keys() {
+        let job = Job::from_toml_str(&format!("{BASE}[checkpoint]\ndir = \"/var/lib/bf\"\n")).expect("valid");
+        assert_eq!(job.deployment.checkpoint, Some(CheckpointConfig { dir: "/var/lib/bf".into(), interval_ms: 60_000, keep: 3 }));
+        let job = Job::from_toml_str(&format!("{BASE}[checkpoint]\ndir = \"d\"\ninterval = \"30s\"\nkeep = 5\n")).expect("valid");
+        assert_eq!(job.deployment.checkpoint.map(|c| (c.interval_ms, c.keep)), Some((30_000, 5)));
+        for (extra, key) in [("interval = \"soon\"\n", "`checkpoint.interval`"), ("keep = 0\n", "`checkpoint.keep`"), ("kep = 1\n", "checkpoint.kep")] {
+            let err = Job::from_toml_str(&format!("{BASE}[checkpoint]\ndir = \"d\"\n{extra}")).expect_err(extra);
+            assert!(err.to_string().contains(key), "{err}");
+        }
+        let err = Job::from_toml_str(&format!("{BASE}[checkpoint]\ninterval = \"1m\"\n")).expect_err("no dir");
+        assert!(err.to_string().contains("`checkpoint.dir`"), "{err}");
+        let job = Job::from_toml_str_with_env(BASE, env(&[("BANDITFLOW_CHECKPOINT_DIR", "/tmp/cp")])).expect("from the environment");
+        assert_eq!(job.deployment.checkpoint.map(|c| c.dir), Some("/tmp/cp".into()));
     }
 
     #[test]

@@ -8,6 +8,7 @@
 //! [`publisher`]). [`replay`] and [`worker`] drive the dataflow; [`metrics`] is what SREs see;
 //! [`deployment`] reads where a live worker connects.
 
+pub mod checkpoint;
 pub mod dataflow;
 pub mod demo;
 pub mod deployment;

@@ -13,12 +13,14 @@ use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use banditflow_core::record::EncodedRecord;
+use banditflow_core::checkpoint::Checkpoint;
+use banditflow_core::record::{EncodedRecord, WeightRecord};
+use banditflow_core::weights::WeigherState;
 use banditflow_core::time::now_ms;
 
 use crate::deployment::{KafkaConfig, Mode, RedisConfig};
 use crate::kafka::client::{self as kafka, KafkaClientError};
-use crate::kafka::sink::KafkaWriter;
+use crate::kafka::sink::{KafkaWriter, Positions};
 use crate::metrics::{SinkState, PUBLISH_LATENCY};
 use crate::redis::sink::RedisWriter;
 
@@ -142,17 +144,30 @@ pub struct SinkSummary {
 pub struct Publisher {
     sinks: Vec<(Arc<Shared>, JoinHandle<()>)>,
     capacity: usize,
+    /// Where the weights topic stood before each batch (when there is one).
+    positions: Option<Arc<Mutex<Positions>>>,
 }
 
 impl Publisher {
     /// Starts a thread per target; the Kafka sink first reads back what its topic already
-    /// holds. `capacity` bounds each sink's buffer (entities waiting to be written).
-    pub fn start(targets: &Targets, capacity: usize) -> Result<Publisher, SinkError> {
+    /// holds: all of it, or, resuming from `resume`, what came after the checkpoint (the
+    /// versions before it are in the checkpoint). `capacity` bounds each sink's buffer
+    /// (entities waiting to be written).
+    pub fn start(targets: &Targets, capacity: usize, resume: Option<&Checkpoint>) -> Result<Publisher, SinkError> {
         let mut sinks = Vec::new();
+        let mut positions = None;
         if let Some((config, topic)) = &targets.kafka {
-            let published = kafka::published_versions(config, topic)?;
-            tracing::info!(topic = %topic, entities = published.len(), "read back published versions");
-            let writer = KafkaWriter::new(config, topic.clone(), published)?;
+            let from = resume.map(|c| c.weights_offsets.clone()).unwrap_or_default();
+            let mut read = kafka::published_versions(config, topic, &from)?;
+            for weigher in resume.iter().flat_map(|c| &c.weighers) {
+                for (entity, version) in weigher_versions(weigher) {
+                    let newest = read.versions.entry(entity).or_insert(version);
+                    *newest = (*newest).max(version);
+                }
+            }
+            tracing::info!(topic = %topic, entities = read.versions.len(), from_checkpoint = resume.is_some(), "read back published versions");
+            let writer = KafkaWriter::new(config, topic.clone(), read.versions, read.ends)?;
+            positions = Some(writer.positions());
             sinks.push(spawn("kafka", format!("topic {topic} at {}", config.brokers), Writer::Kafka(Box::new(writer)))?);
         }
         if let Some((config, prefix)) = &targets.redis {
@@ -160,7 +175,13 @@ impl Publisher {
                 .map_err(|error| SinkError::RedisUrl { url: crate::logs::redact_url(&config.url), error })?;
             sinks.push(spawn("redis", crate::logs::redact_url(&config.url), Writer::Redis(Box::new(writer)))?);
         }
-        Ok(Publisher { sinks, capacity: capacity.max(1) })
+        Ok(Publisher { sinks, capacity: capacity.max(1), positions })
+    }
+
+    /// Per partition of the weights topic, an offset at or before the first record of any
+    /// tick at or after `tick` (nothing without a weights topic).
+    pub fn weights_offsets_before(&self, tick: u64) -> Vec<(i32, i64)> {
+        self.positions.as_ref().and_then(|p| p.lock().ok().map(|p| p.before(tick))).unwrap_or_default()
     }
 
     /// Hands over the records of `tick` (complete, sorted). Blocks while a sink's buffer is
@@ -233,6 +254,11 @@ impl Publisher {
         }
         summaries
     }
+}
+
+/// The versions a checkpointed weight state says were published, by entity name.
+fn weigher_versions(state: &WeigherState) -> Vec<(String, u64)> {
+    state.entities.iter().filter_map(|(_, json, _)| serde_json::from_str::<WeightRecord>(json).ok()).map(|r| (r.entity_id, r.version)).collect()
 }
 
 fn spawn(name: &'static str, target: String, mut writer: Writer) -> Result<(Arc<Shared>, JoinHandle<()>), SinkError> {

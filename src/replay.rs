@@ -224,7 +224,7 @@ pub fn replay(options: &ReplayOptions, progress: Arc<Progress>) -> Result<Replay
         let job = options.job.clone();
         let probe = worker.dataflow::<u64, _, _>(move |scope| {
             let (events, names) = file_source(scope, ctx);
-            let records = bandit(events, names, &job, counters.clone());
+            let records = bandit(events, names, &job, counters.clone(), &crate::dataflow::Recovery::default());
             let done = publish(records, move |_tick, batch| {
                 written.borrow_mut().records_written += batch.len() as u64;
                 progress_out.records_written.fetch_add(batch.len() as u64, Ordering::Relaxed);

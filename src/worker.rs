@@ -19,7 +19,10 @@ use timely::dataflow::operators::Probe;
 use banditflow_core::counters::Counters;
 use banditflow_core::time::now_ms;
 
-use crate::dataflow::{bandit, publish};
+use banditflow_core::time::Ticks;
+
+use crate::checkpoint::{self, Collector, Store};
+use crate::dataflow::{bandit, publish, Recovery};
 use crate::deployment::{Job, KafkaConfig};
 use crate::kafka::client::{self as kafka, KafkaClientError};
 use crate::kafka::control::{Control, Topic};
@@ -81,6 +84,14 @@ pub enum WorkerError {
     /// The metrics endpoint could not start.
     #[error(transparent)]
     Metrics(#[from] MetricsError),
+    /// The checkpoint directory cannot be used.
+    #[error("checkpoint directory {dir}: {error}")]
+    Checkpoints {
+        /// `[checkpoint] dir`.
+        dir: String,
+        /// What the file system said.
+        error: std::io::Error,
+    },
 }
 
 /// What a finished run did (in this process).
@@ -157,15 +168,51 @@ pub fn run(options: &RunOptions, watch: Arc<Watch>) -> Result<RunSummary, Worker
     let config = timely_config(options)?;
     let process = options.cluster.as_ref().map_or(0, |c| c.process);
     let partitions = input_partitions(&kafka)?;
+    let single_process = options.cluster.as_ref().is_none_or(|c| c.processes <= 1);
+    let store = match deployment.checkpoint.as_ref() {
+        Some(c) if single_process => Some(Store::open(&c.dir, c.keep).map_err(|error| WorkerError::Checkpoints { dir: c.dir.display().to_string(), error })?),
+        Some(_) => {
+            tracing::warn!("checkpoints are taken by a single process; this cluster rebuilds its window from the topics instead");
+            None
+        }
+        None => None,
+    };
+    let restored = match &store {
+        Some(store) => {
+            let wanted = checkpoint::timing(&job);
+            let (found, skipped) = store
+                .newest(|c| if c.timing == wanted { Ok(()) } else { Err(format!("written under another timing ({:?}); the job now has {wanted:?}", c.timing)) })
+                .map_err(|error| WorkerError::Checkpoints { dir: format!("{store:?}"), error })?;
+            for s in &skipped {
+                tracing::warn!(file = %s.path.display(), reason = %s.reason, "checkpoint skipped");
+            }
+            found.map(|(path, c)| {
+                tracing::info!(file = %path.display(), tick = c.tick, as_of = %crate::logs::rfc3339(Ticks::new(job.tick_ms).as_of(c.tick.saturating_sub(1))), written_by_workers = c.workers, "resuming from checkpoint");
+                Arc::new(c)
+            })
+        }
+        None => None,
+    };
     let publisher = if process == 0 {
         let targets = Targets::of(Some(&kafka), deployment.redis.as_ref(), deployment.mode);
         if targets.kafka.is_none() && targets.redis.is_none() {
             return Err(WorkerError::NoSink);
         }
-        Some(Arc::new(Publisher::start(&targets, SINK_CAPACITY)?))
+        Some(Arc::new(Publisher::start(&targets, SINK_CAPACITY, restored.as_deref())?))
     } else {
         None
     };
+    let local_workers = options.workers.max(1);
+    let collector = match (&store, deployment.checkpoint.as_ref()) {
+        (Some(_), Some(c)) => {
+            let sources = (0..local_workers).filter(|w| !kafka::owned_by(&partitions, *w, local_workers).is_empty()).count();
+            let every = (c.interval_ms / job.tick_ms.max(1)).max(1);
+            Some(Collector::new(local_workers, sources, every, restored.as_ref().map_or(0, |r| r.tick)))
+        }
+        _ => None,
+    };
+    let recovery = Recovery { restored, collector: collector.clone() };
+    let timing = checkpoint::timing(&job);
     let rebuild_from_ms = now_ms() - (job.window_ms + job.attribution_ms + job.allowed_lateness_ms).min(i64::MAX as u64) as i64;
     tracing::info!(
         dataflow = %job.name,
@@ -221,6 +268,8 @@ pub fn run(options: &RunOptions, watch: Arc<Watch>) -> Result<RunSummary, Worker
             control: worker_control.clone(),
             counters: counters.clone(),
             lag: worker_lag.clone(),
+            resume: recovery.restored.clone(),
+            collector: recovery.collector.clone(),
         };
         let sink = if worker.index() == 0 { worker_publisher.clone() } else { None };
         let acked = sink.clone();
@@ -230,7 +279,7 @@ pub fn run(options: &RunOptions, watch: Arc<Watch>) -> Result<RunSummary, Worker
         let job = job.clone();
         let built = worker.dataflow::<u64, _, _>(|scope| {
             let (events, catalog) = kafka_source(scope, ctx)?;
-            let records = bandit(events, catalog, &job, counters.clone());
+            let records = bandit(events, catalog, &job, counters.clone(), &recovery);
             publish(
                 records,
                 move |tick, batch| {
@@ -275,11 +324,21 @@ pub fn run(options: &RunOptions, watch: Arc<Watch>) -> Result<RunSummary, Worker
     })
     .map_err(WorkerError::Dataflow)?;
     let watcher = control;
+    let writer = (collector, store, publisher.clone(), timing);
     let readiness = std::thread::spawn(move || {
+        let (collector, store, publisher, timing) = writer;
+        let mut failing = false;
         while !watcher.finished() {
             if !watch.ready() && watcher.caught_up() {
                 watch.ready.store(true, Ordering::Release);
                 tracing::info!("caught up");
+            }
+            if let (Some(collector), Some(store)) = (&collector, &store) {
+                let acked = publisher.as_ref().map_or(u64::MAX, |p| p.acked());
+                if let Some(mut checkpoint) = collector.take_complete(acked, &timing, now_ms()) {
+                    checkpoint.weights_offsets = publisher.as_ref().map(|p| p.weights_offsets_before(checkpoint.tick)).unwrap_or_default();
+                    write_checkpoint(store, &checkpoint, &mut failing);
+                }
             }
             std::thread::sleep(Duration::from_millis(50));
         }
@@ -299,6 +358,30 @@ pub fn run(options: &RunOptions, watch: Arc<Watch>) -> Result<RunSummary, Worker
     }
     tracing::info!(elapsed_s = started.elapsed().as_secs_f64(), "worker stopped");
     Ok(RunSummary { counters, sinks, elapsed: started.elapsed() })
+}
+
+/// Writes a checkpoint; a failure (directory unwritable, disk full) is logged once until a
+/// write succeeds again, counted, and the worker goes on: the next checkpoint retries.
+fn write_checkpoint(store: &Store, checkpoint: &banditflow_core::checkpoint::Checkpoint, failing: &mut bool) {
+    let started = Instant::now();
+    match store.write(checkpoint) {
+        Ok(path) => {
+            checkpoint::WRITTEN.fetch_add(1, Ordering::Relaxed);
+            checkpoint::LAST_WRITTEN_MS.store(now_ms(), Ordering::Relaxed);
+            if *failing {
+                tracing::info!(file = %path.display(), "checkpoints are written again");
+                *failing = false;
+            }
+            tracing::debug!(file = %path.display(), tick = checkpoint.tick, elapsed_ms = started.elapsed().as_millis() as u64, "checkpoint written");
+        }
+        Err(error) => {
+            checkpoint::WRITE_FAILURES.fetch_add(1, Ordering::Relaxed);
+            if !*failing {
+                tracing::warn!(%error, tick = checkpoint.tick, "cannot write a checkpoint; retrying at the next one");
+                *failing = true;
+            }
+        }
+    }
 }
 
 /// The state the metrics endpoint reports: the workers' last reports and the sinks.

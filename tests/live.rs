@@ -81,6 +81,11 @@ fn traffic(dir: &Path, name: &str, start_ms: i64, duration_ms: u64, count: u64, 
 
 impl Scenario {
     fn new(mode: &str) -> Scenario {
+        Scenario::with_job(mode, "")
+    }
+
+    /// A scenario whose job file has `extra` appended (more sections).
+    fn with_job(mode: &str, extra: &str) -> Scenario {
         let dir = tempfile::tempdir().expect("tempdir");
         let broker = Broker::start();
         for (topic, partitions) in [("assignments", 4), ("outcomes", 4), ("weights", 2), ("weights.shadow", 2)] {
@@ -90,7 +95,8 @@ impl Scenario {
         std::fs::create_dir_all(&redis_dir).expect("redis dir");
         let redis = Redis::start(&redis_dir);
         let job = dir.path().join("job.toml");
-        std::fs::write(&job, job_text(&broker.brokers(), &redis.url(), mode)).expect("job file");
+        let extra = extra.replace("{dir}", &dir.path().display().to_string());
+        std::fs::write(&job, format!("{}{extra}", job_text(&broker.brokers(), &redis.url(), mode))).expect("job file");
         Scenario { dir, broker, redis, job, assignments: Vec::new(), outcomes: Vec::new() }
     }
 
@@ -492,4 +498,86 @@ fn consumer_lag_rises_while_the_worker_is_paused_and_returns_to_zero() {
     assert!(back, "the lag did not return to 0: {:?}", lag(&worker));
     let (status, _) = worker.terminate();
     assert!(status.success());
+}
+
+/// Records every version Redis holds for each entity, every few milliseconds, until dropped:
+/// whether any went backwards.
+struct VersionWatch {
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    thread: Option<std::thread::JoinHandle<Vec<String>>>,
+}
+
+impl VersionWatch {
+    fn start(redis: &Redis, prefix: &str) -> VersionWatch {
+        let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let (mut connection, stopping, prefix) = (redis.connection(), stop.clone(), prefix.to_owned());
+        let thread = std::thread::spawn(move || {
+            let mut newest: BTreeMap<String, u64> = BTreeMap::new();
+            let mut backwards = Vec::new();
+            while !stopping.load(std::sync::atomic::Ordering::Acquire) {
+                let keys: Vec<String> = redis::cmd("KEYS").arg(format!("{prefix}:*")).query(&mut connection).unwrap_or_default();
+                for key in keys.into_iter().filter(|k| !k.ends_with(":updates")) {
+                    let value: Option<String> = redis::cmd("GET").arg(&key).query(&mut connection).unwrap_or(None);
+                    let Some(version) = value.and_then(|v| serde_json::from_str::<Value>(&v).ok()).and_then(|v| v["version"].as_u64()) else { continue };
+                    let seen = newest.entry(key.clone()).or_insert(version);
+                    if version < *seen {
+                        backwards.push(format!("{key}: {} after {}", version, *seen));
+                    }
+                    *seen = (*seen).max(version);
+                }
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            backwards
+        });
+        VersionWatch { stop, thread: Some(thread) }
+    }
+
+    /// Stops watching; the versions that went backwards.
+    fn finish(mut self) -> Vec<String> {
+        self.stop.store(true, std::sync::atomic::Ordering::Release);
+        self.thread.take().and_then(|t| t.join().ok()).unwrap_or_default()
+    }
+}
+
+#[test]
+fn killed_again_and_again_it_resumes_from_checkpoints_and_publishes_exactly_what_replay_does() {
+    use rand::{Rng, SeedableRng};
+    let mut scenario = Scenario::with_job("production", "\n[checkpoint]\ndir = \"{dir}/checkpoints\"\ninterval = \"1s\"\nkeep = 3\n");
+    // 45 s of live traffic, produced as its event times come.
+    let (a, o) = traffic(scenario.dir.path(), "streamed", now_ms() + 2_000, 45_000, 9_000, 23);
+    let lines: Vec<(&'static str, String)> = a.iter().map(|l| ("assignments", l.clone())).chain(o.iter().map(|l| ("outcomes", l.clone()))).collect();
+    scenario.assignments.extend(a);
+    scenario.outcomes.extend(o);
+    let producer = stream(&scenario.broker.brokers(), lines);
+    let watch = VersionWatch::start(&scenario.redis, PREFIX);
+    let mut rng = rand::rngs::StdRng::seed_from_u64(20_261_201);
+    let checkpoints = scenario.dir.path().join("checkpoints");
+    let kills = 20;
+    let mut worker = Worker::start(&scenario.job, &[], &scenario.dir.path().join("run-0.log"));
+    for i in 0..kills {
+        // Let it work for a while (the first time, until it has written a checkpoint).
+        let working = Duration::from_millis(rng.random_range(100..1_500));
+        let since = Instant::now();
+        let ready = wait_until(Duration::from_secs(60), || {
+            worker.assert_running();
+            since.elapsed() >= working && (i > 0 || std::fs::read_dir(&checkpoints).is_ok_and(|mut d| d.next().is_some()))
+        });
+        assert!(ready, "no checkpoint written: {}", worker.log_text());
+        worker.kill();
+        // Down for 0 to a few ticks while the traffic goes on.
+        std::thread::sleep(Duration::from_millis(rng.random_range(0..2_500)));
+        worker = Worker::start(&scenario.job, &[], &scenario.dir.path().join(format!("run-{}.log", i + 1)));
+    }
+    producer.join().expect("producer");
+    let expected = scenario.expected();
+    scenario.await_topic("weights", &expected, &mut worker);
+    scenario.assert_redis_latest(PREFIX, &expected);
+    let resumed = (1..=kills)
+        .filter(|i| std::fs::read_to_string(scenario.dir.path().join(format!("run-{i}.log"))).unwrap_or_default().contains("resuming from checkpoint"))
+        .count();
+    let (status, _) = worker.terminate();
+    assert!(status.success());
+    let backwards = watch.finish();
+    assert!(backwards.is_empty(), "versions went backwards in Redis: {backwards:?}");
+    assert!(resumed >= kills / 2, "only {resumed} of {kills} restarts resumed from a checkpoint");
 }

@@ -10,6 +10,8 @@ use std::cell::RefCell;
 use std::rc::Rc;
 
 use banditflow_core::attribution::{Attribution, AttributionRules};
+use banditflow_core::checkpoint::AttributionPart;
+use banditflow_core::event::AssignmentKey;
 use banditflow_core::counters::Counters;
 use banditflow_core::event::{Catalog, Event};
 use banditflow_core::window::{Departures, WindowUpdate};
@@ -19,16 +21,21 @@ use timely::dataflow::operators::vec::Broadcast;
 use timely::dataflow::Stream;
 
 use super::frontier::first_open_tick;
+use super::recovery::Recovery;
 
 /// The attribution operator: exchanges events by assignment key, runs [`Attribution`] on
 /// each worker's share (every worker sees every arm registry change), and emits window
-/// updates at the ticks they take effect.
+/// updates at the ticks they take effect. Resumed from a checkpoint, each worker keeps the
+/// keys it owns (whatever the worker count that wrote it) and starts the window from the
+/// checkpoint's counts; with a collector, it hands over its state at every checkpoint tick.
 pub fn attribute<'scope>(
     events: Stream<'scope, u64, Vec<Event>>,
     catalog: Stream<'scope, u64, Vec<Catalog>>,
     rules: AttributionRules,
     counters: Rc<RefCell<Counters>>,
+    recovery: Recovery,
 ) -> Stream<'scope, u64, Vec<WindowUpdate>> {
+    let (worker, peers) = (events.scope().index(), events.scope().peers() as u64);
     events.binary_frontier(
         catalog.broadcast(),
         Exchange::new(|e: &Event| e.key().route()),
@@ -40,6 +47,19 @@ pub fn attribute<'scope>(
             let mut departures = Departures::default();
             let mut resolved = Vec::new();
             let mut updates: Vec<WindowUpdate> = Vec::new();
+            let mut last_checkpoint = 0;
+            if let Some(checkpoint) = &recovery.restored {
+                let owns = |k: &AssignmentKey| k.route() % peers == worker as u64;
+                state = Attribution::restore(rules, checkpoint.attribution.iter().map(|p| &p.state), owns);
+                for part in &checkpoint.attribution {
+                    let mine: Vec<_> = part.departures.iter().filter(|d| d.1 % peers == worker as u64).copied().collect();
+                    departures.restore(&mine);
+                }
+                // The window starts where the checkpoint left it.
+                updates.extend(departures.in_window().into_iter().map(|(pair, counts)| (pair, checkpoint.tick, counts)));
+                last_checkpoint = checkpoint.tick;
+            }
+            let collector = recovery.collector;
             move |(input, frontier), (registry, registry_frontier), output| {
                 let mut counters = counters.borrow_mut();
                 registry.for_each(|_time, data| {
@@ -62,6 +82,16 @@ pub fn attribute<'scope>(
                 let next = first_open_tick(&[frontier, registry_frontier]);
                 let Some(cap) = capability.as_mut() else { return };
                 let frontier = next.unwrap_or(u64::MAX);
+                if let Some(tick) = collector.as_ref().and_then(|c| c.due(last_checkpoint, frontier)).filter(|t| *t >= state.settled()) {
+                    // The state as of the checkpoint tick: settled exactly to it.
+                    state.settle(tick, &mut counters, &mut resolved);
+                    departures.admit(&mut resolved, &mut updates);
+                    departures.due(tick, &mut updates);
+                    if let Some(collector) = &collector {
+                        collector.attribution(worker, tick, AttributionPart { state: state.snapshot(), departures: departures.snapshot() });
+                    }
+                    last_checkpoint = tick;
+                }
                 state.settle(frontier, &mut counters, &mut resolved);
                 // Gauges, exact after every activation: a run's final counters include what is
                 // still held at the end.

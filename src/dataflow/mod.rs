@@ -16,16 +16,19 @@ use banditflow_core::time::Ticks;
 use banditflow_core::weights::WeightRules;
 use timely::dataflow::Stream;
 
+
 pub mod arm_counts;
 pub mod attribute;
 pub mod frontier;
 pub mod publish;
+pub mod recovery;
 pub mod sources;
 pub mod weigh;
 
 pub use arm_counts::arm_counts;
 pub use attribute::attribute;
 pub use publish::publish;
+pub use recovery::Recovery;
 pub use weigh::weigh;
 
 /// Builds the dataflow of `job` over decoded `events` (at their ticks) and the `catalog`
@@ -36,12 +39,13 @@ pub fn bandit<'scope>(
     catalog: Stream<'scope, u64, Vec<Catalog>>,
     job: &Dataflow,
     counters: Rc<RefCell<Counters>>,
+    recovery: &Recovery,
 ) -> Stream<'scope, u64, Vec<EncodedRecord>> {
     let rules = AttributionRules {
         ticks: Ticks::new(job.tick_ms),
         attribution_ms: job.attribution_ms,
         window_ms: job.window_ms,
     };
-    let updates = attribute(events, catalog.clone(), rules, counters);
-    weigh(arm_counts(updates), catalog, WeightRules::of(job))
+    let updates = attribute(events, catalog.clone(), rules, counters, recovery.clone());
+    weigh(arm_counts(updates), catalog, WeightRules::of(job), recovery.clone())
 }

@@ -18,6 +18,7 @@ use timely::dataflow::operators::vec::{Broadcast, Map};
 use timely::dataflow::Stream;
 
 use super::frontier::first_open_tick;
+use super::recovery::Recovery;
 
 /// What can change an entity's weights at a tick.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -38,17 +39,25 @@ impl EntityChange {
 }
 
 /// Turns changed arm counts and arm registry changes into weight records, tick by tick.
+/// Resumed from a checkpoint, each worker keeps the entities it owns; with a collector, it
+/// hands over its state at every checkpoint tick.
 pub fn weigh<'scope>(
     counts: VecCollection<'scope, u64, (NameId, Vec<ArmCount>), isize>,
     catalog: Stream<'scope, u64, Vec<Catalog>>,
     rules: WeightRules,
+    recovery: Recovery,
 ) -> Stream<'scope, u64, Vec<EncodedRecord>> {
+    let (worker, peers) = (counts.inner.scope().index(), counts.inner.scope().peers() as u64);
     let names = catalog.clone().flat_map(|c| if let Catalog::Name(n) = c { Some(n) } else { None }).broadcast();
     let registered = catalog.flat_map(|c| if let Catalog::Registration(r) = c { Some(EntityChange::Registered(r)) } else { None });
     let changes = counts.inner.map(|((entity, arms), tick, diff)| EntityChange::Counted { entity, arms, tick, diff }).concat(registered);
     changes.binary_frontier(names, Exchange::new(EntityChange::route), Pipeline, "Weights", move |capability, _info| {
         let mut capability = Some(capability);
-        let mut weigher = Weigher::new(rules);
+        let (mut weigher, mut last_checkpoint) = match &recovery.restored {
+            Some(checkpoint) => (Weigher::restore(rules, &checkpoint.weighers, checkpoint.tick, |e| e % peers == worker as u64), checkpoint.tick),
+            None => (Weigher::new(rules), 0),
+        };
+        let collector = recovery.collector;
         move |(changes_in, changes_frontier), (names_in, names_frontier), output| {
             names_in.for_each(|_time, data| {
                 for name in data.drain(..) {
@@ -66,6 +75,16 @@ pub fn weigh<'scope>(
             });
             let Some(cap) = capability.as_mut() else { return };
             let frontier = first_open_tick(&[changes_frontier, names_frontier]);
+            if let Some(collector) = &collector {
+                if let Some(tick) = collector.due(last_checkpoint, frontier.unwrap_or(u64::MAX)) {
+                    // The state once every tick before the checkpoint's is computed.
+                    weigher.advance(*cap.time(), Some(tick), |tick, records| {
+                        output.session(&cap.delayed(&tick)).give_iterator(records.into_iter());
+                    });
+                    collector.weigher(worker, tick, weigher.snapshot());
+                    last_checkpoint = tick;
+                }
+            }
             weigher.advance(*cap.time(), frontier, |tick, records| {
                 output.session(&cap.delayed(&tick)).give_iterator(records.into_iter());
             });

@@ -242,26 +242,47 @@ pub fn offsets_at(consumer: &KafkaConsumer, topic: &str, partitions: &[i32], ts_
     Ok(offsets)
 }
 
-/// The newest version published per entity on `topic`, read from its start to its end
-/// (the `version` header, or the record's `version` field).
-pub fn published_versions(kafka: &KafkaConfig, topic: &str) -> Result<HashMap<String, u64>, KafkaClientError> {
+/// What is already on the weights topic: the newest version per entity, and per partition
+/// the offset after the last message read.
+#[derive(Debug, Default)]
+pub struct ReadBack {
+    /// The newest version per entity.
+    pub versions: HashMap<String, u64>,
+    /// Per partition, the offset after the last message read (or where reading started).
+    pub ends: HashMap<i32, i64>,
+}
+
+/// The newest version published per entity on `topic` (the `version` header, or the
+/// record's `version` field), read to its end: from the start, or from the offsets in
+/// `from` for the partitions it names. No deadline: a large topic is read to its end with a
+/// progress line every 10 s, while a topic that stops answering fails after
+/// [`REQUEST_TIMEOUT`] with no message.
+pub fn published_versions(kafka: &KafkaConfig, topic: &str, from: &[(i32, i64)]) -> Result<ReadBack, KafkaClientError> {
     let consumer = consumer(kafka)?;
     let parts = partitions(&consumer, topic)?;
     let mut assignment = TopicPartitionList::new();
+    let mut read = ReadBack::default();
     for &p in &parts {
-        assignment.add_partition_offset(topic, p, Offset::Beginning).map_err(client_error("assignment"))?;
+        let start = from.iter().find(|(q, _)| *q == p).map(|(_, o)| *o).filter(|o| *o >= 0);
+        if let Some(o) = start {
+            read.ends.insert(p, o);
+        }
+        assignment.add_partition_offset(topic, p, start.map_or(Offset::Beginning, Offset::Offset)).map_err(client_error("assignment"))?;
     }
     consumer.assign(&assignment).map_err(client_error(format!("assign {topic}")))?;
     drop(assignment);
-    let mut versions: HashMap<String, u64> = HashMap::new();
     let mut at_end = std::collections::HashSet::new();
-    let deadline = Instant::now() + Duration::from_secs(120);
     let mut last_message = Instant::now();
+    let (mut messages, mut reported) = (0u64, Instant::now());
     // Some brokers (tansu 0.6) report end-of-partition early, inside the last batch: the end
     // is where every partition reported it and nothing came for a moment.
     while at_end.len() < parts.len() || last_message.elapsed() < END_QUIET {
-        if Instant::now() > deadline {
+        if last_message.elapsed() > REQUEST_TIMEOUT && at_end.len() < parts.len() {
             return Err(KafkaClientError::Client { what: format!("reading {topic} back"), source: KafkaError::NoMessageReceived });
+        }
+        if reported.elapsed() >= Duration::from_secs(10) {
+            reported = Instant::now();
+            tracing::info!(topic, messages, entities = read.versions.len(), "reading the weights topic back");
         }
         match consumer.poll(Duration::from_millis(100)) {
             None => {}
@@ -272,6 +293,8 @@ pub fn published_versions(kafka: &KafkaConfig, topic: &str) -> Result<HashMap<St
             Some(Ok(message)) => {
                 at_end.remove(&message.partition());
                 last_message = Instant::now();
+                messages += 1;
+                read.ends.insert(message.partition(), message.offset() + 1);
                 let Some(entity) = message.key().and_then(|k| std::str::from_utf8(k).ok()) else { continue };
                 let header = message.headers().and_then(|h| {
                     h.iter().find(|h| h.key == VERSION_HEADER).and_then(|h| h.value).and_then(|v| std::str::from_utf8(v).ok()).and_then(|v| v.parse().ok())
@@ -280,13 +303,13 @@ pub fn published_versions(kafka: &KafkaConfig, topic: &str) -> Result<HashMap<St
                     message.payload().and_then(|p| serde_json::from_slice::<serde_json::Value>(p).ok()).and_then(|v| v.get("version").and_then(|v| v.as_u64()))
                 });
                 if let Some(version) = version {
-                    let newest = versions.entry(entity.to_owned()).or_insert(version);
+                    let newest = read.versions.entry(entity.to_owned()).or_insert(version);
                     *newest = (*newest).max(version);
                 }
             }
         }
     }
-    Ok(versions)
+    Ok(read)
 }
 
 #[cfg(test)]

@@ -5,11 +5,11 @@
 //! start-up), so nothing at or below it is written again.
 
 use std::collections::{HashMap, HashSet};
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use banditflow_core::record::EncodedRecord;
-use rdkafka::message::{Header, OwnedHeaders};
+use rdkafka::message::{Header, Message, OwnedHeaders};
 use rdkafka::producer::{BaseProducer, BaseRecord, DeliveryResult, Producer, ProducerContext};
 use rdkafka::config::RDKafkaLogLevel;
 use rdkafka::error::KafkaError;
@@ -22,6 +22,8 @@ use crate::deployment::KafkaConfig;
 struct Deliveries {
     brokers: String,
     failed: Mutex<Vec<(String, u64, String)>>,
+    /// Per partition, the offset after the newest record delivered.
+    delivered: Mutex<HashMap<i32, i64>>,
 }
 
 impl ClientContext for Deliveries {
@@ -38,6 +40,12 @@ impl ProducerContext for Deliveries {
     type DeliveryOpaque = Box<(String, u64)>;
 
     fn delivery(&self, result: &DeliveryResult<'_>, record: Self::DeliveryOpaque) {
+        if let Ok(message) = result {
+            if let Ok(mut delivered) = self.delivered.lock() {
+                let next = delivered.entry(message.partition()).or_insert(0);
+                *next = (*next).max(message.offset() + 1);
+            }
+        }
         if let Err((error, _)) = result {
             if let Ok(mut failed) = self.failed.lock() {
                 let (entity, version) = *record;
@@ -53,20 +61,57 @@ pub struct KafkaWriter {
     topic: String,
     /// Newest version out per entity.
     published: HashMap<String, u64>,
+    /// Before each batch: its first tick, and per partition the offset after every record
+    /// delivered so far (so no record of that tick or later is before it).
+    positions: Arc<Mutex<Positions>>,
+}
+
+/// Where the weights topic stood before each batch, for checkpoints: a restart reads the
+/// topic back only from there.
+#[derive(Debug, Default)]
+pub struct Positions {
+    /// What was on the topic at start-up.
+    start: HashMap<i32, i64>,
+    /// `(first tick of a batch, offsets before it)`, oldest first.
+    before: std::collections::VecDeque<(u64, HashMap<i32, i64>)>,
+}
+
+impl Positions {
+    /// Per partition, an offset at or before the first record of any tick at or after `tick`.
+    pub fn before(&self, tick: u64) -> Vec<(i32, i64)> {
+        let offsets = self.before.iter().rev().find(|(first, _)| *first <= tick).map_or(&self.start, |(_, o)| o);
+        let mut offsets: Vec<(i32, i64)> = offsets.iter().map(|(p, o)| (*p, *o)).collect();
+        offsets.sort_unstable();
+        offsets
+    }
 }
 
 impl KafkaWriter {
-    /// A writer to `topic` that never writes a version at or below `published`'s for its entity.
-    pub fn new(config: &KafkaConfig, topic: String, published: HashMap<String, u64>) -> Result<Self, KafkaClientError> {
+    /// Where the topic stood before each batch, shared with the publisher.
+    pub fn positions(&self) -> Arc<Mutex<Positions>> {
+        self.positions.clone()
+    }
+
+    /// A writer to `topic` that never writes a version at or below `published`'s for its
+    /// entity; `ends` is where each partition of the topic ended when it was read back.
+    pub fn new(config: &KafkaConfig, topic: String, published: HashMap<String, u64>, ends: HashMap<i32, i64>) -> Result<Self, KafkaClientError> {
         let producer = producer_config(config)
-            .create_with_context(Deliveries { brokers: config.brokers.clone(), failed: Mutex::new(Vec::new()) })
+            .create_with_context(Deliveries { brokers: config.brokers.clone(), failed: Mutex::new(Vec::new()), delivered: Mutex::new(ends.clone()) })
             .map_err(|source| KafkaClientError::Client { what: "cannot create producer".into(), source })?;
-        Ok(KafkaWriter { producer, topic, published })
+        let positions = Arc::new(Mutex::new(Positions { start: ends, before: std::collections::VecDeque::new() }));
+        Ok(KafkaWriter { producer, topic, published, positions })
     }
 
     /// Writes `batch` and waits for its delivery; on failure returns the records still to
     /// write (none at or below a version delivered since).
     pub fn write(&mut self, batch: Vec<EncodedRecord>) -> Result<(), (KafkaClientError, Vec<EncodedRecord>)> {
+        if let (Some(first), Ok(delivered), Ok(mut positions)) = (batch.iter().map(|r| r.version).min(), self.producer.context().delivered.lock(), self.positions.lock()) {
+            positions.before.push_back((first, delivered.clone()));
+            // Checkpoints are taken every minute or so: a few thousand batches reach back far.
+            while positions.before.len() > 10_000 {
+                positions.before.pop_front();
+            }
+        }
         let mut sent = Vec::with_capacity(batch.len());
         let mut unsent = Vec::new();
         let mut first_error = None;

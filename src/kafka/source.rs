@@ -23,6 +23,7 @@ use timely::dataflow::operators::generic::operator::source;
 use timely::dataflow::operators::probe::Handle as ProbeHandle;
 use timely::dataflow::{Scope, Stream};
 
+use banditflow_core::checkpoint::{Checkpoint, PartitionPosition};
 use banditflow_core::config::Dataflow;
 use banditflow_core::counters::Counters;
 use banditflow_core::event::{Catalog, Event};
@@ -31,6 +32,7 @@ use banditflow_core::wire::{Decoded, Decoder, RecordKind};
 
 use super::client::{self as kafka, KafkaConsumer};
 use super::control::{describe, Control, Topic};
+use crate::checkpoint::Collector;
 use crate::dataflow::sources::{emit_decoded, split_decoded};
 use crate::deployment::KafkaConfig;
 
@@ -61,6 +63,10 @@ pub struct SourceContext {
     pub counters: Rc<RefCell<Counters>>,
     /// Where the consumers report their lag.
     pub lag: kafka::ConsumerLag,
+    /// The checkpoint to resume from: its partitions' offsets, watermarks and tick.
+    pub resume: Option<Arc<Checkpoint>>,
+    /// Where to hand the partitions' resume offsets at every checkpoint tick.
+    pub collector: Option<Arc<Collector>>,
 }
 
 /// Why a source could not start.
@@ -77,6 +83,8 @@ struct Partition {
     /// `(tick, offset)`: every message before `offset` has a tick at or below `tick`.
     checkpoints: VecDeque<(u64, i64)>,
     committed: i64,
+    /// Where `checkpoints` starts: the offset read from (if known), or the last commit.
+    base: Option<i64>,
 }
 
 impl Partition {
@@ -92,6 +100,7 @@ impl Partition {
     }
 
     fn checkpoint(&mut self, tick: u64, offset: i64) {
+        self.base.get_or_insert(offset);
         match self.checkpoints.back_mut() {
             Some(last) if last.0 >= tick => last.1 = offset + 1,
             _ => self.checkpoints.push_back((tick, offset + 1)),
@@ -108,34 +117,68 @@ impl Partition {
             offset = Some(next);
             self.checkpoints.pop_front();
         }
+        if let Some(o) = offset {
+            self.base = Some(o);
+        }
         offset.filter(|&o| o > self.committed)
+    }
+
+    /// Where to resume for a checkpoint at `tick`: every message before it was emitted at a
+    /// tick before `tick` (-1: unknown, nothing read and the start offset not known).
+    fn resume_offset(&self, tick: u64) -> i64 {
+        let mut offset = self.base;
+        for &(t, next) in &self.checkpoints {
+            if t >= tick {
+                break;
+            }
+            offset = Some(next);
+        }
+        offset.unwrap_or(-1)
     }
 }
 
 
-/// A consumer for the worker's partitions of one topic, each from the first message at or
-/// after `from_ms`. One consumer per topic, because end-of-partition events name no topic.
-fn consumer_for(kafka: &KafkaConfig, topic: Topic, mine: &[(Topic, i32)], from_ms: i64, lag: &kafka::ConsumerLag) -> Result<Option<(Topic, KafkaConsumer)>, SourceError> {
+/// The offset each of `ids` of `topic` resumes at in `checkpoint` (`None`: not in it).
+fn resumed<'a>(checkpoint: Option<&'a Checkpoint>, topic: &str, id: i32) -> Option<&'a PartitionPosition> {
+    checkpoint?.partitions.iter().find(|p| p.topic == topic && p.partition == id && p.offset >= 0)
+}
+
+/// A consumer for the worker's partitions of one topic, each from its checkpointed offset or
+/// else from the first message at or after `from_ms`. One consumer per topic, because
+/// end-of-partition events name no topic. Returns where each partition starts, if known.
+fn consumer_for(
+    kafka: &KafkaConfig,
+    topic: Topic,
+    mine: &[(Topic, i32)],
+    from_ms: i64,
+    lag: &kafka::ConsumerLag,
+    resume: Option<&Checkpoint>,
+) -> Result<Option<(Topic, KafkaConsumer, Vec<(i32, Option<i64>)>)>, SourceError> {
     let ids: Vec<i32> = mine.iter().filter(|(t, _)| *t == topic).map(|(_, p)| *p).collect();
     if ids.is_empty() {
         return Ok(None);
     }
     let name = topic_name(kafka, topic);
     let consumer = kafka::consumer_with_lag(kafka, Some(lag.clone()))?;
-    let offsets = match kafka::offsets_at(&consumer, name, &ids, from_ms) {
-        Ok(offsets) => offsets,
-        Err(error) => {
-            tracing::warn!(topic = %name, %error, "cannot seek by time; reading from the beginning");
-            ids.iter().map(|&p| (p, Offset::Beginning)).collect()
+    let by_time: Vec<i32> = ids.iter().copied().filter(|&p| resumed(resume, name, p).is_none()).collect();
+    let mut offsets: Vec<(i32, Offset)> = ids.iter().filter_map(|&p| resumed(resume, name, p).map(|r| (p, Offset::Offset(r.offset)))).collect();
+    if !by_time.is_empty() {
+        match kafka::offsets_at(&consumer, name, &by_time, from_ms) {
+            Ok(found) => offsets.extend(found),
+            Err(error) => {
+                tracing::warn!(topic = %name, %error, "cannot seek by time; reading from the beginning");
+                offsets.extend(by_time.iter().map(|&p| (p, Offset::Beginning)));
+            }
         }
-    };
+    }
+    let starts: Vec<(i32, Option<i64>)> = offsets.iter().map(|(p, o)| (*p, if let Offset::Offset(o) = o { Some(*o) } else { None })).collect();
     let mut assignment = TopicPartitionList::new();
     for (p, offset) in offsets {
         assignment.add_partition_offset(name, p, offset).map_err(|source| kafka::KafkaClientError::Client { what: "assignment".into(), source })?;
     }
     let result = consumer.assign(&assignment).map_err(|source| kafka::KafkaClientError::Client { what: format!("assign {name}"), source });
     drop(assignment);
-    result.map(|()| Some((topic, consumer)))
+    result.map(|()| Some((topic, consumer, starts)))
 }
 
 fn topic_name(kafka: &KafkaConfig, topic: Topic) -> &str {
@@ -149,8 +192,12 @@ fn topic_name(kafka: &KafkaConfig, topic: Topic) -> &str {
 pub fn kafka_source<'scope>(scope: Scope<'scope, u64>, ctx: SourceContext) -> Result<(Stream<'scope, u64, Vec<Event>>, Stream<'scope, u64, Vec<Catalog>>), SourceError> {
     let mine = kafka::owned_by(&ctx.partitions, scope.index(), scope.peers());
     let mut consumers = Vec::new();
+    let mut starts: Vec<(Topic, i32, Option<i64>)> = Vec::new();
     for topic in [Topic::Assignments, Topic::Outcomes] {
-        consumers.extend(consumer_for(&ctx.kafka, topic, &mine, ctx.rebuild_from_ms, &ctx.lag)?);
+        if let Some((topic, consumer, from)) = consumer_for(&ctx.kafka, topic, &mine, ctx.rebuild_from_ms, &ctx.lag, ctx.resume.as_deref())? {
+            starts.extend(from.into_iter().map(|(p, o)| (topic, p, o)));
+            consumers.push((topic, consumer));
+        }
     }
     tracing::info!(worker = scope.index(), partitions = %describe(&mine), "source assigned");
     let decoded = source::<_, CapacityContainerBuilder<Vec<Decoded>>, _, _>(scope, "KafkaSource", move |capability, info| {
@@ -160,11 +207,23 @@ pub fn kafka_source<'scope>(scope: Scope<'scope, u64>, ctx: SourceContext) -> Re
         let idle = Duration::from_millis(ctx.job.idle_timeout_ms);
         let mut decoder = Decoder::new(ctx.job.outcome_kinds.as_deref(), ctx.job.max_future_skew_ms);
         let started = Instant::now();
+        let resume = ctx.resume.clone();
         let mut partitions: Vec<Partition> = mine
             .iter()
-            .map(|&(topic, id)| Partition { topic, id, max_ts: i64::MIN, last_message: started, at_end: false, checkpoints: VecDeque::new(), committed: -1 })
+            .map(|&(topic, id)| {
+                let name = topic_name(&ctx.kafka, topic);
+                let max_ts = resumed(resume.as_deref(), name, id).map_or(i64::MIN, |r| r.max_ts);
+                let base = starts.iter().find(|(t, p, _)| *t == topic && *p == id).and_then(|(_, _, o)| *o);
+                Partition { topic, id, max_ts, last_message: started, at_end: false, checkpoints: VecDeque::new(), committed: -1, base }
+            })
             .collect();
         let mut capability = if consumers.is_empty() { None } else { Some(capability) };
+        // Resumed: every tick before the checkpoint's is out already.
+        let mut last_checkpoint = 0;
+        if let (Some(cap), Some(checkpoint)) = (capability.as_mut(), resume.as_deref()) {
+            cap.downgrade(&checkpoint.tick);
+            last_checkpoint = checkpoint.tick;
+        }
         let worker_index = scope.index();
         let mut names = Vec::new();
         let mut batch: Vec<(u64, Decoded)> = Vec::new();
@@ -269,6 +328,16 @@ pub fn kafka_source<'scope>(scope: Scope<'scope, u64>, ctx: SourceContext) -> Re
             if watermark > 0 {
                 let tick = ticks.tick_of(watermark);
                 if tick > *cap.time() {
+                    if let Some(collector) = &ctx.collector {
+                        if let Some(at) = collector.due(last_checkpoint, tick) {
+                            let positions = partitions
+                                .iter()
+                                .map(|p| PartitionPosition { topic: topic_name(&ctx.kafka, p.topic).to_owned(), partition: p.id, offset: p.resume_offset(at), max_ts: p.max_ts })
+                                .collect();
+                            collector.source(worker_index, at, positions);
+                            last_checkpoint = at;
+                        }
+                    }
                     tracing::trace!(tick, slowest = %slowest.map(|p| format!("{}/{}", p.topic.as_str(), p.id)).unwrap_or_default(), "watermark");
                     cap.downgrade(&tick);
                     control.release(worker_index, tick);
@@ -319,7 +388,7 @@ mod tests {
     use super::*;
 
     fn partition() -> Partition {
-        Partition { topic: Topic::Assignments, id: 0, max_ts: i64::MIN, last_message: Instant::now(), at_end: false, checkpoints: VecDeque::new(), committed: -1 }
+        Partition { topic: Topic::Assignments, id: 0, max_ts: i64::MIN, last_message: Instant::now(), at_end: false, checkpoints: VecDeque::new(), committed: -1, base: None }
     }
 
     #[test]
@@ -362,5 +431,23 @@ mod tests {
         assert_eq!(p.committable(8), Some(5));
         p.committed = 5;
         assert_eq!(p.committable(u64::MAX), Some(6));
+    }
+
+    #[test]
+    fn a_checkpoint_resumes_where_every_earlier_message_had_an_earlier_tick() {
+        let mut p = Partition { base: Some(100), ..partition() };
+        assert_eq!(p.resume_offset(5), 100, "nothing read: where reading started");
+        for (tick, offset) in [(5, 100), (5, 101), (7, 102), (6, 103), (9, 104)] {
+            p.checkpoint(tick, offset);
+        }
+        // 100 and 101 are at tick 5; 102 is at 7, so resuming for 6 or 7 starts at 102 (103,
+        // at tick 6, is read again: a copy the dataflow recognises).
+        assert_eq!(p.resume_offset(5), 100);
+        assert_eq!(p.resume_offset(6), 102);
+        assert_eq!(p.resume_offset(8), 104);
+        assert_eq!(p.resume_offset(10), 105);
+        assert_eq!(p.committable(8), Some(104));
+        assert_eq!(p.resume_offset(8), 104, "the same after a commit");
+        assert_eq!(partition().resume_offset(3), -1, "unknown start, nothing read");
     }
 }

@@ -192,6 +192,38 @@ pub fn produce(brokers: &str, topic: &str, lines: &[String], key_field: &str) {
     producer.flush(Duration::from_secs(60)).expect("flush");
 }
 
+/// Produces `(topic, line)`s in real time on a thread of its own: each as soon as the wall
+/// clock reaches its `ts` (the lines sorted by `ts`), so the topics look like live traffic.
+/// Returns the thread; it ends once every line is out.
+pub fn stream(brokers: &str, mut lines: Vec<(&'static str, String)>) -> std::thread::JoinHandle<()> {
+    let brokers = brokers.to_owned();
+    std::thread::spawn(move || {
+        let ts = |l: &String| serde_json::from_str::<Value>(l).ok().and_then(|v| v["ts"].as_i64()).unwrap_or(0);
+        lines.sort_by_key(|(_, l)| ts(l));
+        let producer: BaseProducer = ClientConfig::new().set("bootstrap.servers", &brokers).set("linger.ms", "5").create().expect("producer");
+        for (topic, line) in &lines {
+            let due = ts(line);
+            while now_ms() < due {
+                producer.poll(Duration::from_millis(5));
+            }
+            let key = serde_json::from_str::<Value>(line).ok().and_then(|v| v["assignment_id"].as_str().map(str::to_owned)).unwrap_or_default();
+            let mut record = BaseRecord::to(topic).key(&key).payload(line).timestamp(due);
+            loop {
+                match producer.send(record) {
+                    Ok(()) => break,
+                    Err((KafkaError::MessageProduction(rdkafka::types::RDKafkaErrorCode::QueueFull), back)) => {
+                        record = back;
+                        producer.poll(Duration::from_millis(10));
+                    }
+                    Err((e, _)) => panic!("produce: {e}"),
+                }
+            }
+            producer.poll(Duration::ZERO);
+        }
+        producer.flush(Duration::from_secs(60)).expect("flush");
+    })
+}
+
 /// A record read back from the weights topic.
 #[derive(Clone, Debug)]
 pub struct Published {
@@ -397,6 +429,12 @@ impl Worker {
         let started = Instant::now();
         self.signal();
         self.wait(started)
+    }
+
+    /// SIGKILL: no chance to flush, commit or checkpoint; waits for the process to be gone.
+    pub fn kill(mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
     }
 
     /// Sends SIGTERM.

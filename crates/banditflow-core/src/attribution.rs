@@ -219,6 +219,11 @@ impl Attribution {
         state
     }
 
+    /// Every tick before this one is settled.
+    pub fn settled(&self) -> u64 {
+        self.settled
+    }
+
     /// Assignments held until they resolve.
     pub fn pending_assignments(&self) -> usize {
         self.pending.len()

@@ -498,6 +498,8 @@ struct RawDataflow {
     _redis: Option<IgnoredAny>,
     #[serde(rename = "metrics")]
     _metrics: Option<IgnoredAny>,
+    #[serde(rename = "checkpoint")]
+    _checkpoint: Option<IgnoredAny>,
 }
 
 #[derive(Default, Deserialize)]

@@ -262,8 +262,10 @@ impl Weigher {
 
     /// State restored from checkpointed parts, keeping the entities `owns` says are this
     /// worker's (every name is kept).
-    pub fn restore<'a>(rules: WeightRules, parts: impl IntoIterator<Item = &'a WeigherState>, owns: impl Fn(NameId) -> bool) -> Self {
+    /// `at` is the checkpoint's tick: every tick before it was computed.
+    pub fn restore<'a>(rules: WeightRules, parts: impl IntoIterator<Item = &'a WeigherState>, at: u64, owns: impl Fn(NameId) -> bool) -> Self {
         let mut weigher = Weigher::new(rules);
+        weigher.next_tick = at;
         for part in parts {
             weigher.next_tick = weigher.next_tick.max(part.next_tick);
             let p = &mut weigher.policy;
@@ -399,14 +401,14 @@ mod tests {
         assert!(!before.is_empty());
         let snapshot = original.snapshot();
         assert!(!snapshot.converging.is_empty(), "the step limit is still walking: {snapshot:?}");
-        let mut restored = Weigher::restore(rules(), [&snapshot], |_| true);
+        let mut restored = Weigher::restore(rules(), [&snapshot], 8, |_| true);
         assert_eq!(restored.snapshot(), snapshot);
         // The restored window reports unchanged counts again at its first tick: no record.
         for (entity, arms) in &snapshot.counts {
             restored.counted(*entity, arms.clone(), 8, 1);
         }
         assert_eq!(feed(&mut restored, 8, 20), feed(&mut original, 8, 20));
-        let split: Vec<Weigher> = [1u64, 2].iter().map(|&mine| Weigher::restore(rules(), [&snapshot], move |e| e == mine)).collect();
+        let split: Vec<Weigher> = [1u64, 2].iter().map(|&mine| Weigher::restore(rules(), [&snapshot], 8, move |e| e == mine)).collect();
         assert_eq!(split.iter().map(|w| w.snapshot().entities.len()).sum::<usize>(), snapshot.entities.len());
     }
 }

@@ -1,0 +1,269 @@
+//! Checkpoints of the live worker on disk, and the collector that puts one together.
+//!
+//! Every operator with state hands its part for a checkpoint tick to the process's
+//! [`Collector`] once it has computed every tick before it; the sources hand over where each
+//! partition resumes. Once every local worker's parts are in and the sinks have acknowledged
+//! every tick before it, the driver writes the checkpoint through the [`Store`]: to a
+//! temporary file, fsynced, renamed into place, the directory fsynced; the oldest beyond
+//! `keep` are removed. At start-up the newest checkpoint that reads back whole is used; a
+//! corrupt or truncated one is logged, counted and skipped for the one before it.
+
+use std::collections::BTreeMap;
+use std::fs::{self, File};
+use std::io::{self, Write};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+
+use banditflow_core::checkpoint::{self, AttributionPart, Checkpoint, CheckpointError, JobTiming, PartitionPosition};
+use banditflow_core::config::Dataflow;
+use banditflow_core::weights::WeigherState;
+
+/// Checkpoints skipped at start-up because they did not read back whole.
+pub static CORRUPT_SKIPPED: AtomicU64 = AtomicU64::new(0);
+/// Checkpoints that could not be written (directory unwritable, disk full).
+pub static WRITE_FAILURES: AtomicU64 = AtomicU64::new(0);
+/// Checkpoints written.
+pub static WRITTEN: AtomicU64 = AtomicU64::new(0);
+/// Wall-clock ms of the last checkpoint written (0: none yet).
+pub static LAST_WRITTEN_MS: std::sync::atomic::AtomicI64 = std::sync::atomic::AtomicI64::new(0);
+
+/// The timing of a job, as a checkpoint records it.
+pub fn timing(job: &Dataflow) -> JobTiming {
+    JobTiming { tick_ms: job.tick_ms, window_ms: job.window_ms, attribution_ms: job.attribution_ms, allowed_lateness_ms: job.allowed_lateness_ms }
+}
+
+/// A directory of checkpoints, `checkpoint-<tick>.bin`.
+#[derive(Clone, Debug)]
+pub struct Store {
+    dir: PathBuf,
+    keep: usize,
+}
+
+/// A checkpoint file that could not be used, and why.
+#[derive(Debug)]
+pub struct Skipped {
+    /// The file.
+    pub path: PathBuf,
+    /// Why.
+    pub reason: String,
+}
+
+impl Store {
+    /// Checkpoints in `dir` (created if missing), keeping the newest `keep`.
+    pub fn open(dir: &Path, keep: usize) -> io::Result<Store> {
+        fs::create_dir_all(dir)?;
+        Ok(Store { dir: dir.to_path_buf(), keep: keep.max(1) })
+    }
+
+    fn path_of(&self, tick: u64) -> PathBuf {
+        self.dir.join(format!("checkpoint-{tick:020}.bin"))
+    }
+
+    /// The checkpoint files, newest first.
+    pub fn files(&self) -> io::Result<Vec<PathBuf>> {
+        let mut files: Vec<PathBuf> = fs::read_dir(&self.dir)?
+            .filter_map(|e| e.ok().map(|e| e.path()))
+            .filter(|p| p.file_name().and_then(|n| n.to_str()).is_some_and(|n| n.starts_with("checkpoint-") && n.ends_with(".bin")))
+            .collect();
+        files.sort();
+        files.reverse();
+        Ok(files)
+    }
+
+    /// Writes `checkpoint` durably and removes the oldest beyond `keep`; returns its path.
+    pub fn write(&self, checkpoint: &Checkpoint) -> io::Result<PathBuf> {
+        let bytes = checkpoint::encode(checkpoint);
+        let path = self.path_of(checkpoint.tick);
+        let temporary = self.dir.join(format!(".checkpoint-{:020}.tmp", checkpoint.tick));
+        {
+            let mut file = File::create(&temporary)?;
+            file.write_all(&bytes)?;
+            file.sync_all()?;
+        }
+        fs::rename(&temporary, &path)?;
+        File::open(&self.dir)?.sync_all()?;
+        for old in self.files()?.into_iter().skip(self.keep) {
+            let _ = fs::remove_file(old);
+        }
+        Ok(path)
+    }
+
+    /// The newest checkpoint that reads back whole and `usable` accepts, with the files
+    /// skipped on the way (corrupt ones are also counted in [`CORRUPT_SKIPPED`]).
+    pub fn newest(&self, usable: impl Fn(&Checkpoint) -> Result<(), String>) -> io::Result<(Option<(PathBuf, Checkpoint)>, Vec<Skipped>)> {
+        let mut skipped = Vec::new();
+        for path in self.files()? {
+            let read = fs::read(&path).map_err(|e| e.to_string()).and_then(|bytes| checkpoint::decode(&bytes).map_err(|e: CheckpointError| e.to_string()));
+            match read {
+                Ok(checkpoint) => match usable(&checkpoint) {
+                    Ok(()) => return Ok((Some((path, checkpoint)), skipped)),
+                    Err(reason) => skipped.push(Skipped { path, reason }),
+                },
+                Err(reason) => {
+                    CORRUPT_SKIPPED.fetch_add(1, Ordering::Relaxed);
+                    skipped.push(Skipped { path, reason });
+                }
+            }
+        }
+        Ok((None, skipped))
+    }
+}
+
+/// The parts of one checkpoint tick handed over so far.
+#[derive(Debug, Default)]
+struct Parts {
+    attribution: BTreeMap<usize, AttributionPart>,
+    weighers: BTreeMap<usize, WeigherState>,
+    sources: BTreeMap<usize, Vec<PartitionPosition>>,
+}
+
+/// Gathers the parts of checkpoints from a process's workers.
+#[derive(Debug)]
+pub struct Collector {
+    workers: usize,
+    /// Local workers that read partitions: the others hand over no positions.
+    sources: usize,
+    every_ticks: u64,
+    /// Checkpoints at ticks at or below this are not taken again (the one resumed from).
+    after: u64,
+    parts: Mutex<BTreeMap<u64, Parts>>,
+}
+
+impl Collector {
+    /// Checkpoints every `every_ticks` ticks from `workers` local workers, `sources` of which
+    /// read partitions, after tick `after`.
+    pub fn new(workers: usize, sources: usize, every_ticks: u64, after: u64) -> Arc<Collector> {
+        Arc::new(Collector { workers, sources, every_ticks: every_ticks.max(1), after, parts: Mutex::default() })
+    }
+
+    /// The checkpoint tick to take when time has advanced to `frontier` (every tick before
+    /// it complete), if it is after `last`: the newest multiple of the interval below it.
+    pub fn due(&self, last: u64, frontier: u64) -> Option<u64> {
+        if frontier == 0 || frontier == u64::MAX {
+            return None;
+        }
+        let tick = (frontier - 1) / self.every_ticks * self.every_ticks;
+        (tick > last.max(self.after)).then_some(tick)
+    }
+
+    fn with(&self, tick: u64, f: impl FnOnce(&mut Parts)) {
+        if let Ok(mut parts) = self.parts.lock() {
+            f(parts.entry(tick).or_default());
+            // A bounded backlog: ticks far behind the newest will never complete.
+            while parts.len() > 16 {
+                parts.pop_first();
+            }
+        }
+    }
+
+    /// Worker `worker`'s attribution at `tick`.
+    pub fn attribution(&self, worker: usize, tick: u64, part: AttributionPart) {
+        self.with(tick, |p| {
+            p.attribution.insert(worker, part);
+        });
+    }
+
+    /// Worker `worker`'s weight state at `tick`.
+    pub fn weigher(&self, worker: usize, tick: u64, state: WeigherState) {
+        self.with(tick, |p| {
+            p.weighers.insert(worker, state);
+        });
+    }
+
+    /// Where worker `worker`'s partitions resume at `tick`.
+    pub fn source(&self, worker: usize, tick: u64, positions: Vec<PartitionPosition>) {
+        self.with(tick, |p| {
+            p.sources.insert(worker, positions);
+        });
+    }
+
+    /// The newest checkpoint whose parts are all in and whose tick is at or below `acked`
+    /// (every tick before it acknowledged by the sinks), taken out with everything older.
+    pub fn take_complete(&self, acked: u64, timing: &JobTiming, written_ms: i64) -> Option<Checkpoint> {
+        let mut parts = self.parts.lock().ok()?;
+        let complete = |p: &Parts| p.attribution.len() == self.workers && p.weighers.len() == self.workers && p.sources.len() == self.sources;
+        let tick = *parts.iter().rev().find(|(t, p)| **t <= acked && complete(p))?.0;
+        let mut older = parts.split_off(&(tick + 1));
+        std::mem::swap(&mut older, &mut parts);
+        let taken = older.remove(&tick)?;
+        Some(Checkpoint {
+            tick,
+            timing: timing.clone(),
+            workers: self.workers as u32,
+            attribution: taken.attribution.into_values().collect(),
+            weighers: taken.weighers.into_values().collect(),
+            partitions: taken.sources.into_values().flatten().collect(),
+            weights_offsets: Vec::new(),
+            written_ms,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn timing() -> JobTiming {
+        JobTiming { tick_ms: 1_000, window_ms: 60_000, attribution_ms: 5_000, allowed_lateness_ms: 0 }
+    }
+
+    fn complete(collector: &Collector, tick: u64, workers: usize) {
+        for w in 0..workers {
+            collector.attribution(w, tick, AttributionPart::default());
+            collector.weigher(w, tick, WeigherState { next_tick: tick, ..WeigherState::default() });
+            collector.source(w, tick, vec![PartitionPosition { topic: "a".into(), partition: w as i32, offset: tick as i64, max_ts: 0 }]);
+        }
+    }
+
+    #[test]
+    fn checkpoints_are_due_at_multiples_of_the_interval_after_the_last() {
+        let collector = Collector::new(1, 1, 10, 0);
+        assert_eq!(collector.due(0, 5), None);
+        assert_eq!(collector.due(0, 11), Some(10));
+        assert_eq!(collector.due(10, 15), None);
+        assert_eq!(collector.due(10, 47), Some(40));
+        assert_eq!(Collector::new(1, 1, 10, 40).due(0, 45), None);
+    }
+
+    #[test]
+    fn a_checkpoint_is_taken_once_every_worker_handed_its_parts_and_the_sinks_caught_up() {
+        let collector = Collector::new(2, 2, 10, 0);
+        complete(&collector, 10, 1);
+        assert!(collector.take_complete(100, &timing(), 0).is_none(), "one worker's parts missing");
+        complete(&collector, 10, 2);
+        complete(&collector, 20, 2);
+        assert!(collector.take_complete(9, &timing(), 0).is_none(), "not acknowledged yet");
+        let taken = collector.take_complete(15, &timing(), 0).expect("tick 10 is complete");
+        assert_eq!((taken.tick, taken.workers, taken.partitions.len()), (10, 2, 2));
+        assert_eq!(collector.take_complete(25, &timing(), 0).map(|c| c.tick), Some(20));
+        assert!(collector.take_complete(25, &timing(), 0).is_none());
+    }
+
+    #[test]
+    fn the_store_keeps_the_newest_and_skips_what_does_not_read_back() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store = Store::open(&dir.path().join("cp"), 2).expect("store");
+        let collector = Collector::new(1, 1, 10, 0);
+        for tick in [10, 20, 30] {
+            complete(&collector, tick, 1);
+            let checkpoint = collector.take_complete(tick, &timing(), 0).expect("complete");
+            store.write(&checkpoint).expect("write");
+        }
+        let files = store.files().expect("files");
+        assert_eq!(files.len(), 2, "keep = 2: {files:?}");
+        let (newest, skipped) = store.newest(|_| Ok(())).expect("read");
+        assert_eq!((newest.map(|(_, c)| c.tick), skipped.len()), (Some(30), 0));
+        // Truncate the newest: the one before it is used, and the skip is counted.
+        let before = CORRUPT_SKIPPED.load(Ordering::Relaxed);
+        let bytes = fs::read(&files[0]).expect("read");
+        fs::write(&files[0], &bytes[..bytes.len() / 2]).expect("truncate");
+        let (newest, skipped) = store.newest(|_| Ok(())).expect("read");
+        assert_eq!(newest.map(|(_, c)| c.tick), Some(20));
+        assert!(skipped[0].reason.contains("truncated"), "{:?}", skipped);
+        assert!(CORRUPT_SKIPPED.load(Ordering::Relaxed) > before);
+        // A usable check that refuses it (another job's timing, say) skips it too.
+        let (newest, skipped) = store.newest(|c| if c.tick == 20 { Err("timing differs".into()) } else { Ok(()) }).expect("read");
+        assert!(newest.is_none() && skipped.len() == 2);
+    }
+}
