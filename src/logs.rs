@@ -74,10 +74,13 @@ pub fn repeated_suffix(suppressed: u64, over: Duration) -> String {
     }
 }
 
-/// Milliseconds since the epoch as RFC 3339 (`2026-12-01T19:54:41.781Z`).
+/// Milliseconds since the epoch as RFC 3339 (`2026-12-01T19:54:41.781Z`); `none` for a
+/// time before the epoch (such as "nothing read yet").
 pub fn rfc3339(ms: i64) -> String {
-    let at = if ms >= 0 { UNIX_EPOCH + Duration::from_millis(ms as u64) } else { UNIX_EPOCH - Duration::from_millis(ms.unsigned_abs()) };
-    humantime::format_rfc3339_millis(at).to_string()
+    if ms < 0 {
+        return "none".to_owned();
+    }
+    humantime::format_rfc3339_millis(UNIX_EPOCH + Duration::from_millis(ms as u64)).to_string()
 }
 
 /// A URL with its password replaced by `***` (`redis://:***@host:6379/0`), for logs and
@@ -123,5 +126,6 @@ mod tests {
     fn times_are_rfc3339() {
         assert_eq!(rfc3339(1_767_225_600_000), "2026-01-01T00:00:00.000Z");
         assert_eq!(rfc3339(1_767_225_600_123), "2026-01-01T00:00:00.123Z");
+        assert_eq!(rfc3339(i64::MIN), "none");
     }
 }

@@ -539,45 +539,121 @@ impl VersionWatch {
     }
 }
 
-#[test]
-fn killed_again_and_again_it_resumes_from_checkpoints_and_publishes_exactly_what_replay_does() {
-    use rand::{Rng, SeedableRng};
+/// How a run of [`streamed_restarts`] ends, and what happens before the next one starts.
+#[derive(Clone, Copy, Debug)]
+struct Stop {
+    /// How long it runs first (the first run: at least until it wrote a checkpoint; before a
+    /// damage, until there are two).
+    after: Duration,
+    /// SIGKILL (true) or SIGTERM.
+    kill: bool,
+    /// How long it stays down while traffic goes on.
+    down: Duration,
+    /// Damage to the newest checkpoint before the restart: truncate (true) or flip a byte.
+    corrupt: Option<bool>,
+    /// Worker threads of the next run.
+    workers: usize,
+}
+
+/// Live traffic for `seconds`, a worker stopped and restarted as `stops` say while it goes on
+/// (checkpoints every second), then: the weights topic holds exactly replay's records, Redis
+/// each entity's last, and no version went backwards. Returns the logs of the runs.
+fn streamed_restarts(seconds: u64, first_workers: usize, stops: &[Stop]) -> Vec<String> {
     let mut scenario = Scenario::with_job("production", "\n[checkpoint]\ndir = \"{dir}/checkpoints\"\ninterval = \"1s\"\nkeep = 3\n");
-    // 45 s of live traffic, produced as its event times come.
-    let (a, o) = traffic(scenario.dir.path(), "streamed", now_ms() + 2_000, 45_000, 9_000, 23);
+    let (a, o) = traffic(scenario.dir.path(), "streamed", now_ms() + 2_000, seconds * 1_000, seconds * 200, 23);
     let lines: Vec<(&'static str, String)> = a.iter().map(|l| ("assignments", l.clone())).chain(o.iter().map(|l| ("outcomes", l.clone()))).collect();
     scenario.assignments.extend(a);
     scenario.outcomes.extend(o);
     let producer = stream(&scenario.broker.brokers(), lines);
     let watch = VersionWatch::start(&scenario.redis, PREFIX);
-    let mut rng = rand::rngs::StdRng::seed_from_u64(20_261_201);
     let checkpoints = scenario.dir.path().join("checkpoints");
-    let kills = 20;
-    let mut worker = Worker::start(&scenario.job, &[], &scenario.dir.path().join("run-0.log"));
-    for i in 0..kills {
-        // Let it work for a while (the first time, until it has written a checkpoint).
-        let working = Duration::from_millis(rng.random_range(100..1_500));
+    let start = |run: usize, workers: usize| {
+        let threads = workers.to_string();
+        Worker::start(&scenario.job, &["--workers", &threads], &scenario.dir.path().join(format!("run-{run}.log")))
+    };
+    let mut worker = start(0, first_workers);
+    for (i, stop) in stops.iter().enumerate() {
+        // The first run writes a checkpoint before it stops; damage needs one before the newest.
+        let needed = if stop.corrupt.is_some() { 2 } else { usize::from(i == 0) };
         let since = Instant::now();
         let ready = wait_until(Duration::from_secs(60), || {
             worker.assert_running();
-            since.elapsed() >= working && (i > 0 || std::fs::read_dir(&checkpoints).is_ok_and(|mut d| d.next().is_some()))
+            since.elapsed() >= stop.after && std::fs::read_dir(&checkpoints).map_or(0, |d| d.filter(|e| e.as_ref().is_ok_and(|e| e.path().extension().is_some_and(|x| x == "bin"))).count()) >= needed
         });
         assert!(ready, "no checkpoint written: {}", worker.log_text());
-        worker.kill();
-        // Down for 0 to a few ticks while the traffic goes on.
-        std::thread::sleep(Duration::from_millis(rng.random_range(0..2_500)));
-        worker = Worker::start(&scenario.job, &[], &scenario.dir.path().join(format!("run-{}.log", i + 1)));
+        if stop.kill {
+            worker.kill();
+        } else {
+            let (status, took) = worker.terminate();
+            assert!(status.success() && took < Duration::from_secs(10), "stopped with {status} after {took:?}");
+        }
+        std::thread::sleep(stop.down);
+        if let Some(truncate) = stop.corrupt {
+            let mut files: Vec<PathBuf> = std::fs::read_dir(&checkpoints).expect("checkpoints").filter_map(|e| e.ok().map(|e| e.path())).filter(|p| p.extension().is_some_and(|x| x == "bin")).collect();
+            files.sort();
+            let newest = files.last().expect("a checkpoint to damage");
+            let mut bytes = std::fs::read(newest).expect("read");
+            if truncate {
+                bytes.truncate(bytes.len() / 2);
+            } else {
+                let middle = bytes.len() / 2;
+                bytes[middle] ^= 0x40;
+            }
+            std::fs::write(newest, bytes).expect("damage");
+        }
+        worker = start(i + 1, stop.workers);
     }
     producer.join().expect("producer");
     let expected = scenario.expected();
     scenario.await_topic("weights", &expected, &mut worker);
     scenario.assert_redis_latest(PREFIX, &expected);
-    let resumed = (1..=kills)
-        .filter(|i| std::fs::read_to_string(scenario.dir.path().join(format!("run-{i}.log"))).unwrap_or_default().contains("resuming from checkpoint"))
-        .count();
     let (status, _) = worker.terminate();
     assert!(status.success());
     let backwards = watch.finish();
     assert!(backwards.is_empty(), "versions went backwards in Redis: {backwards:?}");
+    (0..=stops.len()).map(|i| std::fs::read_to_string(scenario.dir.path().join(format!("run-{i}.log"))).unwrap_or_default()).collect()
+}
+
+#[test]
+fn killed_again_and_again_it_resumes_from_checkpoints_and_publishes_exactly_what_replay_does() {
+    use rand::{Rng, SeedableRng};
+    let mut rng = rand::rngs::StdRng::seed_from_u64(20_261_201);
+    let kills = 20;
+    let stops: Vec<Stop> = (0..kills)
+        .map(|_| Stop {
+            after: Duration::from_millis(rng.random_range(100..1_500)),
+            kill: true,
+            down: Duration::from_millis(rng.random_range(0..2_500)),
+            corrupt: None,
+            workers: 1,
+        })
+        .collect();
+    let logs = streamed_restarts(45, 1, &stops);
+    let resumed = logs[1..].iter().filter(|l| l.contains("resuming from checkpoint")).count();
     assert!(resumed >= kills / 2, "only {resumed} of {kills} restarts resumed from a checkpoint");
+}
+
+#[test]
+fn stopped_for_longer_than_five_ticks_it_resumes_and_the_step_limit_holds() {
+    // The job's max_step is 0.2: the records after the restart walk on from the last ones.
+    let stop = Stop { after: Duration::from_secs(6), kill: false, down: Duration::from_secs(7), corrupt: None, workers: 1 };
+    let logs = streamed_restarts(22, 1, &[stop]);
+    assert!(logs[1].contains("resuming from checkpoint"), "{}", logs[1]);
+}
+
+#[test]
+fn a_damaged_newest_checkpoint_is_skipped_for_the_one_before_it() {
+    let stop = |truncate| Stop { after: Duration::from_secs(4), kill: true, down: Duration::from_millis(500), corrupt: Some(truncate), workers: 1 };
+    let logs = streamed_restarts(22, 1, &[stop(true), stop(false)]);
+    for log in &logs[1..] {
+        assert!(log.contains("checkpoint skipped") && log.contains("resuming from checkpoint"), "{log}");
+    }
+    assert!(logs[1].contains("truncated") && logs[2].contains("checksum mismatch"), "{}\n{}", logs[1], logs[2]);
+}
+
+#[test]
+fn a_changed_worker_count_resumes_from_the_same_checkpoints() {
+    let stop = |workers| Stop { after: Duration::from_secs(4), kill: true, down: Duration::from_millis(500), corrupt: None, workers };
+    let logs = streamed_restarts(22, 2, &[stop(1), stop(2)]);
+    assert!(logs[1].contains("written_by_workers=2") && logs[2].contains("written_by_workers=1"), "{}\n{}", logs[1], logs[2]);
 }

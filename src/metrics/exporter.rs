@@ -26,6 +26,10 @@ pub struct Exported {
     entities: IntGauge,
     arms: IntGauge,
     rebuild: Gauge,
+    checkpoints_written: IntCounterVec,
+    checkpoint_failures: IntCounterVec,
+    checkpoints_skipped: IntCounterVec,
+    last_checkpoint: Gauge,
     arm_weight: GaugeVec,
     arm_p_best: GaugeVec,
     arm_trials: IntGaugeVec,
@@ -62,6 +66,10 @@ impl Exported {
         let rebuild = registered(&registry, Gauge::new("banditflow_rebuild_progress_ratio", "Start-up: share of the window's messages read (1 once caught up).")?)?;
         Ok(Exported {
             rebuild,
+            checkpoints_written: counter(&registry, "banditflow_checkpoints_written_total", "Checkpoints written.", &[])?,
+            checkpoint_failures: counter(&registry, "banditflow_checkpoint_write_failures_total", "Checkpoints that could not be written (directory unwritable, disk full).", &[])?,
+            checkpoints_skipped: counter(&registry, "banditflow_checkpoints_skipped_total", "Checkpoints skipped at start-up because they did not read back whole.", &[])?,
+            last_checkpoint: registered(&registry, Gauge::new("banditflow_last_checkpoint_timestamp_seconds", "Wall-clock time of the last checkpoint written (0: none).")?)?,
             entities,
             arms,
             arm_weight,
@@ -93,6 +101,17 @@ impl Exported {
             }
         };
         let c = &snapshot.counters;
+        for (metric, value) in [
+            (&self.checkpoints_written, crate::checkpoint::WRITTEN.load(std::sync::atomic::Ordering::Relaxed)),
+            (&self.checkpoint_failures, crate::checkpoint::WRITE_FAILURES.load(std::sync::atomic::Ordering::Relaxed)),
+            (&self.checkpoints_skipped, crate::checkpoint::CORRUPT_SKIPPED.load(std::sync::atomic::Ordering::Relaxed)),
+        ] {
+            let counter = metric.with_label_values(&[] as &[&str]);
+            if value > counter.get() {
+                counter.inc_by(value - counter.get());
+            }
+        }
+        self.last_checkpoint.set(crate::checkpoint::LAST_WRITTEN_MS.load(std::sync::atomic::Ordering::Relaxed) as f64 / 1000.0);
         raise(&self.events_read, "assignments", c.assignments_read);
         raise(&self.events_read, "outcomes", c.outcomes_read);
         for (result, value) in [
