@@ -122,7 +122,7 @@ impl Scenario {
         let values: Vec<Value> = records.iter().map(|r| serde_json::to_value(r).expect("record")).collect();
         let mut expected = by_entity(&values);
         expected.remove(SENTINEL);
-        assert!(expected.len() == 3 && expected.values().all(|r| r.len() > 5), "replay published too little: {expected:?}");
+        assert!(expected.len() >= 3 && expected.values().all(|r| r.len() > 5), "replay published too little: {expected:?}");
         expected
     }
 
@@ -656,4 +656,30 @@ fn a_changed_worker_count_resumes_from_the_same_checkpoints() {
     let stop = |workers| Stop { after: Duration::from_secs(4), kill: true, down: Duration::from_millis(500), corrupt: None, workers };
     let logs = streamed_restarts(22, 2, &[stop(1), stop(2)]);
     assert!(logs[1].contains("written_by_workers=2") && logs[2].contains("written_by_workers=1"), "{}\n{}", logs[1], logs[2]);
+}
+
+#[test]
+fn a_record_the_weights_topic_refuses_for_good_is_skipped_and_counted_without_blocking_the_rest() {
+    // librdkafka refuses records over message.max.bytes; entity "big" has 40 declared arms with
+    // long names, so each of its records is several kilobytes.
+    let arms: Vec<String> = (0..40).map(|i| format!("\"a-very-long-arm-name-for-a-model-variant-{i:02}\"")).collect();
+    let extra = format!("\n[kafka.properties]\n\"message.max.bytes\" = \"2000\"\n\n[[arms]]\nentity_id = \"big\"\narm_ids = [{}]\n", arms.join(", "));
+    let mut scenario = Scenario::with_job("production", &extra);
+    let (mut a, o) = past_traffic(scenario.dir.path(), 31);
+    let first_ts = serde_json::from_str::<Value>(&a[0]).expect("json")["ts"].as_i64().expect("ts");
+    a.extend((0..50).map(|i| format!(r#"{{"assignment_id":"big-{i}","entity_id":"big","arm_id":"a-very-long-arm-name-for-a-model-variant-00","ts":{}}}"#, first_ts + i * 400)));
+    scenario.produce(a, o);
+    let mut expected = scenario.expected();
+    let big = expected.remove("big").expect("replay publishes records of big");
+    assert!(big.iter().all(|r| r.to_string().len() > 2_000), "the big records are big");
+    let mut worker = Worker::start(&scenario.job, &[], &scenario.dir.path().join("worker.log"));
+    scenario.await_topic("weights", &expected, &mut worker);
+    // Redis has no such limit: it holds big's last record.
+    let stored = scenario.redis.records(PREFIX);
+    assert_eq!(stored.get(&format!("{PREFIX}:big")).map(deterministic).as_ref(), big.last(), "redis holds big's newest record");
+    let page = http_get(worker.metrics_port, "/metrics").map(|(_, body)| body).unwrap_or_default();
+    assert!(metric(&page, "banditflow_publish_rejected_total", r#"sink="kafka""#).is_some_and(|n| n >= 1.0), "{page}");
+    assert!(worker.log_text().contains("weight record rejected by the weights topic; skipped"), "{}", worker.log_text());
+    let (status, _) = worker.terminate();
+    assert!(status.success());
 }

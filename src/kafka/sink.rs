@@ -21,7 +21,7 @@ use crate::deployment::KafkaConfig;
 /// Delivery reports of the weights producer: which entities' records failed.
 struct Deliveries {
     brokers: String,
-    failed: Mutex<Vec<(String, u64, String)>>,
+    failed: Mutex<Vec<(String, u64, KafkaError)>>,
     /// Per partition, the offset after the newest record delivered.
     delivered: Mutex<HashMap<i32, i64>>,
 }
@@ -49,7 +49,7 @@ impl ProducerContext for Deliveries {
         if let Err((error, _)) = result {
             if let Ok(mut failed) = self.failed.lock() {
                 let (entity, version) = *record;
-                failed.push((entity, version, error.to_string()));
+                failed.push((entity, version, error.clone()));
             }
         }
     }
@@ -133,31 +133,37 @@ impl KafkaWriter {
                         message = back;
                         self.producer.poll(Duration::from_millis(10));
                     }
+                    Err((error, _)) if refused_for_good(&error) => {
+                        reject(&record, &error);
+                        break false;
+                    }
                     Err((error, _)) => {
                         first_error.get_or_insert(error.to_string());
+                        unsent.push(record.clone());
                         break false;
                     }
                 }
             };
             if queued {
                 sent.push(record);
-            } else {
-                unsent.push(record);
             }
         }
         let flushed = flush(&self.producer, Duration::from_secs(30));
-        let failed: Vec<(String, u64, String)> = self.producer.context().failed.lock().map(|mut f| std::mem::take(&mut *f)).unwrap_or_default();
+        let failed: Vec<(String, u64, KafkaError)> = self.producer.context().failed.lock().map(|mut f| std::mem::take(&mut *f)).unwrap_or_default();
         if let Err(error) = &flushed {
             first_error.get_or_insert(error.to_string());
         }
-        let failed_versions: HashSet<(&str, u64)> = failed.iter().map(|(e, v, _)| (e.as_str(), *v)).collect();
-        if let Some((_, _, error)) = failed.first() {
-            first_error.get_or_insert(error.clone());
+        let failed_versions: HashSet<(&str, u64)> = failed.iter().filter(|(_, _, e)| !refused_for_good(e)).map(|(e, v, _)| (e.as_str(), *v)).collect();
+        let refused: HashSet<(&str, u64)> = failed.iter().filter(|(_, _, e)| refused_for_good(e)).map(|(e, v, _)| (e.as_str(), *v)).collect();
+        if let Some((_, _, error)) = failed.iter().find(|(_, _, e)| !refused_for_good(e)) {
+            first_error.get_or_insert(error.to_string());
         }
         let flush_failed = flushed.is_err();
         let mut delivered_or_failed = Vec::new();
         for record in sent {
-            if flush_failed || failed_versions.contains(&(record.entity_id.as_str(), record.version)) {
+            if let Some((_, _, error)) = failed.iter().find(|(e, v, _)| refused.contains(&(e.as_str(), *v)) && *e == record.entity_id && *v == record.version) {
+                reject(&record, error);
+            } else if flush_failed || failed_versions.contains(&(record.entity_id.as_str(), record.version)) {
                 delivered_or_failed.push(record);
             } else {
                 let newest = self.published.entry(record.entity_id.clone()).or_insert(record.version);
@@ -174,6 +180,25 @@ impl KafkaWriter {
             }
         }
     }
+}
+
+/// Records the broker (or librdkafka) refused for good, by sink: retrying them would block
+/// the sink forever.
+pub static REJECTED: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+
+/// Whether `error` refuses a record for good (too large, invalid), not for now.
+fn refused_for_good(error: &KafkaError) -> bool {
+    use rdkafka::types::RDKafkaErrorCode as Code;
+    matches!(
+        error.rdkafka_error_code(),
+        Some(Code::MessageSizeTooLarge | Code::InvalidMessage | Code::InvalidMessageSize | Code::InvalidRecord | Code::MessageBatchTooLarge)
+    )
+}
+
+/// Logs and counts a record refused for good; it is skipped.
+fn reject(record: &EncodedRecord, error: &KafkaError) {
+    REJECTED.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    tracing::warn!(entity = %record.entity_id, version = record.version, bytes = record.json.len(), reason = %error, "weight record rejected by the weights topic; skipped");
 }
 
 /// Waits until every record handed to `producer` is acknowledged or failed. rdkafka's own

@@ -27,6 +27,7 @@ pub struct Exported {
     arms: IntGauge,
     rebuild: Gauge,
     checkpoints_written: IntCounterVec,
+    rejected: IntCounterVec,
     checkpoint_failures: IntCounterVec,
     checkpoints_skipped: IntCounterVec,
     last_checkpoint: Gauge,
@@ -66,6 +67,7 @@ impl Exported {
         let rebuild = registered(&registry, Gauge::new("banditflow_rebuild_progress_ratio", "Start-up: share of the window's messages read (1 once caught up).")?)?;
         Ok(Exported {
             rebuild,
+            rejected: counter(&registry, "banditflow_publish_rejected_total", "Weight records a sink refused for good (too large, invalid) and skipped, by sink.", &["sink"])?,
             checkpoints_written: counter(&registry, "banditflow_checkpoints_written_total", "Checkpoints written.", &[])?,
             checkpoint_failures: counter(&registry, "banditflow_checkpoint_write_failures_total", "Checkpoints that could not be written (directory unwritable, disk full).", &[])?,
             checkpoints_skipped: counter(&registry, "banditflow_checkpoints_skipped_total", "Checkpoints skipped at start-up because they did not read back whole.", &[])?,
@@ -111,6 +113,7 @@ impl Exported {
                 counter.inc_by(value - counter.get());
             }
         }
+        raise(&self.rejected, "kafka", crate::kafka::sink::REJECTED.load(std::sync::atomic::Ordering::Relaxed));
         self.last_checkpoint.set(crate::checkpoint::LAST_WRITTEN_MS.load(std::sync::atomic::Ordering::Relaxed) as f64 / 1000.0);
         raise(&self.events_read, "assignments", c.assignments_read);
         raise(&self.events_read, "outcomes", c.outcomes_read);
