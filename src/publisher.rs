@@ -363,7 +363,7 @@ mod tests {
     use super::*;
 
     fn record(entity: &str, version: u64) -> EncodedRecord {
-        EncodedRecord { version, entity_id: entity.to_owned(), json: format!("{{\"v\":{version}}}"), arms: 0 }
+        EncodedRecord { tick: version, version, entity_id: entity.to_owned(), json: format!("{{\"v\":{version}}}"), arms: 0 }
     }
 
     #[test]

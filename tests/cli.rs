@@ -238,7 +238,7 @@ fn demo_on_a_terminal_redraws_one_screen_with_the_legend_and_every_entity() {
     assert!(frames.len() >= 2, "not redrawn in place: {drawn}");
     let screen = strip_escapes(frames.last().copied().unwrap_or_default());
     let screen = screen.split("demo done").next().unwrap_or_default();
-    for part in ["weight    the share of traffic", "p_best    the probability", "status    burn_in", "version   the tick", "events ", "metrics   http://127.0.0.1:"] {
+    for part in ["weight    the share of traffic", "p_best    the probability", "status    burn_in", "version   the end of the tick", "events ", "metrics   http://127.0.0.1:"] {
         assert!(screen.contains(part), "`{part}` not on the screen:\n{screen}");
     }
     for entity in ["entity-000", "entity-001", "entity-002", "entity-003"] {

@@ -188,7 +188,7 @@ fn run_shape(extra: &[&[&str]]) {
     // A record already in Redis with a newer version than anything computed here: the guard
     // must keep it, and the entity must never be announced.
     let guarded = "entity-002";
-    let planted = format!(r#"{{"entity_id":"{guarded}","version":99999999999,"arms":[]}}"#);
+    let planted = format!(r#"{{"entity_id":"{guarded}","version":9999999999999,"arms":[]}}"#);
     let _: () = redis::cmd("SET").arg(format!("{PREFIX}:{guarded}")).arg(&planted).query(&mut scenario.redis.connection()).expect("SET");
     let updates = Subscription::start(&scenario.redis, &format!("{PREFIX}:updates"));
     let mut workers: Vec<Worker> = extra

@@ -153,7 +153,7 @@ fn reference(a: &[A], o: &[O]) -> BTreeMap<(String, u64), Counts> {
             }
             let before = previous.get(entity).cloned().unwrap_or_default();
             if counts != before {
-                expected.insert((entity.clone(), tick as u64), counts.clone());
+                expected.insert((entity.clone(), as_of as u64), counts.clone());
             }
             previous.insert(entity.clone(), counts);
         }

@@ -64,7 +64,8 @@ fn arm_ids(r: &WeightRecord) -> Vec<&str> {
 fn registry_adds_and_retires_arms_at_the_tick_holding_their_ts() {
     let dir = tempfile::tempdir().expect("tempdir");
     let (records, summary) = run(dir.path(), 1);
-    let tick = |ms: i64| ((T0 + ms) / 1_000) as u64;
+    // The version of the record of the tick holding `T0 + ms`: that tick's last millisecond.
+    let tick = |ms: i64| ((T0 + ms) / 1_000 * 1_000 + 999) as u64;
 
     // An entity with no traffic gets a record as soon as an arm is registered.
     let quiet: Vec<&WeightRecord> = records.iter().filter(|r| r.entity_id == "quiet").collect();
@@ -124,7 +125,7 @@ fn late_registration_takes_effect_when_it_arrives_instead_of_rewriting_the_past(
     let (records, _) = replay_records(&options).expect("replay survives a late registration");
     let e: Vec<&WeightRecord> = records.iter().filter(|r| r.entity_id == "e").collect();
     let first_with_late = e.iter().find(|r| arm_ids(r).contains(&"late")).expect("the late arm enters");
-    assert!(first_with_late.version > ((T0 + 1_000) / 1_000) as u64, "not back-dated to its ts");
+    assert!(first_with_late.version > ((T0 + 1_000) / 1_000 * 1_000 + 999) as u64, "not back-dated to its ts");
     let mut versions: Vec<u64> = e.iter().map(|r| r.version).collect();
     versions.dedup();
     assert_eq!(versions.len(), e.len(), "versions strictly increase");

@@ -65,7 +65,8 @@ fn weights_walk_to_their_target_by_at_most_max_step_per_tick() {
             // Until the weights reach their target, the next tick has a record.
             let away = before.arms.iter().zip(target(before)).any(|(a, t)| (a.weight - t).abs() > 1e-9);
             if before.status == banditflow_core::policy::Status::Adaptive && away {
-                assert_eq!(after.version, before.version + 1, "{entity} stopped walking at {}", before.version);
+                // Versions are `as_of`: the next tick's is one tick (5 minutes) later.
+                assert_eq!(after.version, before.version + 300_000, "{entity} stopped walking at {}", before.version);
             }
         }
         for r in rs {
@@ -124,7 +125,7 @@ fn without_new_counts_the_weights_keep_walking_one_record_per_tick() {
     // Uniform in burn-in, then +max_step per tick on consecutive versions, then the target.
     assert_eq!(b[0], 0.5);
     let walk: Vec<u64> = records.iter().skip(1).map(|r| r.version).collect();
-    assert!(walk.windows(2).all(|w| w[1] == w[0] + 1), "one record per tick: {walk:?}");
+    assert!(walk.windows(2).all(|w| w[1] == w[0] + 60_000), "one record per (1-minute) tick: {walk:?}");
     for w in b.windows(2) {
         assert!(w[1] - w[0] <= MAX_STEP + 1e-12);
     }

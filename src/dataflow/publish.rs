@@ -35,7 +35,7 @@ where
         move |(input, frontier), _output| {
             input.for_each(|_time, data| {
                 for record in data.drain(..) {
-                    stash.entry(record.version).or_default().push(record);
+                    stash.entry(record.tick).or_default().push(record);
                 }
             });
             let next = frontier.frontier().iter().next().copied();

@@ -105,7 +105,7 @@ impl KafkaWriter {
     /// Writes `batch` and waits for its delivery; on failure returns the records still to
     /// write (none at or below a version delivered since).
     pub fn write(&mut self, batch: Vec<EncodedRecord>) -> Result<(), (KafkaClientError, Vec<EncodedRecord>)> {
-        if let (Some(first), Ok(delivered), Ok(mut positions)) = (batch.iter().map(|r| r.version).min(), self.producer.context().delivered.lock(), self.positions.lock()) {
+        if let (Some(first), Ok(delivered), Ok(mut positions)) = (batch.iter().map(|r| r.tick).min(), self.producer.context().delivered.lock(), self.positions.lock()) {
             positions.before.push_back((first, delivered.clone()));
             // Checkpoints are taken every minute or so: a few thousand batches reach back far.
             while positions.before.len() > 10_000 {

@@ -35,7 +35,8 @@ pub struct ArmWeight {
 pub struct WeightRecord {
     /// The entity id.
     pub entity_id: String,
-    /// The tick index of `as_of`: strictly increasing per entity.
+    /// `as_of` itself: strictly increasing per entity, also across a change of `tick` (a tick
+    /// index would halve when the tick doubles, and every new record would look older).
     pub version: u64,
     /// Last millisecond of the tick, ms since the epoch.
     pub as_of: i64,
@@ -55,7 +56,9 @@ pub struct WeightRecord {
 /// with what the sink orders by.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct EncodedRecord {
-    /// The record's tick.
+    /// The tick it was computed at (what the dataflow orders by).
+    pub tick: u64,
+    /// The record's version (what sinks compare).
     pub version: u64,
     /// The record's entity.
     pub entity_id: String,
@@ -66,12 +69,12 @@ pub struct EncodedRecord {
 }
 
 impl EncodedRecord {
-    /// Serializes `record`.
-    pub fn of(record: &WeightRecord) -> Self {
+    /// Serializes `record`, computed at `tick`.
+    pub fn of(record: &WeightRecord, tick: u64) -> Self {
         // Strings, integers, floats (serde_json writes non-finite ones as null) and JSON
         // values: serialization cannot fail.
         let json = serde_json::to_string(record).expect("a weight record always serializes");
-        EncodedRecord { version: record.version, entity_id: record.entity_id.clone(), json, arms: record.arms.len() }
+        EncodedRecord { tick, version: record.version, entity_id: record.entity_id.clone(), json, arms: record.arms.len() }
     }
 }
 

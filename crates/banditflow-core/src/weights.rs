@@ -134,7 +134,7 @@ impl Policy {
         };
         let record = WeightRecord {
             entity_id: self.name(entity),
-            version: tick,
+            version: self.rules.ticks.as_of(tick).max(0) as u64,
             as_of: self.rules.ticks.as_of(tick),
             computed_at: now_ms(),
             status,
@@ -156,7 +156,7 @@ impl Policy {
             dataflow: self.rules.dataflow.clone(),
             schema_version: SCHEMA_VERSION,
         };
-        self.remember(entity, record, target)
+        self.remember(entity, record, target, tick)
     }
 
     /// One more step of the step limit for an entity whose counts did not change.
@@ -168,21 +168,21 @@ impl Policy {
         for (arm, w) in last.arms.iter_mut().zip(limit_step(&before, &target, max_step)) {
             arm.weight = w;
         }
-        last.version = tick;
+        last.version = as_of.max(0) as u64;
         last.as_of = as_of;
         last.computed_at = now_ms();
-        Some(self.remember(entity, last, target))
+        Some(self.remember(entity, last, target, tick))
     }
 
     /// Keeps `last` as the entity's published record and returns it encoded.
-    fn remember(&mut self, entity: NameId, last: WeightRecord, target: Vec<f64>) -> EncodedRecord {
+    fn remember(&mut self, entity: NameId, last: WeightRecord, target: Vec<f64>, tick: u64) -> EncodedRecord {
         let arrived = last.arms.iter().zip(&target).all(|(a, t)| (a.weight - t).abs() <= 1e-12);
         if arrived {
             self.converging.remove(&entity);
         } else {
             self.converging.insert(entity);
         }
-        let encoded = EncodedRecord::of(&last);
+        let encoded = EncodedRecord::of(&last, tick);
         self.entities.insert(entity, EntityWeights { last, target });
         encoded
     }
@@ -250,7 +250,7 @@ impl Weigher {
                 .iter()
                 .map(|(e, arms)| (*e, arms.iter().map(|(a, r)| (*a, r.active, r.metadata.as_ref().map(serde_json::Value::to_string))).collect()))
                 .collect(),
-            entities: p.entities.iter().map(|(e, w)| (*e, EncodedRecord::of(&w.last).json, w.target.clone())).collect(),
+            entities: p.entities.iter().map(|(e, w)| (*e, EncodedRecord::of(&w.last, 0).json, w.target.clone())).collect(),
             converging: p.converging.iter().copied().collect(),
         };
         state.names.sort_unstable();
@@ -288,10 +288,7 @@ impl Weigher {
         weigher
     }
 
-    /// The newest version published per entity name, as this state knows it.
-    pub fn published_versions(&self) -> Vec<(String, u64)> {
-        self.policy.entities.values().map(|w| (w.last.entity_id.clone(), w.last.version)).collect()
-    }
+
 
     /// An update of `entity`'s window counts at `tick`: `arms` enter with `diff > 0`, and the
     /// counts they replace leave with `diff < 0` (differential's form of a change).
@@ -389,6 +386,27 @@ mod tests {
         }
         w.advance(from, Some(to), |_, records| out.extend(records.into_iter().map(|r| r.json)));
         out.into_iter().map(|j| j.split(",\"computed_at\"").next().unwrap_or_default().to_owned() + &j[j.find(",\"status\"").unwrap_or(0)..]).collect()
+    }
+
+    #[test]
+    fn versions_are_as_of_so_they_keep_increasing_when_the_tick_changes() {
+        let with_tick = |tick: &str| {
+            let job = Dataflow::from_toml_str(&format!("name = \"t\"\ntick = \"{tick}\"\nwindow = \"60s\"\nattribution = \"5s\"\nallowed_lateness = \"0s\"\n")).expect("job");
+            Weigher::new(WeightRules::of(&job))
+        };
+        let version = |w: &mut Weigher, tick: u64| {
+            w.counted(1, vec![(10, 5, 1)], tick, 1);
+            let mut out = Vec::new();
+            w.advance(tick, Some(tick + 1), |_, records| out.extend(records));
+            let record: WeightRecord = serde_json::from_str(&out[0].json).expect("record");
+            assert_eq!((record.version as i64, out[0].version), (record.as_of, record.version));
+            record.version
+        };
+        // 1 s ticks until tick 7 (time 7.999 s), then the job moves to 2 s ticks: the next
+        // tick holding later times is 4 (8 s to 10 s), whose index is smaller, not its version.
+        let before = version(&mut with_tick("1s"), 7);
+        let after = version(&mut with_tick("2s"), 4);
+        assert_eq!((before, after), (7_999, 9_999));
     }
 
     #[test]
