@@ -133,7 +133,7 @@ fn main() {
     let caught_up = wait_until_fast(Duration::from_secs(600), || {
         worker.assert_running();
         let value: Option<String> = redis::cmd("GET").arg("bench:entity-000").query(&mut connection).ok().flatten();
-        value.and_then(|v| serde_json::from_str::<serde_json::Value>(&v).ok()).and_then(|v| v["version"].as_i64()).is_some_and(|v| v >= last_tick)
+        value.and_then(|v| serde_json::from_str::<serde_json::Value>(&v).ok()).and_then(|v| v["as_of"].as_i64()).is_some_and(|as_of| as_of >= last_tick * 1_000 + 999)
     });
     assert!(caught_up, "the worker did not get through the backlog: {}", worker.log_text());
     let backlog_secs = started.elapsed().as_secs_f64();

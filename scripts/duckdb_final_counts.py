@@ -191,8 +191,8 @@ class WeightFile:
 
     def take(self, record, tick_ms, prior_alpha, prior_beta, in_force_at):
         entity, version, as_of = record["entity_id"], record["version"], record["as_of"]
-        if as_of != (version + 1) * tick_ms - 1:
-            self.violate(f"{entity} version {version}: as_of {as_of} is not the end of tick {version}")
+        if version != as_of or (as_of + 1) % tick_ms != 0:
+            self.violate(f"{entity} version {version}: as_of {as_of} is not the end of a tick, or not the version")
         previous = self.last.get(entity)
         if previous is not None and version <= previous[0]:
             self.violate(f"{entity}: version {version} written after version {previous[0]}")
