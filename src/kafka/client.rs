@@ -90,6 +90,18 @@ fn with_properties(mut config: ClientConfig, kafka: &KafkaConfig) -> ClientConfi
 /// librdkafka's statistics last reported it.
 pub type ConsumerLag = Arc<Mutex<BTreeMap<(String, i32), i64>>>;
 
+/// Wall-clock ms when a consumer's statistics last showed a broker connection up (0: no
+/// statistics yet). A partition counts as idle only while its brokers are known to be up:
+/// during an outage "nothing new" means "nothing read", not "nothing produced".
+pub static BROKERS_UP_AT: std::sync::atomic::AtomicI64 = std::sync::atomic::AtomicI64::new(0);
+
+/// Whether the brokers were last seen up within three statistics intervals of `now_ms` (or
+/// no statistics were ever received, so nothing says otherwise).
+pub fn brokers_seem_up(now_ms: i64) -> bool {
+    let at = BROKERS_UP_AT.load(std::sync::atomic::Ordering::Relaxed);
+    at == 0 || now_ms - at <= 3_000
+}
+
 /// How often librdkafka reports statistics to a consumer that tracks lag.
 const STATISTICS_INTERVAL_MS: &str = "1000";
 
@@ -137,6 +149,9 @@ impl ClientContext for ConsumerCallbacks {
     }
 
     fn stats(&self, statistics: rdkafka::Statistics) {
+        if statistics.brokers.values().any(|b| b.state == "UP" && b.nodeid >= 0) {
+            BROKERS_UP_AT.store(banditflow_core::time::now_ms(), std::sync::atomic::Ordering::Relaxed);
+        }
         let Some(lag) = &self.lag else { return };
         let Ok(mut lag) = lag.lock() else { return };
         for (name, topic) in &statistics.topics {

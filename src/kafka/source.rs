@@ -88,9 +88,11 @@ struct Partition {
 }
 
 impl Partition {
-    /// The watermark in event-time ms, `i64::MIN` while it holds time at the start.
-    fn watermark(&self, now_ms: i64, lateness: i64, idle: Duration) -> i64 {
-        if self.at_end && self.last_message.elapsed() >= idle {
+    /// The watermark in event-time ms, `i64::MIN` while it holds time at the start. Idle
+    /// (at its end, nothing new for `idle`) it follows the wall clock, but only while the
+    /// brokers are known to be up (`brokers_up`): an outage must hold time, not release it.
+    fn watermark(&self, now_ms: i64, lateness: i64, idle: Duration, brokers_up: bool) -> i64 {
+        if self.at_end && brokers_up && self.last_message.elapsed() >= idle {
             self.max_ts.max(now_ms).saturating_sub(lateness)
         } else if self.max_ts == i64::MIN {
             i64::MIN
@@ -323,8 +325,9 @@ pub fn kafka_source<'scope>(scope: Scope<'scope, u64>, ctx: SourceContext) -> Re
             drop(counters);
             control.messages_read.fetch_add(read, Ordering::Relaxed);
             emit_decoded(&mut batch, &mut names, floor_tick, cap, output);
-            let slowest = partitions.iter().min_by_key(|p| p.watermark(now, lateness, idle));
-            let watermark = slowest.map_or(i64::MIN, |p| p.watermark(now, lateness, idle));
+            let up = kafka::brokers_seem_up(now);
+            let slowest = partitions.iter().min_by_key(|p| p.watermark(now, lateness, idle, up));
+            let watermark = slowest.map_or(i64::MIN, |p| p.watermark(now, lateness, idle, up));
             if watermark > 0 {
                 let tick = ticks.tick_of(watermark);
                 if tick > *cap.time() {
@@ -395,12 +398,12 @@ mod tests {
     fn watermark_is_the_largest_ts_minus_lateness_and_holds_time_until_data_arrives() {
         let idle = Duration::from_secs(30);
         let mut p = partition();
-        assert_eq!(p.watermark(1_000_000, 500, idle), i64::MIN);
+        assert_eq!(p.watermark(1_000_000, 500, idle, true), i64::MIN);
         p.max_ts = 10_000;
-        assert_eq!(p.watermark(1_000_000, 500, idle), 9_500);
+        assert_eq!(p.watermark(1_000_000, 500, idle, true), 9_500);
         // At its end but not yet idle for `idle_timeout`: still the data's watermark.
         p.at_end = true;
-        assert_eq!(p.watermark(1_000_000, 500, idle), 9_500);
+        assert_eq!(p.watermark(1_000_000, 500, idle, true), 9_500);
     }
 
     #[test]
@@ -409,12 +412,14 @@ mod tests {
         p.max_ts = 10_000;
         p.at_end = true;
         p.last_message = Instant::now() - Duration::from_millis(50);
-        assert_eq!(p.watermark(1_000_000, 500, Duration::from_millis(10)), 999_500);
+        assert_eq!(p.watermark(1_000_000, 500, Duration::from_millis(10), true), 999_500);
+        // Unless the brokers are not known to be up: then nothing new means nothing read.
+        assert_eq!(p.watermark(1_000_000, 500, Duration::from_millis(10), false), 9_500);
         // Never behind its own data, even with a clock behind it.
-        assert_eq!(p.watermark(5_000, 500, Duration::from_millis(10)), 9_500);
+        assert_eq!(p.watermark(5_000, 500, Duration::from_millis(10), true), 9_500);
         // A partition with unread data is slow, not idle.
         p.at_end = false;
-        assert_eq!(p.watermark(1_000_000, 500, Duration::from_millis(10)), 9_500);
+        assert_eq!(p.watermark(1_000_000, 500, Duration::from_millis(10), true), 9_500);
     }
 
     #[test]

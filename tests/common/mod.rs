@@ -51,24 +51,58 @@ fn binary(name: &str) -> PathBuf {
     candidate
 }
 
-/// A tansu broker with in-memory storage.
+/// A tansu broker, with in-memory storage or (durable) in an SQLite file.
 pub struct Broker {
     child: Child,
     pub port: u16,
+    storage: String,
 }
 
 impl Broker {
     pub fn start() -> Broker {
-        let port = free_port();
+        Broker::start_on(free_port(), "memory://tansu/".to_owned())
+    }
+
+    /// A broker keeping its data in the SQLite file `path`, so it survives [`Broker::restart`].
+    pub fn start_durable(path: &Path) -> Broker {
+        // tansu 0.6 reads the path of `sqlite://PATH` relative to its working directory.
+        let (dir, file) = (path.parent().unwrap_or(Path::new(".")), path.file_name().map(|f| f.to_string_lossy().into_owned()).unwrap_or_default());
+        Broker::start_on(free_port(), format!("sqlite://{file}@{}", dir.display()))
+    }
+
+    fn start_on(port: u16, storage: String) -> Broker {
         let url = format!("tcp://127.0.0.1:{port}");
-        let child = Command::new(binary("tansu"))
-            .args(["broker", "--listener-url", &url, "--advertised-listener-url", &url, "--storage-engine", "memory://tansu/"])
+        // `sqlite://FILE@DIR`: our own notation for where tansu runs.
+        let (engine, dir) = match storage.split_once('@') {
+            Some((engine, dir)) => (engine.to_owned(), Some(PathBuf::from(dir))),
+            None => (storage.clone(), None),
+        };
+        let mut command = Command::new(binary("tansu"));
+        if let Some(dir) = dir {
+            command.current_dir(dir);
+        }
+        let child = command
+            .args(["broker", "--listener-url", &url, "--advertised-listener-url", &url, "--storage-engine", &engine])
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
             .expect("start tansu");
         wait_for_port(port, "tansu");
-        Broker { child, port }
+        Broker { child, port, storage }
+    }
+
+    /// Stops the broker (its clients see it go away).
+    pub fn stop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
+    /// Starts it again on the same port and storage.
+    pub fn restart(&mut self) {
+        self.stop();
+        let started = Broker::start_on(self.port, self.storage.clone());
+        let stale = std::mem::replace(self, started);
+        std::mem::forget(stale);
     }
 
     pub fn brokers(&self) -> String {
