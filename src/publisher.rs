@@ -146,6 +146,8 @@ pub struct Publisher {
     capacity: usize,
     /// Where the weights topic stood before each batch (when there is one).
     positions: Option<Arc<Mutex<Positions>>>,
+    /// The newest version on the weights topic at start-up (its `as_of`).
+    newest_version: Option<u64>,
 }
 
 impl Publisher {
@@ -156,6 +158,7 @@ impl Publisher {
     pub fn start(targets: &Targets, capacity: usize, resume: Option<&Checkpoint>) -> Result<Publisher, SinkError> {
         let mut sinks = Vec::new();
         let mut positions = None;
+        let mut newest_version = None;
         if let Some((config, topic)) = &targets.kafka {
             let from = resume.map(|c| c.weights_offsets.clone()).unwrap_or_default();
             let mut read = kafka::published_versions(config, topic, &from)?;
@@ -166,6 +169,7 @@ impl Publisher {
                 }
             }
             tracing::info!(topic = %topic, entities = read.versions.len(), from_checkpoint = resume.is_some(), "read back published versions");
+            newest_version = read.versions.values().max().copied();
             let writer = KafkaWriter::new(config, topic.clone(), read.versions, read.ends)?;
             positions = Some(writer.positions());
             sinks.push(spawn("kafka", format!("topic {topic} at {}", config.brokers), Writer::Kafka(Box::new(writer)))?);
@@ -175,7 +179,13 @@ impl Publisher {
                 .map_err(|error| SinkError::RedisUrl { url: crate::logs::redact_url(&config.url), error })?;
             sinks.push(spawn("redis", crate::logs::redact_url(&config.url), Writer::Redis(Box::new(writer)))?);
         }
-        Ok(Publisher { sinks, capacity: capacity.max(1), positions })
+        Ok(Publisher { sinks, capacity: capacity.max(1), positions, newest_version })
+    }
+
+    /// The newest version already on the weights topic when the publisher started: the
+    /// `as_of` of the last tick a previous run published (`None`: nothing, or no topic).
+    pub fn newest_version(&self) -> Option<u64> {
+        self.newest_version
     }
 
     /// Per partition of the weights topic, an offset at or before the first record of any

@@ -213,7 +213,19 @@ pub fn run(options: &RunOptions, watch: Arc<Watch>) -> Result<RunSummary, Worker
     };
     let recovery = Recovery { restored, collector: collector.clone() };
     let timing = checkpoint::timing(&job);
-    let rebuild_from_ms = now_ms() - (job.window_ms + job.attribution_ms + job.allowed_lateness_ms).min(i64::MAX as u64) as i64;
+    // A rebuild reads back far enough for the ticks after the last one published (or, the
+    // first time, for now), and publishes no tick whose window it did not fully read.
+    let lookback = (job.window_ms + job.attribution_ms + job.allowed_lateness_ms).min(i64::MAX as u64) as i64;
+    let last_published = publisher.as_ref().and_then(|p| p.newest_version()).map(|v| v.min(i64::MAX as u64) as i64);
+    let rebuild_from_ms = last_published.map_or_else(now_ms, |v| v.min(now_ms())) - lookback;
+    let publish_from = if recovery.restored.is_some() { 0 } else { first_publishable(&kafka, &partitions, rebuild_from_ms, &job) };
+    if publish_from > 0 {
+        tracing::info!(
+            read_from = %crate::logs::rfc3339(rebuild_from_ms),
+            first_tick = %crate::logs::rfc3339(Ticks::new(job.tick_ms).as_of(publish_from)),
+            "rebuilding: ticks whose window was not read in full are not published"
+        );
+    }
     tracing::info!(
         dataflow = %job.name,
         mode = %deployment.mode,
@@ -283,6 +295,8 @@ pub fn run(options: &RunOptions, watch: Arc<Watch>) -> Result<RunSummary, Worker
             publish(
                 records,
                 move |tick, batch| {
+                    // A tick whose window the rebuild did not read in full goes out empty.
+                    let batch = if tick < publish_from { &[][..] } else { batch };
                     written.borrow_mut().records_written += batch.len() as u64;
                     if let Some(sink) = &sink {
                         if let Some(at) = processing_control.completed_at(tick) {
@@ -358,6 +372,29 @@ pub fn run(options: &RunOptions, watch: Arc<Watch>) -> Result<RunSummary, Worker
     }
     tracing::info!(elapsed_s = started.elapsed().as_secs_f64(), "worker stopped");
     Ok(RunSummary { counters, sinks, elapsed: started.elapsed() })
+}
+
+/// The first tick a rebuild from `read_from_ms` may publish: 0 when every partition is read
+/// from its very beginning (nothing before the read start was skipped), else the first tick
+/// whose whole window is at or after `read_from_ms`.
+fn first_publishable(kafka_config: &KafkaConfig, partitions: &[(Topic, i32)], read_from_ms: i64, job: &banditflow_core::config::Dataflow) -> u64 {
+    let all_history = kafka::consumer(kafka_config).and_then(|consumer| {
+        for (topic, name) in [(Topic::Assignments, &kafka_config.assignments_topic), (Topic::Outcomes, &kafka_config.outcomes_topic)] {
+            let ids: Vec<i32> = partitions.iter().filter(|(t, _)| *t == topic).map(|(_, p)| *p).collect();
+            if !kafka::reads_all_history(&consumer, name, &ids, read_from_ms)? {
+                return Ok(false);
+            }
+        }
+        Ok(true)
+    });
+    match all_history {
+        Ok(true) => 0,
+        Ok(false) => banditflow_core::time::first_covered_tick(Ticks::new(job.tick_ms), read_from_ms, job.window_ms),
+        Err(error) => {
+            tracing::warn!(%error, "cannot tell where the rebuild's read starts; publishing every tick");
+            0
+        }
+    }
 }
 
 /// Writes a checkpoint; a failure (directory unwritable, disk full) is logged once until a

@@ -267,6 +267,21 @@ pub struct ReadBack {
     pub ends: HashMap<i32, i64>,
 }
 
+/// Whether a rebuild from `read_from_ms` sees every message since then and nothing older
+/// was lost before it: false when some partition was sought by time past its start (what is
+/// before the found offset is older than `read_from_ms`, and is not read); true when every
+/// partition was read from offset 0, its very beginning (a broker that cannot seek by time
+/// answers offset 0: then everything is read, and every tick is covered).
+pub fn reads_all_history(consumer: &KafkaConsumer, topic: &str, partitions: &[i32], read_from_ms: i64) -> Result<bool, KafkaClientError> {
+    for (p, offset) in offsets_at(consumer, topic, partitions, read_from_ms)? {
+        let (low, _) = consumer.fetch_watermarks(topic, p, REQUEST_TIMEOUT).map_err(client_error(format!("watermarks of {topic}/{p}")))?;
+        if offset != Offset::Offset(0) || low != 0 {
+            return Ok(false);
+        }
+    }
+    Ok(true)
+}
+
 /// The newest version published per entity on `topic` (the `version` header, or the
 /// record's `version` field), read to its end: from the start, or from the offsets in
 /// `from` for the partitions it names. No deadline: a large topic is read to its end with a

@@ -42,6 +42,15 @@ impl Ticks {
     }
 }
 
+/// The first tick whose window a rebuild that read every message with `ts >= read_from_ms`
+/// has fully seen: tick `t` counts the assignments with `as_of(t) - window < ts`, so it is
+/// covered once `as_of(t) - window + 1 >= read_from_ms`. Ticks before it would be computed
+/// from a window missing its oldest part, and are not published.
+pub fn first_covered_tick(ticks: Ticks, read_from_ms: i64, window_ms: u64) -> u64 {
+    let window = window_ms.min(i64::MAX as u64) as i64;
+    ticks.tick_of(read_from_ms.saturating_add(window).saturating_sub(1))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -53,6 +62,22 @@ mod tests {
         assert_eq!(t.tick_of(60_000), 1);
         assert_eq!(t.as_of(0), 59_999);
         assert_eq!(t.tick_of(t.as_of(7)), 7);
+    }
+
+    #[test]
+    fn a_tick_is_covered_exactly_when_its_whole_window_was_read() {
+        for tick_ms in [1, 7, 1_000] {
+            let t = Ticks::new(tick_ms);
+            for window in [1u64, 5, 60, 1_000] {
+                for read_from in 0..3_000i64 {
+                    let first = first_covered_tick(t, read_from, window);
+                    // Brute force: the window of tick k starts at as_of(k) - window + 1.
+                    let covered = |k: u64| t.as_of(k) - window as i64 + 1 >= read_from;
+                    assert!(covered(first), "tick {first} for read_from {read_from}, window {window}, tick {tick_ms}");
+                    assert!(first == 0 || !covered(first - 1), "tick {} is covered too (read_from {read_from}, window {window}, tick {tick_ms})", first - 1);
+                }
+            }
+        }
     }
 
     #[test]
