@@ -84,6 +84,9 @@ pub enum WorkerError {
     /// The metrics endpoint could not start.
     #[error(transparent)]
     Metrics(#[from] MetricsError),
+    /// Partitions were added to an input topic while the worker ran.
+    #[error("partitions were added to the input topics while the worker ran ({0}); it stopped so that a restart reads them all (it resumes from its checkpoint, if any)")]
+    PartitionsAdded(String),
     /// The checkpoint directory cannot be used.
     #[error("checkpoint directory {dir}: {error}")]
     Checkpoints {
@@ -213,6 +216,7 @@ pub fn run(options: &RunOptions, watch: Arc<Watch>) -> Result<RunSummary, Worker
     };
     let recovery = Recovery { restored, collector: collector.clone() };
     let timing = checkpoint::timing(&job);
+    let watched_topics = (kafka.clone(), partitions.clone());
     // A rebuild reads back far enough for the ticks after the last one published (or, the
     // first time, for now), and publishes no tick whose window it did not fully read.
     let lookback = (job.window_ms + job.attribution_ms + job.allowed_lateness_ms).min(i64::MAX as u64) as i64;
@@ -338,11 +342,26 @@ pub fn run(options: &RunOptions, watch: Arc<Watch>) -> Result<RunSummary, Worker
     })
     .map_err(WorkerError::Dataflow)?;
     let watcher = control;
-    let writer = (collector, store, publisher.clone(), timing);
+    let writer = (collector, store, publisher.clone(), timing, watched_topics, failure.clone());
     let readiness = std::thread::spawn(move || {
-        let (collector, store, publisher, timing) = writer;
+        let (collector, store, publisher, timing, (kafka_config, started_with), failure) = writer;
         let mut failing = false;
+        let mut looked = Instant::now();
         while !watcher.finished() {
+            // New partitions are not read by this run: stop, say so, and let a restart read them.
+            if looked.elapsed() >= PARTITIONS_CHECK_EVERY {
+                looked = Instant::now();
+                if let Ok(now) = input_partitions(&kafka_config) {
+                    if let Some(added) = added_partitions(&started_with, &now) {
+                        kafka::PARTITIONS_ADDED.store(1, Ordering::Relaxed);
+                        tracing::error!(added = %added, "partitions were added to the input topics; stopping so that a restart reads them");
+                        if let Ok(mut slot) = failure.lock() {
+                            slot.get_or_insert(WorkerError::PartitionsAdded(added).to_string());
+                        }
+                        watcher.stop.store(true, Ordering::Release);
+                    }
+                }
+            }
             if !watch.ready() && watcher.caught_up() {
                 watch.ready.store(true, Ordering::Release);
                 tracing::info!("caught up");
@@ -431,6 +450,15 @@ fn snapshot(reports: &WorkerReports, control: &Control, publisher: Option<&Publi
     }
 }
 
+/// How often the input topics' partitions are looked up again.
+const PARTITIONS_CHECK_EVERY: Duration = Duration::from_secs(30);
+
+/// The partitions in `now` that were not in `started_with`, in plain words (`None`: none).
+fn added_partitions(started_with: &[(Topic, i32)], now: &[(Topic, i32)]) -> Option<String> {
+    let added: Vec<(Topic, i32)> = now.iter().filter(|p| !started_with.contains(p)).copied().collect();
+    (!added.is_empty()).then(|| crate::kafka::control::describe(&added))
+}
+
 /// Every partition of both input topics, in a fixed order.
 fn input_partitions(kafka_config: &KafkaConfig) -> Result<Vec<(Topic, i32)>, WorkerError> {
     let consumer = kafka::consumer(kafka_config)?;
@@ -439,4 +467,17 @@ fn input_partitions(kafka_config: &KafkaConfig) -> Result<Vec<(Topic, i32)>, Wor
         all.extend(kafka::partitions(&consumer, name)?.into_iter().map(|p| (topic, p)));
     }
     Ok(all)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn added_partitions_are_named_and_none_is_none() {
+        let before = [(Topic::Assignments, 0), (Topic::Assignments, 1), (Topic::Outcomes, 0)];
+        assert_eq!(added_partitions(&before, &before), None);
+        let after = [(Topic::Assignments, 0), (Topic::Assignments, 1), (Topic::Assignments, 2), (Topic::Outcomes, 0), (Topic::Outcomes, 1)];
+        assert_eq!(added_partitions(&before, &after).as_deref(), Some("assignments/2 outcomes/1"));
+    }
 }

@@ -102,6 +102,9 @@ pub fn brokers_seem_up(now_ms: i64) -> bool {
     at == 0 || now_ms - at <= 3_000
 }
 
+/// 1 once partitions were added to an input topic while the worker ran (it then stops).
+pub static PARTITIONS_ADDED: std::sync::atomic::AtomicI64 = std::sync::atomic::AtomicI64::new(0);
+
 /// How often librdkafka reports statistics to a consumer that tracks lag.
 const STATISTICS_INTERVAL_MS: &str = "1000";
 

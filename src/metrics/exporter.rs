@@ -31,6 +31,7 @@ pub struct Exported {
     checkpoint_failures: IntCounterVec,
     checkpoints_skipped: IntCounterVec,
     last_checkpoint: Gauge,
+    partitions_added: IntGauge,
     arm_weight: GaugeVec,
     arm_p_best: GaugeVec,
     arm_trials: IntGaugeVec,
@@ -71,6 +72,7 @@ impl Exported {
             checkpoints_written: counter(&registry, "banditflow_checkpoints_written_total", "Checkpoints written.", &[])?,
             checkpoint_failures: counter(&registry, "banditflow_checkpoint_write_failures_total", "Checkpoints that could not be written (directory unwritable, disk full).", &[])?,
             checkpoints_skipped: counter(&registry, "banditflow_checkpoints_skipped_total", "Checkpoints skipped at start-up because they did not read back whole.", &[])?,
+            partitions_added: registered(&registry, IntGauge::new("banditflow_input_partitions_added", "1 once partitions were added to an input topic while the worker ran: it stops so that a restart reads them.")?)?,
             last_checkpoint: registered(&registry, Gauge::new("banditflow_last_checkpoint_timestamp_seconds", "Wall-clock time of the last checkpoint written (0: none).")?)?,
             entities,
             arms,
@@ -113,6 +115,7 @@ impl Exported {
                 counter.inc_by(value - counter.get());
             }
         }
+        self.partitions_added.set(crate::kafka::client::PARTITIONS_ADDED.load(std::sync::atomic::Ordering::Relaxed));
         raise(&self.rejected, "kafka", crate::kafka::sink::REJECTED.load(std::sync::atomic::Ordering::Relaxed));
         self.last_checkpoint.set(crate::checkpoint::LAST_WRITTEN_MS.load(std::sync::atomic::Ordering::Relaxed) as f64 / 1000.0);
         raise(&self.events_read, "assignments", c.assignments_read);
