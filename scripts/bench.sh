@@ -20,6 +20,8 @@
 #   BENCH_SKIP_BUILD=1              use the existing binary
 #   BANDITFLOW_BIN                  default ${CARGO_TARGET_DIR:-target}/release/banditflow
 #   BENCH_LIVE=1                    also run scripts/bench-live.sh (its own variables apply)
+#   BENCH_RECOVERY=1                also run the restart-vs-rebuild benchmark (benches/recovery.rs)
+#   BENCH_RECOVERY_COUNT=5000000    assignments in its window
 set -euo pipefail
 
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
@@ -266,6 +268,14 @@ fi
 if [[ ${BENCH_LIVE:-1} == 1 ]]; then
     log "live worker end to end (scripts/bench-live.sh)"
     { echo; scripts/bench-live.sh 2>"$OUT/live.log"; } >>"$BENCH_DIR/results.md" || die "live benchmark failed (see $OUT/live.log)"
+fi
+# --- 10. Restart from a checkpoint vs rebuild (tansu + redis-server) ---------------------------
+if [[ ${BENCH_RECOVERY:-1} == 1 ]]; then
+    log "restart from a checkpoint vs rebuild (cargo bench --bench recovery)"
+    source scripts/services.sh
+    ensure_services
+    { echo; cargo bench --quiet --bench recovery -- "${BENCH_RECOVERY_COUNT:-5000000}" 2>"$OUT/recovery.log"; } >>"$BENCH_DIR/results.md" ||
+        die "recovery benchmark failed (see $OUT/recovery.log)"
 fi
 cat "$BENCH_DIR/results.md"
 

@@ -127,6 +127,9 @@ pub struct Collector {
     every_ticks: u64,
     /// Checkpoints at ticks at or below this are not taken again (the one resumed from).
     after: u64,
+    /// Whether checkpoints are taken now: not while catching up on a backlog, where a
+    /// snapshot every interval of the backlog's time would slow it down for nothing.
+    active: std::sync::atomic::AtomicBool,
     parts: Mutex<BTreeMap<u64, Parts>>,
 }
 
@@ -134,13 +137,18 @@ impl Collector {
     /// Checkpoints every `every_ticks` ticks from `workers` local workers, `sources` of which
     /// read partitions, after tick `after`.
     pub fn new(workers: usize, sources: usize, every_ticks: u64, after: u64) -> Arc<Collector> {
-        Arc::new(Collector { workers, sources, every_ticks: every_ticks.max(1), after, parts: Mutex::default() })
+        Arc::new(Collector { workers, sources, every_ticks: every_ticks.max(1), after, active: std::sync::atomic::AtomicBool::new(false), parts: Mutex::default() })
+    }
+
+    /// Starts taking checkpoints (once the sources have caught up).
+    pub fn activate(&self) {
+        self.active.store(true, Ordering::Release);
     }
 
     /// The checkpoint tick to take when time has advanced to `frontier` (every tick before
     /// it complete), if it is after `last`: the newest multiple of the interval below it.
     pub fn due(&self, last: u64, frontier: u64) -> Option<u64> {
-        if frontier == 0 || frontier == u64::MAX {
+        if frontier == 0 || frontier == u64::MAX || !self.active.load(Ordering::Acquire) {
             return None;
         }
         let tick = (frontier - 1) / self.every_ticks * self.every_ticks;
@@ -209,6 +217,7 @@ mod tests {
     }
 
     fn complete(collector: &Collector, tick: u64, workers: usize) {
+        collector.activate();
         for w in 0..workers {
             collector.attribution(w, tick, AttributionPart::default());
             collector.weigher(w, tick, WeigherState { next_tick: tick, ..WeigherState::default() });
@@ -219,11 +228,15 @@ mod tests {
     #[test]
     fn checkpoints_are_due_at_multiples_of_the_interval_after_the_last() {
         let collector = Collector::new(1, 1, 10, 0);
+        assert_eq!(collector.due(0, 11), None, "not while catching up");
+        collector.activate();
         assert_eq!(collector.due(0, 5), None);
         assert_eq!(collector.due(0, 11), Some(10));
         assert_eq!(collector.due(10, 15), None);
         assert_eq!(collector.due(10, 47), Some(40));
-        assert_eq!(Collector::new(1, 1, 10, 40).due(0, 45), None);
+        let resumed = Collector::new(1, 1, 10, 40);
+        resumed.activate();
+        assert_eq!(resumed.due(0, 45), None);
     }
 
     #[test]

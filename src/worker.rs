@@ -365,6 +365,9 @@ pub fn run(options: &RunOptions, watch: Arc<Watch>) -> Result<RunSummary, Worker
             if !watch.ready() && watcher.caught_up() {
                 watch.ready.store(true, Ordering::Release);
                 tracing::info!("caught up");
+                if let Some(collector) = &collector {
+                    collector.activate();
+                }
             }
             if let (Some(collector), Some(store)) = (&collector, &store) {
                 let acked = publisher.as_ref().map_or(u64::MAX, |p| p.acked());

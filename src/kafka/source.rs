@@ -80,6 +80,8 @@ struct Partition {
     max_ts: i64,
     last_message: Instant,
     at_end: bool,
+    /// Whether it has been at its end at least once since the start: "caught up" once all have.
+    reached_end: bool,
     /// `(tick, offset)`: every message before `offset` has a tick at or below `tick`.
     checkpoints: VecDeque<(u64, i64)>,
     committed: i64,
@@ -155,7 +157,7 @@ fn consumer_for(
     from_ms: i64,
     lag: &kafka::ConsumerLag,
     resume: Option<&Checkpoint>,
-) -> Result<Option<(Topic, KafkaConsumer, Vec<(i32, Option<i64>)>)>, SourceError> {
+) -> Result<Option<(Topic, KafkaConsumer, Vec<(i32, Option<i64>, bool)>)>, SourceError> {
     let ids: Vec<i32> = mine.iter().filter(|(t, _)| *t == topic).map(|(_, p)| *p).collect();
     if ids.is_empty() {
         return Ok(None);
@@ -173,7 +175,17 @@ fn consumer_for(
             }
         }
     }
-    let starts: Vec<(i32, Option<i64>)> = offsets.iter().map(|(p, o)| (*p, if let Offset::Offset(o) = o { Some(*o) } else { None })).collect();
+    // A partition that starts at its end (a restart with nothing new) may never report
+    // end-of-partition (no fetch returns anything): it is at its end from the start.
+    let starts: Vec<(i32, Option<i64>, bool)> = offsets
+        .iter()
+        .map(|(p, o)| {
+            let start = if let Offset::Offset(o) = o { Some(*o) } else { None };
+            let high = consumer.fetch_watermarks(name, *p, kafka::REQUEST_TIMEOUT).map(|(_, high)| high).ok();
+            let at_end = matches!(o, Offset::End) || start.zip(high).is_some_and(|(s, h)| s >= h);
+            (*p, start, at_end)
+        })
+        .collect();
     let mut assignment = TopicPartitionList::new();
     for (p, offset) in offsets {
         assignment.add_partition_offset(name, p, offset).map_err(|source| kafka::KafkaClientError::Client { what: "assignment".into(), source })?;
@@ -194,10 +206,10 @@ fn topic_name(kafka: &KafkaConfig, topic: Topic) -> &str {
 pub fn kafka_source<'scope>(scope: Scope<'scope, u64>, ctx: SourceContext) -> Result<(Stream<'scope, u64, Vec<Event>>, Stream<'scope, u64, Vec<Catalog>>), SourceError> {
     let mine = kafka::owned_by(&ctx.partitions, scope.index(), scope.peers());
     let mut consumers = Vec::new();
-    let mut starts: Vec<(Topic, i32, Option<i64>)> = Vec::new();
+    let mut starts: Vec<(Topic, i32, Option<i64>, bool)> = Vec::new();
     for topic in [Topic::Assignments, Topic::Outcomes] {
         if let Some((topic, consumer, from)) = consumer_for(&ctx.kafka, topic, &mine, ctx.rebuild_from_ms, &ctx.lag, ctx.resume.as_deref())? {
-            starts.extend(from.into_iter().map(|(p, o)| (topic, p, o)));
+            starts.extend(from.into_iter().map(|(p, o, at_end)| (topic, p, o, at_end)));
             consumers.push((topic, consumer));
         }
     }
@@ -215,8 +227,9 @@ pub fn kafka_source<'scope>(scope: Scope<'scope, u64>, ctx: SourceContext) -> Re
             .map(|&(topic, id)| {
                 let name = topic_name(&ctx.kafka, topic);
                 let max_ts = resumed(resume.as_deref(), name, id).map_or(i64::MIN, |r| r.max_ts);
-                let base = starts.iter().find(|(t, p, _)| *t == topic && *p == id).and_then(|(_, _, o)| *o);
-                Partition { topic, id, max_ts, last_message: started, at_end: false, checkpoints: VecDeque::new(), committed: -1, base }
+                let start = starts.iter().find(|(t, p, ..)| *t == topic && *p == id);
+                let (base, at_end) = (start.and_then(|(_, _, o, _)| *o), start.is_some_and(|(.., at_end)| *at_end));
+                Partition { topic, id, max_ts, last_message: started, at_end, reached_end: at_end, checkpoints: VecDeque::new(), committed: -1, base }
             })
             .collect();
         let mut capability = if consumers.is_empty() { None } else { Some(capability) };
@@ -289,6 +302,7 @@ pub fn kafka_source<'scope>(scope: Scope<'scope, u64>, ctx: SourceContext) -> Re
                             if let Some(part) = partitions.iter_mut().find(|x| x.topic == topic && x.id == p) {
                                 tracing::debug!(topic = topic.as_str(), partition = p, max_ts = %crate::logs::rfc3339(part.max_ts), "partition at end");
                                 part.at_end = true;
+                                part.reached_end = true;
                             }
                             continue;
                         }
@@ -346,7 +360,9 @@ pub fn kafka_source<'scope>(scope: Scope<'scope, u64>, ctx: SourceContext) -> Re
                     control.release(worker_index, tick);
                 }
             }
-            if !caught_up && partitions.iter().all(|p| p.at_end) {
+            // Caught up once every partition has been read to its end once (with traffic going
+            // on, they need not all be at their end at the same moment).
+            if !caught_up && partitions.iter().all(|p| p.reached_end) {
                 caught_up = true;
                 control.caught_up.fetch_add(1, Ordering::AcqRel);
             }
@@ -391,7 +407,7 @@ mod tests {
     use super::*;
 
     fn partition() -> Partition {
-        Partition { topic: Topic::Assignments, id: 0, max_ts: i64::MIN, last_message: Instant::now(), at_end: false, checkpoints: VecDeque::new(), committed: -1, base: None }
+        Partition { topic: Topic::Assignments, id: 0, max_ts: i64::MIN, last_message: Instant::now(), at_end: false, reached_end: false, checkpoints: VecDeque::new(), committed: -1, base: None }
     }
 
     #[test]

@@ -1,0 +1,153 @@
+//! Restart from a checkpoint against a rebuild from the topics, through tansu and Redis.
+//!
+//! A backlog of generated traffic (default 5,000,000 assignments over the last 9 minutes, so
+//! the 10-minute window holds all of it) is produced to tansu. Then:
+//! 1. the worker without checkpoints rebuilds from the topics: the time until `/readyz`
+//!    answers 200 (caught up, lag within bounds, sinks up), and its throughput;
+//! 2. the same with `[checkpoint] interval = "1m"`: the throughput cost of checkpointing;
+//! 3. that worker is killed (SIGKILL) and started again: it resumes from its newest checkpoint;
+//!    the time until `/readyz` answers 200 against the rebuild's;
+//! 4. the checkpoint's size per pending assignment and per (entity, arm), and the time to
+//!    encode and write it durably.
+//!
+//! Run by scripts/bench.sh; `cargo bench --bench recovery -- [assignments]`.
+
+#[path = "../tests/common/mod.rs"]
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use banditflow::checkpoint::Store;
+use banditflow::traffic::{generate, TrafficSpec};
+use common::*;
+use rdkafka::config::ClientConfig;
+use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
+
+fn produce_backlog(brokers: &str, count: u64) -> usize {
+    let start_ms = now_ms() - 9 * 60_000;
+    let spec = TrafficSpec { count, entities: 100, arms: 5, rate: 0.05, start_ms, duration_ms: 9 * 60_000 - 5_000, attribution_ms: 5_000, seed: 5, ..TrafficSpec::default() };
+    let (mut a, mut o) = (Vec::new(), Vec::new());
+    generate(&spec, &mut a, &mut o).expect("generate");
+    let p: BaseProducer = ClientConfig::new()
+        .set("bootstrap.servers", brokers)
+        .set("linger.ms", "20")
+        .set("queue.buffering.max.messages", "1000000")
+        .set("batch.num.messages", "10000")
+        .create()
+        .expect("producer");
+    let mut events = 0;
+    for (topic, bytes) in [("assignments", &a), ("outcomes", &o)] {
+        for line in std::str::from_utf8(bytes).expect("utf8").lines() {
+            let key = line.split("\"assignment_id\":\"").nth(1).and_then(|r| r.split('"').next()).unwrap_or("");
+            let ts: i64 = line.rsplit("\"ts\":").next().and_then(|r| r.split(|c: char| !c.is_ascii_digit()).next()).and_then(|t| t.parse().ok()).unwrap_or(0);
+            let mut record = BaseRecord::to(topic).key(key).payload(line).timestamp(ts);
+            loop {
+                match p.send(record) {
+                    Ok(()) => break,
+                    Err((_, back)) => {
+                        record = back;
+                        p.poll(Duration::from_millis(2));
+                    }
+                }
+            }
+            p.poll(Duration::ZERO);
+            events += 1;
+        }
+    }
+    p.flush(Duration::from_secs(600)).expect("flush");
+    events
+}
+
+/// Starts the worker and waits until `/readyz` answers 200; returns it and the seconds taken.
+fn until_ready(binary: &Path, job: &Path, env: &[(&str, String)], log: &Path) -> (Worker, f64) {
+    let started = Instant::now();
+    let mut worker = Worker::start_with(binary, job, &["--workers", "2"], env, log);
+    loop {
+        worker.assert_running();
+        if http_get(worker.metrics_port, "/readyz").is_some_and(|(status, _)| status == 200) {
+            return (worker, started.elapsed().as_secs_f64());
+        }
+        assert!(started.elapsed() < Duration::from_secs(900), "never ready: {}", worker.log_text());
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+fn main() {
+    let args: Vec<String> = std::env::args().skip(1).filter(|a| !a.starts_with("--")).collect();
+    let count: u64 = args.first().and_then(|a| a.parse().ok()).unwrap_or(5_000_000);
+    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
+    let binary = std::env::var("BANDITFLOW_BIN").map_or_else(|_| root.join("target/release/banditflow"), PathBuf::from);
+    assert!(binary.is_file(), "build the release binary first: {}", binary.display());
+    let dir = tempfile::tempdir().expect("tempdir");
+    let broker = Broker::start();
+    for (topic, partitions) in [("assignments", 8), ("outcomes", 8), ("weights", 4)] {
+        broker.create_topic(topic, partitions);
+    }
+    let redis_dir = dir.path().join("redis");
+    std::fs::create_dir_all(&redis_dir).expect("dir");
+    let redis = Redis::start(&redis_dir);
+    eprintln!("[recovery-bench] producing {count} assignments and their outcomes to tansu");
+    let events = produce_backlog(&broker.brokers(), count);
+    let base = std::fs::read_to_string(root.join("dataflows/live-bench.toml")).expect("job");
+    let checkpoints = dir.path().join("checkpoints");
+    let jobs = [("plain", base.clone()), ("checkpointed", format!("{base}\n[checkpoint]\ndir = \"{}\"\ninterval = \"1m\"\nkeep = 2\n", checkpoints.display()))];
+    let mut ready = Vec::new();
+    let mut last = None;
+    for (i, (name, text)) in jobs.iter().enumerate() {
+        let job = dir.path().join(format!("{name}.toml"));
+        std::fs::write(&job, text).expect("job");
+        // Each run publishes to its own weights topic and Redis prefix: nothing read back.
+        let env = vec![
+            ("BANDITFLOW_KAFKA_BROKERS", broker.brokers()),
+            ("BANDITFLOW_REDIS_URL", redis.url()),
+            ("BANDITFLOW_REDIS_PREFIX", format!("bench{i}")),
+            ("BANDITFLOW_KAFKA_WEIGHTS_TOPIC", format!("weights{i}")),
+            ("BANDITFLOW_KAFKA_GROUP_ID", format!("recovery-bench-{i}")),
+        ];
+        broker.create_topic(&format!("weights{i}"), 4);
+        let (worker, secs) = until_ready(&binary, &job, &env, &dir.path().join(format!("{name}.log")));
+        eprintln!("[recovery-bench] {name}: ready after {secs:.2}s ({:.0} events/s)", events as f64 / secs);
+        ready.push(secs);
+        last = Some((worker, job, env));
+    }
+    let (worker, job, env) = last.expect("the checkpointed run");
+    // Once caught up, a checkpoint of the whole window follows within the interval.
+    let store = Store::open(&checkpoints, 2).expect("store");
+    let caught_up = std::time::SystemTime::now();
+    let newer = || store.files().ok().and_then(|f| f.first().cloned()).and_then(|f| std::fs::metadata(f).ok()?.modified().ok()).is_some_and(|m| m > caught_up);
+    let written = wait_until(Duration::from_secs(150), newer);
+    assert!(written, "no checkpoint after catching up: {}", worker.log_text());
+    worker.kill();
+    let (restarted, restore_secs) = until_ready(&binary, &job, &env, &dir.path().join("restarted.log"));
+    assert!(restarted.log_text().contains("resuming from checkpoint"), "{}", restarted.log_text());
+    let (newest, _) = store.newest(|_| Ok(())).expect("read");
+    let (path, checkpoint) = newest.expect("a checkpoint");
+    let bytes = std::fs::metadata(&path).expect("size").len();
+    let pending: usize = checkpoint.attribution.iter().map(|p| p.state.pending.len()).sum();
+    let departures: usize = checkpoint.attribution.iter().map(|p| p.departures.len()).sum();
+    let pairs: usize = checkpoint.weighers.iter().flat_map(|w| &w.counts).map(|(_, arms)| arms.len()).sum();
+    let copy = Store::open(&dir.path().join("copy"), 1).expect("store");
+    let writing = Instant::now();
+    copy.write(&checkpoint).expect("write");
+    let write_ms = writing.elapsed().as_secs_f64() * 1000.0;
+    drop(restarted);
+    println!("### Recovery benchmark (`cargo bench --bench recovery -- {count}`)");
+    println!();
+    println!("{events} events ({count} assignments over 9 minutes, 100 entities x 5 arms) in tansu; job `dataflows/live-bench.toml` (window 10m, tick 1s), 2 worker threads.");
+    println!();
+    println!("| run | until /readyz 200 | events/s |");
+    println!("|---|---:|---:|");
+    println!("| rebuild from the topics, no checkpoints | {:.2} s | {:.0} |", ready[0], events as f64 / ready[0]);
+    println!("| rebuild from the topics, checkpoint every minute | {:.2} s | {:.0} |", ready[1], events as f64 / ready[1]);
+    println!("| restart from the newest checkpoint after SIGKILL | {restore_secs:.2} s | |");
+    println!();
+    println!("- Restart from a checkpoint vs rebuild: **{:.1}x** faster (target >= 10x).", ready[0] / restore_secs);
+    println!("- Throughput cost of checkpointing every minute while catching up: {:+.1}% of the time (target <= 5%).", (ready[1] / ready[0] - 1.0) * 100.0);
+    println!(
+        "- Checkpoint at tick {}: {bytes} bytes; {pending} pending assignments ({:.1} bytes each if they were all of it), {departures} scheduled departures, {pairs} (entity, arm) window counts ({:.1} bytes per pair if they were all of it); encoded and written durably in {write_ms:.1} ms.",
+        checkpoint.tick,
+        bytes as f64 / pending.max(1) as f64,
+        bytes as f64 / pairs.max(1) as f64
+    );
+}
