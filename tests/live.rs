@@ -165,6 +165,17 @@ impl Scenario {
         }
     }
 
+    /// Once the streamed traffic is all out: the weights topic holds exactly replay's records,
+    /// Redis each entity's last, and the worker stops cleanly.
+    fn finish_streamed(&self, producer: std::thread::JoinHandle<()>, mut worker: Worker) {
+        producer.join().expect("producer");
+        let expected = self.expected();
+        self.await_topic("weights", &expected, &mut worker);
+        self.assert_redis_latest(PREFIX, &expected);
+        let (status, _) = worker.terminate();
+        assert!(status.success());
+    }
+
     /// Redis holds each entity's last expected record, under `prefix`.
     fn assert_redis_latest(&self, prefix: &str, expected: &BTreeMap<String, Vec<Value>>) {
         let stored = self.redis.records(prefix);
@@ -615,12 +626,7 @@ fn streamed_restarts(seconds: u64, first_workers: usize, stops: &[Stop]) -> Vec<
         }
         worker = start(i + 1, stop.workers);
     }
-    producer.join().expect("producer");
-    let expected = scenario.expected();
-    scenario.await_topic("weights", &expected, &mut worker);
-    scenario.assert_redis_latest(PREFIX, &expected);
-    let (status, _) = worker.terminate();
-    assert!(status.success());
+    scenario.finish_streamed(producer, worker);
     let backwards = watch.finish();
     assert!(backwards.is_empty(), "versions went backwards in Redis: {backwards:?}");
     (0..=stops.len()).map(|i| std::fs::read_to_string(scenario.dir.path().join(format!("run-{i}.log"))).unwrap_or_default()).collect()
@@ -722,10 +728,5 @@ fn a_broker_down_for_thirty_seconds_mid_stream_ends_in_exactly_replays_records()
         std::thread::sleep(Duration::from_millis(200));
     }
     scenario.broker.restart();
-    producer.join().expect("producer");
-    let expected = scenario.expected();
-    scenario.await_topic("weights", &expected, &mut worker);
-    scenario.assert_redis_latest(PREFIX, &expected);
-    let (status, _) = worker.terminate();
-    assert!(status.success());
+    scenario.finish_streamed(producer, worker);
 }

@@ -210,20 +210,25 @@ pub fn produce(brokers: &str, topic: &str, lines: &[String], key_field: &str) {
         let value: Value = serde_json::from_str(line).expect("json line");
         let key = value[key_field].as_str().unwrap_or("").to_owned();
         let ts = value["ts"].as_i64().unwrap_or(0);
-        let mut record = BaseRecord::to(topic).key(&key).payload(line).timestamp(ts);
-        loop {
-            match producer.send(record) {
-                Ok(()) => break,
-                Err((KafkaError::MessageProduction(rdkafka::types::RDKafkaErrorCode::QueueFull), back)) => {
-                    record = back;
-                    producer.poll(Duration::from_millis(10));
-                }
-                Err((e, _)) => panic!("produce: {e}"),
-            }
-        }
-        producer.poll(Duration::ZERO);
+        send_line(&producer, topic, &key, line, ts);
     }
     producer.flush(Duration::from_secs(60)).expect("flush");
+}
+
+/// Sends one line, waiting while the producer's queue is full.
+fn send_line(producer: &BaseProducer, topic: &str, key: &str, line: &str, ts: i64) {
+    let mut record = BaseRecord::to(topic).key(key).payload(line).timestamp(ts);
+    loop {
+        match producer.send(record) {
+            Ok(()) => break,
+            Err((KafkaError::MessageProduction(rdkafka::types::RDKafkaErrorCode::QueueFull), back)) => {
+                record = back;
+                producer.poll(Duration::from_millis(10));
+            }
+            Err((e, _)) => panic!("produce: {e}"),
+        }
+    }
+    producer.poll(Duration::ZERO);
 }
 
 /// Produces `(topic, line)`s in real time on a thread of its own: each as soon as the wall
@@ -241,18 +246,7 @@ pub fn stream(brokers: &str, mut lines: Vec<(&'static str, String)>) -> std::thr
                 producer.poll(Duration::from_millis(5));
             }
             let key = serde_json::from_str::<Value>(line).ok().and_then(|v| v["assignment_id"].as_str().map(str::to_owned)).unwrap_or_default();
-            let mut record = BaseRecord::to(topic).key(&key).payload(line).timestamp(due);
-            loop {
-                match producer.send(record) {
-                    Ok(()) => break,
-                    Err((KafkaError::MessageProduction(rdkafka::types::RDKafkaErrorCode::QueueFull), back)) => {
-                        record = back;
-                        producer.poll(Duration::from_millis(10));
-                    }
-                    Err((e, _)) => panic!("produce: {e}"),
-                }
-            }
-            producer.poll(Duration::ZERO);
+            send_line(&producer, topic, &key, line, due);
         }
         producer.flush(Duration::from_secs(60)).expect("flush");
     })
