@@ -84,6 +84,9 @@ pub enum WorkerError {
     /// The metrics endpoint could not start.
     #[error(transparent)]
     Metrics(#[from] MetricsError),
+    /// The worker stopped itself, for the reason given.
+    #[error("{0}")]
+    Stopped(String),
     /// Partitions were added to an input topic while the worker ran.
     #[error("partitions were added to the input topics while the worker ran ({0}); it stopped so that a restart reads them all (it resumes from its checkpoint, if any)")]
     PartitionsAdded(String),
@@ -390,6 +393,10 @@ pub fn run(options: &RunOptions, watch: Arc<Watch>) -> Result<RunSummary, Worker
         None => Vec::new(),
     };
     if let Some(error) = failure.lock().ok().and_then(|mut f| f.take()) {
+        // A stop for added partitions says so as it is; anything else failed the dataflow.
+        if kafka::PARTITIONS_ADDED.load(Ordering::Relaxed) == 1 {
+            return Err(WorkerError::Stopped(error));
+        }
         return Err(WorkerError::Dataflow(error));
     }
     tracing::info!(elapsed_s = started.elapsed().as_secs_f64(), "worker stopped");
