@@ -72,16 +72,7 @@ fn main() {
     let rate: u64 = args.get(1).and_then(|a| a.parse().ok()).unwrap_or(20_000);
     let probe_seconds: u64 = args.get(2).and_then(|a| a.parse().ok()).unwrap_or(90);
     let root = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
-    let binary = std::env::var("BANDITFLOW_BIN").map_or_else(|_| root.join("target/release/banditflow"), PathBuf::from);
-    assert!(binary.is_file(), "build the release binary first: {}", binary.display());
-    let dir = tempfile::tempdir().expect("tempdir");
-    let broker = Broker::start();
-    for (topic, partitions) in [("assignments", 8), ("outcomes", 8), ("weights", 4)] {
-        broker.create_topic(topic, partitions);
-    }
-    let redis_dir = dir.path().join("redis");
-    std::fs::create_dir_all(&redis_dir).expect("dir");
-    let redis = Redis::start(&redis_dir);
+    let Bench { binary, dir, broker, redis } = Bench::start();
     let brokers = broker.brokers();
 
     // --- 1. Throughput over a backlog ------------------------------------------------------

@@ -77,16 +77,7 @@ fn main() {
     let args: Vec<String> = std::env::args().skip(1).filter(|a| !a.starts_with("--")).collect();
     let count: u64 = args.first().and_then(|a| a.parse().ok()).unwrap_or(5_000_000);
     let root = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
-    let binary = std::env::var("BANDITFLOW_BIN").map_or_else(|_| root.join("target/release/banditflow"), PathBuf::from);
-    assert!(binary.is_file(), "build the release binary first: {}", binary.display());
-    let dir = tempfile::tempdir().expect("tempdir");
-    let broker = Broker::start();
-    for (topic, partitions) in [("assignments", 8), ("outcomes", 8), ("weights", 4)] {
-        broker.create_topic(topic, partitions);
-    }
-    let redis_dir = dir.path().join("redis");
-    std::fs::create_dir_all(&redis_dir).expect("dir");
-    let redis = Redis::start(&redis_dir);
+    let Bench { binary, dir, broker, redis } = Bench::start();
     eprintln!("[recovery-bench] producing {count} assignments and their outcomes to tansu");
     let events = produce_backlog(&broker.brokers(), count);
     let base = std::fs::read_to_string(root.join("dataflows/live-bench.toml")).expect("job");

@@ -126,6 +126,32 @@ impl Drop for Broker {
     }
 }
 
+/// What the end-to-end benchmarks run against: the release binary, a scratch directory,
+/// tansu with the input topics (8 partitions each) and the weights topic (4), redis-server.
+pub struct Bench {
+    pub binary: PathBuf,
+    pub dir: tempfile::TempDir,
+    pub broker: Broker,
+    pub redis: Redis,
+}
+
+impl Bench {
+    pub fn start() -> Bench {
+        let root = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
+        let binary = std::env::var("BANDITFLOW_BIN").map_or_else(|_| root.join("target/release/banditflow"), PathBuf::from);
+        assert!(binary.is_file(), "build the release binary first: {}", binary.display());
+        let dir = tempfile::tempdir().expect("tempdir");
+        let broker = Broker::start();
+        for (topic, partitions) in [("assignments", 8), ("outcomes", 8), ("weights", 4)] {
+            broker.create_topic(topic, partitions);
+        }
+        let redis_dir = dir.path().join("redis");
+        std::fs::create_dir_all(&redis_dir).expect("dir");
+        let redis = Redis::start(&redis_dir);
+        Bench { binary, dir, broker, redis }
+    }
+}
+
 /// A redis-server that keeps its data in an append-only file, so it survives a restart.
 pub struct Redis {
     child: Option<Child>,
