@@ -225,6 +225,7 @@ pub fn run(options: &RunOptions, watch: Arc<Watch>) -> Result<RunSummary, Worker
     let lookback = (job.window_ms + job.attribution_ms + job.allowed_lateness_ms).min(i64::MAX as u64) as i64;
     let last_published = publisher.as_ref().and_then(|p| p.newest_version()).map(|v| v.min(i64::MAX as u64) as i64);
     let rebuild_from_ms = last_published.map_or_else(now_ms, |v| v.min(now_ms())) - lookback;
+    check_retention(&kafka, lookback);
     let publish_from = if recovery.restored.is_some() { 0 } else { first_publishable(&kafka, &partitions, rebuild_from_ms, &job) };
     if publish_from > 0 {
         tracing::info!(
@@ -403,25 +404,79 @@ pub fn run(options: &RunOptions, watch: Arc<Watch>) -> Result<RunSummary, Worker
     Ok(RunSummary { counters, sinks, elapsed: started.elapsed() })
 }
 
-/// The first tick a rebuild from `read_from_ms` may publish: 0 when every partition is read
-/// from its very beginning (nothing before the read start was skipped), else the first tick
-/// whose whole window is at or after `read_from_ms`.
-fn first_publishable(kafka_config: &KafkaConfig, partitions: &[(Topic, i32)], read_from_ms: i64, job: &banditflow_core::config::Dataflow) -> u64 {
-    let all_history = kafka::consumer(kafka_config).and_then(|consumer| {
-        for (topic, name) in [(Topic::Assignments, &kafka_config.assignments_topic), (Topic::Outcomes, &kafka_config.outcomes_topic)] {
-            let ids: Vec<i32> = partitions.iter().filter(|(t, _)| *t == topic).map(|(_, p)| *p).collect();
-            if !kafka::reads_all_history(&consumer, name, &ids, read_from_ms)? {
-                return Ok(false);
+/// The first tick a rebuild from `read_from_ms` may publish: 0 when nothing before the read
+/// start is missing from any input partition, else the first tick whose whole window is at
+/// or after the time from which every partition's read is complete
+/// ([`kafka::complete_from`]: the read start, or later where retention removed messages
+/// after it).
+fn first_publishable(
+    kafka_config: &KafkaConfig,
+    partitions: &[(Topic, i32)],
+    read_from_ms: i64,
+    job: &banditflow_core::config::Dataflow,
+) -> u64 {
+    let complete = kafka::consumer(kafka_config).and_then(|consumer| {
+        let mut complete = None;
+        for (topic, name) in [
+            (Topic::Assignments, &kafka_config.assignments_topic),
+            (Topic::Outcomes, &kafka_config.outcomes_topic),
+        ] {
+            let ids: Vec<i32> = partitions
+                .iter()
+                .filter(|(t, _)| *t == topic)
+                .map(|(_, p)| *p)
+                .collect();
+            let from = kafka::complete_from(&consumer, name, &ids, read_from_ms, job.allowed_lateness_ms)?;
+            if from > Some(read_from_ms) {
+                tracing::warn!(
+                    topic = %name,
+                    read_from = %crate::logs::rfc3339(read_from_ms),
+                    complete_from = from.map(crate::logs::rfc3339).unwrap_or_default(),
+                    "messages after the rebuild's read start were removed from the topic (retention?)"
+                );
             }
+            complete = complete.max(from);
         }
-        Ok(true)
+        Ok(complete)
     });
-    match all_history {
-        Ok(true) => 0,
-        Ok(false) => banditflow_core::time::first_covered_tick(Ticks::new(job.tick_ms), read_from_ms, job.window_ms),
+    match complete {
+        Ok(None) => 0,
+        Ok(Some(from)) => {
+            banditflow_core::time::first_covered_tick(Ticks::new(job.tick_ms), from, job.window_ms)
+        }
         Err(error) => {
             tracing::warn!(%error, "cannot tell where the rebuild's read starts; publishing every tick");
             0
+        }
+    }
+}
+
+/// Warns when an input topic keeps its messages for less than a rebuild reads back
+/// (`lookback_ms`: window, attribution and allowed lateness): a rebuild after a long stop
+/// would find the oldest part of its window gone, and publish nothing until the window has
+/// filled again.
+fn check_retention(kafka_config: &KafkaConfig, lookback_ms: i64) {
+    for topic in [
+        &kafka_config.assignments_topic,
+        &kafka_config.outcomes_topic,
+    ] {
+        match kafka::retention_ms(kafka_config, topic) {
+            Ok(Some(retention)) if retention < lookback_ms => {
+                tracing::warn!(
+                    topic = %topic,
+                    retention_s = retention as f64 / 1000.0,
+                    needed_s = lookback_ms as f64 / 1000.0,
+                    "the topic's retention is shorter than window + attribution + allowed_lateness: \
+                     a rebuild without a checkpoint would lack the oldest part of the window"
+                );
+            }
+            Ok(Some(_)) => {}
+            Ok(None) => {
+                tracing::debug!(topic = %topic, "the brokers report no retention.ms for the topic");
+            }
+            Err(error) => {
+                tracing::info!(topic = %topic, %error, "cannot read the topic's retention; not checked");
+            }
         }
     }
 }

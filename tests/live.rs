@@ -91,10 +91,16 @@ impl Scenario {
 
     /// As [`Scenario::with_job`], the broker keeping its data on disk if `durable`.
     fn with_broker(mode: &str, extra: &str, durable: bool) -> Scenario {
+        Scenario::with_topics(mode, extra, durable, &[])
+    }
+
+    /// As [`Scenario::with_broker`], the input topics created with `input_configs`.
+    fn with_topics(mode: &str, extra: &str, durable: bool, input_configs: &[(&str, &str)]) -> Scenario {
         let dir = tempfile::tempdir().expect("tempdir");
         let broker = if durable { Broker::start_durable(&dir.path().join("tansu.db")) } else { Broker::start() };
         for (topic, partitions) in [("assignments", 4), ("outcomes", 4), ("weights", 2), ("weights.shadow", 2)] {
-            broker.create_topic(topic, partitions);
+            let configs = if topic.starts_with("weights") { &[][..] } else { input_configs };
+            broker.create_topic_with(topic, partitions, configs);
         }
         let redis_dir = dir.path().join("redis");
         std::fs::create_dir_all(&redis_dir).expect("redis dir");
@@ -576,6 +582,8 @@ struct Stop {
     corrupt: Option<bool>,
     /// Worker threads of the next run.
     workers: usize,
+    /// Runs until it wrote a checkpoint of its own (the first run always does).
+    fresh: bool,
 }
 
 /// Live traffic for `seconds`, a worker stopped and restarted as `stops` say while it goes on
@@ -594,14 +602,22 @@ fn streamed_restarts(seconds: u64, first_workers: usize, stops: &[Stop]) -> Vec<
         let threads = workers.to_string();
         Worker::start(&scenario.job, &["--workers", &threads], &scenario.dir.path().join(format!("run-{run}.log")))
     };
+    // The checkpoint files, oldest first (their names hold the tick).
+    let files = || -> Vec<PathBuf> {
+        let mut files: Vec<PathBuf> = std::fs::read_dir(&checkpoints).map(|d| d.filter_map(|e| e.ok().map(|e| e.path())).filter(|p| p.extension().is_some_and(|x| x == "bin")).collect()).unwrap_or_default();
+        files.sort();
+        files
+    };
     let mut worker = start(0, first_workers);
     for (i, stop) in stops.iter().enumerate() {
-        // The first run writes a checkpoint before it stops; damage needs one before the newest.
-        let needed = if stop.corrupt.is_some() { 2 } else { usize::from(i == 0) };
+        // Damage needs a checkpoint before the newest.
+        let needed = if stop.corrupt.is_some() { 2 } else { 0 };
+        let before = files().last().cloned();
         let since = Instant::now();
         let ready = wait_until(Duration::from_secs(60), || {
             worker.assert_running();
-            since.elapsed() >= stop.after && std::fs::read_dir(&checkpoints).map_or(0, |d| d.filter(|e| e.as_ref().is_ok_and(|e| e.path().extension().is_some_and(|x| x == "bin"))).count()) >= needed
+            let now = files();
+            since.elapsed() >= stop.after && now.len() >= needed && (!(stop.fresh || i == 0) || now.last() > before.as_ref())
         });
         assert!(ready, "no checkpoint written: {}", worker.log_text());
         if stop.kill {
@@ -612,8 +628,7 @@ fn streamed_restarts(seconds: u64, first_workers: usize, stops: &[Stop]) -> Vec<
         }
         std::thread::sleep(stop.down);
         if let Some(truncate) = stop.corrupt {
-            let mut files: Vec<PathBuf> = std::fs::read_dir(&checkpoints).expect("checkpoints").filter_map(|e| e.ok().map(|e| e.path())).filter(|p| p.extension().is_some_and(|x| x == "bin")).collect();
-            files.sort();
+            let files = files();
             let newest = files.last().expect("a checkpoint to damage");
             let mut bytes = std::fs::read(newest).expect("read");
             if truncate {
@@ -644,6 +659,7 @@ fn killed_again_and_again_it_resumes_from_checkpoints_and_publishes_exactly_what
             down: Duration::from_millis(rng.random_range(0..2_500)),
             corrupt: None,
             workers: 1,
+            fresh: false,
         })
         .collect();
     let logs = streamed_restarts(45, 1, &stops);
@@ -654,14 +670,14 @@ fn killed_again_and_again_it_resumes_from_checkpoints_and_publishes_exactly_what
 #[test]
 fn stopped_for_longer_than_five_ticks_it_resumes_and_the_step_limit_holds() {
     // The job's max_step is 0.2: the records after the restart walk on from the last ones.
-    let stop = Stop { after: Duration::from_secs(6), kill: false, down: Duration::from_secs(7), corrupt: None, workers: 1 };
+    let stop = Stop { after: Duration::from_secs(6), kill: false, down: Duration::from_secs(7), corrupt: None, workers: 1, fresh: false };
     let logs = streamed_restarts(22, 1, &[stop]);
     assert!(logs[1].contains("resuming from checkpoint"), "{}", logs[1]);
 }
 
 #[test]
 fn a_damaged_newest_checkpoint_is_skipped_for_the_one_before_it() {
-    let stop = |truncate| Stop { after: Duration::from_secs(4), kill: true, down: Duration::from_millis(500), corrupt: Some(truncate), workers: 1 };
+    let stop = |truncate| Stop { after: Duration::from_secs(4), kill: true, down: Duration::from_millis(500), corrupt: Some(truncate), workers: 1, fresh: true };
     let logs = streamed_restarts(22, 1, &[stop(true), stop(false)]);
     for log in &logs[1..] {
         assert!(log.contains("checkpoint skipped") && log.contains("resuming from checkpoint"), "{log}");
@@ -671,7 +687,7 @@ fn a_damaged_newest_checkpoint_is_skipped_for_the_one_before_it() {
 
 #[test]
 fn a_changed_worker_count_resumes_from_the_same_checkpoints() {
-    let stop = |workers| Stop { after: Duration::from_secs(4), kill: true, down: Duration::from_millis(500), corrupt: None, workers };
+    let stop = |workers| Stop { after: Duration::from_secs(4), kill: true, down: Duration::from_millis(500), corrupt: None, workers, fresh: true };
     let logs = streamed_restarts(22, 2, &[stop(1), stop(2)]);
     assert!(logs[1].contains("written_by_workers=2") && logs[2].contains("written_by_workers=1"), "{}\n{}", logs[1], logs[2]);
 }
@@ -729,4 +745,92 @@ fn a_broker_down_for_thirty_seconds_mid_stream_ends_in_exactly_replays_records()
     }
     scenario.broker.restart();
     scenario.finish_streamed(producer, worker);
+}
+
+#[test]
+fn a_rebuild_whose_topics_lost_their_oldest_messages_publishes_no_tick_it_did_not_read_in_full() {
+    // The input topics keep 20 s of messages; a rebuild reads back window + attribution +
+    // lateness = 34 s. tansu deletes what is older when it starts, so the topics really lack
+    // the early data (and tansu's seek by time answers offset 0, so the read starts at the
+    // first kept message). No step limit: each record then depends on its window alone.
+    let retention = [("cleanup.policy", "delete"), ("retention.ms", "20000")];
+    let mut scenario = Scenario::with_topics("production", "window = \"30s\"\n", true, &retention);
+    let job = std::fs::read_to_string(&scenario.job).expect("job");
+    std::fs::write(&scenario.job, job.replace("max_step = 0.2\n", "")).expect("job");
+    let (a, o) = traffic(
+        scenario.dir.path(),
+        "retained",
+        now_ms() - 60_000,
+        55_000,
+        5_500,
+        41,
+    );
+    scenario.produce(a, o);
+    scenario.broker.restart();
+    let brokers = scenario.broker.brokers();
+    let mut kept: BTreeMap<&str, Vec<Published>> = BTreeMap::new();
+    let trimmed = wait_until(Duration::from_secs(60), || {
+        kept = ["assignments", "outcomes"]
+            .into_iter()
+            .map(|t| (t, read_topic(&brokers, t)))
+            .collect();
+        kept.values().all(|read| {
+            (0..4).all(|p| {
+                read.iter()
+                    .find(|m| m.partition == p)
+                    .is_some_and(|m| m.offset > 0)
+            })
+        })
+    });
+    assert!(trimmed, "tansu did not apply the retention");
+    // Replay sees what the topics still hold; a tick is covered when its window starts at or
+    // after every partition's first kept message (plus the allowed lateness).
+    let lines = |read: &[Published]| {
+        read.iter()
+            .map(|m| m.record.to_string())
+            .collect::<Vec<_>>()
+    };
+    scenario.assignments = lines(&kept["assignments"]);
+    scenario.outcomes = lines(&kept["outcomes"]);
+    let complete_from = kept
+        .values()
+        .flat_map(|read| {
+            (0..4).filter_map(|p| read.iter().find(|m| m.partition == p)?.record["ts"].as_i64())
+        })
+        .max()
+        .expect("kept messages")
+        + 1_000;
+    let replayed = scenario.expected();
+    let expected: BTreeMap<String, Vec<Value>> = replayed
+        .iter()
+        .map(|(entity, records)| {
+            let covered = records.iter().filter(|r| {
+                r["as_of"]
+                    .as_i64()
+                    .is_some_and(|t| t - 30_000 + 1 >= complete_from)
+            });
+            (entity.clone(), covered.cloned().collect::<Vec<_>>())
+        })
+        .collect();
+    let withheld: usize = replayed.values().map(Vec::len).sum::<usize>()
+        - expected.values().map(Vec::len).sum::<usize>();
+    assert!(
+        withheld > 0 && expected.values().all(|r| !r.is_empty()),
+        "the scenario tests nothing: {withheld} ticks uncovered"
+    );
+    let mut worker = Worker::start(&scenario.job, &[], &scenario.dir.path().join("worker.log"));
+    scenario.await_topic("weights", &expected, &mut worker);
+    let log = worker.log_text();
+    assert!(
+        log.contains(
+            "the topic's retention is shorter than window + attribution + allowed_lateness"
+        ),
+        "{log}"
+    );
+    assert!(
+        log.contains("messages after the rebuild's read start were removed from the topic"),
+        "{log}"
+    );
+    let (status, _) = worker.terminate();
+    assert!(status.success());
 }

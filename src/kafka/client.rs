@@ -270,19 +270,125 @@ pub struct ReadBack {
     pub ends: HashMap<i32, i64>,
 }
 
-/// Whether a rebuild from `read_from_ms` sees every message since then and nothing older
-/// was lost before it: false when some partition was sought by time past its start (what is
-/// before the found offset is older than `read_from_ms`, and is not read); true when every
-/// partition was read from offset 0, its very beginning (a broker that cannot seek by time
-/// answers offset 0: then everything is read, and every tick is covered).
-pub fn reads_all_history(consumer: &KafkaConsumer, topic: &str, partitions: &[i32], read_from_ms: i64) -> Result<bool, KafkaClientError> {
+/// From which event time on a rebuild that reads `partitions` of `topic` from `read_from_ms`
+/// sees every message: `None` when nothing was ever removed from them (each still starts at
+/// offset 0 and none was sought past its start: everything is read, as on a broker that
+/// cannot seek by time and answers offset 0, such as tansu 0.6); `read_from_ms` when a
+/// partition holds messages before it (the seek skipped them); and, for a partition whose
+/// oldest messages were removed (retention) and whose read starts at its first kept one,
+/// the first kept message's timestamp plus `lateness_ms` (what was removed came before it,
+/// at most `lateness_ms` out of order), never earlier than `read_from_ms`. The latest over
+/// the partitions.
+pub fn complete_from(
+    consumer: &KafkaConsumer,
+    topic: &str,
+    partitions: &[i32],
+    read_from_ms: i64,
+    lateness_ms: u64,
+) -> Result<Option<i64>, KafkaClientError> {
+    let mut complete: Option<i64> = None;
     for (p, offset) in offsets_at(consumer, topic, partitions, read_from_ms)? {
-        let (low, _) = consumer.fetch_watermarks(topic, p, REQUEST_TIMEOUT).map_err(client_error(format!("watermarks of {topic}/{p}")))?;
-        if offset != Offset::Offset(0) || low != 0 {
-            return Ok(false);
-        }
+        let (low, high) = consumer
+            .fetch_watermarks(topic, p, REQUEST_TIMEOUT)
+            .map_err(client_error(format!("watermarks of {topic}/{p}")))?;
+        let from = match offset {
+            Offset::Offset(o) if o > low => Some(read_from_ms),
+            _ if low == 0 => None,
+            // Everything that was there is gone: what is removed is older than now.
+            _ if high <= low => Some(read_from_ms.max(banditflow_core::time::now_ms())),
+            _ => {
+                let kept = first_timestamp(consumer, topic, p, low)?;
+                Some(read_from_ms.max(kept.saturating_add(lateness_ms.min(i64::MAX as u64) as i64)))
+            }
+        };
+        complete = complete.max(from);
     }
-    Ok(true)
+    Ok(complete)
+}
+
+/// The timestamp of the message at `offset` of `topic`/`partition` (or the first after it).
+fn first_timestamp(
+    consumer: &KafkaConsumer,
+    topic: &str,
+    partition: i32,
+    offset: i64,
+) -> Result<i64, KafkaClientError> {
+    let mut assignment = TopicPartitionList::new();
+    assignment
+        .add_partition_offset(topic, partition, Offset::Offset(offset))
+        .map_err(client_error("assignment"))?;
+    consumer
+        .assign(&assignment)
+        .map_err(client_error(format!("assign {topic}/{partition}")))?;
+    drop(assignment);
+    let asked = Instant::now();
+    let found = loop {
+        match consumer.poll(Duration::from_millis(100)) {
+            Some(Ok(message)) => {
+                break message
+                    .timestamp()
+                    .to_millis()
+                    .unwrap_or_else(banditflow_core::time::now_ms)
+            }
+            // End-of-partition (early on tansu) or a passing error: ask on until the deadline.
+            Some(Err(_)) | None if asked.elapsed() < REQUEST_TIMEOUT => {}
+            Some(Err(source)) => {
+                return Err(KafkaClientError::Client {
+                    what: format!("first kept message of {topic}/{partition}"),
+                    source,
+                })
+            }
+            None => {
+                return Err(KafkaClientError::Client {
+                    what: format!("first kept message of {topic}/{partition}"),
+                    source: KafkaError::NoMessageReceived,
+                })
+            }
+        }
+    };
+    consumer
+        .unassign()
+        .map_err(client_error(format!("unassign {topic}/{partition}")))?;
+    Ok(found)
+}
+
+/// The `retention.ms` of `topic` as the brokers report it: `None` when they report none, or
+/// unlimited (-1).
+pub fn retention_ms(kafka: &KafkaConfig, topic: &str) -> Result<Option<i64>, KafkaClientError> {
+    use rdkafka::admin::{AdminClient, AdminOptions, ResourceSpecifier};
+    let admin: AdminClient<rdkafka::client::DefaultClientContext> = with_properties(
+        {
+            let mut config = ClientConfig::new();
+            config.set("bootstrap.servers", &kafka.brokers);
+            config
+        },
+        kafka,
+    )
+    .create()
+    .map_err(client_error("cannot create admin client"))?;
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_time()
+        .build()
+        .map_err(|e| KafkaClientError::Client {
+            what: "admin requests".to_owned(),
+            source: KafkaError::AdminOpCreation(e.to_string()),
+        })?;
+    let options = AdminOptions::new().request_timeout(Some(REQUEST_TIMEOUT));
+    let described = runtime
+        .block_on(admin.describe_configs(&[ResourceSpecifier::Topic(topic)], &options))
+        .map_err(client_error(format!(
+            "describe the configuration of {topic}"
+        )))?;
+    let retention = described
+        .into_iter()
+        .filter_map(Result::ok)
+        .find_map(|resource| {
+            resource
+                .get("retention.ms")
+                .and_then(|e| e.value.as_deref())
+                .and_then(|v| v.parse::<i64>().ok())
+        });
+    Ok(retention.filter(|ms| *ms >= 0))
 }
 
 /// The newest version published per entity on `topic` (the `version` header, or the

@@ -110,8 +110,17 @@ impl Broker {
     }
 
     pub fn create_topic(&self, name: &str, partitions: u32) {
-        let status = Command::new(binary("tansu"))
-            .args(["topic", "create", "--broker", &format!("tcp://127.0.0.1:{}", self.port), "--partitions", &partitions.to_string(), name])
+        self.create_topic_with(name, partitions, &[]);
+    }
+
+    /// Creates `name` with topic configuration `configs` (such as `("retention.ms", "20000")`).
+    pub fn create_topic_with(&self, name: &str, partitions: u32, configs: &[(&str, &str)]) {
+        let mut command = Command::new(binary("tansu"));
+        command.args(["topic", "create", "--broker", &format!("tcp://127.0.0.1:{}", self.port), "--partitions", &partitions.to_string(), name]);
+        for (key, value) in configs {
+            command.args(["--config", &format!("{key}={value}")]);
+        }
+        let status = command
             .stdout(Stdio::null())
             .status()
             .expect("tansu topic create");
