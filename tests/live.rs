@@ -834,3 +834,46 @@ fn a_rebuild_whose_topics_lost_their_oldest_messages_publishes_no_tick_it_did_no
     let (status, _) = worker.terminate();
     assert!(status.success());
 }
+
+#[test]
+fn an_unwritable_checkpoint_directory_keeps_the_worker_publishing_counts_failures_and_retries() {
+    let mut scenario = Scenario::with_job("production", "\n[checkpoint]\ndir = \"{dir}/checkpoints\"\ninterval = \"1s\"\n");
+    let (a, o) = traffic(scenario.dir.path(), "streamed", now_ms() + 2_000, 30_000, 6_000, 43);
+    let lines: Vec<(&'static str, String)> = a.iter().map(|l| ("assignments", l.clone())).chain(o.iter().map(|l| ("outcomes", l.clone()))).collect();
+    scenario.assignments.extend(a);
+    scenario.outcomes.extend(o);
+    let producer = stream(&scenario.broker.brokers(), lines);
+    let mut worker = Worker::start(&scenario.job, &[], &scenario.dir.path().join("worker.log"));
+    let port = worker.metrics_port;
+    let gauge = |name: &str| http_get(port, "/metrics").and_then(|(_, page)| metric(&page, name, ""));
+    let written = wait_until(Duration::from_secs(60), || {
+        worker.assert_running();
+        gauge("banditflow_last_checkpoint_timestamp_seconds").is_some_and(|t| t > 0.0)
+    });
+    assert!(written, "no checkpoint written: {}", worker.log_text());
+    // The directory turns into a file: every write fails (as root, permissions would not).
+    let (dir, away) = (scenario.dir.path().join("checkpoints"), scenario.dir.path().join("checkpoints.away"));
+    std::fs::rename(&dir, &away).expect("move the directory away");
+    std::fs::write(&dir, "not a directory").expect("a file in its place");
+    let published_before = scenario.published("weights").values().map(Vec::len).sum::<usize>();
+    let failing = wait_until(Duration::from_secs(60), || {
+        worker.assert_running();
+        gauge("banditflow_checkpoint_write_failures_total").is_some_and(|n| n >= 3.0)
+            && scenario.published("weights").values().map(Vec::len).sum::<usize>() > published_before
+    });
+    assert!(failing, "failures not counted, or publishing stopped: {}", worker.log_text());
+    let ready = http_get(port, "/readyz").map(|(status, _)| status);
+    assert_eq!(ready, Some(200), "a failing checkpoint directory does not make the worker unready");
+    std::fs::remove_file(&dir).expect("remove the file");
+    std::fs::rename(&away, &dir).expect("move the directory back");
+    let restored_s = now_ms() as f64 / 1000.0;
+    let again = wait_until(Duration::from_secs(60), || {
+        worker.assert_running();
+        gauge("banditflow_last_checkpoint_timestamp_seconds").is_some_and(|t| t > restored_s)
+    });
+    assert!(again, "checkpoints not written again: {}", worker.log_text());
+    let log = worker.log_text();
+    assert_eq!(log.matches("cannot write a checkpoint").count(), 1, "logged once while failing: {log}");
+    assert!(log.contains("checkpoints are written again"), "{log}");
+    scenario.finish_streamed(producer, worker);
+}
