@@ -104,7 +104,7 @@ fn main() {
     }
     let (worker, job, env) = last.expect("the checkpointed run");
     // Once caught up, a checkpoint of the whole window follows within the interval.
-    let store = Store::open(&checkpoints, 2).expect("store");
+    let store = Store::open(&checkpoints, 2, 0, 1).expect("store");
     let caught_up = std::time::SystemTime::now();
     let newer = || store.files().ok().and_then(|f| f.first().cloned()).and_then(|f| std::fs::metadata(f).ok()?.modified().ok()).is_some_and(|m| m > caught_up);
     let written = wait_until(Duration::from_secs(150), newer);
@@ -118,7 +118,7 @@ fn main() {
     let pending: usize = checkpoint.attribution.iter().map(|p| p.state.pending.len()).sum();
     let departures: usize = checkpoint.attribution.iter().map(|p| p.departures.len()).sum();
     let pairs: usize = checkpoint.weighers.iter().flat_map(|w| &w.counts).map(|(_, arms)| arms.len()).sum();
-    let copy = Store::open(&dir.path().join("copy"), 1).expect("store");
+    let copy = Store::open(&dir.path().join("copy"), 1, 0, 1).expect("store");
     let writing = Instant::now();
     copy.write(&checkpoint).expect("write");
     let write_ms = writing.elapsed().as_secs_f64() * 1000.0;

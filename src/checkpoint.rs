@@ -33,11 +33,16 @@ pub fn timing(job: &Dataflow) -> JobTiming {
     JobTiming { tick_ms: job.tick_ms, window_ms: job.window_ms, attribution_ms: job.attribution_ms, allowed_lateness_ms: job.allowed_lateness_ms }
 }
 
-/// A directory of checkpoints, `checkpoint-<tick>.bin`.
+/// A directory of checkpoints. A single process writes `checkpoint-<tick>.bin`; process `p`
+/// of a cluster of `n` writes `checkpoint-<tick>-process-<p>-of-<n>.bin` with its own
+/// workers' parts. Each keeps the newest `keep` of its own files, so the processes of a
+/// cluster may share the directory or each have its own.
 #[derive(Clone, Debug)]
 pub struct Store {
     dir: PathBuf,
     keep: usize,
+    process: usize,
+    processes: usize,
 }
 
 /// A checkpoint file that could not be used, and why.
@@ -49,33 +54,71 @@ pub struct Skipped {
     pub reason: String,
 }
 
+/// A checkpoint this process can resume from, and the files it came from.
+#[derive(Debug)]
+pub struct Candidate {
+    /// The files read: one, or one per process of the cluster that wrote it.
+    pub files: Vec<PathBuf>,
+    /// The checkpoint (the parts of every file merged).
+    pub checkpoint: Checkpoint,
+}
+
+/// The tick of a checkpoint file's name and, for a cluster's file, (process, processes).
+fn parse_name(name: &str) -> Option<(u64, Option<(usize, usize)>)> {
+    let stem = name.strip_prefix("checkpoint-")?.strip_suffix(".bin")?;
+    match stem.split_once("-process-") {
+        None => Some((stem.parse().ok()?, None)),
+        Some((tick, role)) => {
+            let (process, processes) = role.split_once("-of-")?;
+            Some((tick.parse().ok()?, Some((process.parse().ok()?, processes.parse().ok()?))))
+        }
+    }
+}
+
 impl Store {
-    /// Checkpoints in `dir` (created if missing), keeping the newest `keep`.
-    pub fn open(dir: &Path, keep: usize) -> io::Result<Store> {
+    /// Checkpoints of process `process` of `processes` in `dir` (created if missing), keeping
+    /// its newest `keep`.
+    pub fn open(dir: &Path, keep: usize, process: usize, processes: usize) -> io::Result<Store> {
         fs::create_dir_all(dir)?;
-        Ok(Store { dir: dir.to_path_buf(), keep: keep.max(1) })
+        Ok(Store { dir: dir.to_path_buf(), keep: keep.max(1), process, processes: processes.max(1) })
+    }
+
+    fn role(&self) -> Option<(usize, usize)> {
+        (self.processes > 1).then_some((self.process, self.processes))
     }
 
     fn path_of(&self, tick: u64) -> PathBuf {
-        self.dir.join(format!("checkpoint-{tick:020}.bin"))
+        match self.role() {
+            None => self.dir.join(format!("checkpoint-{tick:020}.bin")),
+            Some((p, n)) => self.dir.join(format!("checkpoint-{tick:020}-process-{p}-of-{n}.bin")),
+        }
     }
 
-    /// The checkpoint files, newest first.
-    pub fn files(&self) -> io::Result<Vec<PathBuf>> {
-        let mut files: Vec<PathBuf> = fs::read_dir(&self.dir)?
+    /// Every checkpoint file in the directory with what its name says, any order.
+    fn all_files(&self) -> io::Result<Vec<(PathBuf, u64, Option<(usize, usize)>)>> {
+        Ok(fs::read_dir(&self.dir)?
             .filter_map(|e| e.ok().map(|e| e.path()))
-            .filter(|p| p.file_name().and_then(|n| n.to_str()).is_some_and(|n| n.starts_with("checkpoint-") && n.ends_with(".bin")))
-            .collect();
-        files.sort();
-        files.reverse();
-        Ok(files)
+            .filter_map(|p| {
+                let (tick, role) = parse_name(p.file_name()?.to_str()?)?;
+                Some((p, tick, role))
+            })
+            .collect())
     }
 
-    /// Writes `checkpoint` durably and removes the oldest beyond `keep`; returns its path.
+    /// This process's checkpoint files, newest first.
+    pub fn files(&self) -> io::Result<Vec<PathBuf>> {
+        let mine = self.role();
+        let mut files: Vec<(u64, PathBuf)> = self.all_files()?.into_iter().filter(|(_, _, role)| *role == mine).map(|(p, t, _)| (t, p)).collect();
+        files.sort();
+        Ok(files.into_iter().rev().map(|(_, p)| p).collect())
+    }
+
+    /// Writes `checkpoint` durably and removes this process's oldest beyond `keep`; returns
+    /// its path.
     pub fn write(&self, checkpoint: &Checkpoint) -> io::Result<PathBuf> {
         let bytes = checkpoint::encode(checkpoint);
         let path = self.path_of(checkpoint.tick);
-        let temporary = self.dir.join(format!(".checkpoint-{:020}.tmp", checkpoint.tick));
+        let temporary = self.dir.join(format!(".checkpoint-{:020}-{}.tmp", checkpoint.tick, self.process));
         {
             let mut file = File::create(&temporary)?;
             file.write_all(&bytes)?;
@@ -89,24 +132,85 @@ impl Store {
         Ok(path)
     }
 
-    /// The newest checkpoint that reads back whole and `usable` accepts, with the files
-    /// skipped on the way (corrupt ones are also counted in [`CORRUPT_SKIPPED`]).
+    /// Reads one file: the checkpoint, or why it cannot be used (a corrupt one is also
+    /// counted in [`CORRUPT_SKIPPED`]).
+    fn read(path: &Path, usable: &impl Fn(&Checkpoint) -> Result<(), String>) -> Result<Checkpoint, String> {
+        let checkpoint = fs::read(path).map_err(|e| e.to_string()).and_then(|bytes| checkpoint::decode(&bytes).map_err(|e: CheckpointError| e.to_string())).inspect_err(|_| {
+            CORRUPT_SKIPPED.fetch_add(1, Ordering::Relaxed);
+        })?;
+        usable(&checkpoint)?;
+        Ok(checkpoint)
+    }
+
+    /// The newest of this process's own checkpoints that reads back whole and `usable`
+    /// accepts, with the files skipped on the way.
     pub fn newest(&self, usable: impl Fn(&Checkpoint) -> Result<(), String>) -> io::Result<(Option<(PathBuf, Checkpoint)>, Vec<Skipped>)> {
         let mut skipped = Vec::new();
         for path in self.files()? {
-            let read = fs::read(&path).map_err(|e| e.to_string()).and_then(|bytes| checkpoint::decode(&bytes).map_err(|e: CheckpointError| e.to_string()));
-            match read {
-                Ok(checkpoint) => match usable(&checkpoint) {
-                    Ok(()) => return Ok((Some((path, checkpoint)), skipped)),
-                    Err(reason) => skipped.push(Skipped { path, reason }),
-                },
-                Err(reason) => {
-                    CORRUPT_SKIPPED.fetch_add(1, Ordering::Relaxed);
-                    skipped.push(Skipped { path, reason });
-                }
+            match Store::read(&path, &usable) {
+                Ok(checkpoint) => return Ok((Some((path, checkpoint)), skipped)),
+                Err(reason) => skipped.push(Skipped { path, reason }),
             }
         }
         Ok((None, skipped))
+    }
+
+    /// Every tick this process can resume from, for a run of `workers` timely workers in
+    /// all: a single process's checkpoint, or every part of a cluster's (both re-partition
+    /// to any worker and process count), or else this process's own part when the cluster
+    /// is laid out as it was (same processes, same workers: the same partitions and keys
+    /// are its own). Files that do not read back whole, that `usable` refuses, or whose
+    /// tick this process cannot resume from alone are returned as skipped, with the reason.
+    pub fn candidates(&self, usable: impl Fn(&Checkpoint) -> Result<(), String>, workers: u32) -> io::Result<(BTreeMap<u64, Candidate>, Vec<Skipped>)> {
+        let mut skipped = Vec::new();
+        let mut by_tick: BTreeMap<u64, Vec<(PathBuf, Option<(usize, usize)>, Checkpoint)>> = BTreeMap::new();
+        for (path, tick, role) in self.all_files()? {
+            match Store::read(&path, &usable) {
+                Ok(checkpoint) => by_tick.entry(tick).or_default().push((path, role, checkpoint)),
+                Err(reason) => skipped.push(Skipped { path, reason }),
+            }
+        }
+        let mut candidates = BTreeMap::new();
+        for (tick, mut files) in by_tick {
+            files.sort_by(|a, b| a.0.cmp(&b.0));
+            if let Some(at) = files.iter().position(|f| f.1.is_none()) {
+                let (path, _, checkpoint) = files.swap_remove(at);
+                candidates.insert(tick, Candidate { files: vec![path], checkpoint });
+                continue;
+            }
+            let whole = files.iter().filter_map(|f| f.1.map(|(_, n)| n)).find(|&n| (0..n).all(|p| files.iter().any(|f| f.1 == Some((p, n)))));
+            if let Some(n) = whole {
+                let mut parts = Vec::new();
+                for p in 0..n {
+                    if let Some(at) = files.iter().position(|f| f.1 == Some((p, n))) {
+                        parts.push(files.swap_remove(at));
+                    }
+                }
+                let paths = parts.iter().map(|f| f.0.clone()).collect();
+                match Checkpoint::merge(parts.into_iter().map(|f| f.2).collect()) {
+                    Some(checkpoint) => {
+                        candidates.insert(tick, Candidate { files: paths, checkpoint });
+                    }
+                    None => skipped.extend(paths.into_iter().map(|path| Skipped { path, reason: "the processes' parts do not belong together".to_owned() })),
+                }
+                continue;
+            }
+            let own = files.iter().position(|f| f.1 == self.role().or(Some((0, 1))) && f.2.workers == workers);
+            match own {
+                Some(at) => {
+                    let (path, _, checkpoint) = files.swap_remove(at);
+                    candidates.insert(tick, Candidate { files: vec![path], checkpoint });
+                }
+                None => skipped.extend(files.into_iter().map(|(path, _, c)| Skipped {
+                    path,
+                    reason: format!(
+                        "one process's part of {} processes with {} workers; this run ({} processes, {workers} workers) needs every part, which is not in this directory",
+                        c.processes, c.workers, self.processes
+                    ),
+                })),
+            }
+        }
+        Ok((candidates, skipped))
     }
 }
 
@@ -121,6 +225,9 @@ struct Parts {
 /// Gathers the parts of checkpoints from a process's workers.
 #[derive(Debug)]
 pub struct Collector {
+    /// This process and how many there are.
+    process: usize,
+    processes: usize,
     workers: usize,
     /// Local workers that read partitions: the others hand over no positions.
     sources: usize,
@@ -137,7 +244,21 @@ impl Collector {
     /// Checkpoints every `every_ticks` ticks from `workers` local workers, `sources` of which
     /// read partitions, after tick `after`.
     pub fn new(workers: usize, sources: usize, every_ticks: u64, after: u64) -> Arc<Collector> {
-        Arc::new(Collector { workers, sources, every_ticks: every_ticks.max(1), after, active: std::sync::atomic::AtomicBool::new(false), parts: Mutex::default() })
+        Collector::of_process(0, 1, workers, sources, every_ticks, after)
+    }
+
+    /// As [`Collector::new`], for process `process` of a cluster of `processes`.
+    pub fn of_process(process: usize, processes: usize, workers: usize, sources: usize, every_ticks: u64, after: u64) -> Arc<Collector> {
+        Arc::new(Collector {
+            process,
+            processes: processes.max(1),
+            workers,
+            sources,
+            every_ticks: every_ticks.max(1),
+            after,
+            active: std::sync::atomic::AtomicBool::new(false),
+            parts: Mutex::default(),
+        })
     }
 
     /// Starts taking checkpoints (once the sources have caught up).
@@ -198,7 +319,9 @@ impl Collector {
         Some(Checkpoint {
             tick,
             timing: timing.clone(),
-            workers: self.workers as u32,
+            workers: (self.workers * self.processes) as u32,
+            process: self.process as u32,
+            processes: self.processes as u32,
             attribution: taken.attribution.into_values().collect(),
             weighers: taken.weighers.into_values().collect(),
             partitions: taken.sources.into_values().flatten().collect(),
@@ -256,7 +379,7 @@ mod tests {
     #[test]
     fn the_store_keeps_the_newest_and_skips_what_does_not_read_back() {
         let dir = tempfile::tempdir().expect("tempdir");
-        let store = Store::open(&dir.path().join("cp"), 2).expect("store");
+        let store = Store::open(&dir.path().join("cp"), 2, 0, 1).expect("store");
         let collector = Collector::new(1, 1, 10, 0);
         for tick in [10, 20, 30] {
             complete(&collector, tick, 1);
@@ -278,5 +401,38 @@ mod tests {
         // A usable check that refuses it (another job's timing, say) skips it too.
         let (newest, skipped) = store.newest(|c| if c.tick == 20 { Err("timing differs".into()) } else { Ok(()) }).expect("read");
         assert!(newest.is_none() && skipped.len() == 2);
+    }
+
+    #[test]
+    fn a_cluster_resumes_from_every_part_or_from_each_process_s_own_when_laid_out_as_before() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let (shared, alone) = (dir.path().join("shared"), dir.path().join("alone"));
+        for (process, at) in [(0, &shared), (1, &shared), (1, &alone)] {
+            let store = Store::open(at, 3, process, 2).expect("store");
+            let collector = Collector::of_process(process, 2, 2, 2, 10, 0);
+            collector.activate();
+            for w in [process * 2, process * 2 + 1] {
+                collector.attribution(w, 10, AttributionPart::default());
+                collector.weigher(w, 10, WeigherState::default());
+                collector.source(w, 10, vec![PartitionPosition { topic: "a".into(), partition: w as i32, offset: 5, max_ts: 0 }]);
+            }
+            store.write(&collector.take_complete(u64::MAX, &timing(), 0).expect("complete")).expect("write");
+        }
+        // Every part in one directory: any layout resumes from the merged checkpoint.
+        for (process, processes, workers) in [(0, 1, 1), (1, 3, 3), (0, 2, 4)] {
+            let (found, skipped) = Store::open(&shared, 3, process, processes).expect("store").candidates(|_| Ok(()), workers).expect("read");
+            let whole = &found[&10];
+            assert_eq!((whole.files.len(), whole.checkpoint.attribution.len(), whole.checkpoint.partitions.len(), skipped.len()), (2, 4, 4, 0));
+        }
+        // Its own part alone: only as it was laid out (2 processes, 4 workers in all).
+        let store = Store::open(&alone, 3, 1, 2).expect("store");
+        let (found, _) = store.candidates(|_| Ok(()), 4).expect("read");
+        assert_eq!(found[&10].checkpoint.partitions.len(), 2);
+        let (found, skipped) = store.candidates(|_| Ok(()), 6).expect("read");
+        assert!(found.is_empty() && skipped[0].reason.contains("needs every part"), "{skipped:?}");
+        let (found, _) = Store::open(&alone, 3, 1, 3).expect("store").candidates(|_| Ok(()), 3).expect("read");
+        assert!(found.is_empty(), "another process count");
+        // Each process keeps its own newest files.
+        assert_eq!(Store::open(&shared, 3, 0, 2).expect("store").files().expect("files").len(), 1);
     }
 }

@@ -174,29 +174,14 @@ pub fn run(options: &RunOptions, watch: Arc<Watch>) -> Result<RunSummary, Worker
     let config = timely_config(options)?;
     let process = options.cluster.as_ref().map_or(0, |c| c.process);
     let partitions = input_partitions(&kafka)?;
-    let single_process = options.cluster.as_ref().is_none_or(|c| c.processes <= 1);
+    let processes = options.cluster.as_ref().map_or(1, |c| c.processes.max(1));
+    let local_workers = options.workers.max(1);
     let store = match deployment.checkpoint.as_ref() {
-        Some(c) if single_process => Some(Store::open(&c.dir, c.keep).map_err(|error| WorkerError::Checkpoints { dir: c.dir.display().to_string(), error })?),
-        Some(_) => {
-            tracing::warn!("checkpoints are taken by a single process; this cluster rebuilds its window from the topics instead");
-            None
-        }
+        Some(c) => Some(Store::open(&c.dir, c.keep, process, processes).map_err(|error| WorkerError::Checkpoints { dir: c.dir.display().to_string(), error })?),
         None => None,
     };
     let restored = match &store {
-        Some(store) => {
-            let wanted = checkpoint::timing(&job);
-            let (found, skipped) = store
-                .newest(|c| if c.timing == wanted { Ok(()) } else { Err(format!("written under another timing ({:?}); the job now has {wanted:?}", c.timing)) })
-                .map_err(|error| WorkerError::Checkpoints { dir: format!("{store:?}"), error })?;
-            for s in &skipped {
-                tracing::warn!(file = %s.path.display(), reason = %s.reason, "checkpoint skipped");
-            }
-            found.map(|(path, c)| {
-                tracing::info!(file = %path.display(), tick = c.tick, as_of = %crate::logs::rfc3339(Ticks::new(job.tick_ms).as_of(c.tick.saturating_sub(1))), written_by_workers = c.workers, "resuming from checkpoint");
-                Arc::new(c)
-            })
-        }
+        Some(store) => resume_from(store, &job, &config, processes, local_workers)?.map(Arc::new),
         None => None,
     };
     let publisher = if process == 0 {
@@ -208,12 +193,12 @@ pub fn run(options: &RunOptions, watch: Arc<Watch>) -> Result<RunSummary, Worker
     } else {
         None
     };
-    let local_workers = options.workers.max(1);
     let collector = match (&store, deployment.checkpoint.as_ref()) {
         (Some(_), Some(c)) => {
-            let sources = (0..local_workers).filter(|w| !kafka::owned_by(&partitions, *w, local_workers).is_empty()).count();
+            let peers = local_workers * processes;
+            let sources = (0..local_workers).filter(|w| !kafka::owned_by(&partitions, process * local_workers + w, peers).is_empty()).count();
             let every = (c.interval_ms / job.tick_ms.max(1)).max(1);
-            Some(Collector::new(local_workers, sources, every, restored.as_ref().map_or(0, |r| r.tick)))
+            Some(Collector::of_process(process, processes, local_workers, sources, every, restored.as_ref().map_or(0, |r| r.tick)))
         }
         _ => None,
     };
@@ -402,6 +387,40 @@ pub fn run(options: &RunOptions, watch: Arc<Watch>) -> Result<RunSummary, Worker
     }
     tracing::info!(elapsed_s = started.elapsed().as_secs_f64(), "worker stopped");
     Ok(RunSummary { counters, sinks, elapsed: started.elapsed() })
+}
+
+/// The checkpoint this process resumes from, if any: the newest every process of the cluster
+/// can resume from (a single process: its newest), written under the job's timing. Logs
+/// the files skipped and why, and which checkpoint it resumes from or that it rebuilds.
+fn resume_from(store: &Store, job: &banditflow_core::config::Dataflow, config: &timely::Config, processes: usize, local_workers: usize) -> Result<Option<banditflow_core::checkpoint::Checkpoint>, WorkerError> {
+    let wanted = checkpoint::timing(job);
+    let usable = |c: &banditflow_core::checkpoint::Checkpoint| if c.timing == wanted { Ok(()) } else { Err(format!("written under another timing ({:?}); the job now has {wanted:?}", c.timing)) };
+    let (mut candidates, skipped) = store.candidates(usable, (local_workers * processes) as u32).map_err(|error| WorkerError::Checkpoints { dir: format!("{store:?}"), error })?;
+    for s in &skipped {
+        tracing::warn!(file = %s.path.display(), reason = %s.reason, "checkpoint skipped");
+    }
+    let tick = if processes > 1 {
+        crate::dataflow::agreement::newest_common(config.clone(), candidates.keys().copied().collect()).map_err(WorkerError::Dataflow)?
+    } else {
+        candidates.keys().next_back().copied()
+    };
+    let Some(candidate) = tick.and_then(|t| candidates.remove(&t)) else {
+        if !candidates.is_empty() || !skipped.is_empty() {
+            tracing::warn!(processes, "no checkpoint that every process can resume from; rebuilding the window from the topics");
+        }
+        return Ok(None);
+    };
+    let c = candidate.checkpoint;
+    let files: Vec<String> = candidate.files.iter().map(|f| f.display().to_string()).collect();
+    tracing::info!(
+        file = %files.join(", "),
+        tick = c.tick,
+        as_of = %crate::logs::rfc3339(Ticks::new(job.tick_ms).as_of(c.tick.saturating_sub(1))),
+        written_by_workers = c.workers,
+        written_by_processes = c.processes,
+        "resuming from checkpoint"
+    );
+    Ok(Some(c))
 }
 
 /// The first tick a rebuild from `read_from_ms` may publish: 0 when nothing before the read

@@ -877,3 +877,69 @@ fn an_unwritable_checkpoint_directory_keeps_the_worker_publishing_counts_failure
     assert!(log.contains("checkpoints are written again"), "{log}");
     scenario.finish_streamed(producer, worker);
 }
+
+#[test]
+fn a_cluster_resumes_from_each_process_s_own_checkpoints_and_a_single_process_from_all_of_them() {
+    let mut scenario = Scenario::with_job("production", "\n[checkpoint]\ndir = \"{dir}/checkpoints\"\ninterval = \"1s\"\nkeep = 3\n");
+    let (a, o) = traffic(scenario.dir.path(), "streamed", now_ms() + 2_000, 40_000, 8_000, 47);
+    let lines: Vec<(&'static str, String)> = a.iter().map(|l| ("assignments", l.clone())).chain(o.iter().map(|l| ("outcomes", l.clone()))).collect();
+    scenario.assignments.extend(a);
+    scenario.outcomes.extend(o);
+    let producer = stream(&scenario.broker.brokers(), lines);
+    let watch = VersionWatch::start(&scenario.redis, PREFIX);
+    let root = scenario.dir.path().to_path_buf();
+    let hostfile = root.join("hosts");
+    let dirs = [root.join("checkpoints-0"), root.join("checkpoints-1")];
+    let checkpoints = |dir: &Path| -> Vec<PathBuf> {
+        let mut files: Vec<PathBuf> = std::fs::read_dir(dir).map(|d| d.filter_map(|e| e.ok().map(|e| e.path())).filter(|p| p.extension().is_some_and(|x| x == "bin")).collect()).unwrap_or_default();
+        files.sort();
+        files
+    };
+    // Two processes of one worker each, each with a checkpoint directory of its own.
+    let cluster = |run: usize| -> Vec<Worker> {
+        std::fs::write(&hostfile, format!("127.0.0.1:{}\n127.0.0.1:{}\n", free_port(), free_port())).expect("hostfile");
+        let hosts = hostfile.to_str().expect("path");
+        (0..2)
+            .map(|p| {
+                let process = p.to_string();
+                let env = [("BANDITFLOW_CHECKPOINT_DIR", dirs[p].display().to_string())];
+                let log = root.join(format!("run-{run}-process-{p}.log"));
+                Worker::start_with(Path::new(env!("CARGO_BIN_EXE_banditflow")), &scenario.job, &["--processes", "2", "--process", &process, "--hostfile", hosts], &env, &log)
+            })
+            .collect()
+    };
+    // Until each process has written a checkpoint since `before`, then SIGKILL both.
+    let kill_after_checkpoints = |mut workers: Vec<Worker>, before: &[Option<PathBuf>]| {
+        let since = Instant::now();
+        let written = wait_until(Duration::from_secs(90), || {
+            workers.iter_mut().for_each(Worker::assert_running);
+            since.elapsed() >= Duration::from_secs(3) && dirs.iter().zip(before).all(|(d, b)| checkpoints(d).last() > b.as_ref())
+        });
+        assert!(written, "no checkpoints: {}\n{}", workers[0].log_text(), workers[1].log_text());
+        workers.into_iter().for_each(Worker::kill);
+    };
+    kill_after_checkpoints(cluster(0), &[None, None]);
+    let before: Vec<Option<PathBuf>> = dirs.iter().map(|d| checkpoints(d).last().cloned()).collect();
+    let second = cluster(1);
+    kill_after_checkpoints(second, &before);
+    for (p, dir) in dirs.iter().enumerate() {
+        let log = std::fs::read_to_string(root.join(format!("run-1-process-{p}.log"))).unwrap_or_default();
+        assert!(log.contains("resuming from checkpoint") && log.contains("written_by_processes=2"), "process {p}: {log}");
+        let named = checkpoints(dir).iter().all(|f| f.to_string_lossy().ends_with(&format!("-process-{p}-of-2.bin")));
+        assert!(named, "each process writes its own files: {:?}", checkpoints(dir));
+    }
+    // One process with two workers, given every process's files in one directory: it
+    // resumes from both parts (re-partitioned), and the records are still exactly replay's.
+    for f in checkpoints(&dirs[1]) {
+        std::fs::copy(&f, dirs[0].join(f.file_name().expect("name"))).expect("copy");
+    }
+    let env = [("BANDITFLOW_CHECKPOINT_DIR", dirs[0].display().to_string())];
+    let single = Worker::start_with(Path::new(env!("CARGO_BIN_EXE_banditflow")), &scenario.job, &["--workers", "2"], &env, &root.join("run-2.log"));
+    let resumed = wait_until(Duration::from_secs(60), || std::fs::read_to_string(root.join("run-2.log")).is_ok_and(|l| l.contains("resuming from checkpoint")));
+    assert!(resumed, "{}", single.log_text());
+    let log = single.log_text();
+    assert!(log.contains("written_by_processes=2") && log.contains("-process-0-of-2.bin, ") && log.contains("-process-1-of-2.bin"), "{log}");
+    scenario.finish_streamed(producer, single);
+    let backwards = watch.finish();
+    assert!(backwards.is_empty(), "versions went backwards in Redis: {backwards:?}");
+}

@@ -17,6 +17,7 @@ use banditflow_core::weights::WeightRules;
 use timely::dataflow::Stream;
 
 
+pub mod agreement;
 pub mod arm_counts;
 pub mod attribute;
 pub mod frontier;

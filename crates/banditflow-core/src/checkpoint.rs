@@ -13,7 +13,7 @@ use crate::weights::WeigherState;
 /// The first bytes of every checkpoint.
 pub const MAGIC: &[u8; 6] = b"BFCKPT";
 /// The layout this build writes and reads.
-pub const FORMAT_VERSION: u16 = 1;
+pub const FORMAT_VERSION: u16 = 2;
 /// Magic, version and length.
 const HEADER_BYTES: usize = MAGIC.len() + 2 + 8;
 
@@ -61,8 +61,12 @@ pub struct Checkpoint {
     pub tick: u64,
     /// The job's timing.
     pub timing: JobTiming,
-    /// The timely workers that wrote it (all processes).
+    /// The timely workers of the run that wrote it (all processes).
     pub workers: u32,
+    /// Which process wrote it: each process of a cluster writes its own workers' parts.
+    pub process: u32,
+    /// The processes of the run that wrote it (1: a single process wrote every part).
+    pub processes: u32,
     /// Each worker's attribution, by worker index.
     pub attribution: Vec<AttributionPart>,
     /// Each worker's weight state, by worker index.
@@ -75,6 +79,28 @@ pub struct Checkpoint {
     pub weights_offsets: Vec<(i32, i64)>,
     /// Wall-clock ms when it was written.
     pub written_ms: i64,
+}
+
+impl Checkpoint {
+    /// The checkpoint of the whole cluster at one tick from the files of its processes (one
+    /// each, any order): every part, every partition's position, the weights offsets (which
+    /// only the publishing process records). `None` if they are not all of one tick.
+    pub fn merge(parts: Vec<Checkpoint>) -> Option<Checkpoint> {
+        let mut parts = parts.into_iter();
+        let mut whole = parts.next()?;
+        for part in parts {
+            if part.tick != whole.tick || part.timing != whole.timing || part.workers != whole.workers {
+                return None;
+            }
+            whole.attribution.extend(part.attribution);
+            whole.weighers.extend(part.weighers);
+            whole.partitions.extend(part.partitions);
+            whole.weights_offsets.extend(part.weights_offsets);
+            whole.written_ms = whole.written_ms.max(part.written_ms);
+            whole.process = whole.process.min(part.process);
+        }
+        Some(whole)
+    }
 }
 
 /// Why bytes are not a usable checkpoint.
@@ -174,12 +200,27 @@ mod tests {
             tick: 42,
             timing: JobTiming { tick_ms: 1_000, window_ms: 600_000, attribution_ms: 5_000, allowed_lateness_ms: 100 },
             workers: 2,
+            process: 0,
+            processes: 1,
             attribution: vec![AttributionPart { state, departures: vec![(80, 7, 9, -3, -1)] }, AttributionPart::default()],
             weighers: vec![WeigherState { next_tick: 42, converging: vec![7], ..WeigherState::default() }, WeigherState::default()],
             partitions: vec![PartitionPosition { topic: "assignments".into(), partition: 3, offset: 1_234, max_ts: 41_999 }],
             weights_offsets: vec![(0, 77)],
             written_ms: 1_767_225_600_000,
         }
+    }
+
+    #[test]
+    fn the_parts_of_a_cluster_merge_into_one_checkpoint_of_the_same_tick() {
+        let (mut first, mut second) = (checkpoint(), checkpoint());
+        first.processes = 2;
+        (second.process, second.processes, second.weights_offsets) = (1, 2, Vec::new());
+        second.partitions[0].partition = 4;
+        let whole = Checkpoint::merge(vec![second.clone(), first.clone()]).expect("one tick");
+        assert_eq!((whole.attribution.len(), whole.weighers.len(), whole.partitions.len()), (4, 4, 2));
+        assert_eq!((whole.process, whole.weights_offsets), (0, vec![(0, 77)]));
+        second.tick = 43;
+        assert_eq!(Checkpoint::merge(vec![first, second]), None, "parts of two ticks");
     }
 
     #[test]
