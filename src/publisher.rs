@@ -91,6 +91,8 @@ struct Queue {
     failures: u64,
     closing: bool,
     up: bool,
+    /// Still reading back what is on its target before its first write.
+    opening: bool,
     /// Wall-clock ms of the last successful write.
     last_write_ms: Option<i64>,
     /// When each tick not yet acknowledged was handed over.
@@ -160,19 +162,24 @@ impl Publisher {
         let mut positions = None;
         let mut newest_version = None;
         if let Some((config, topic)) = &targets.kafka {
-            let from = resume.map(|c| c.weights_offsets.clone()).unwrap_or_default();
-            let mut read = kafka::published_versions(config, topic, &from)?;
-            for weigher in resume.iter().flat_map(|c| &c.weighers) {
-                for (entity, version) in weigher_versions(weigher) {
-                    let newest = read.versions.entry(entity).or_insert(version);
-                    *newest = (*newest).max(version);
+            let shared_positions: Arc<Mutex<Positions>> = Arc::default();
+            positions = Some(shared_positions.clone());
+            let target = format!("topic {topic} at {}", config.brokers);
+            match resume {
+                // Resuming, the read-back is short and nothing else waits for it: the sink
+                // does it on its own thread while the sources catch up, and writes nothing
+                // (and counts as not up) until it is done.
+                Some(checkpoint) => {
+                    let (config, topic, checkpoint) = (config.clone(), topic.clone(), ResumeFrom::of(checkpoint));
+                    let open = move || open_kafka(&config, &topic, Some(&checkpoint), shared_positions.clone()).map(|(writer, _)| writer);
+                    sinks.push(spawn_opening("kafka", target, open)?);
+                }
+                None => {
+                    let (writer, newest) = open_kafka(config, topic, None, shared_positions)?;
+                    newest_version = newest;
+                    sinks.push(spawn("kafka", target, writer)?);
                 }
             }
-            tracing::info!(topic = %topic, entities = read.versions.len(), from_checkpoint = resume.is_some(), "read back published versions");
-            newest_version = read.versions.values().max().copied();
-            let writer = KafkaWriter::new(config, topic.clone(), read.versions, read.ends)?;
-            positions = Some(writer.positions());
-            sinks.push(spawn("kafka", format!("topic {topic} at {}", config.brokers), Writer::Kafka(Box::new(writer)))?);
         }
         if let Some((config, prefix)) = &targets.redis {
             let writer = RedisWriter::open(&config.url, prefix.clone())
@@ -227,7 +234,7 @@ impl Publisher {
             .iter()
             .map(|(s, _)| {
                 let q = s.lock();
-                SinkState { name: s.name, written: q.written, failures: q.failures, up: q.up, last_write_ms: q.last_write_ms }
+                SinkState { name: s.name, written: q.written, failures: q.failures, up: q.up && !q.opening, last_write_ms: q.last_write_ms }
             })
             .collect()
     }
@@ -277,6 +284,66 @@ fn spawn(name: &'static str, target: String, mut writer: Writer) -> Result<(Arc<
     let thread = std::thread::Builder::new()
         .name(format!("sink-{name}"))
         .spawn(move || run_sink(&thread_shared, &mut writer))
+        .map_err(|e| SinkError::Thread(name, e))?;
+    Ok((shared, thread))
+}
+
+/// What the Kafka sink needs of a checkpoint: where to read the weights topic back from, and
+/// the versions published up to it.
+struct ResumeFrom {
+    offsets: Vec<(i32, i64)>,
+    versions: Vec<(String, u64)>,
+}
+
+impl ResumeFrom {
+    fn of(checkpoint: &Checkpoint) -> ResumeFrom {
+        ResumeFrom { offsets: checkpoint.weights_offsets.clone(), versions: checkpoint.weighers.iter().flat_map(weigher_versions).collect() }
+    }
+}
+
+/// Reads back what the weights topic holds (from the checkpoint's offsets when resuming) and
+/// opens the Kafka writer; returns it with the newest version found.
+fn open_kafka(config: &KafkaConfig, topic: &str, resume: Option<&ResumeFrom>, positions: Arc<Mutex<Positions>>) -> Result<(Writer, Option<u64>), SinkError> {
+    let from = resume.map(|r| r.offsets.clone()).unwrap_or_default();
+    let mut read = kafka::published_versions(config, topic, &from)?;
+    for (entity, version) in resume.iter().flat_map(|r| r.versions.iter().cloned()) {
+        let newest = read.versions.entry(entity).or_insert(version);
+        *newest = (*newest).max(version);
+    }
+    tracing::info!(topic = %topic, entities = read.versions.len(), from_checkpoint = resume.is_some(), "read back published versions");
+    let newest = read.versions.values().max().copied();
+    let writer = KafkaWriter::new(config, topic.to_owned(), read.versions, read.ends, positions)?;
+    Ok((Writer::Kafka(Box::new(writer)), newest))
+}
+
+/// [`spawn`] for a writer that `open` makes on the sink's thread first, retried with backoff
+/// until it succeeds or the publisher closes; meanwhile the sink takes records but writes
+/// none, and does not count as up.
+fn spawn_opening(name: &'static str, target: String, mut open: impl FnMut() -> Result<Writer, SinkError> + Send + 'static) -> Result<(Arc<Shared>, JoinHandle<()>), SinkError> {
+    let shared = Arc::new(Shared { name, target, queue: Mutex::new(Queue { up: true, opening: true, ..Queue::default() }), changed: Condvar::new() });
+    let thread_shared = shared.clone();
+    let thread = std::thread::Builder::new()
+        .name(format!("sink-{name}"))
+        .spawn(move || {
+            let mut backoff = MIN_BACKOFF;
+            let mut writer = loop {
+                match open() {
+                    Ok(writer) => break writer,
+                    Err(error) => {
+                        tracing::warn!(sink = name, target = %thread_shared.target, %error, retry_in_ms = backoff.as_millis() as u64, "cannot open the sink yet");
+                        thread_shared.lock().failures += 1;
+                    }
+                }
+                let queue = thread_shared.lock();
+                if queue.closing {
+                    return;
+                }
+                drop(thread_shared.changed.wait_timeout(queue, backoff));
+                backoff = (backoff * 2).min(MAX_BACKOFF);
+            };
+            thread_shared.lock().opening = false;
+            run_sink(&thread_shared, &mut writer);
+        })
         .map_err(|e| SinkError::Thread(name, e))?;
     Ok((shared, thread))
 }

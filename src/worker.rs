@@ -208,7 +208,10 @@ pub fn run(options: &RunOptions, watch: Arc<Watch>) -> Result<RunSummary, Worker
     // A rebuild reads back far enough for the ticks after the last one published (or, the
     // first time, for now), and publishes no tick whose window it did not fully read.
     let lookback = (job.window_ms + job.attribution_ms + job.allowed_lateness_ms).min(i64::MAX as u64) as i64;
-    let last_published = publisher.as_ref().and_then(|p| p.newest_version()).map(|v| v.min(i64::MAX as u64) as i64);
+    // Resuming, the checkpoint's tick was published (partitions it does not know, added
+    // since, are read from there back); otherwise what the weights topic holds.
+    let checkpointed = recovery.restored.as_ref().map(|c| Ticks::new(job.tick_ms).as_of(c.tick.saturating_sub(1)));
+    let last_published = checkpointed.or_else(|| publisher.as_ref().and_then(|p| p.newest_version()).map(|v| v.min(i64::MAX as u64) as i64));
     let rebuild_from_ms = last_published.map_or_else(now_ms, |v| v.min(now_ms())) - lookback;
     check_retention(&kafka, lookback);
     let publish_from = if recovery.restored.is_some() { 0 } else { first_publishable(&kafka, &partitions, rebuild_from_ms, &job) };

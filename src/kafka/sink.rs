@@ -87,18 +87,16 @@ impl Positions {
 }
 
 impl KafkaWriter {
-    /// Where the topic stood before each batch, shared with the publisher.
-    pub fn positions(&self) -> Arc<Mutex<Positions>> {
-        self.positions.clone()
-    }
-
     /// A writer to `topic` that never writes a version at or below `published`'s for its
     /// entity; `ends` is where each partition of the topic ended when it was read back.
-    pub fn new(config: &KafkaConfig, topic: String, published: HashMap<String, u64>, ends: HashMap<i32, i64>) -> Result<Self, KafkaClientError> {
+    /// `positions` is where it records where the topic stood before each batch.
+    pub fn new(config: &KafkaConfig, topic: String, published: HashMap<String, u64>, ends: HashMap<i32, i64>, positions: Arc<Mutex<Positions>>) -> Result<Self, KafkaClientError> {
         let producer = producer_config(config)
             .create_with_context(Deliveries { brokers: config.brokers.clone(), failed: Mutex::new(Vec::new()), delivered: Mutex::new(ends.clone()) })
             .map_err(|source| KafkaClientError::Client { what: "cannot create producer".into(), source })?;
-        let positions = Arc::new(Mutex::new(Positions { start: ends, before: std::collections::VecDeque::new() }));
+        if let Ok(mut p) = positions.lock() {
+            *p = Positions { start: ends, before: std::collections::VecDeque::new() };
+        }
         Ok(KafkaWriter { producer, topic, published, positions })
     }
 
