@@ -161,18 +161,27 @@ impl Store {
     /// is laid out as it was (same processes, same workers: the same partitions and keys
     /// are its own). Files that do not read back whole, that `usable` refuses, or whose
     /// tick this process cannot resume from alone are returned as skipped, with the reason.
-    pub fn candidates(&self, usable: impl Fn(&Checkpoint) -> Result<(), String>, workers: u32) -> io::Result<(BTreeMap<u64, Candidate>, Vec<Skipped>)> {
+    /// With `newest_only` the ticks are read newest first, and only up to the first that is
+    /// a candidate (a single process needs no other: each file read costs its decoding).
+    pub fn candidates(&self, usable: impl Fn(&Checkpoint) -> Result<(), String>, workers: u32, newest_only: bool) -> io::Result<(BTreeMap<u64, Candidate>, Vec<Skipped>)> {
         let mut skipped = Vec::new();
-        let mut by_tick: BTreeMap<u64, Vec<(PathBuf, Option<(usize, usize)>, Checkpoint)>> = BTreeMap::new();
+        let mut names: BTreeMap<u64, Vec<(PathBuf, Option<(usize, usize)>)>> = BTreeMap::new();
         for (path, tick, role) in self.all_files()? {
-            match Store::read(&path, &usable) {
-                Ok(checkpoint) => by_tick.entry(tick).or_default().push((path, role, checkpoint)),
-                Err(reason) => skipped.push(Skipped { path, reason }),
-            }
+            names.entry(tick).or_default().push((path, role));
         }
         let mut candidates = BTreeMap::new();
-        for (tick, mut files) in by_tick {
-            files.sort_by(|a, b| a.0.cmp(&b.0));
+        for (tick, mut paths) in names.into_iter().rev() {
+            if newest_only && !candidates.is_empty() {
+                break;
+            }
+            paths.sort();
+            let mut files = Vec::new();
+            for (path, role) in paths {
+                match Store::read(&path, &usable) {
+                    Ok(checkpoint) => files.push((path, role, checkpoint)),
+                    Err(reason) => skipped.push(Skipped { path, reason }),
+                }
+            }
             if let Some(at) = files.iter().position(|f| f.1.is_none()) {
                 let (path, _, checkpoint) = files.swap_remove(at);
                 candidates.insert(tick, Candidate { files: vec![path], checkpoint });
@@ -420,17 +429,17 @@ mod tests {
         }
         // Every part in one directory: any layout resumes from the merged checkpoint.
         for (process, processes, workers) in [(0, 1, 1), (1, 3, 3), (0, 2, 4)] {
-            let (found, skipped) = Store::open(&shared, 3, process, processes).expect("store").candidates(|_| Ok(()), workers).expect("read");
+            let (found, skipped) = Store::open(&shared, 3, process, processes).expect("store").candidates(|_| Ok(()), workers, false).expect("read");
             let whole = &found[&10];
             assert_eq!((whole.files.len(), whole.checkpoint.attribution.len(), whole.checkpoint.partitions.len(), skipped.len()), (2, 4, 4, 0));
         }
         // Its own part alone: only as it was laid out (2 processes, 4 workers in all).
         let store = Store::open(&alone, 3, 1, 2).expect("store");
-        let (found, _) = store.candidates(|_| Ok(()), 4).expect("read");
+        let (found, _) = store.candidates(|_| Ok(()), 4, false).expect("read");
         assert_eq!(found[&10].checkpoint.partitions.len(), 2);
-        let (found, skipped) = store.candidates(|_| Ok(()), 6).expect("read");
+        let (found, skipped) = store.candidates(|_| Ok(()), 6, false).expect("read");
         assert!(found.is_empty() && skipped[0].reason.contains("needs every part"), "{skipped:?}");
-        let (found, _) = Store::open(&alone, 3, 1, 3).expect("store").candidates(|_| Ok(()), 3).expect("read");
+        let (found, _) = Store::open(&alone, 3, 1, 3).expect("store").candidates(|_| Ok(()), 3, false).expect("read");
         assert!(found.is_empty(), "another process count");
         // Each process keeps its own newest files.
         assert_eq!(Store::open(&shared, 3, 0, 2).expect("store").files().expect("files").len(), 1);

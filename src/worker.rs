@@ -213,7 +213,9 @@ pub fn run(options: &RunOptions, watch: Arc<Watch>) -> Result<RunSummary, Worker
     let checkpointed = recovery.restored.as_ref().map(|c| Ticks::new(job.tick_ms).as_of(c.tick.saturating_sub(1)));
     let last_published = checkpointed.or_else(|| publisher.as_ref().and_then(|p| p.newest_version()).map(|v| v.min(i64::MAX as u64) as i64));
     let rebuild_from_ms = last_published.map_or_else(now_ms, |v| v.min(now_ms())) - lookback;
-    check_retention(&kafka, lookback);
+    // Only a warning: it need not hold up the start (each look-up is a round trip).
+    let retention_kafka = kafka.clone();
+    let _ = std::thread::Builder::new().name("retention-check".into()).spawn(move || check_retention(&retention_kafka, lookback));
     let publish_from = if recovery.restored.is_some() { 0 } else { first_publishable(&kafka, &partitions, rebuild_from_ms, &job) };
     if publish_from > 0 {
         tracing::info!(
@@ -398,7 +400,7 @@ pub fn run(options: &RunOptions, watch: Arc<Watch>) -> Result<RunSummary, Worker
 fn resume_from(store: &Store, job: &banditflow_core::config::Dataflow, config: &timely::Config, processes: usize, local_workers: usize) -> Result<Option<banditflow_core::checkpoint::Checkpoint>, WorkerError> {
     let wanted = checkpoint::timing(job);
     let usable = |c: &banditflow_core::checkpoint::Checkpoint| if c.timing == wanted { Ok(()) } else { Err(format!("written under another timing ({:?}); the job now has {wanted:?}", c.timing)) };
-    let (mut candidates, skipped) = store.candidates(usable, (local_workers * processes) as u32).map_err(|error| WorkerError::Checkpoints { dir: format!("{store:?}"), error })?;
+    let (mut candidates, skipped) = store.candidates(usable, (local_workers * processes) as u32, processes == 1).map_err(|error| WorkerError::Checkpoints { dir: format!("{store:?}"), error })?;
     for s in &skipped {
         tracing::warn!(file = %s.path.display(), reason = %s.reason, "checkpoint skipped");
     }
