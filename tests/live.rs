@@ -118,6 +118,16 @@ impl Scenario {
         Scenario { dir, broker, redis, job, assignments: Vec::new(), outcomes: Vec::new() }
     }
 
+    /// Live traffic over `duration_ms` from 2 s from now (kept for the replay), produced in
+    /// real time by the returned thread.
+    fn stream_traffic(&mut self, duration_ms: u64, count: u64, seed: u64) -> std::thread::JoinHandle<()> {
+        let (a, o) = traffic(self.dir.path(), "streamed", now_ms() + 2_000, duration_ms, count, seed);
+        let lines: Vec<(&'static str, String)> = a.iter().map(|l| ("assignments", l.clone())).chain(o.iter().map(|l| ("outcomes", l.clone()))).collect();
+        self.assignments.extend(a);
+        self.outcomes.extend(o);
+        stream(&self.broker.brokers(), lines)
+    }
+
     /// Adds traffic (kept for the replay) and produces it to the topics.
     fn produce(&mut self, assignments: Vec<String>, outcomes: Vec<String>) {
         produce(&self.broker.brokers(), "assignments", &assignments, "assignment_id");
@@ -591,11 +601,7 @@ struct Stop {
 /// each entity's last, and no version went backwards. Returns the logs of the runs.
 fn streamed_restarts(seconds: u64, first_workers: usize, stops: &[Stop]) -> Vec<String> {
     let mut scenario = Scenario::with_job("production", "\n[checkpoint]\ndir = \"{dir}/checkpoints\"\ninterval = \"1s\"\nkeep = 3\n");
-    let (a, o) = traffic(scenario.dir.path(), "streamed", now_ms() + 2_000, seconds * 1_000, seconds * 200, 23);
-    let lines: Vec<(&'static str, String)> = a.iter().map(|l| ("assignments", l.clone())).chain(o.iter().map(|l| ("outcomes", l.clone()))).collect();
-    scenario.assignments.extend(a);
-    scenario.outcomes.extend(o);
-    let producer = stream(&scenario.broker.brokers(), lines);
+    let producer = scenario.stream_traffic(seconds * 1_000, seconds * 200, 23);
     let watch = VersionWatch::start(&scenario.redis, PREFIX);
     let checkpoints = scenario.dir.path().join("checkpoints");
     let start = |run: usize, workers: usize| {
@@ -723,11 +729,7 @@ fn a_broker_down_for_thirty_seconds_mid_stream_ends_in_exactly_replays_records()
     // An idle partition may follow the wall clock only after 15 s: a producer can take
     // seconds to reconnect after the outage and deliver what it buffered.
     let mut scenario = Scenario::with_broker("production", "idle_timeout = \"15s\"\n[checkpoint]\ndir = \"{dir}/checkpoints\"\ninterval = \"1s\"\n", true);
-    let (a, o) = traffic(scenario.dir.path(), "streamed", now_ms() + 2_000, 50_000, 10_000, 29);
-    let lines: Vec<(&'static str, String)> = a.iter().map(|l| ("assignments", l.clone())).chain(o.iter().map(|l| ("outcomes", l.clone()))).collect();
-    scenario.assignments.extend(a);
-    scenario.outcomes.extend(o);
-    let producer = stream(&scenario.broker.brokers(), lines);
+    let producer = scenario.stream_traffic(50_000, 10_000, 29);
     let mut worker = Worker::start(&scenario.job, &[], &scenario.dir.path().join("worker.log"));
     let some = wait_until(Duration::from_secs(60), || {
         worker.assert_running();
@@ -838,11 +840,7 @@ fn a_rebuild_whose_topics_lost_their_oldest_messages_publishes_no_tick_it_did_no
 #[test]
 fn an_unwritable_checkpoint_directory_keeps_the_worker_publishing_counts_failures_and_retries() {
     let mut scenario = Scenario::with_job("production", "\n[checkpoint]\ndir = \"{dir}/checkpoints\"\ninterval = \"1s\"\n");
-    let (a, o) = traffic(scenario.dir.path(), "streamed", now_ms() + 2_000, 30_000, 6_000, 43);
-    let lines: Vec<(&'static str, String)> = a.iter().map(|l| ("assignments", l.clone())).chain(o.iter().map(|l| ("outcomes", l.clone()))).collect();
-    scenario.assignments.extend(a);
-    scenario.outcomes.extend(o);
-    let producer = stream(&scenario.broker.brokers(), lines);
+    let producer = scenario.stream_traffic(30_000, 6_000, 43);
     let mut worker = Worker::start(&scenario.job, &[], &scenario.dir.path().join("worker.log"));
     let port = worker.metrics_port;
     let gauge = |name: &str| http_get(port, "/metrics").and_then(|(_, page)| metric(&page, name, ""));
@@ -881,11 +879,7 @@ fn an_unwritable_checkpoint_directory_keeps_the_worker_publishing_counts_failure
 #[test]
 fn a_cluster_resumes_from_each_process_s_own_checkpoints_and_a_single_process_from_all_of_them() {
     let mut scenario = Scenario::with_job("production", "\n[checkpoint]\ndir = \"{dir}/checkpoints\"\ninterval = \"1s\"\nkeep = 3\n");
-    let (a, o) = traffic(scenario.dir.path(), "streamed", now_ms() + 2_000, 40_000, 8_000, 47);
-    let lines: Vec<(&'static str, String)> = a.iter().map(|l| ("assignments", l.clone())).chain(o.iter().map(|l| ("outcomes", l.clone()))).collect();
-    scenario.assignments.extend(a);
-    scenario.outcomes.extend(o);
-    let producer = stream(&scenario.broker.brokers(), lines);
+    let producer = scenario.stream_traffic(40_000, 8_000, 47);
     let watch = VersionWatch::start(&scenario.redis, PREFIX);
     let root = scenario.dir.path().to_path_buf();
     let hostfile = root.join("hosts");
