@@ -10,7 +10,9 @@
 //! 4. the checkpoint's size per pending assignment and per (entity, arm), and the time to
 //!    encode and write it durably.
 //!
-//! Run by scripts/bench.sh; `cargo bench --bench recovery -- [assignments]`.
+//! Run by scripts/bench.sh; `cargo bench --bench recovery -- [assignments]`
+//! (`BENCH_RECOVERY_ROUNDS`: runs of each, default 3; `BENCH_RECOVERY_LOGS=1`: print each
+//! restart's log).
 
 #[path = "../tests/common/mod.rs"]
 mod common;
@@ -128,6 +130,10 @@ fn main() {
         let (restarted, secs) = until_ready(&binary, &job, &env, &dir.path().join(format!("restarted-{round}.log")));
         assert!(restarted.log_text().contains("resuming from checkpoint"), "{}", restarted.log_text());
         eprintln!("[recovery-bench] restart {round}: ready after {secs:.2}s");
+        // With WORKER_LOG=debug, what the start-up spent its time on.
+        if std::env::var_os("BENCH_RECOVERY_LOGS").is_some() {
+            eprintln!("{}", restarted.log_text());
+        }
         restarts.push(secs);
         restarted.kill();
     }

@@ -142,17 +142,12 @@ impl Store {
         Ok(checkpoint)
     }
 
-    /// The newest of this process's own checkpoints that reads back whole and `usable`
-    /// accepts, with the files skipped on the way.
+    /// The newest checkpoint a single process would resume from ([`Store::candidates`]
+    /// newest first), with its first file and the files skipped on the way.
     pub fn newest(&self, usable: impl Fn(&Checkpoint) -> Result<(), String>) -> io::Result<(Option<(PathBuf, Checkpoint)>, Vec<Skipped>)> {
-        let mut skipped = Vec::new();
-        for path in self.files()? {
-            match Store::read(&path, &usable) {
-                Ok(checkpoint) => return Ok((Some((path, checkpoint)), skipped)),
-                Err(reason) => skipped.push(Skipped { path, reason }),
-            }
-        }
-        Ok((None, skipped))
+        let (mut found, skipped) = self.candidates(usable, 0, true)?;
+        let newest = found.pop_last().and_then(|(_, c)| Some((c.files.into_iter().next()?, c.checkpoint)));
+        Ok((newest, skipped))
     }
 
     /// Every tick this process can resume from, for a run of `workers` timely workers in

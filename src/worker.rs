@@ -480,27 +480,29 @@ fn first_publishable(
 /// would find the oldest part of its window gone, and publish nothing until the window has
 /// filled again.
 fn check_retention(kafka_config: &KafkaConfig, lookback_ms: i64) {
-    for topic in [
-        &kafka_config.assignments_topic,
-        &kafka_config.outcomes_topic,
-    ] {
-        match kafka::retention_ms(kafka_config, topic) {
-            Ok(Some(retention)) if retention < lookback_ms => {
-                tracing::warn!(
-                    topic = %topic,
-                    retention_s = retention as f64 / 1000.0,
-                    needed_s = lookback_ms as f64 / 1000.0,
-                    "the topic's retention is shorter than window + attribution + allowed_lateness: \
-                     a rebuild without a checkpoint would lack the oldest part of the window"
-                );
+    let topics = [kafka_config.assignments_topic.as_str(), kafka_config.outcomes_topic.as_str()];
+    match kafka::retentions(kafka_config, &topics) {
+        Ok(retentions) => {
+            for (topic, retention) in topics.iter().zip(retentions) {
+                match retention {
+                    Some(retention) if retention < lookback_ms => {
+                        tracing::warn!(
+                            topic = %topic,
+                            retention_s = retention as f64 / 1000.0,
+                            needed_s = lookback_ms as f64 / 1000.0,
+                            "the topic's retention is shorter than window + attribution + allowed_lateness: \
+                             a rebuild without a checkpoint would lack the oldest part of the window"
+                        );
+                    }
+                    Some(_) => {}
+                    None => {
+                        tracing::debug!(topic = %topic, "the brokers report no retention.ms for the topic");
+                    }
+                }
             }
-            Ok(Some(_)) => {}
-            Ok(None) => {
-                tracing::debug!(topic = %topic, "the brokers report no retention.ms for the topic");
-            }
-            Err(error) => {
-                tracing::info!(topic = %topic, %error, "cannot read the topic's retention; not checked");
-            }
+        }
+        Err(error) => {
+            tracing::info!(%error, "cannot read the input topics' retention; not checked");
         }
     }
 }

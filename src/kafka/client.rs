@@ -352,43 +352,27 @@ fn first_timestamp(
     Ok(found)
 }
 
-/// The `retention.ms` of `topic` as the brokers report it: `None` when they report none, or
-/// unlimited (-1).
-pub fn retention_ms(kafka: &KafkaConfig, topic: &str) -> Result<Option<i64>, KafkaClientError> {
+/// The `retention.ms` of each of `topics` as the brokers report it, in one request: `None`
+/// for a topic they report none for, or unlimited (-1).
+pub fn retentions(kafka: &KafkaConfig, topics: &[&str]) -> Result<Vec<Option<i64>>, KafkaClientError> {
     use rdkafka::admin::{AdminClient, AdminOptions, ResourceSpecifier};
-    let admin: AdminClient<rdkafka::client::DefaultClientContext> = with_properties(
-        {
-            let mut config = ClientConfig::new();
-            config.set("bootstrap.servers", &kafka.brokers);
-            config
-        },
-        kafka,
-    )
-    .create()
-    .map_err(client_error("cannot create admin client"))?;
+    let mut config = ClientConfig::new();
+    config.set("bootstrap.servers", &kafka.brokers);
+    let admin: AdminClient<rdkafka::client::DefaultClientContext> = with_properties(config, kafka).create().map_err(client_error("cannot create admin client"))?;
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_time()
         .build()
-        .map_err(|e| KafkaClientError::Client {
-            what: "admin requests".to_owned(),
-            source: KafkaError::AdminOpCreation(e.to_string()),
-        })?;
+        .map_err(|e| KafkaClientError::Client { what: "admin requests".to_owned(), source: KafkaError::AdminOpCreation(e.to_string()) })?;
     let options = AdminOptions::new().request_timeout(Some(REQUEST_TIMEOUT));
-    let described = runtime
-        .block_on(admin.describe_configs(&[ResourceSpecifier::Topic(topic)], &options))
-        .map_err(client_error(format!(
-            "describe the configuration of {topic}"
-        )))?;
-    let retention = described
+    let resources: Vec<ResourceSpecifier<'_>> = topics.iter().map(|t| ResourceSpecifier::Topic(t)).collect();
+    let described = runtime.block_on(admin.describe_configs(&resources, &options)).map_err(client_error(format!("describe the configuration of {}", topics.join(", "))))?;
+    // One result per resource, in the order asked.
+    Ok(described
         .into_iter()
-        .filter_map(Result::ok)
-        .find_map(|resource| {
-            resource
-                .get("retention.ms")
-                .and_then(|e| e.value.as_deref())
-                .and_then(|v| v.parse::<i64>().ok())
-        });
-    Ok(retention.filter(|ms| *ms >= 0))
+        .map(|resource| {
+            resource.ok().and_then(|r| r.get("retention.ms").and_then(|e| e.value.as_deref()).and_then(|v| v.parse::<i64>().ok())).filter(|ms| *ms >= 0)
+        })
+        .collect())
 }
 
 /// The newest version published per entity on `topic` (the `version` header, or the
