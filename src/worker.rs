@@ -557,6 +557,7 @@ fn input_partitions(kafka_config: &KafkaConfig) -> Result<Vec<(Topic, i32)>, Wor
     for (topic, name) in [(Topic::Assignments, &kafka_config.assignments_topic), (Topic::Outcomes, &kafka_config.outcomes_topic)] {
         all.extend(kafka::partitions(&consumer, name)?.into_iter().map(|p| (topic, p)));
     }
+    kafka::close_in_background(consumer);
     Ok(all)
 }
 

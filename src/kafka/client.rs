@@ -21,8 +21,10 @@ use crate::logs::{repeated_suffix, Repeat, CLIENT_REPEATS};
 
 /// How long metadata and offset requests may take before start-up fails.
 pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
-/// How long a read-back waits after the last message before it trusts end-of-partition.
-const END_QUIET: Duration = Duration::from_millis(300);
+/// How long a read-back waits after the last message before it trusts end-of-partition:
+/// tansu 0.6 reports it early, with the rest of the same fetch still to come. Two of the
+/// consumers' fetch waits (`fetch.wait.max.ms` = 50): an empty fetch has come back since.
+const END_QUIET: Duration = Duration::from_millis(100);
 /// Name of the header that carries a weight record's version.
 pub const VERSION_HEADER: &str = "version";
 
@@ -174,6 +176,14 @@ impl ConsumerContext for ConsumerCallbacks {}
 
 /// A consumer of ours.
 pub type KafkaConsumer = BaseConsumer<ConsumerCallbacks>;
+
+/// Drops a client on a thread of its own: librdkafka's close takes about 100 ms, which a
+/// start-up need not wait for. (Every `TopicPartitionList` of it must be gone already.)
+pub fn close_in_background<C: Send + 'static>(client: C) {
+    if let Err(error) = std::thread::Builder::new().name("kafka-close".into()).spawn(move || drop(client)) {
+        tracing::debug!(%error, "cannot close a Kafka client in the background; it is closed when the process ends");
+    }
+}
 
 /// A consumer for manually assigned partitions, in the job's consumer group (for commits
 /// only: partitions are split among timely workers, not by the group protocol).
@@ -396,7 +406,8 @@ pub fn published_versions(kafka: &KafkaConfig, topic: &str, from: &[(i32, i64)])
     drop(assignment);
     let mut at_end = std::collections::HashSet::new();
     let mut last_message = Instant::now();
-    let (mut messages, mut reported) = (0u64, Instant::now());
+    let (mut messages, mut reported, started) = (0u64, Instant::now(), Instant::now());
+    let mut all_at_end: Option<Duration> = None;
     // Some brokers (tansu 0.6) report end-of-partition early, inside the last batch: the end
     // is where every partition reported it and nothing came for a moment.
     while at_end.len() < parts.len() || last_message.elapsed() < END_QUIET {
@@ -411,6 +422,9 @@ pub fn published_versions(kafka: &KafkaConfig, topic: &str, from: &[(i32, i64)])
             None => {}
             Some(Err(KafkaError::PartitionEOF(p))) => {
                 at_end.insert(p);
+                if at_end.len() == parts.len() {
+                    all_at_end.get_or_insert(started.elapsed());
+                }
             }
             Some(Err(source)) => return Err(KafkaClientError::Client { what: format!("reading {topic} back"), source }),
             Some(Ok(message)) => {
@@ -432,6 +446,8 @@ pub fn published_versions(kafka: &KafkaConfig, topic: &str, from: &[(i32, i64)])
             }
         }
     }
+    close_in_background(consumer);
+    tracing::debug!(topic, messages, first_all_at_end_ms = all_at_end.map(|d| d.as_millis() as u64), elapsed_ms = started.elapsed().as_millis() as u64, "weights topic read back");
     Ok(read)
 }
 
