@@ -17,6 +17,7 @@ pub mod event;
 pub mod policy;
 pub mod posterior;
 pub mod record;
+pub mod statistics;
 pub mod time;
 pub mod weights;
 pub mod window;

@@ -1,0 +1,222 @@
+//! The frequentist and Bayesian summaries a weight record carries besides `p_best`: credible
+//! intervals of the posteriors, the comparison of each arm with a control, Pearson's test of
+//! the window's success/failure table, and the goodness-of-fit test behind the sample-ratio
+//! check. Pure functions of counts; `docs/semantics.md` ("Statistics") says what each means.
+
+use serde::{Deserialize, Serialize};
+use statrs::distribution::{ChiSquared, ContinuousCDF};
+use statrs::function::beta::inv_beta_reg;
+use statrs::function::erf::erfc;
+
+use crate::posterior::Beta;
+
+/// The standard normal's 97.5% quantile: the half-width of a 95% interval in standard errors.
+pub const Z_975: f64 = 1.959_963_984_540_054;
+
+/// A chi-square test's result.
+#[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
+pub struct ChiSquare {
+    /// Pearson's statistic, Σ (observed - expected)² / expected.
+    pub statistic: f64,
+    /// Degrees of freedom (0 when there is nothing to compare).
+    pub dof: u32,
+    /// Upper tail probability of the statistic under the chi-square distribution with `dof`
+    /// degrees of freedom (1 when `dof` is 0).
+    pub p_value: f64,
+}
+
+impl ChiSquare {
+    /// A statistic with its degrees of freedom and upper-tail p-value.
+    #[must_use]
+    pub fn of(statistic: f64, dof: u32) -> Self {
+        ChiSquare { statistic, dof, p_value: chi_square_sf(statistic, dof) }
+    }
+}
+
+/// An arm against the control: difference of the observed rates with a 95% interval and a
+/// p-value.
+#[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
+pub struct VersusControl {
+    /// Observed rate of the arm minus that of the control.
+    pub diff: f64,
+    /// Newcombe's hybrid score interval for the difference (method 10 of Newcombe 1998:
+    /// built from the two Wilson score intervals), 95%.
+    pub ci95: [f64; 2],
+    /// Two-sided p-value of the pooled two-proportion z-test.
+    pub p_value: f64,
+}
+
+/// The equal-tailed 95% credible interval of a Beta posterior: its 2.5% and 97.5% quantiles.
+///
+/// # Examples
+/// ```
+/// use banditflow_core::posterior::Beta;
+/// use banditflow_core::statistics::credible_interval;
+/// let [low, high] = credible_interval(Beta { alpha: 1.0, beta: 1.0 });
+/// assert!((low - 0.025).abs() < 1e-12 && (high - 0.975).abs() < 1e-12);
+/// ```
+#[must_use]
+pub fn credible_interval(posterior: Beta) -> [f64; 2] {
+    let quantile = |q: f64| inv_beta_reg(posterior.alpha, posterior.beta, q).clamp(0.0, 1.0);
+    [quantile(0.025), quantile(0.975)]
+}
+
+/// The posterior mean, `alpha / (alpha + beta)`.
+#[must_use]
+pub fn mean(posterior: Beta) -> f64 {
+    posterior.alpha / (posterior.alpha + posterior.beta)
+}
+
+/// Upper tail of the chi-square distribution with `dof` degrees of freedom at `statistic`.
+fn chi_square_sf(statistic: f64, dof: u32) -> f64 {
+    if dof == 0 || statistic.is_nan() || statistic <= 0.0 {
+        return 1.0;
+    }
+    if statistic.is_infinite() {
+        return 0.0;
+    }
+    match ChiSquared::new(f64::from(dof)) {
+        Ok(distribution) => distribution.sf(statistic).clamp(0.0, 1.0),
+        Err(_) => 1.0,
+    }
+}
+
+/// Pearson's chi-square test of independence, without continuity correction, of a K x 2
+/// table of `(trials, successes)` per arm (its cells: successes and failures).
+///
+/// Rows or columns that are all zero carry no information and are left out (so the degrees
+/// of freedom are `(rows - 1) * (columns - 1)` of what remains); with fewer than two of
+/// either left, the statistic is 0 with 0 degrees of freedom and a p-value of 1.
+///
+/// # Examples
+/// ```
+/// use banditflow_core::statistics::independence;
+/// let test = independence(&[(100, 10), (100, 20)]);
+/// assert_eq!(test.dof, 1);
+/// assert!((test.statistic - 3.9215686).abs() < 1e-6);
+/// ```
+#[must_use]
+pub fn independence(arms: &[(u64, u64)]) -> ChiSquare {
+    let rows: Vec<(f64, f64)> = arms
+        .iter()
+        .filter(|(trials, _)| *trials > 0)
+        .map(|&(trials, successes)| {
+            let s = successes.min(trials) as f64;
+            (s, trials as f64 - s)
+        })
+        .collect();
+    let total: f64 = rows.iter().map(|(s, f)| s + f).sum();
+    let successes: f64 = rows.iter().map(|(s, _)| s).sum();
+    let failures = total - successes;
+    if rows.len() < 2 || successes == 0.0 || failures == 0.0 {
+        return ChiSquare::of(0.0, 0);
+    }
+    let mut statistic = 0.0;
+    for (s, f) in &rows {
+        let n = s + f;
+        let expected_s = n * successes / total;
+        let expected_f = n * failures / total;
+        statistic += (s - expected_s).powi(2) / expected_s + (f - expected_f).powi(2) / expected_f;
+    }
+    ChiSquare::of(statistic, (rows.len() - 1) as u32)
+}
+
+/// Pearson's goodness-of-fit statistic of `observed` counts against `expected` ones (same
+/// order, same total), with `K - 1` degrees of freedom over the categories expected at all.
+///
+/// A category observed but expected never (expected 0) makes the statistic infinite and the
+/// p-value 0; categories neither expected nor observed are left out.
+#[must_use]
+pub fn goodness_of_fit(observed: &[f64], expected: &[f64]) -> ChiSquare {
+    let mut statistic = 0.0;
+    let mut categories = 0u32;
+    for (o, e) in observed.iter().zip(expected) {
+        if *e > 0.0 {
+            statistic += (o - e).powi(2) / e;
+            categories += 1;
+        } else if *o > 0.0 {
+            statistic = f64::INFINITY;
+        }
+    }
+    ChiSquare::of(statistic, categories.saturating_sub(1))
+}
+
+/// The Wilson score interval of `successes` out of `trials` (trials > 0), 95%.
+fn wilson(successes: f64, trials: f64) -> (f64, f64) {
+    let p = successes / trials;
+    let z2 = Z_975 * Z_975;
+    let centre = p + z2 / (2.0 * trials);
+    let spread = Z_975 * (p * (1.0 - p) / trials + z2 / (4.0 * trials * trials)).sqrt();
+    let denominator = 1.0 + z2 / trials;
+    (((centre - spread) / denominator).max(0.0), ((centre + spread) / denominator).min(1.0))
+}
+
+/// An arm's observed rate against the control's: both as `(trials, successes)`.
+///
+/// The interval is Newcombe's hybrid score interval (not Wald's, which collapses to a point
+/// at zero counts); the p-value is that of the pooled z-test,
+/// `z = (p1 - p0) / sqrt(p (1 - p) (1/n1 + 1/n0))` with `p` the pooled rate, two-sided. With
+/// no trials on either side there is nothing to compare: `diff` 0, interval `[-1, 1]`,
+/// p-value 1; with a pooled rate of 0 or 1 the rates are equal and the p-value is 1.
+///
+/// # Examples
+/// ```
+/// use banditflow_core::statistics::versus_control;
+/// let v = versus_control((1000, 120), (1000, 100));
+/// assert!((v.diff - 0.02).abs() < 1e-12);
+/// assert!(v.ci95[0] < 0.0 && v.ci95[1] > 0.04 && v.p_value > 0.05);
+/// ```
+#[must_use]
+pub fn versus_control(arm: (u64, u64), control: (u64, u64)) -> VersusControl {
+    let (n1, n0) = (arm.0 as f64, control.0 as f64);
+    if arm.0 == 0 || control.0 == 0 {
+        return VersusControl { diff: 0.0, ci95: [-1.0, 1.0], p_value: 1.0 };
+    }
+    let (s1, s0) = (arm.1.min(arm.0) as f64, control.1.min(control.0) as f64);
+    let (p1, p0) = (s1 / n1, s0 / n0);
+    let diff = p1 - p0;
+    let (l1, u1) = wilson(s1, n1);
+    let (l0, u0) = wilson(s0, n0);
+    let low = diff - ((p1 - l1).powi(2) + (u0 - p0).powi(2)).sqrt();
+    let high = diff + ((u1 - p1).powi(2) + (p0 - l0).powi(2)).sqrt();
+    let pooled = (s1 + s0) / (n1 + n0);
+    let variance = pooled * (1.0 - pooled) * (1.0 / n1 + 1.0 / n0);
+    let p_value = if variance > 0.0 {
+        let z = diff / variance.sqrt();
+        erfc(z.abs() / std::f64::consts::SQRT_2).clamp(0.0, 1.0)
+    } else {
+        1.0
+    };
+    VersusControl { diff, ci95: [low.max(-1.0), high.min(1.0)], p_value }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn empty_and_one_sided_tables_have_nothing_to_test() {
+        assert_eq!(independence(&[]), ChiSquare { statistic: 0.0, dof: 0, p_value: 1.0 });
+        assert_eq!(independence(&[(10, 3)]).dof, 0);
+        assert_eq!(independence(&[(10, 0), (20, 0)]).dof, 0, "no successes anywhere");
+        assert_eq!(independence(&[(10, 10), (20, 20)]).dof, 0, "no failures anywhere");
+        // An arm without trials is left out: the other two are still compared.
+        assert_eq!(independence(&[(10, 3), (0, 0), (10, 7)]).dof, 1);
+    }
+
+    #[test]
+    fn goodness_of_fit_flags_an_arm_served_that_should_never_be() {
+        let test = goodness_of_fit(&[50.0, 50.0, 1.0], &[50.5, 50.5, 0.0]);
+        assert_eq!((test.statistic, test.p_value), (f64::INFINITY, 0.0));
+        let test = goodness_of_fit(&[50.0, 50.0, 0.0], &[50.0, 50.0, 0.0]);
+        assert_eq!((test.statistic, test.dof, test.p_value), (0.0, 1, 1.0));
+    }
+
+    #[test]
+    fn no_trials_or_a_pooled_rate_at_an_end_give_no_evidence() {
+        assert_eq!(versus_control((0, 0), (10, 2)).p_value, 1.0);
+        let all = versus_control((10, 10), (20, 20));
+        assert_eq!((all.diff, all.p_value), (0.0, 1.0));
+        assert!(all.ci95[0] < 0.0 && all.ci95[1] > 0.0, "{all:?}");
+    }
+}
