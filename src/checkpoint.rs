@@ -330,6 +330,7 @@ impl Collector {
             weighers: taken.weighers.into_values().collect(),
             partitions: taken.sources.into_values().flatten().collect(),
             weights_offsets: Vec::new(),
+            decisions_offsets: Vec::new(),
             written_ms,
         })
     }

@@ -84,6 +84,9 @@ pub struct KafkaConfig {
     /// `weights_topic` (optional): where weight records are published, key `entity_id`.
     /// Without it the worker publishes to Redis only, and `[redis]` is required.
     pub weights_topic: Option<String>,
+    /// `decisions_topic` (optional): where decision events are published, key `entity_id`
+    /// (`schemas/decision.schema.json`).
+    pub decisions_topic: Option<String>,
     /// `group_id` (required): the consumer group whose offsets track published ticks.
     pub group_id: String,
     /// `[kafka.properties]` (optional): passed to librdkafka as is (SASL, TLS, tuning).
@@ -143,6 +146,7 @@ struct RawKafka {
     assignments_topic: Option<String>,
     outcomes_topic: Option<String>,
     weights_topic: Option<String>,
+    decisions_topic: Option<String>,
     group_id: Option<String>,
     #[serde(default)]
     properties: BTreeMap<String, String>,
@@ -232,6 +236,7 @@ impl RawDeployment {
                         "assignments_topic" => &mut kafka.assignments_topic,
                         "outcomes_topic" => &mut kafka.outcomes_topic,
                         "weights_topic" => &mut kafka.weights_topic,
+                        "decisions_topic" => &mut kafka.decisions_topic,
                         "group_id" => &mut kafka.group_id,
                         _ => return Err(unknown()),
                     };
@@ -274,6 +279,7 @@ impl RawDeployment {
                     assignments_topic: required(k.assignments_topic, "kafka.assignments_topic")?,
                     outcomes_topic: required(k.outcomes_topic, "kafka.outcomes_topic")?,
                     weights_topic: k.weights_topic.filter(|t| !t.is_empty()),
+                    decisions_topic: k.decisions_topic.filter(|t| !t.is_empty()),
                     group_id: required(k.group_id, "kafka.group_id")?,
                     properties: k.properties,
                 })

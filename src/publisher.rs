@@ -1,5 +1,5 @@
-//! The live worker's publisher: the weights topic and Redis sinks, each written by its own
-//! thread.
+//! The live worker's publisher: the weights topic and Redis sinks, and the decisions topic,
+//! each written by its own thread.
 //!
 //! The dataflow hands over each complete tick's records. A sink that keeps up writes every
 //! record in order. While it is down (or its buffer is full) it keeps only the newest
@@ -7,6 +7,12 @@
 //! retries with backoff. Nothing at or below a version already out
 //! is written: the Kafka sink remembers the newest version per entity (read back from the
 //! topic at start-up), and Redis checks the stored version atomically in a script.
+//!
+//! Decision events are never compacted (each is an audit record): while the decisions sink
+//! is down its buffer fills to capacity and then holds the dataflow back. Each event goes out
+//! with a sequence number, `version * 4096 + n` for the `n`-th event of its entity at that
+//! version, which plays the role of the version: read back at start-up, it tells a restart
+//! which events are already out.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
@@ -14,7 +20,7 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use banditflow_core::checkpoint::Checkpoint;
-use banditflow_core::record::{EncodedRecord, WeightRecord};
+use banditflow_core::record::{EncodedDecision, EncodedRecord, WeightRecord};
 use banditflow_core::weights::WeigherState;
 use banditflow_core::time::now_ms;
 
@@ -59,6 +65,8 @@ pub struct Targets {
     pub kafka: Option<(KafkaConfig, String)>,
     /// Redis and the key prefix (`{prefix}` or `{prefix}:shadow`).
     pub redis: Option<(RedisConfig, String)>,
+    /// The Kafka cluster and the topic decision events go to.
+    pub decisions: Option<(KafkaConfig, String)>,
 }
 
 impl Targets {
@@ -73,6 +81,7 @@ impl Targets {
                 };
                 (r.clone(), prefix)
             }),
+            decisions: kafka.and_then(|k| Some((k.clone(), kafka::decisions_topic(k, mode)?))),
         }
     }
 }
@@ -97,12 +106,28 @@ struct Queue {
     last_write_ms: Option<i64>,
     /// When each tick not yet acknowledged was handed over.
     handed: std::collections::VecDeque<(u64, Instant)>,
+    /// Every item is kept (decision events): never compacted.
+    keeps_every: bool,
 }
+
+/// What a sink writes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Carries {
+    /// Weight records.
+    Weights,
+    /// Decision events.
+    Decisions,
+}
+
+/// The largest number of decision events of one entity at one version that their sequence
+/// numbers tell apart.
+const EVENTS_PER_VERSION: u64 = 4096;
 
 /// One sink thread's shared state.
 #[derive(Debug)]
 struct Shared {
     name: &'static str,
+    carries: Carries,
     /// Where it writes, for logs: the topic and brokers, or the Redis URL (password redacted).
     target: String,
     queue: Mutex<Queue>,
@@ -112,6 +137,9 @@ struct Shared {
 impl Queue {
     /// Keeps only the newest pending record of each entity, in publication order.
     fn compact(&mut self) {
+        if self.keeps_every {
+            return;
+        }
         let mut newest: HashMap<&str, u64> = HashMap::new();
         for r in &self.pending {
             let v = newest.entry(r.entity_id.as_str()).or_insert(r.version);
@@ -150,6 +178,8 @@ pub struct Publisher {
     positions: Option<Arc<Mutex<Positions>>>,
     /// The newest version on the weights topic at start-up (its `as_of`).
     newest_version: Option<u64>,
+    /// Where the decisions topic stood before each batch (when there is one).
+    decision_positions: Option<Arc<Mutex<Positions>>>,
 }
 
 impl Publisher {
@@ -172,21 +202,32 @@ impl Publisher {
                 Some(checkpoint) => {
                     let (config, topic, checkpoint) = (config.clone(), topic.clone(), ResumeFrom::of(checkpoint));
                     let open = move || open_kafka(&config, &topic, Some(&checkpoint), shared_positions.clone()).map(|(writer, _)| writer);
-                    sinks.push(spawn_opening("kafka", target, open)?);
+                    sinks.push(spawn_opening("kafka", Carries::Weights, target, open)?);
                 }
                 None => {
                     let (writer, newest) = open_kafka(config, topic, None, shared_positions)?;
                     newest_version = newest;
-                    sinks.push(spawn("kafka", target, writer)?);
+                    sinks.push(spawn("kafka", Carries::Weights, target, writer)?);
                 }
             }
+        }
+        let mut decision_positions = None;
+        if let Some((config, topic)) = &targets.decisions {
+            let shared_positions: Arc<Mutex<Positions>> = Arc::default();
+            decision_positions = Some(shared_positions.clone());
+            let target = format!("topic {topic} at {}", config.brokers);
+            // Events before the checkpoint are all out; the read-back says which after it are.
+            let resume = resume.map(|c| ResumeFrom { offsets: c.decisions_offsets.clone(), versions: Vec::new() });
+            let (config, topic) = (config.clone(), topic.clone());
+            let open = move || open_kafka(&config, &topic, resume.as_ref(), shared_positions.clone()).map(|(writer, _)| writer);
+            sinks.push(spawn_opening("decisions", Carries::Decisions, target, open)?);
         }
         if let Some((config, prefix)) = &targets.redis {
             let writer = RedisWriter::open(&config.url, prefix.clone())
                 .map_err(|error| SinkError::RedisUrl { url: crate::logs::redact_url(&config.url), error })?;
-            sinks.push(spawn("redis", crate::logs::redact_url(&config.url), Writer::Redis(Box::new(writer)))?);
+            sinks.push(spawn("redis", Carries::Weights, crate::logs::redact_url(&config.url), Writer::Redis(Box::new(writer)))?);
         }
-        Ok(Publisher { sinks, capacity: capacity.max(1), positions, newest_version })
+        Ok(Publisher { sinks, capacity: capacity.max(1), positions, newest_version, decision_positions })
     }
 
     /// The newest version already on the weights topic when the publisher started: the
@@ -201,10 +242,21 @@ impl Publisher {
         self.positions.as_ref().and_then(|p| p.lock().ok().map(|p| p.before(tick))).unwrap_or_default()
     }
 
-    /// Hands over the records of `tick` (complete, sorted). Blocks while a sink's buffer is
-    /// over capacity, which holds the dataflow back rather than dropping anything.
-    pub fn submit(&self, tick: u64, records: &[EncodedRecord]) {
+    /// The same for the decisions topic.
+    pub fn decisions_offsets_before(&self, tick: u64) -> Vec<(i32, i64)> {
+        self.decision_positions.as_ref().and_then(|p| p.lock().ok().map(|p| p.before(tick))).unwrap_or_default()
+    }
+
+    /// Hands over the records and decision events of `tick` (complete, sorted). Blocks while
+    /// a sink's buffer is over capacity, which holds the dataflow back rather than dropping
+    /// anything.
+    pub fn submit(&self, tick: u64, records: &[EncodedRecord], decisions: &[EncodedDecision]) {
+        let events = if self.sinks.iter().any(|(s, _)| s.carries == Carries::Decisions) { sequenced(decisions) } else { Vec::new() };
         for (shared, _) in &self.sinks {
+            let records = match shared.carries {
+                Carries::Weights => records,
+                Carries::Decisions => &events[..],
+            };
             let mut queue = shared.lock();
             if queue.pending.len() >= self.capacity {
                 queue.compact();
@@ -278,8 +330,24 @@ fn weigher_versions(state: &WeigherState) -> Vec<(String, u64)> {
     state.entities.iter().filter_map(|(_, json, _)| serde_json::from_str::<WeightRecord>(json).ok()).map(|r| (r.entity_id, r.version)).collect()
 }
 
-fn spawn(name: &'static str, target: String, mut writer: Writer) -> Result<(Arc<Shared>, JoinHandle<()>), SinkError> {
-    let shared = Arc::new(Shared { name, target, queue: Mutex::new(Queue { up: true, ..Queue::default() }), changed: Condvar::new() });
+/// Decision events as the sinks carry them: each with its sequence number as its version.
+fn sequenced(decisions: &[EncodedDecision]) -> Vec<EncodedRecord> {
+    let mut out: Vec<EncodedRecord> = Vec::with_capacity(decisions.len());
+    let mut n = 0;
+    for (i, d) in decisions.iter().enumerate() {
+        n = match i.checked_sub(1).map(|j| &decisions[j]) {
+            Some(prev) if prev.entity_id == d.entity_id && prev.version == d.version => n + 1,
+            _ => 0,
+        };
+        let version = d.version.saturating_mul(EVENTS_PER_VERSION).saturating_add(n.min(EVENTS_PER_VERSION - 1));
+        out.push(EncodedRecord { tick: d.tick, version, entity_id: d.entity_id.clone(), json: d.json.clone(), arms: 0, srm_flagged: false });
+    }
+    out
+}
+
+fn spawn(name: &'static str, carries: Carries, target: String, mut writer: Writer) -> Result<(Arc<Shared>, JoinHandle<()>), SinkError> {
+    let queue = Queue { up: true, keeps_every: carries == Carries::Decisions, ..Queue::default() };
+    let shared = Arc::new(Shared { name, carries, target, queue: Mutex::new(queue), changed: Condvar::new() });
     let thread_shared = shared.clone();
     let thread = std::thread::Builder::new()
         .name(format!("sink-{name}"))
@@ -319,8 +387,14 @@ fn open_kafka(config: &KafkaConfig, topic: &str, resume: Option<&ResumeFrom>, po
 /// [`spawn`] for a writer that `open` makes on the sink's thread first, retried with backoff
 /// until it succeeds or the publisher closes; meanwhile the sink takes records but writes
 /// none, and does not count as up.
-fn spawn_opening(name: &'static str, target: String, mut open: impl FnMut() -> Result<Writer, SinkError> + Send + 'static) -> Result<(Arc<Shared>, JoinHandle<()>), SinkError> {
-    let shared = Arc::new(Shared { name, target, queue: Mutex::new(Queue { up: true, opening: true, ..Queue::default() }), changed: Condvar::new() });
+fn spawn_opening(
+    name: &'static str,
+    carries: Carries,
+    target: String,
+    mut open: impl FnMut() -> Result<Writer, SinkError> + Send + 'static,
+) -> Result<(Arc<Shared>, JoinHandle<()>), SinkError> {
+    let queue = Queue { up: true, opening: true, keeps_every: carries == Carries::Decisions, ..Queue::default() };
+    let shared = Arc::new(Shared { name, carries, target, queue: Mutex::new(queue), changed: Condvar::new() });
     let thread_shared = shared.clone();
     let thread = std::thread::Builder::new()
         .name(format!("sink-{name}"))
@@ -440,7 +514,7 @@ mod tests {
     use super::*;
 
     fn record(entity: &str, version: u64) -> EncodedRecord {
-        EncodedRecord { tick: version, version, entity_id: entity.to_owned(), json: format!("{{\"v\":{version}}}"), arms: 0 }
+        EncodedRecord { tick: version, version, entity_id: entity.to_owned(), json: format!("{{\"v\":{version}}}"), arms: 0, srm_flagged: false }
     }
 
     #[test]
@@ -452,12 +526,24 @@ mod tests {
     }
 
     #[test]
+    fn decision_events_are_never_compacted_and_number_their_entity_s_events_per_version() {
+        let event = |entity: &str, version: u64| EncodedDecision { tick: 1, version, entity_id: entity.into(), rule: banditflow_core::decision::Rule::Stop, json: String::new() };
+        let events = sequenced(&[event("a", 5), event("a", 5), event("b", 5), event("a", 7)]);
+        let versions: Vec<u64> = events.iter().map(|e| e.version).collect();
+        assert_eq!(versions, vec![5 * 4096, 5 * 4096 + 1, 5 * 4096, 7 * 4096]);
+        let mut queue = Queue { pending: events, keeps_every: true, ..Queue::default() };
+        queue.compact();
+        assert_eq!(queue.pending.len(), 4);
+    }
+
+    #[test]
     fn shadow_targets_never_name_production_keys_or_topics() {
         let kafka = KafkaConfig {
             brokers: "b:1".into(),
             assignments_topic: "a".into(),
             outcomes_topic: "o".into(),
             weights_topic: Some("w".into()),
+            decisions_topic: Some("d".into()),
             group_id: "g".into(),
             properties: Default::default(),
         };
@@ -465,6 +551,7 @@ mod tests {
         let shadow = Targets::of(Some(&kafka), Some(&redis), Mode::Shadow);
         assert_eq!(shadow.kafka.map(|k| k.1).as_deref(), Some("w.shadow"));
         assert_eq!(shadow.redis.map(|r| r.1).as_deref(), Some("p:shadow"));
+        assert_eq!(shadow.decisions.map(|d| d.1).as_deref(), Some("d.shadow"));
         let production = Targets::of(Some(&kafka), Some(&redis), Mode::Production);
         assert_eq!(production.kafka.map(|k| k.1).as_deref(), Some("w"));
         assert_eq!(production.redis.map(|r| r.1).as_deref(), Some("p"));

@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 
 use banditflow_core::config::Dataflow;
 use banditflow_core::counters::Counters;
-use banditflow_core::record::WeightRecord;
+use banditflow_core::record::{DecisionEvent, WeightRecord};
 use banditflow_core::time::Ticks;
 use banditflow_core::wire::RecordKind;
 use timely::dataflow::operators::Probe;
@@ -40,6 +40,15 @@ pub enum Output {
     Memory(Arc<Mutex<Vec<WeightRecord>>>),
 }
 
+/// Where replay writes its decision events.
+#[derive(Clone, Debug)]
+pub enum DecisionOutput {
+    /// JSON lines to a file (created or truncated).
+    File(PathBuf),
+    /// Kept in memory, for tests and embedding.
+    Memory(Arc<Mutex<Vec<DecisionEvent>>>),
+}
+
 /// A replay run: the job and its inputs.
 #[derive(Clone, Debug)]
 pub struct ReplayOptions {
@@ -55,6 +64,8 @@ pub struct ReplayOptions {
     pub workers: usize,
     /// Where the weight records go.
     pub output: Output,
+    /// Where the decision events go, if anywhere (JSON lines).
+    pub decisions: Option<DecisionOutput>,
     /// Block size of the largest input, in bytes ([`DEFAULT_BLOCK_BYTES`]); smaller blocks
     /// spread small inputs over more workers.
     pub block_bytes: u64,
@@ -66,7 +77,17 @@ impl ReplayOptions {
     /// A replay of `job` over two files: one worker, no arm registry, default blocks,
     /// records to standard output.
     pub fn new(job: Dataflow, assignments: Input, outcomes: Input) -> Self {
-        ReplayOptions { job, assignments, outcomes, arms: None, workers: 1, output: Output::Stdout, block_bytes: DEFAULT_BLOCK_BYTES, metrics_listen: None }
+        ReplayOptions {
+            job,
+            assignments,
+            outcomes,
+            arms: None,
+            workers: 1,
+            output: Output::Stdout,
+            decisions: None,
+            block_bytes: DEFAULT_BLOCK_BYTES,
+            metrics_listen: None,
+        }
     }
 }
 
@@ -208,6 +229,17 @@ pub fn replay(options: &ReplayOptions, progress: Arc<Progress>) -> Result<Replay
             Output::Memory(records) => Some(records.clone()),
             _ => None,
         };
+        let (mut decision_file, decision_memory) = match (&options.decisions, worker.index()) {
+            (Some(DecisionOutput::File(path)), 0) => match JsonLines::create(Some(path)) {
+                Ok(w) => (Some(w), None),
+                Err(e) => {
+                    failure_in.fail(e);
+                    (None, None)
+                }
+            },
+            (Some(DecisionOutput::Memory(events)), _) => (None, Some(events.clone())),
+            _ => (None, None),
+        };
         let written = counters.clone();
         let progress_out = progress.clone();
         let failure_out = failure_in.clone();
@@ -225,8 +257,19 @@ pub fn replay(options: &ReplayOptions, progress: Arc<Progress>) -> Result<Replay
         let probe = worker.dataflow::<u64, _, _>(move |scope| {
             let (events, names) = file_source(scope, ctx);
             let records = bandit(events, names, &job, counters.clone(), &crate::dataflow::Recovery::default());
-            let done = publish(records, move |_tick, batch| {
+            let done = publish(records, move |_tick, batch, decisions| {
                 written.borrow_mut().records_written += batch.len() as u64;
+                written.borrow_mut().decisions_written += decisions.len() as u64;
+                if let Some(events) = &decision_memory {
+                    if let Ok(mut events) = events.lock() {
+                        events.extend(decisions.iter().filter_map(|d| serde_json::from_str(&d.json).ok()));
+                    }
+                }
+                if let (Some(w), false, false) = (decision_file.as_mut(), failure_out.failed(), decisions.is_empty()) {
+                    if let Err(error) = w.write_lines(decisions.iter().map(|d| d.json.as_str())) {
+                        failure_out.fail(error);
+                    }
+                }
                 progress_out.records_written.fetch_add(batch.len() as u64, Ordering::Relaxed);
                 if let Some(records) = &memory {
                     if let Ok(mut records) = records.lock() {
@@ -274,6 +317,18 @@ pub fn replay(options: &ReplayOptions, progress: Arc<Progress>) -> Result<Replay
         return Err(error.into());
     }
     Ok(ReplaySummary { counters, elapsed: started.elapsed(), span: finished.span(), attribution_ms })
+}
+
+/// Runs a replay and returns its weight records and decision events (each in publication
+/// order) instead of writing them; `options.output` and `options.decisions` are ignored.
+pub fn replay_with_decisions(options: &ReplayOptions) -> Result<(Vec<WeightRecord>, Vec<DecisionEvent>, ReplaySummary), ReplayError> {
+    let records = Arc::new(Mutex::new(Vec::new()));
+    let decisions = Arc::new(Mutex::new(Vec::new()));
+    let options = ReplayOptions { output: Output::Memory(records.clone()), decisions: Some(DecisionOutput::Memory(decisions.clone())), ..options.clone() };
+    let summary = replay(&options, Arc::new(Progress::default()))?;
+    let records = records.lock().map(|mut r| std::mem::take(&mut *r)).unwrap_or_default();
+    let decisions = decisions.lock().map(|mut d| std::mem::take(&mut *d)).unwrap_or_default();
+    Ok((records, decisions, summary))
 }
 
 /// Runs a replay and returns its weight records (in publication order) instead of writing

@@ -292,10 +292,11 @@ pub fn run(options: &RunOptions, watch: Arc<Watch>) -> Result<RunSummary, Worker
             let records = bandit(events, catalog, &job, counters.clone(), &recovery);
             publish(
                 records,
-                move |tick, batch| {
+                move |tick, batch, decisions| {
                     // A tick whose window the rebuild did not read in full goes out empty.
-                    let batch = if tick < publish_from { &[][..] } else { batch };
+                    let (batch, decisions) = if tick < publish_from { (&[][..], &[][..]) } else { (batch, decisions) };
                     written.borrow_mut().records_written += batch.len() as u64;
+                    written.borrow_mut().decisions_written += decisions.len() as u64;
                     if let Some(sink) = &sink {
                         if let Some(at) = processing_control.completed_at(tick) {
                             metrics::TICK_PROCESSING.observe(at.elapsed().as_secs_f64());
@@ -304,8 +305,11 @@ pub fn run(options: &RunOptions, watch: Arc<Watch>) -> Result<RunSummary, Worker
                             for record in batch {
                                 state.observe(record, &watch);
                             }
+                            for decision in decisions {
+                                state.decided(decision);
+                            }
                         }
-                        sink.submit(tick, batch);
+                        sink.submit(tick, batch, decisions);
                     }
                 },
                 move || acked.as_ref().map_or(u64::MAX, |p| p.acked()),
@@ -367,6 +371,7 @@ pub fn run(options: &RunOptions, watch: Arc<Watch>) -> Result<RunSummary, Worker
                 let acked = publisher.as_ref().map_or(u64::MAX, |p| p.acked());
                 if let Some(mut checkpoint) = collector.take_complete(acked, &timing, now_ms()) {
                     checkpoint.weights_offsets = publisher.as_ref().map(|p| p.weights_offsets_before(checkpoint.tick)).unwrap_or_default();
+                    checkpoint.decisions_offsets = publisher.as_ref().map(|p| p.decisions_offsets_before(checkpoint.tick)).unwrap_or_default();
                     write_checkpoint(store, &checkpoint, &mut failing);
                 }
             }

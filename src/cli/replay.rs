@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 
 use banditflow::deployment::Job;
 use banditflow::file::Input;
-use banditflow::replay::{replay, Output, Progress, ReplayOptions, ReplaySummary};
+use banditflow::replay::{replay, DecisionOutput, Output, Progress, ReplayOptions, ReplaySummary};
 
 /// Run a dataflow over JSON-lines files and write its weight records as JSON lines.
 #[derive(clap::Args)]
@@ -32,6 +32,9 @@ pub struct Args {
     /// Where to write weight records (standard output by default).
     #[arg(long)]
     out: Option<PathBuf>,
+    /// Where to write decision events (JSON lines; none written without it).
+    #[arg(long)]
+    decisions: Option<PathBuf>,
     /// No progress lines on standard error (the final summary is still printed).
     #[arg(long)]
     quiet: bool,
@@ -47,6 +50,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         arms: args.arms.as_deref().map(Input::parse),
         workers: args.workers,
         output: args.out.map_or(Output::Stdout, Output::File),
+        decisions: args.decisions.map(DecisionOutput::File),
         metrics_listen: args.metrics_listen,
         ..ReplayOptions::new(job.dataflow, Input::parse(&args.assignments), Input::parse(&args.outcomes))
     };
@@ -91,11 +95,12 @@ fn print_summary(summary: &ReplaySummary) {
     let mut err = std::io::stderr().lock();
     let _ = writeln!(
         err,
-        "replay done in {secs:.3}s: {events} events read ({:.0}/s) = {}; {} of them late; {} records written",
+        "replay done in {secs:.3}s: {events} events read ({:.0}/s) = {}; {} of them late; {} records written; {} decisions",
         events as f64 / secs,
         parts.join(" + "),
         c.late,
         c.records_written,
+        c.decisions_written,
     );
     if let Some(why) = summary.why_no_records() {
         let _ = writeln!(err, "replay: no weight record was written: {why}");

@@ -14,7 +14,7 @@ use banditflow_core::checkpoint::AttributionPart;
 use banditflow_core::event::AssignmentKey;
 use banditflow_core::counters::Counters;
 use banditflow_core::event::{Catalog, Event};
-use banditflow_core::window::{Departures, WindowUpdate};
+use banditflow_core::window::{Departures, WindowFact};
 use timely::dataflow::channels::pact::{Exchange, Pipeline};
 use timely::dataflow::operators::generic::Operator;
 use timely::dataflow::operators::vec::Broadcast;
@@ -34,7 +34,7 @@ pub fn attribute<'scope>(
     rules: AttributionRules,
     counters: Rc<RefCell<Counters>>,
     recovery: Recovery,
-) -> Stream<'scope, u64, Vec<WindowUpdate>> {
+) -> Stream<'scope, u64, Vec<WindowFact>> {
     let (worker, peers) = (events.scope().index(), events.scope().peers() as u64);
     events.binary_frontier(
         catalog.broadcast(),
@@ -46,7 +46,7 @@ pub fn attribute<'scope>(
             let mut state = Attribution::new(rules, 0);
             let mut departures = Departures::default();
             let mut resolved = Vec::new();
-            let mut updates: Vec<WindowUpdate> = Vec::new();
+            let mut updates: Vec<WindowFact> = Vec::new();
             let mut last_checkpoint = 0;
             if let Some(checkpoint) = &recovery.restored {
                 let owns = |k: &AssignmentKey| k.route() % peers == worker as u64;
@@ -56,7 +56,7 @@ pub fn attribute<'scope>(
                     departures.restore(&mine);
                 }
                 // The window starts where the checkpoint left it.
-                updates.extend(departures.in_window().into_iter().map(|(pair, counts)| (pair, checkpoint.tick, counts)));
+                updates.extend(departures.in_window().into_iter().map(|(fact, counts)| (fact, checkpoint.tick, counts)));
                 last_checkpoint = checkpoint.tick;
             }
             let collector = recovery.collector;

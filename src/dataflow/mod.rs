@@ -11,7 +11,7 @@ use banditflow_core::attribution::AttributionRules;
 use banditflow_core::config::Dataflow;
 use banditflow_core::counters::Counters;
 use banditflow_core::event::{Catalog, Event};
-use banditflow_core::record::EncodedRecord;
+use banditflow_core::record::Published;
 use banditflow_core::time::Ticks;
 use banditflow_core::weights::WeightRules;
 use timely::dataflow::Stream;
@@ -33,20 +33,20 @@ pub use recovery::Recovery;
 pub use weigh::weigh;
 
 /// Builds the dataflow of `job` over decoded `events` (at their ticks) and the `catalog`
-/// (names, arm registry) their sources announced; returns the weight records (serialized),
-/// each at its tick.
+/// (names, arm registry) their sources announced; returns the weight records and decision
+/// events (serialized), each at its tick.
 pub fn bandit<'scope>(
     events: Stream<'scope, u64, Vec<Event>>,
     catalog: Stream<'scope, u64, Vec<Catalog>>,
     job: &Dataflow,
     counters: Rc<RefCell<Counters>>,
     recovery: &Recovery,
-) -> Stream<'scope, u64, Vec<EncodedRecord>> {
+) -> Stream<'scope, u64, Vec<Published>> {
     let rules = AttributionRules {
         ticks: Ticks::new(job.tick_ms),
         attribution_ms: job.attribution_ms,
         window_ms: job.window_ms,
     };
-    let updates = attribute(events, catalog.clone(), rules, counters, recovery.clone());
-    weigh(arm_counts(updates), catalog, WeightRules::of(job), recovery.clone())
+    let facts = attribute(events, catalog.clone(), rules, counters, recovery.clone());
+    weigh(arm_counts(facts.clone()), facts, catalog, WeightRules::of(job), recovery.clone())
 }

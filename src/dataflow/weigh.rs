@@ -1,14 +1,16 @@
-//! The weigh operator: changed arm counts and arm registry changes in, weight records out.
+//! The weigh operator: changed arm counts, the window's assignments by the record they were
+//! served under, and arm registry changes in; weight records and decision events out.
 //!
-//! Counts and registry changes of an entity meet on the worker that owns the entity; names
-//! are broadcast. Each worker keeps a [`Weigher`] for its entities and, as the frontier
+//! Counts, served assignments and registry changes of an entity meet on the worker that owns
+//! the entity; names are broadcast. Each worker keeps a [`Weigher`] for its entities and, as the frontier
 //! advances, hands it every complete tick in order. Records are serialized where they were
 //! computed, so encoding runs on every worker.
 
+use banditflow_core::attribution::Served;
 use banditflow_core::event::{Catalog, NameId, Registration};
-use banditflow_core::record::EncodedRecord;
+use banditflow_core::record::Published;
 use banditflow_core::weights::{WeightRules, Weigher};
-use banditflow_core::window::ArmCount;
+use banditflow_core::window::{ArmCount, WindowFact};
 use differential_dataflow::VecCollection;
 use serde::{Deserialize, Serialize};
 use timely::dataflow::channels::pact::{Exchange, Pipeline};
@@ -25,6 +27,8 @@ use super::recovery::Recovery;
 enum EntityChange {
     /// An update of the window's arm counts of `entity` at `tick`.
     Counted { entity: NameId, arms: Vec<ArmCount>, tick: u64, diff: isize },
+    /// Assignments of `arm` served as `served` entering (count > 0) or leaving the window.
+    Served { entity: NameId, arm: NameId, served: Served, tick: u64, count: i64 },
     /// An arm registry change.
     Registered(Registration),
 }
@@ -32,25 +36,32 @@ enum EntityChange {
 impl EntityChange {
     fn route(&self) -> u64 {
         match self {
-            EntityChange::Counted { entity, .. } => *entity,
+            EntityChange::Counted { entity, .. } | EntityChange::Served { entity, .. } => *entity,
             EntityChange::Registered(r) => r.entity,
         }
     }
 }
 
-/// Turns changed arm counts and arm registry changes into weight records, tick by tick.
+/// Turns changed arm counts, served assignments and arm registry changes into weight records
+/// and decision events, tick by tick.
 /// Resumed from a checkpoint, each worker keeps the entities it owns; with a collector, it
 /// hands over its state at every checkpoint tick.
 pub fn weigh<'scope>(
     counts: VecCollection<'scope, u64, (NameId, Vec<ArmCount>), isize>,
+    facts: Stream<'scope, u64, Vec<WindowFact>>,
     catalog: Stream<'scope, u64, Vec<Catalog>>,
     rules: WeightRules,
     recovery: Recovery,
-) -> Stream<'scope, u64, Vec<EncodedRecord>> {
+) -> Stream<'scope, u64, Vec<Published>> {
     let (worker, peers) = (counts.inner.scope().index(), counts.inner.scope().peers() as u64);
     let names = catalog.clone().flat_map(|c| if let Catalog::Name(n) = c { Some(n) } else { None }).broadcast();
     let registered = catalog.flat_map(|c| if let Catalog::Registration(r) = c { Some(EntityChange::Registered(r)) } else { None });
-    let changes = counts.inner.map(|((entity, arms), tick, diff)| EntityChange::Counted { entity, arms, tick, diff }).concat(registered);
+    let served = facts.map(|((entity, arm, served), tick, (count, _))| EntityChange::Served { entity, arm, served, tick, count });
+    let changes = counts
+        .inner
+        .map(|((entity, arms), tick, diff)| EntityChange::Counted { entity, arms, tick, diff })
+        .concat(registered)
+        .concat(served);
     changes.binary_frontier(names, Exchange::new(EntityChange::route), Pipeline, "Weights", move |capability, _info| {
         let mut capability = Some(capability);
         let (mut weigher, mut last_checkpoint) = match &recovery.restored {
@@ -69,6 +80,7 @@ pub fn weigh<'scope>(
                 for change in data.drain(..) {
                     match change {
                         EntityChange::Counted { entity, arms, tick, diff } => weigher.counted(entity, arms, tick, diff),
+                        EntityChange::Served { entity, arm, served, tick, count } => weigher.served(entity, arm, served, tick, count),
                         EntityChange::Registered(r) => weigher.registered(r, arrived),
                     }
                 }

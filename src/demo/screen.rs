@@ -198,7 +198,21 @@ mod tests {
     use banditflow_core::record::ArmWeight;
 
     fn record() -> WeightRecord {
-        let arm = |id: &str, weight: f64| ArmWeight { arm_id: id.into(), weight, p_best: weight, alpha: 3.0, beta: 30.0, trials: 31, successes: 2, metadata: None };
+        let arm = |id: &str, weight: f64| ArmWeight {
+            arm_id: id.into(),
+            weight,
+            p_best: weight,
+            alpha: 3.0,
+            beta: 30.0,
+            trials: 31,
+            successes: 2,
+            mean: 3.0 / 33.0,
+            ci95: [0.02, 0.21],
+            expected_loss: 0.01,
+            vs_control: None,
+            state: banditflow_core::decision::ArmState::Exploring,
+            metadata: None,
+        };
         WeightRecord {
             entity_id: "entity-000".into(),
             version: 7,
@@ -206,8 +220,10 @@ mod tests {
             computed_at: 0,
             status: Status::Adaptive,
             arms: vec![arm("arm-0", 0.75), arm("arm-1", 0.25)],
+            chi_square: banditflow_core::statistics::independence(&[(31, 2), (31, 2)]),
+            srm: banditflow_core::srm::ServedCounts::default().test(0.001),
             dataflow: "demo".into(),
-            schema_version: 1,
+            schema_version: banditflow_core::record::SCHEMA_VERSION,
         }
     }
 

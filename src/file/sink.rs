@@ -1,5 +1,5 @@
-//! The file sink: weight records as JSON lines, one record per line, to a file or standard
-//! output (`schemas/weights.schema.json`).
+//! The file sink: weight records (`schemas/weights.schema.json`) or decision events
+//! (`schemas/decision.schema.json`) as JSON lines, one per line, to a file or standard output.
 
 use std::fs::File;
 use std::io::{self, BufWriter, Write};
@@ -9,7 +9,7 @@ use banditflow_core::record::EncodedRecord;
 
 use super::FileError;
 
-/// A JSON-lines writer of weight records.
+/// A JSON-lines writer of weight records or decision events.
 pub struct JsonLines {
     out: Box<dyn Write>,
     name: String,
@@ -30,8 +30,14 @@ impl JsonLines {
 
     /// Writes one tick's records and flushes them, so a reader sees whole ticks.
     pub fn write(&mut self, batch: &[EncodedRecord]) -> Result<(), FileError> {
-        let result = batch.iter().try_for_each(|r| {
-            self.out.write_all(r.json.as_bytes())?;
+        self.write_lines(batch.iter().map(|r| r.json.as_str()))
+    }
+
+    /// Writes one tick's lines (JSON, without their newline) and flushes them.
+    pub fn write_lines<'a>(&mut self, lines: impl Iterator<Item = &'a str>) -> Result<(), FileError> {
+        let mut lines = lines;
+        let result = lines.try_for_each(|json| {
+            self.out.write_all(json.as_bytes())?;
             self.out.write_all(b"\n")
         });
         result.and_then(|()| self.out.flush()).map_err(|source| FileError::Output { path: self.name.clone(), source })

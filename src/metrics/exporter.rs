@@ -35,6 +35,9 @@ pub struct Exported {
     arm_weight: GaugeVec,
     arm_p_best: GaugeVec,
     arm_trials: IntGaugeVec,
+    srm_flagged: IntGaugeVec,
+    srm_flags: IntCounterVec,
+    decisions: IntCounterVec,
 }
 
 /// `metric`, registered in `registry`.
@@ -65,6 +68,9 @@ impl Exported {
         let arm_weight = registered(&registry, GaugeVec::new(Opts::new("banditflow_arm_weight", "Published weight of an arm of a watched entity ([metrics] entities)."), &["entity", "arm"])?)?;
         let arm_p_best = registered(&registry, GaugeVec::new(Opts::new("banditflow_arm_p_best", "Probability that the arm is best, for watched entities."), &["entity", "arm"])?)?;
         let arm_trials = registered(&registry, IntGaugeVec::new(Opts::new("banditflow_arm_trials", "Resolved trials of the arm in the window, for watched entities."), &["entity", "arm"])?)?;
+        let srm_flagged = registered(&registry, IntGaugeVec::new(Opts::new("banditflow_srm_flagged", "1 if the newest record of a watched entity ([metrics] entities) has its sample-ratio check flagged."), &["entity"])?)?;
+        let srm_flags = counter(&registry, "banditflow_srm_flags_total", "Times an entity's sample-ratio check became flagged (every entity).", &[])?;
+        let decisions = counter(&registry, "banditflow_decisions_total", "Decision events published, by rule (winner, winner_cleared, stop, redeclared).", &["rule"])?;
         let rebuild = registered(&registry, Gauge::new("banditflow_rebuild_progress_ratio", "Start-up: share of the window's messages read (1 once caught up).")?)?;
         Ok(Exported {
             rebuild,
@@ -79,6 +85,9 @@ impl Exported {
             arm_weight,
             arm_p_best,
             arm_trials,
+            srm_flagged,
+            srm_flags,
+            decisions,
             consumer_lag,
             last_write,
             pending,
@@ -159,6 +168,16 @@ impl Exported {
                 self.arm_p_best.with_label_values(&[entity.as_str(), arm.as_str()]).set(*p_best);
                 self.arm_trials.with_label_values(&[entity.as_str(), arm.as_str()]).set((*trials).min(i64::MAX as u64) as i64);
             }
+        }
+        for (entity, flagged) in &snapshot.published.srm_watched {
+            self.srm_flagged.with_label_values(&[entity.as_str()]).set(i64::from(*flagged));
+        }
+        let flags = self.srm_flags.with_label_values(&[] as &[&str]);
+        if snapshot.published.srm_flags > flags.get() {
+            flags.inc_by(snapshot.published.srm_flags - flags.get());
+        }
+        for rule in ["winner", "winner_cleared", "stop", "redeclared"] {
+            raise(&self.decisions, rule, snapshot.published.decisions.get(rule).copied().unwrap_or(0));
         }
         self.pending.set(c.pending_assignments.min(i64::MAX as u64) as i64);
         self.buffered.set(c.buffered_outcomes.min(i64::MAX as u64) as i64);

@@ -6,7 +6,7 @@ use std::collections::{BTreeMap, HashMap};
 use std::sync::{LazyLock, Mutex};
 
 use banditflow_core::counters::Counters;
-use banditflow_core::record::{EncodedRecord, WeightRecord};
+use banditflow_core::record::{EncodedDecision, EncodedRecord, WeightRecord};
 use prometheus::{Histogram, HistogramOpts, HistogramVec};
 
 /// Seconds from a tick's completion (its records handed to the sinks) to a sink's
@@ -52,13 +52,34 @@ pub struct PublishedState {
     pub arms: HashMap<String, usize>,
     /// `(weight, p_best, trials)` per arm of each watched entity's newest record.
     pub watched: BTreeMap<String, Vec<(String, f64, f64, u64)>>,
+    /// Whether each watched entity's newest record has its sample-ratio check flagged.
+    pub srm_watched: BTreeMap<String, bool>,
+    /// Entities (all) whose newest record is flagged.
+    pub srm_flagged: std::collections::HashSet<String>,
+    /// Times an entity's check became flagged.
+    pub srm_flags: u64,
+    /// Decision events published, by rule.
+    pub decisions: BTreeMap<&'static str, u64>,
 }
 
 impl PublishedState {
+    /// Takes in a decision event about to be published.
+    pub fn decided(&mut self, decision: &EncodedDecision) {
+        *self.decisions.entry(decision.rule.as_str()).or_insert(0) += 1;
+    }
+
     /// Takes in a record about to be published; `watch` are the opted-in entities.
     pub fn observe(&mut self, record: &EncodedRecord, watch: &[String]) {
         self.arms.insert(record.entity_id.clone(), record.arms);
+        if record.srm_flagged {
+            if self.srm_flagged.insert(record.entity_id.clone()) {
+                self.srm_flags += 1;
+            }
+        } else if !self.srm_flagged.is_empty() {
+            self.srm_flagged.remove(&record.entity_id);
+        }
         if watch.contains(&record.entity_id) {
+            self.srm_watched.insert(record.entity_id.clone(), record.srm_flagged);
             if let Ok(parsed) = serde_json::from_str::<WeightRecord>(&record.json) {
                 let arms = parsed.arms.iter().map(|a| (a.arm_id.clone(), a.weight, a.p_best, a.trials)).collect();
                 self.watched.insert(record.entity_id.clone(), arms);

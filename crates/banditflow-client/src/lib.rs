@@ -5,8 +5,11 @@
 //! For now it holds the weight record, as serving reads it from Redis or the weights topic
 //! (`schemas/weights.schema.json`); the cache and `assign` come next.
 
+pub use banditflow_core::decision::ArmState;
 pub use banditflow_core::policy::Status;
 pub use banditflow_core::record::{ArmWeight, WeightRecord, SCHEMA_VERSION};
+pub use banditflow_core::srm::SampleRatio;
+pub use banditflow_core::statistics::{ChiSquare, VersusControl};
 
 /// Why a weight record could not be read.
 pub type ParseError = serde_json::Error;

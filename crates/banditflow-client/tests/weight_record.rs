@@ -4,7 +4,7 @@
 
 use std::path::Path;
 
-use banditflow_client::{parse_record, ArmWeight, Status, WeightRecord, SCHEMA_VERSION};
+use banditflow_client::{parse_record, ArmState, ArmWeight, ChiSquare, SampleRatio, Status, VersusControl, WeightRecord, SCHEMA_VERSION};
 use serde_json::{json, Value};
 
 fn validator() -> jsonschema::Validator {
@@ -23,6 +23,11 @@ fn record() -> WeightRecord {
         beta: 1.0 + (trials - successes) as f64,
         trials,
         successes,
+        mean: (1.0 + successes as f64) / (2.0 + trials as f64),
+        ci95: [0.06, 0.08],
+        expected_loss: 0.001,
+        vs_control: Some(VersusControl { diff: 0.004, ci95: [-0.007, 0.015], p_value: 0.48 }),
+        state: ArmState::Exploring,
         metadata: None,
     };
     WeightRecord {
@@ -33,8 +38,10 @@ fn record() -> WeightRecord {
         status: Status::Adaptive,
         arms: vec![
             ArmWeight { metadata: Some(json!({"model": "v7", "trained_at": "2026-11-30"})), ..arm("model-a", 0.62, 0.71, 4_210, 301) },
-            arm("model-b", 0.38, 0.29, 3_990, 270),
+            ArmWeight { vs_control: None, ..arm("model-b", 0.38, 0.29, 3_990, 270) },
         ],
+        chi_square: ChiSquare { statistic: 0.5, dof: 1, p_value: 0.48 },
+        srm: SampleRatio { statistic: Some(1.2), dof: 1, p_value: 0.27, flagged: false, matched: 8_000, unmatched: 200 },
         dataflow: "default".to_owned(),
         schema_version: SCHEMA_VERSION,
     }
@@ -63,4 +70,12 @@ fn a_record_the_schema_refuses_does_not_parse() {
     json["status"] = json!("paused");
     assert!(validator.validate(&json).is_err());
     assert!(parse_record(json.to_string().as_bytes()).is_err());
+    let mut json = serde_json::to_value(record()).expect("serializes");
+    json["arms"][0]["state"] = json!("paused");
+    assert!(validator.validate(&json).is_err(), "states are exploring, winner, stopped");
+    assert!(parse_record(json.to_string().as_bytes()).is_err());
+    let mut json = serde_json::to_value(record()).expect("serializes");
+    json["srm"]["statistic"] = Value::Null;
+    assert!(validator.validate(&json).is_ok(), "a certain mismatch has no finite statistic");
+    assert!(parse_record(json.to_string().as_bytes()).is_ok());
 }

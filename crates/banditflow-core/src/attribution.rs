@@ -26,6 +26,17 @@ pub struct AttributionRules {
     pub window_ms: u64,
 }
 
+/// Which weight record an assignment was served under, as far as the assignment tells: the
+/// version it carried (0: none) and the tick of its `ts` (the record in force then is the
+/// newest one of an earlier tick). The sample-ratio check matches it to a record by these.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize, serde::Deserialize, bincode::Encode, bincode::Decode)]
+pub struct Served {
+    /// The `weights_version` the assignment carried, 0 if none.
+    pub version: u64,
+    /// The tick of the assignment's `ts`.
+    pub tick: u64,
+}
+
 /// An assignment whose reward is decided: it counts in its arm's posterior from tick
 /// `enter` up to (not including) tick `leave`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -40,6 +51,8 @@ pub struct Resolved {
     pub leave: u64,
     /// Whether an outcome fell in its attribution interval.
     pub success: bool,
+    /// The weight record it was served under, as far as it tells.
+    pub served: Served,
 }
 
 type KeyMap<V> = FxHashMap<AssignmentKey, V>;
@@ -80,6 +93,8 @@ pub struct AttributionState {
     pub ties: Vec<(AssignmentKey, Vec<(NameId, NameId)>)>,
     /// Late assignments' resolution ticks, by key.
     pub delayed: Vec<(AssignmentKey, u64)>,
+    /// The `weights_version` of pending assignments that carried one, by key.
+    pub versions: Vec<(AssignmentKey, u64)>,
     /// Outcomes held, by key: their event times.
     pub outcomes: Vec<(AssignmentKey, Vec<i64>)>,
     /// Arm registry history per (entity, arm).
@@ -112,6 +127,9 @@ pub struct Attribution {
     /// Late assignments whose resolution waits for the tick they arrived at (so it never
     /// precedes their names): the tick. Rare; on time, the tick follows from `ts`.
     delayed: KeyMap<u64>,
+    /// The `weights_version` of pending assignments that carry one (most carry none, and
+    /// then cost nothing here).
+    versions: KeyMap<u64>,
     /// Outcomes held in `outcomes`, kept up to date so the gauge costs nothing to read.
     buffered: usize,
 }
@@ -134,6 +152,7 @@ impl Attribution {
             ties: KeyMap::default(),
             names: FxHashMap::default(),
             delayed: KeyMap::default(),
+            versions: KeyMap::default(),
             buffered: 0,
         }
     }
@@ -149,6 +168,7 @@ impl Attribution {
             }).collect(),
             ties: self.ties.iter().map(|(k, others)| (*k, others.iter().map(pair).collect())).collect(),
             delayed: self.delayed.iter().map(|(k, t)| (*k, *t)).collect(),
+            versions: self.versions.iter().map(|(k, v)| (*k, *v)).collect(),
             outcomes: self.outcomes.iter().map(|(k, times)| (*k, times.clone())).collect(),
             registry: self.registry.iter().map(|(pair, history)| (*pair, history.clone())).collect(),
             names: self.names.iter().map(|(id, text)| (*id, text.clone())).collect(),
@@ -156,6 +176,7 @@ impl Attribution {
         state.pending.sort_unstable();
         state.ties.sort_unstable();
         state.delayed.sort_unstable();
+        state.versions.sort_unstable();
         state.outcomes.sort_unstable();
         state.registry.sort_unstable();
         state.names.sort_unstable();
@@ -185,6 +206,9 @@ impl Attribution {
         for part in &parts {
             for &(key, at) in part.delayed.iter().filter(|(k, _)| owns(k)) {
                 state.delayed.insert(key, at);
+            }
+            for &(key, version) in part.versions.iter().filter(|(k, _)| owns(k)) {
+                state.versions.insert(key, version);
             }
             for &(key, ts, entity, arm) in part.pending.iter().filter(|(k, ..)| owns(k)) {
                 // Within the pair cap: the checkpoint was written under the same cap.
@@ -340,6 +364,9 @@ impl Attribution {
         match held {
             None => {
                 self.acquire(pair);
+                if a.weights_version != 0 {
+                    self.versions.insert(a.key, a.weights_version);
+                }
                 if late {
                     counters.late += 1;
                 }
@@ -356,6 +383,12 @@ impl Attribution {
                 // may not have arrived yet, so equal times are settled at resolution.
                 if a.ts < held.ts() {
                     self.pending.insert(a.key, Pending::new(a.ts, pair));
+                    // The copy that now holds the key says which record it was served under.
+                    if a.weights_version != 0 {
+                        self.versions.insert(a.key, a.weights_version);
+                    } else if !self.versions.is_empty() {
+                        self.versions.remove(&a.key);
+                    }
                     self.acquire(pair);
                     self.release(held.pair());
                     let at = self.resolution(a.key, resolves, arrival);
@@ -432,6 +465,8 @@ impl Attribution {
                 if due.is_some() {
                     self.delayed.remove(&key);
                 }
+                let version = if self.versions.is_empty() { 0 } else { self.versions.remove(&key).unwrap_or(0) };
+                let served = Served { version, tick: rules.ticks.tick_of(held.ts()) };
                 let mut success = false;
                 if let Some(times) = self.outcomes.get_mut(&key) {
                     let before = times.len();
@@ -470,7 +505,7 @@ impl Attribution {
                     continue;
                 }
                 let leave = rules.ticks.settle_tick(held.ts(), rules.window_ms);
-                resolved.push(Resolved { entity, arm, enter: tick, leave, success });
+                resolved.push(Resolved { entity, arm, enter: tick, leave, success, served });
             }
         }
         while let Some(entry) = self.expire_at.first_entry() {
@@ -508,7 +543,7 @@ mod tests {
     }
 
     fn assignment(id: &str, arm: u64, ts: i64) -> Assignment {
-        Assignment { key: AssignmentKey::of(id), entity: 1, arm, ts }
+        Assignment { key: AssignmentKey::of(id), entity: 1, arm, ts, weights_version: 0 }
     }
 
     fn outcome(id: &str, ts: i64) -> Outcome {
@@ -525,7 +560,7 @@ mod tests {
         s.settle(4, &mut c, &mut out);
         assert!(out.is_empty(), "resolution time 4_500 is in tick 4, not yet complete");
         s.settle(5, &mut c, &mut out);
-        assert_eq!(out, vec![Resolved { entity: 1, arm: 7, enter: 4, leave: 11, success: true }]);
+        assert_eq!(out, vec![Resolved { entity: 1, arm: 7, enter: 4, leave: 11, success: true, served: out[0].served }]);
         assert_eq!(c.outcomes_applied, 1);
         assert_eq!(s.pending_assignments(), 0);
     }
@@ -596,7 +631,7 @@ mod tests {
             }
             s.outcome(outcome("a", 4_500), &mut c);
             s.settle(20, &mut c, &mut out);
-            assert_eq!(out, vec![Resolved { entity: 1, arm: 7, enter: 4, leave: 11, success: false }]);
+            assert_eq!(out, vec![Resolved { entity: 1, arm: 7, enter: 4, leave: 11, success: false, served: out[0].served }]);
             assert_eq!(c.conflict, 1);
         }
     }
@@ -646,7 +681,7 @@ mod tests {
         s.settle(8, &mut c, &mut out);
         assert!(out.is_empty());
         s.settle(9, &mut c, &mut out);
-        assert_eq!(out, vec![Resolved { entity: 1, arm: 7, enter: 8, leave: 13, success: false }]);
+        assert_eq!(out, vec![Resolved { entity: 1, arm: 7, enter: 8, leave: 13, success: false, served: out[0].served }]);
         assert_eq!((c.late, s.pending_assignments()), (1, 0));
     }
 

@@ -7,13 +7,13 @@
 //! match is refused with the reason, never half read.
 
 use crate::attribution::AttributionState;
-use crate::event::NameId;
 use crate::weights::WeigherState;
+use crate::window::Departure;
 
 /// The first bytes of every checkpoint.
 pub const MAGIC: &[u8; 6] = b"BFCKPT";
 /// The layout this build writes and reads.
-pub const FORMAT_VERSION: u16 = 2;
+pub const FORMAT_VERSION: u16 = 3;
 /// Magic, version and length.
 const HEADER_BYTES: usize = MAGIC.len() + 2 + 8;
 
@@ -36,8 +36,8 @@ pub struct JobTiming {
 pub struct AttributionPart {
     /// Pending assignments, waiting outcomes, registry, names.
     pub state: AttributionState,
-    /// `(leave tick, entity, arm, trials, successes)`, negative counts.
-    pub departures: Vec<(u64, NameId, NameId, i64, i64)>,
+    /// `(leave tick, entity, arm, served, trials, successes)`, negative counts.
+    pub departures: Vec<Departure>,
 }
 
 /// Where an input partition resumes.
@@ -77,6 +77,8 @@ pub struct Checkpoint {
     /// tick at or after `tick`: a restart reads the topic from there to learn what went out
     /// after the checkpoint.
     pub weights_offsets: Vec<(i32, i64)>,
+    /// The same for the decisions topic (empty without one).
+    pub decisions_offsets: Vec<(i32, i64)>,
     /// Wall-clock ms when it was written.
     pub written_ms: i64,
 }
@@ -96,6 +98,7 @@ impl Checkpoint {
             whole.weighers.extend(part.weighers);
             whole.partitions.extend(part.partitions);
             whole.weights_offsets.extend(part.weights_offsets);
+            whole.decisions_offsets.extend(part.decisions_offsets);
             whole.written_ms = whole.written_ms.max(part.written_ms);
             whole.process = whole.process.min(part.process);
         }
@@ -202,10 +205,11 @@ mod tests {
             workers: 2,
             process: 0,
             processes: 1,
-            attribution: vec![AttributionPart { state, departures: vec![(80, 7, 9, -3, -1)] }, AttributionPart::default()],
+            attribution: vec![AttributionPart { state, departures: vec![(80, 7, 9, crate::attribution::Served { version: 41_000, tick: 41 }, -3, -1)] }, AttributionPart::default()],
             weighers: vec![WeigherState { next_tick: 42, converging: vec![7], ..WeigherState::default() }, WeigherState::default()],
             partitions: vec![PartitionPosition { topic: "assignments".into(), partition: 3, offset: 1_234, max_ts: 41_999 }],
             weights_offsets: vec![(0, 77)],
+            decisions_offsets: vec![(0, 5)],
             written_ms: 1_767_225_600_000,
         }
     }

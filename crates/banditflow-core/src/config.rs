@@ -67,6 +67,76 @@ pub struct Dataflow {
     /// `[[arms]]` (optional, repeated table): arms declared up front for an entity. A declared
     /// arm is in every weight record of its entity, with the prior until it has traffic.
     pub arms: Vec<ArmDeclaration>,
+    /// `[decision]` (optional table): the control arm and the rules that declare a winner or
+    /// stop an arm.
+    pub decision: DecisionConfig,
+}
+
+/// Default of [`DecisionConfig::winner_p_best`].
+const DEFAULT_WINNER_P_BEST: f64 = 0.95;
+/// Default of [`DecisionConfig::winner_max_loss`].
+const DEFAULT_WINNER_MAX_LOSS: f64 = 0.001;
+/// Default of [`DecisionConfig::confirm_ticks`].
+const DEFAULT_CONFIRM_TICKS: u32 = 3;
+/// Default of [`DecisionConfig::stop_p_best`].
+const DEFAULT_STOP_P_BEST: f64 = 0.001;
+/// Default of [`DecisionConfig::srm_alpha`].
+const DEFAULT_SRM_ALPHA: f64 = 0.001;
+
+/// What the weights do once an entity has a winner.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum OnWinner {
+    /// `"keep_exploring"`: the policy is unchanged; the winner is only reported.
+    KeepExploring,
+    /// `"exploit"`: every other arm gets the floor (0 if stopped), the winner the rest.
+    Exploit,
+}
+
+/// `[decision]`: the rules that turn statistics into decisions (docs/semantics.md,
+/// "Decisions"). They are applied once an entity is out of burn-in.
+#[derive(Clone, Debug, PartialEq)]
+pub struct DecisionConfig {
+    /// `control` (optional arm id): the arm every other is compared with (`vs_control`) in
+    /// every entity that has it; an `[[arms]]` entry's own `control` takes precedence.
+    pub control: Option<String>,
+    /// `winner_p_best` (optional, in `(0, 1]`, default 0.95): an arm whose `p_best` is at
+    /// least this...
+    pub winner_p_best: f64,
+    /// `winner_max_loss` (optional, >= 0, default 0.001): ...and whose expected loss is at
+    /// most this, for `confirm_ticks` consecutive ticks, is the winner.
+    pub winner_max_loss: f64,
+    /// `confirm_ticks` (optional, integer >= 1, default 3): how many consecutive ticks a
+    /// rule's condition (or, to clear a winner, its absence) must hold before the state
+    /// changes.
+    pub confirm_ticks: u32,
+    /// `on_winner` (optional, `"keep_exploring"` or `"exploit"`, default `"keep_exploring"`).
+    pub on_winner: OnWinner,
+    /// `stop_p_best` (optional, in `[0, 1)`, default 0.001; 0 = never): an arm whose `p_best`
+    /// stays below this for `confirm_ticks` consecutive ticks is stopped.
+    pub stop_p_best: f64,
+    /// `allow_stop` (optional, default false): a stopped arm's weight is 0 if true, else the
+    /// policy's floor. Either way it never gets more again until it is re-declared.
+    pub allow_stop: bool,
+    /// `srm_alpha` (optional, in `(0, 1)`, default 0.001): the sample-ratio check is flagged
+    /// when its p-value is below this.
+    pub srm_alpha: f64,
+}
+
+impl Default for DecisionConfig {
+    /// No control; a winner at `p_best >= 0.95` with expected loss `<= 0.001`, a stop at
+    /// `p_best < 0.001`, both confirmed over 3 ticks; stopped arms keep the floor.
+    fn default() -> Self {
+        DecisionConfig {
+            control: None,
+            winner_p_best: DEFAULT_WINNER_P_BEST,
+            winner_max_loss: DEFAULT_WINNER_MAX_LOSS,
+            confirm_ticks: DEFAULT_CONFIRM_TICKS,
+            on_winner: OnWinner::KeepExploring,
+            stop_p_best: DEFAULT_STOP_P_BEST,
+            allow_stop: false,
+            srm_alpha: DEFAULT_SRM_ALPHA,
+        }
+    }
 }
 
 /// `[prior]`: the Beta prior of every arm's success rate, `Beta(alpha, beta)`.
@@ -124,6 +194,9 @@ pub struct ArmDeclaration {
     pub entity_id: String,
     /// `arm_ids` (required, at least one, each 1–128 bytes, no duplicates): its arms.
     pub arm_ids: Vec<String>,
+    /// `control` (optional, one of `arm_ids`): this entity's control arm, in place of
+    /// `[decision] control`.
+    pub control: Option<String>,
 }
 
 /// Why a job file was rejected. Every message names the key at fault.
@@ -304,6 +377,30 @@ pub enum ConfigError {
         /// The repeated arm.
         arm_id: String,
     },
+    /// An `[[arms]]` entry whose `control` is not one of its `arm_ids`.
+    #[error("invalid `arms.control` for entity `{entity_id}`: `{arm_id}` is not one of its `arm_ids`")]
+    UnknownControl {
+        /// The entity.
+        entity_id: String,
+        /// The control named.
+        arm_id: String,
+    },
+    /// A `[decision]` threshold out of its range.
+    #[error("invalid `decision.{key}`: must be {range} (got {value})")]
+    DecisionOutOfRange {
+        /// The key, without its table.
+        key: &'static str,
+        /// The range allowed, in words.
+        range: &'static str,
+        /// The value given.
+        value: f64,
+    },
+    /// `decision.on_winner` is not one of its words.
+    #[error("invalid `decision.on_winner`: \"{value}\" (expected \"keep_exploring\" or \"exploit\")")]
+    BadOnWinner {
+        /// The value given.
+        value: String,
+    },
     /// Two `[[arms]]` entries for one entity.
     #[error("invalid `arms.entity_id`: entity `{entity_id}` is declared twice")]
     DuplicateEntity {
@@ -389,6 +486,7 @@ impl Dataflow {
         }
         self.prior.validate()?;
         self.policy.validate()?;
+        self.decision.validate()?;
         let mut entities = HashSet::new();
         for declaration in &self.arms {
             declaration.validate()?;
@@ -435,8 +533,45 @@ impl PolicyConfig {
     }
 }
 
+impl DecisionConfig {
+    fn validate(&self) -> Result<(), ConfigError> {
+        let checks: [(&'static str, f64, bool, &'static str); 5] = [
+            ("winner_p_best", self.winner_p_best, self.winner_p_best > 0.0 && self.winner_p_best <= 1.0, "greater than 0 and at most 1"),
+            ("winner_max_loss", self.winner_max_loss, self.winner_max_loss.is_finite() && self.winner_max_loss >= 0.0, "a finite number at least 0"),
+            ("confirm_ticks", f64::from(self.confirm_ticks), self.confirm_ticks >= 1, "at least 1"),
+            ("stop_p_best", self.stop_p_best, (0.0..1.0).contains(&self.stop_p_best), "at least 0 and below 1"),
+            ("srm_alpha", self.srm_alpha, self.srm_alpha > 0.0 && self.srm_alpha < 1.0, "greater than 0 and below 1"),
+        ];
+        for (key, value, ok, range) in checks {
+            if !ok {
+                return Err(ConfigError::DecisionOutOfRange { key, range, value });
+            }
+        }
+        if let Some(control) = &self.control {
+            check_id("decision.control", control)?;
+        }
+        Ok(())
+    }
+
+    /// The control arm of `entity_id` under this job: its `[[arms]]` entry's, else
+    /// `[decision] control`.
+    #[must_use]
+    pub fn control_of<'a>(&'a self, declarations: &'a [ArmDeclaration], entity_id: &str) -> Option<&'a str> {
+        declarations
+            .iter()
+            .find(|d| d.entity_id == entity_id)
+            .and_then(|d| d.control.as_deref())
+            .or(self.control.as_deref())
+    }
+}
+
 impl ArmDeclaration {
     fn validate(&self) -> Result<(), ConfigError> {
+        if let Some(control) = &self.control {
+            if !self.arm_ids.contains(control) {
+                return Err(ConfigError::UnknownControl { entity_id: self.entity_id.clone(), arm_id: control.clone() });
+            }
+        }
         check_id("arms.entity_id", &self.entity_id)?;
         if self.arm_ids.is_empty() {
             return Err(ConfigError::NoArms {
@@ -489,6 +624,8 @@ struct RawDataflow {
     policy: RawPolicy,
     #[serde(default)]
     arms: Vec<RawArmDeclaration>,
+    #[serde(default)]
+    decision: RawDecision,
     // Read by the deployment settings of the `banditflow` crate; accepted here unread.
     #[serde(rename = "mode")]
     _mode: Option<IgnoredAny>,
@@ -522,6 +659,41 @@ struct RawPolicy {
 struct RawArmDeclaration {
     entity_id: Option<String>,
     arm_ids: Option<Vec<String>>,
+    control: Option<String>,
+}
+
+#[derive(Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawDecision {
+    control: Option<String>,
+    winner_p_best: Option<f64>,
+    winner_max_loss: Option<f64>,
+    confirm_ticks: Option<u32>,
+    on_winner: Option<String>,
+    stop_p_best: Option<f64>,
+    allow_stop: Option<bool>,
+    srm_alpha: Option<f64>,
+}
+
+impl RawDecision {
+    fn into_decision(self) -> Result<DecisionConfig, ConfigError> {
+        let default = DecisionConfig::default();
+        let on_winner = match self.on_winner.as_deref() {
+            None | Some("keep_exploring") => OnWinner::KeepExploring,
+            Some("exploit") => OnWinner::Exploit,
+            Some(other) => return Err(ConfigError::BadOnWinner { value: other.to_owned() }),
+        };
+        Ok(DecisionConfig {
+            control: self.control,
+            winner_p_best: self.winner_p_best.unwrap_or(default.winner_p_best),
+            winner_max_loss: self.winner_max_loss.unwrap_or(default.winner_max_loss),
+            confirm_ticks: self.confirm_ticks.unwrap_or(default.confirm_ticks),
+            on_winner,
+            stop_p_best: self.stop_p_best.unwrap_or(default.stop_p_best),
+            allow_stop: self.allow_stop.unwrap_or(default.allow_stop),
+            srm_alpha: self.srm_alpha.unwrap_or(default.srm_alpha),
+        })
+    }
 }
 
 impl RawDataflow {
@@ -545,6 +717,7 @@ impl RawDataflow {
                 .into_iter()
                 .map(RawArmDeclaration::into_declaration)
                 .collect::<Result<_, _>>()?,
+            decision: self.decision.into_decision()?,
         })
     }
 }
@@ -575,6 +748,7 @@ impl RawArmDeclaration {
         Ok(ArmDeclaration {
             entity_id: required(self.entity_id, "arms.entity_id")?,
             arm_ids: required(self.arm_ids, "arms.arm_ids")?,
+            control: self.control,
         })
     }
 }
@@ -759,9 +933,20 @@ min_trials = 50
 floor = 0.05
 max_step = 0.2
 
+[decision]
+control = "x"
+winner_p_best = 0.99
+winner_max_loss = 0.0005
+confirm_ticks = 5
+on_winner = "exploit"
+stop_p_best = 0
+allow_stop = true
+srm_alpha = 0.01
+
 [[arms]]
 entity_id = "hero"
 arm_ids = ["a", "b", "c"]
+control = "b"
 
 [[arms]]
 entity_id = "footer"
@@ -789,14 +974,48 @@ arm_ids = ["x"]
                 ArmDeclaration {
                     entity_id: "hero".into(),
                     arm_ids: vec!["a".into(), "b".into(), "c".into()],
+                    control: Some("b".into()),
                 },
                 ArmDeclaration {
                     entity_id: "footer".into(),
                     arm_ids: vec!["x".into()],
+                    control: None,
                 },
             ],
+            decision: DecisionConfig {
+                control: Some("x".into()),
+                winner_p_best: 0.99,
+                winner_max_loss: 0.0005,
+                confirm_ticks: 5,
+                on_winner: OnWinner::Exploit,
+                stop_p_best: 0.0,
+                allow_stop: true,
+                srm_alpha: 0.01,
+            },
         };
+        let job = Dataflow::from_toml_str(text).unwrap();
+        assert_eq!(job.decision.control_of(&job.arms, "hero"), Some("b"));
+        assert_eq!(job.decision.control_of(&job.arms, "footer"), Some("x"));
         assert_eq!(Dataflow::from_toml_str(text).unwrap(), expected);
+    }
+
+    #[test]
+    fn decision_thresholds_out_of_range_and_unknown_controls_are_refused() {
+        for (section, message) in [
+            ("[decision]\nwinner_p_best = 0\n", "invalid `decision.winner_p_best`: must be greater than 0 and at most 1 (got 0)"),
+            ("[decision]\nconfirm_ticks = 0\n", "invalid `decision.confirm_ticks`: must be at least 1 (got 0)"),
+            ("[decision]\nstop_p_best = 1\n", "invalid `decision.stop_p_best`: must be at least 0 and below 1 (got 1)"),
+            ("[decision]\nsrm_alpha = 0\n", "invalid `decision.srm_alpha`: must be greater than 0 and below 1 (got 0)"),
+            ("[decision]\nwinner_max_loss = -1\n", "invalid `decision.winner_max_loss`: must be a finite number at least 0 (got -1)"),
+            ("[decision]\non_winner = \"greedy\"\n", "invalid `decision.on_winner`: \"greedy\" (expected \"keep_exploring\" or \"exploit\")"),
+            ("[[arms]]\nentity_id = \"e\"\narm_ids = [\"a\"]\ncontrol = \"z\"\n", "invalid `arms.control` for entity `e`: `z` is not one of its `arm_ids`"),
+        ] {
+            let err = Dataflow::from_toml_str(&format!("{MINIMAL}{section}")).unwrap_err();
+            assert_eq!(err.to_string(), message);
+        }
+        let job = Dataflow::from_toml_str(MINIMAL).unwrap();
+        assert_eq!(job.decision, DecisionConfig::default());
+        assert_eq!(job.decision.control_of(&job.arms, "any"), None);
     }
 
     #[test]

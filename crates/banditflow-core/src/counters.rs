@@ -52,6 +52,8 @@ pub struct Counters {
     pub malformed: BTreeMap<String, u64>,
     /// Weight records written.
     pub records_written: u64,
+    /// Decision events written.
+    pub decisions_written: u64,
     /// Gauge, not a count: assignments held pending when last looked (at most a second ago).
     pub pending_assignments: u64,
     /// Gauge, not a count: outcomes held when last looked.
@@ -86,6 +88,7 @@ impl Counters {
             *self.malformed.entry(reason.clone()).or_insert(0) += n;
         }
         self.records_written += other.records_written;
+        self.decisions_written += other.decisions_written;
         self.pending_assignments += other.pending_assignments;
         self.buffered_outcomes += other.buffered_outcomes;
     }

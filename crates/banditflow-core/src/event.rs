@@ -57,6 +57,8 @@ pub struct Assignment {
     pub arm: NameId,
     /// Event time, ms since the epoch.
     pub ts: i64,
+    /// The `version` of the weight record serving used, 0 if the record did not say.
+    pub weights_version: u64,
 }
 
 /// The assignment `key` converted at event time `ts` (with a counted kind).

@@ -10,6 +10,8 @@ pub enum Status {
     BurnIn,
     /// Every arm has enough trials: weights follow `p_best`, floored.
     Adaptive,
+    /// Out of burn-in with a confirmed winner (`docs/semantics.md`, "Decisions").
+    Winner,
 }
 
 impl Status {
@@ -19,6 +21,7 @@ impl Status {
         match self {
             Status::BurnIn => "burn_in",
             Status::Adaptive => "adaptive",
+            Status::Winner => "winner",
         }
     }
 }

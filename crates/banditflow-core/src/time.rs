@@ -35,6 +35,16 @@ impl Ticks {
         (tick.saturating_add(1).saturating_mul(self.tick_ms) - 1).min(i64::MAX as u64) as i64
     }
 
+    /// The first millisecond of tick `tick`.
+    pub fn start_of(&self, tick: u64) -> i64 {
+        tick.saturating_mul(self.tick_ms).min(i64::MAX as u64) as i64
+    }
+
+    /// The tick length, ms.
+    pub fn tick_ms(&self) -> u64 {
+        self.tick_ms
+    }
+
     /// The tick whose last millisecond is the first at or after `ts + delay`: when a fact
     /// about an event at `ts` becomes true (resolution) or stops being true (leaving the window).
     pub fn settle_tick(&self, ts: i64, delay_ms: u64) -> u64 {

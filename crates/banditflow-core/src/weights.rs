@@ -1,19 +1,29 @@
-//! Posteriors and weights per entity, tick by tick: the state the weigh operator keeps.
+//! Posteriors, statistics, decisions and weights per entity, tick by tick: the state the
+//! weigh operator keeps.
 //!
-//! Input: the window's arm counts per entity (only entities whose counts changed at a tick)
-//! and arm registry changes. For each changed entity, the Beta posteriors, `p_best` and the
-//! policy (burn-in, floor, step limit) give a [`WeightRecord`]. An entity still walking
-//! towards its target under `max_step` gets a record at every following tick until it
-//! arrives, so ticks are processed one by one in order however far the frontier jumps: the
-//! output does not depend on how time advanced.
+//! Input: the window's arm counts per entity (only entities whose counts changed at a tick),
+//! the window's assignments by the record they were served under, and arm registry changes.
+//! For each changed entity, the Beta posteriors, `p_best` and expected loss, the decision
+//! rules and the policy (burn-in, floor, step limit) give a [`WeightRecord`] and any
+//! [`DecisionEvent`]s. An entity still walking towards its target under `max_step`, or with a
+//! decision streak running, gets a record at every following tick until it arrives, so ticks
+//! are processed one by one in order however far the frontier jumps: the output does not
+//! depend on how time advanced.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 
-use crate::config::{Dataflow, PolicyConfig, Prior};
+use crate::attribution::Served;
+use crate::config::{Dataflow, DecisionConfig, OnWinner, PolicyConfig, Prior};
+use crate::decision::{cap_stopped, shape, ArmState, Change, Decisions, Standing};
 use crate::event::{arm_id_of, entity_id_of, Name, NameId, Registration};
-use crate::policy::{limit_step, target_weights};
-use crate::posterior::{p_best, Beta};
-use crate::record::{ArmWeight, EncodedRecord, WeightRecord, SCHEMA_VERSION};
+use crate::policy::{limit_step, target_weights, Status};
+use crate::posterior::{best_arm, Beta};
+use crate::record::{
+    ArmWeight, DecisionEvent, DecisionStatistics, EncodedDecision, EncodedRecord, Published, Thresholds, WeightRecord,
+    DECISION_SCHEMA_VERSION, SCHEMA_VERSION,
+};
+use crate::srm::ServedCounts;
+use crate::statistics::{credible_interval, independence, mean, versus_control};
 use crate::time::{now_ms, Ticks};
 use crate::window::ArmCount;
 
@@ -21,11 +31,15 @@ use crate::window::ArmCount;
 #[derive(Clone, Debug)]
 pub struct WeightRules {
     ticks: Ticks,
+    window_ms: u64,
     prior: Prior,
     policy: PolicyConfig,
+    decision: DecisionConfig,
     dataflow: String,
     declared: HashMap<NameId, Vec<NameId>>,
     declared_names: Vec<Name>,
+    /// Per declared entity, its own control arm.
+    controls: HashMap<NameId, String>,
 }
 
 impl WeightRules {
@@ -33,6 +47,7 @@ impl WeightRules {
     pub fn of(job: &Dataflow) -> Self {
         let mut declared = HashMap::new();
         let mut declared_names = Vec::new();
+        let mut controls = HashMap::new();
         for decl in &job.arms {
             let entity = entity_id_of(&decl.entity_id);
             declared_names.push(Name { id: entity, text: decl.entity_id.clone() });
@@ -46,14 +61,45 @@ impl WeightRules {
                 })
                 .collect();
             declared.insert(entity, arms);
+            if let Some(control) = &decl.control {
+                controls.insert(entity, control.clone());
+            }
         }
         WeightRules {
             ticks: Ticks::new(job.tick_ms),
+            window_ms: job.window_ms,
             prior: job.prior.clone(),
             policy: job.policy.clone(),
+            decision: job.decision.clone(),
             dataflow: job.name.clone(),
             declared,
             declared_names,
+            controls,
+        }
+    }
+
+    /// The thresholds as decision events carry them.
+    fn thresholds(&self) -> Thresholds {
+        let d = &self.decision;
+        Thresholds {
+            winner_p_best: d.winner_p_best,
+            winner_max_loss: d.winner_max_loss,
+            confirm_ticks: d.confirm_ticks,
+            stop_p_best: d.stop_p_best,
+            allow_stop: d.allow_stop,
+            on_winner: match d.on_winner {
+                OnWinner::KeepExploring => "keep_exploring".into(),
+                OnWinner::Exploit => "exploit".into(),
+            },
+        }
+    }
+
+    /// The weight a stopped arm is held to.
+    fn stopped_cap(&self) -> f64 {
+        if self.decision.allow_stop {
+            0.0
+        } else {
+            self.policy.floor.max(0.0)
         }
     }
 }
@@ -81,6 +127,14 @@ struct Policy {
     entities: HashMap<NameId, EntityWeights>,
     /// Entities whose published weights have not reached their target yet.
     converging: BTreeSet<NameId>,
+    /// Arm states and decision streaks per entity.
+    decisions: HashMap<NameId, Decisions>,
+    /// Entities with a decision streak running: evaluated at every tick.
+    deciding: BTreeSet<NameId>,
+    /// State changes waiting for the entity's next record (re-declared arms).
+    redeclared: HashMap<NameId, Vec<Change>>,
+    /// The sample-ratio state per entity.
+    served: HashMap<NameId, ServedCounts>,
 }
 
 impl Policy {
@@ -91,11 +145,17 @@ impl Policy {
     /// Applies an arm registry change (at the tick it takes effect).
     fn register(&mut self, r: Registration) {
         let metadata = r.metadata.and_then(|m| serde_json::from_str(&m).ok());
+        if r.active {
+            if let Some(change) = self.decisions.get_mut(&r.entity).and_then(|d| d.redeclared(r.arm)) {
+                self.redeclared.entry(r.entity).or_default().push(change);
+            }
+        }
         self.registry.entry(r.entity).or_default().insert(r.arm, Registered { active: r.active, metadata });
     }
 
-    /// The record of `entity` at `tick` from its current window counts and registry.
-    fn recompute(&mut self, entity: NameId, tick: u64) -> EncodedRecord {
+    /// The record of `entity` at `tick` from its current window counts and registry, with
+    /// the decision events it brings.
+    fn recompute(&mut self, entity: NameId, tick: u64, out: &mut Vec<Published>) {
         let empty = Vec::new();
         let counts = self.counts.get(&entity).unwrap_or(&empty);
         let registry = self.registry.get(&entity);
@@ -110,53 +170,123 @@ impl Policy {
             }
         }
         ids.retain(|(arm, _, _)| standing(arm).is_none_or(|r| r.active));
-        let mut arms: Vec<(String, i64, i64, Option<serde_json::Value>)> = ids
+        let mut arms: Vec<(NameId, String, u64, u64, Option<serde_json::Value>)> = ids
             .iter()
-            .map(|(arm, t, s)| (self.name(*arm), *t, *s, standing(arm).and_then(|r| r.metadata.clone())))
+            .map(|(arm, t, s)| (*arm, self.name(*arm), (*t).max(0) as u64, (*s).max(0) as u64, standing(arm).and_then(|r| r.metadata.clone())))
             .collect();
-        arms.sort_by(|a, b| a.0.cmp(&b.0));
+        arms.sort_by(|a, b| a.1.cmp(&b.1));
         let posteriors: Vec<Beta> = arms
             .iter()
-            .map(|(_, t, s, _)| Beta { alpha: self.rules.prior.alpha + *s as f64, beta: self.rules.prior.beta + (*t - *s) as f64 })
+            .map(|(_, _, t, s, _)| Beta { alpha: self.rules.prior.alpha + *s as f64, beta: self.rules.prior.beta + (*t - (*s).min(*t)) as f64 })
             .collect();
-        let p = p_best(&posteriors);
-        let trials: Vec<u64> = arms.iter().map(|(_, t, _, _)| (*t).max(0) as u64).collect();
-        let (target, status) = target_weights(&p, &trials, self.rules.policy.min_trials, self.rules.policy.floor);
+        let odds = best_arm(&posteriors);
+        let trials: Vec<u64> = arms.iter().map(|a| a.2).collect();
+        let (mut target, status) = target_weights(&odds.p_best, &trials, self.rules.policy.min_trials, self.rules.policy.floor);
+
+        // Decisions first: the states shape the weights.
+        let arm_ids: Vec<NameId> = arms.iter().map(|a| a.0).collect();
+        let decisions = self.decisions.entry(entity).or_default();
+        decisions.retain(&arm_ids);
+        let standings: Vec<Standing> = arms
+            .iter()
+            .enumerate()
+            .map(|(i, a)| Standing { arm: a.0, p_best: odds.p_best[i], expected_loss: odds.expected_loss[i] })
+            .collect();
+        let mut changes = self.redeclared.remove(&entity).unwrap_or_default();
+        changes.extend(decisions.evaluate(&self.rules.decision, tick, &standings, status == Status::BurnIn));
+        let states: Vec<ArmState> = arm_ids.iter().map(|a| decisions.state(*a)).collect();
+        let status = if decisions.has_winner() { Status::Winner } else { status };
+        if decisions.deciding() {
+            self.deciding.insert(entity);
+        } else {
+            self.deciding.remove(&entity);
+        }
+        shape(&mut target, &states, &self.rules.decision, self.rules.policy.floor);
+
         let previous = self.entities.get(&entity).map(|e| &e.last).filter(|last| {
-            last.arms.len() == arms.len() && last.arms.iter().zip(&arms).all(|(a, (name, _, _, _))| &a.arm_id == name)
+            last.arms.len() == arms.len() && last.arms.iter().zip(&arms).all(|(a, b)| a.arm_id == b.1)
         });
-        let weights = match (previous, self.rules.policy.max_step) {
+        let mut weights = match (previous, self.rules.policy.max_step) {
             (Some(last), Some(max_step)) => {
                 let before: Vec<f64> = last.arms.iter().map(|a| a.weight).collect();
                 limit_step(&before, &target, max_step)
             }
             _ => target.clone(),
         };
+        // A stop takes effect at once, whatever the step limit.
+        cap_stopped(&mut weights, &states, self.rules.stopped_cap());
+
+        let entity_name = self.name(entity);
+        let control_name = self.rules.controls.get(&entity).or(self.rules.decision.control.as_ref());
+        let control = control_name.and_then(|c| arms.iter().find(|a| &a.1 == c)).map(|a| (a.2, a.3));
+        let is_control = |name: &str| control_name.is_some_and(|c| c == name);
+        let chi_square = independence(&arms.iter().map(|a| (a.2, a.3)).collect::<Vec<_>>());
+        let srm = self.served.get(&entity).map(|s| s.test(self.rules.decision.srm_alpha)).unwrap_or_else(|| ServedCounts::default().test(self.rules.decision.srm_alpha));
+        let as_of = self.rules.ticks.as_of(tick);
+        let version = as_of.max(0) as u64;
         let record = WeightRecord {
-            entity_id: self.name(entity),
-            version: self.rules.ticks.as_of(tick).max(0) as u64,
-            as_of: self.rules.ticks.as_of(tick),
+            entity_id: entity_name.clone(),
+            version,
+            as_of,
             computed_at: now_ms(),
             status,
             arms: arms
                 .into_iter()
-                .zip(&posteriors)
-                .zip(p.iter().zip(&weights))
-                .map(|(((arm_id, t, s, metadata), post), (p, w))| ArmWeight {
-                    arm_id,
-                    weight: *w,
-                    p_best: *p,
-                    alpha: post.alpha,
-                    beta: post.beta,
-                    trials: t.max(0) as u64,
-                    successes: s.max(0) as u64,
-                    metadata,
+                .enumerate()
+                .map(|(i, (_, arm_id, t, s, metadata))| {
+                    let post = posteriors[i];
+                    let vs_control = match control {
+                        Some(c) if !is_control(&arm_id) => Some(versus_control((t, s), c)),
+                        _ => None,
+                    };
+                    ArmWeight {
+                        weight: weights[i],
+                        p_best: odds.p_best[i],
+                        alpha: post.alpha,
+                        beta: post.beta,
+                        trials: t,
+                        successes: s,
+                        mean: mean(post),
+                        ci95: credible_interval(post),
+                        expected_loss: odds.expected_loss[i],
+                        vs_control,
+                        state: states[i],
+                        metadata,
+                        arm_id,
+                    }
                 })
                 .collect(),
+            chi_square,
+            srm,
             dataflow: self.rules.dataflow.clone(),
             schema_version: SCHEMA_VERSION,
         };
-        self.remember(entity, record, target, tick)
+        for change in changes {
+            let Some(i) = arm_ids.iter().position(|a| *a == change.arm) else { continue };
+            let arm = &record.arms[i];
+            let event = DecisionEvent {
+                entity_id: entity_name.clone(),
+                arm_id: arm.arm_id.clone(),
+                old_state: change.from,
+                new_state: change.to,
+                rule: change.rule,
+                version,
+                as_of,
+                statistics: DecisionStatistics {
+                    p_best: arm.p_best,
+                    expected_loss: arm.expected_loss,
+                    mean: arm.mean,
+                    ci95: arm.ci95,
+                    trials: arm.trials,
+                    successes: arm.successes,
+                },
+                thresholds: self.rules.thresholds(),
+                dataflow: self.rules.dataflow.clone(),
+                schema_version: DECISION_SCHEMA_VERSION,
+            };
+            out.push(Published::Decision(EncodedDecision::of(&event, tick)));
+        }
+        out.push(Published::Weights(self.remember(entity, record, target, tick)));
     }
 
     /// One more step of the step limit for an entity whose counts did not change.
@@ -165,16 +295,23 @@ impl Policy {
         let as_of = self.rules.ticks.as_of(tick);
         let EntityWeights { mut last, target } = self.entities.remove(&entity)?;
         let before: Vec<f64> = last.arms.iter().map(|a| a.weight).collect();
-        for (arm, w) in last.arms.iter_mut().zip(limit_step(&before, &target, max_step)) {
+        let states: Vec<ArmState> = last.arms.iter().map(|a| a.state).collect();
+        let mut weights = limit_step(&before, &target, max_step);
+        cap_stopped(&mut weights, &states, self.rules.stopped_cap());
+        for (arm, w) in last.arms.iter_mut().zip(weights) {
             arm.weight = w;
         }
         last.version = as_of.max(0) as u64;
         last.as_of = as_of;
         last.computed_at = now_ms();
+        if let Some(served) = self.served.get(&entity) {
+            last.srm = served.test(self.rules.decision.srm_alpha);
+        }
         Some(self.remember(entity, last, target, tick))
     }
 
-    /// Keeps `last` as the entity's published record and returns it encoded.
+    /// Keeps `last` as the entity's published record (and in the sample-ratio history) and
+    /// returns it encoded.
     fn remember(&mut self, entity: NameId, last: WeightRecord, target: Vec<f64>, tick: u64) -> EncodedRecord {
         let arrived = last.arms.iter().zip(&target).all(|(a, t)| (a.weight - t).abs() <= 1e-12);
         if arrived {
@@ -182,12 +319,17 @@ impl Policy {
         } else {
             self.converging.insert(entity);
         }
+        let served = self.served.entry(entity).or_default();
+        served.published(last.version, last.arms.iter().map(|a| (arm_id_of(&a.arm_id), a.weight)));
+        // The earliest `ts` an assignment entering from the next tick on can have (older ones
+        // are too old for the window), with a tick to spare.
+        let horizon = self.rules.ticks.start_of(tick + 1) - self.rules.window_ms.min(i64::MAX as u64) as i64 - 2 * self.rules.ticks.tick_ms() as i64;
+        served.prune(horizon);
         let encoded = EncodedRecord::of(&last, tick);
         self.entities.insert(entity, EntityWeights { last, target });
         encoded
     }
 }
-
 
 /// The weight state of one worker in a portable form, for checkpoints: the state after
 /// every tick before `next_tick` was computed. Changes waiting for later ticks are not in it:
@@ -206,6 +348,13 @@ pub struct WeigherState {
     pub entities: Vec<(NameId, String, Vec<f64>)>,
     /// Entities still walking toward their target.
     pub converging: Vec<NameId>,
+    /// Arm states and decision streaks per entity.
+    pub decisions: Vec<(NameId, Decisions)>,
+    /// Entities with a decision streak running.
+    pub deciding: Vec<NameId>,
+    /// The sample-ratio state per entity: the published weights still needed (its counts
+    /// are rebuilt from the restored window).
+    pub served: Vec<(NameId, ServedCounts)>,
 }
 
 /// The weight state of one worker's entities, and the changes waiting for their tick.
@@ -215,6 +364,9 @@ pub struct Weigher {
     changes: BTreeMap<u64, HashMap<NameId, Option<Vec<ArmCount>>>>,
     /// Registry changes by the tick they take effect.
     registrations: BTreeMap<u64, Vec<Registration>>,
+    /// Assignments entering or leaving the window, by the record they were served under, per
+    /// tick: (entity, arm, served, count).
+    served: BTreeMap<u64, Vec<(NameId, NameId, Served, i64)>>,
     /// The first tick not yet computed.
     next_tick: u64,
 }
@@ -229,8 +381,12 @@ impl Weigher {
             registry: HashMap::new(),
             entities: HashMap::new(),
             converging: BTreeSet::new(),
+            decisions: HashMap::new(),
+            deciding: BTreeSet::new(),
+            redeclared: HashMap::new(),
+            served: HashMap::new(),
         };
-        Weigher { policy, changes: BTreeMap::new(), registrations: BTreeMap::new(), next_tick: 0 }
+        Weigher { policy, changes: BTreeMap::new(), registrations: BTreeMap::new(), served: BTreeMap::new(), next_tick: 0 }
     }
 
     /// Learns a name (from the catalog).
@@ -252,8 +408,13 @@ impl Weigher {
                 .collect(),
             entities: p.entities.iter().map(|(e, w)| (*e, EncodedRecord::of(&w.last, 0).json, w.target.clone())).collect(),
             converging: p.converging.iter().copied().collect(),
+            decisions: p.decisions.iter().map(|(e, d)| (*e, d.clone())).collect(),
+            deciding: p.deciding.iter().copied().collect(),
+            served: p.served.iter().map(|(e, s)| (*e, s.without_counts())).collect(),
         };
         state.names.sort_unstable();
+        state.decisions.sort_by_key(|(e, _)| *e);
+        state.served.sort_by_key(|(e, _)| *e);
         state.counts.sort_by_key(|(e, _)| *e);
         state.registry.sort_by_key(|(e, _)| *e);
         state.entities.sort_by_key(|(e, ..)| *e);
@@ -284,6 +445,10 @@ impl Weigher {
                 }
             }
             p.converging.extend(part.converging.iter().copied().filter(|e| owns(*e)));
+            p.decisions.extend(part.decisions.iter().filter(|(e, _)| owns(*e)).cloned());
+            p.deciding.extend(part.deciding.iter().copied().filter(|e| owns(*e)));
+            // The restored window hands every assignment in it over again at the first tick.
+            p.served.extend(part.served.iter().filter(|(e, _)| owns(*e)).map(|(e, s)| (*e, s.without_counts())));
         }
         weigher
     }
@@ -299,6 +464,12 @@ impl Weigher {
         }
     }
 
+    /// `count` assignments of `arm` served as `served` enter (count > 0) or leave `entity`'s
+    /// window at `tick`.
+    pub fn served(&mut self, entity: NameId, arm: NameId, served: Served, tick: u64, count: i64) {
+        self.served.entry(tick).or_default().push((entity, arm, served, count));
+    }
+
     /// An arm registry change that arrived at tick `arrived`: it takes effect at the tick
     /// holding its `ts`, or (late) at the tick it arrived in, never in the past.
     pub fn registered(&mut self, registration: Registration, arrived: u64) {
@@ -308,13 +479,14 @@ impl Weigher {
 
     /// Computes, in order, every tick from `from` up to (not including) `frontier` (`None`:
     /// every tick with something to do) at which some entity's record changes, handing each
-    /// tick's records to `emit`.
-    pub fn advance(&mut self, from: u64, frontier: Option<u64>, mut emit: impl FnMut(u64, Vec<EncodedRecord>)) {
+    /// tick's records and decision events to `emit`.
+    pub fn advance(&mut self, from: u64, frontier: Option<u64>, mut emit: impl FnMut(u64, Vec<Published>)) {
         loop {
             let next_change = self.changes.first_key_value().map(|(t, _)| *t);
             let next_registration = self.registrations.first_key_value().map(|(t, _)| *t);
-            let next_data = next_change.into_iter().chain(next_registration).min();
-            let tick = if self.policy.converging.is_empty() {
+            let next_served = self.served.first_key_value().map(|(t, _)| *t);
+            let next_data = next_change.into_iter().chain(next_registration).chain(next_served).min();
+            let tick = if self.policy.converging.is_empty() && self.policy.deciding.is_empty() {
                 match next_data {
                     Some(t) => t,
                     None => break,
@@ -326,6 +498,12 @@ impl Weigher {
                 break;
             }
             let mut changed: BTreeSet<NameId> = BTreeSet::new();
+            if next_served == Some(tick) {
+                let ticks = self.policy.rules.ticks;
+                for (entity, arm, served, count) in self.served.pop_first().map(|(_, s)| s).unwrap_or_default() {
+                    self.policy.served.entry(entity).or_default().served(arm, served, count, ticks);
+                }
+            }
             if next_change == Some(tick) {
                 for (entity, arms) in self.changes.pop_first().map(|(_, c)| c).unwrap_or_default() {
                     let arms = arms.unwrap_or_default();
@@ -348,10 +526,15 @@ impl Weigher {
                     self.policy.register(r);
                 }
             }
-            let mut records: Vec<EncodedRecord> = changed.iter().map(|entity| self.policy.recompute(*entity, tick)).collect();
+            // Entities with a decision streak are evaluated again at every tick.
+            changed.extend(self.policy.deciding.iter().copied());
+            let mut records: Vec<Published> = Vec::new();
+            for entity in &changed {
+                self.policy.recompute(*entity, tick, &mut records);
+            }
             let walking: Vec<NameId> = self.policy.converging.iter().filter(|e| !changed.contains(e)).copied().collect();
             for entity in walking {
-                records.extend(self.policy.step(entity, tick));
+                records.extend(self.policy.step(entity, tick).map(Published::Weights));
             }
             if !records.is_empty() {
                 emit(tick, records);
@@ -384,7 +567,10 @@ mod tests {
                 }
             }
         }
-        w.advance(from, Some(to), |_, records| out.extend(records.into_iter().map(|r| r.json)));
+        w.advance(from, Some(to), |_, records| out.extend(records.into_iter().map(|r| match r {
+            Published::Weights(r) => r.json,
+            Published::Decision(d) => d.json,
+        })));
         out.into_iter().map(|j| j.split(",\"computed_at\"").next().unwrap_or_default().to_owned() + &j[j.find(",\"status\"").unwrap_or(0)..]).collect()
     }
 
@@ -397,7 +583,9 @@ mod tests {
         let version = |w: &mut Weigher, tick: u64| {
             w.counted(1, vec![(10, 5, 1)], tick, 1);
             let mut out = Vec::new();
-            w.advance(tick, Some(tick + 1), |_, records| out.extend(records));
+            w.advance(tick, Some(tick + 1), |_, records| {
+                out.extend(records.into_iter().filter_map(|r| if let Published::Weights(r) = r { Some(r) } else { None }));
+            });
             let record: WeightRecord = serde_json::from_str(&out[0].json).expect("record");
             assert_eq!((record.version as i64, out[0].version), (record.as_of, record.version));
             record.version

@@ -53,6 +53,17 @@ struct WireAssignment<'a> {
     #[serde(borrow)]
     arm_id: Cow<'a, str>,
     ts: i64,
+    #[serde(default)]
+    weights_version: Option<WeightsVersion>,
+}
+
+/// `weights_version` as serving wrote it: a version, or anything else (not read: the
+/// assignment still counts, it only cannot be matched to a record by version).
+#[derive(Deserialize)]
+#[serde(untagged)]
+enum WeightsVersion {
+    Version(u64),
+    Other(serde::de::IgnoredAny),
 }
 
 #[derive(Deserialize)]
@@ -163,7 +174,11 @@ impl Decoder {
         let arm = arm_id_of(&wire.arm_id);
         self.announce(entity, &wire.entity_id, names);
         self.announce(arm, &wire.arm_id, names);
-        Ok(Assignment { key: AssignmentKey::of(&wire.assignment_id), entity, arm, ts: wire.ts })
+        let weights_version = match wire.weights_version {
+            Some(WeightsVersion::Version(v)) => v,
+            Some(WeightsVersion::Other(_)) | None => 0,
+        };
+        Ok(Assignment { key: AssignmentKey::of(&wire.assignment_id), entity, arm, ts: wire.ts, weights_version })
     }
 
     /// Decodes one outcome line; `Ok(None)` for an outcome of a kind that does not count.
