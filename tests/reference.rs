@@ -1,14 +1,19 @@
-//! The dataflow against a brute-force reference: plain maps, the whole posterior recomputed
-//! at every tick straight from docs/semantics.md, on random streams with duplicates, conflicts,
-//! outcomes before their assignments and outside their interval, uncounted kinds, malformed
-//! lines and out-of-order input within the lateness bound.
+//! The dataflow against a brute-force reference: plain maps, the whole posterior and every
+//! arm's decision state recomputed at every tick straight from docs/semantics.md, on random
+//! streams with duplicates, conflicts, outcomes before their assignments and outside their
+//! interval, uncounted kinds, malformed lines and out-of-order input within the lateness
+//! bound. The decision thresholds are loose, so states change often in these small streams.
 
 use std::collections::{BTreeMap, HashMap};
 use std::io::Write;
 
 use banditflow_core::config::Dataflow;
 use banditflow::replay::{replay_records, Input, ReplayOptions};
+use banditflow_core::decision::ArmState;
+use banditflow_core::posterior::{best_arm, Beta};
 use banditflow_core::record::WeightRecord;
+use statrs::distribution::ContinuousCDF;
+use statrs::statistics::Distribution;
 use proptest::prelude::*;
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
@@ -34,6 +39,11 @@ beta = 2.0
 [policy]
 min_trials = 2
 floor = 0.05
+[decision]
+winner_p_best = 0.6
+winner_max_loss = 0.05
+confirm_ticks = 2
+stop_p_best = 0.15
 "#,
     )
     .expect("valid job")
@@ -125,9 +135,67 @@ fn write_files(dir: &std::path::Path, seed: u64, a: &[A], o: &[O]) -> (std::path
 
 type Counts = BTreeMap<String, (u64, u64)>;
 
+/// What the reference expects of a record: per arm (trials, successes, state).
+type Expected = BTreeMap<String, (u64, u64, &'static str)>;
+
+/// One arm's decision state in the reference: its state, and the state a running streak
+/// leads to with the tick it started.
+#[derive(Clone, Debug)]
+struct Track {
+    state: &'static str,
+    toward: Option<(&'static str, i64)>,
+}
+
+/// The decision rules of docs/semantics.md at one tick, over arms in record order with their
+/// (trials, p_best, expected loss); returns whether a streak runs or a state changed.
+fn decide(tracks: &mut BTreeMap<String, Track>, tick: i64, arms: &[(String, u64, f64, f64)]) -> bool {
+    let (wp, wl, confirm, sp, min_trials) = (0.6, 0.05, 2, 0.15, 2);
+    tracks.retain(|arm, _| arms.iter().any(|a| &a.0 == arm));
+    let burn_in = arms.iter().any(|a| a.1 < min_trials);
+    let state = |tracks: &BTreeMap<String, Track>, arm: &str| tracks.get(arm).map_or("exploring", |t| t.state);
+    let has_winner = arms.iter().any(|a| state(tracks, &a.0) == "winner");
+    let open = arms.iter().filter(|a| state(tracks, &a.0) != "stopped").count();
+    // The leader: largest p_best, first by arm id among equals.
+    let mut top: Option<&(String, u64, f64, f64)> = None;
+    for a in arms {
+        if top.is_none_or(|t| a.2 > t.2) {
+            top = Some(a);
+        }
+    }
+    let mut busy = false;
+    for (arm, _, p, loss) in arms {
+        let wins = *p >= wp && *loss <= wl;
+        let track = tracks.entry(arm.clone()).or_insert(Track { state: "exploring", toward: None });
+        let goal = match track.state {
+            "stopped" => None,
+            "winner" => (burn_in || !wins).then_some("exploring"),
+            _ if burn_in => None,
+            _ if !has_winner && top.is_some_and(|t| &t.0 == arm) && wins => Some("winner"),
+            _ if *p < sp && open > 1 => Some("stopped"),
+            _ => None,
+        };
+        track.toward = match (goal, track.toward) {
+            (None, _) => None,
+            (Some(g), Some((to, since))) if to == g => Some((g, since)),
+            (Some(g), _) => Some((g, tick)),
+        };
+        if let Some((to, since)) = track.toward {
+            if tick - since + 1 >= confirm {
+                track.state = to;
+                track.toward = None;
+                busy = true;
+            }
+        }
+        busy |= track.toward.is_some();
+    }
+    busy
+}
+
 /// docs/semantics.md, recomputed from scratch at every tick: the expected (entity, version) →
-/// per-arm (trials, successes), for every tick at which an entity's counts changed.
-fn reference(a: &[A], o: &[O]) -> BTreeMap<(String, u64), Counts> {
+/// per-arm (trials, successes, state), for every tick at which an entity's counts changed or
+/// a decision streak ran (or a state changed) at its previous record.
+fn reference(a: &[A], o: &[O]) -> BTreeMap<(String, u64), Expected> {
+    let job = job();
     let mut winners: HashMap<&str, &A> = HashMap::new();
     for x in a {
         let key = |y: &A| (y.ts, y.entity.clone(), y.arm.clone());
@@ -139,6 +207,8 @@ fn reference(a: &[A], o: &[O]) -> BTreeMap<(String, u64), Counts> {
     let first_tick = T0 / TICK;
     let entities: Vec<String> = (0..2).map(|e| format!("e{e}")).collect();
     let mut previous: HashMap<String, Counts> = HashMap::new();
+    let mut tracks: HashMap<String, BTreeMap<String, Track>> = HashMap::new();
+    let mut again: HashMap<String, bool> = HashMap::new();
     let mut expected = BTreeMap::new();
     for tick in first_tick..=last_tick {
         let as_of = (tick + 1) * TICK - 1;
@@ -152,8 +222,18 @@ fn reference(a: &[A], o: &[O]) -> BTreeMap<(String, u64), Counts> {
                 }
             }
             let before = previous.get(entity).cloned().unwrap_or_default();
-            if counts != before {
-                expected.insert((entity.clone(), as_of as u64), counts.clone());
+            if counts != before || again.get(entity).copied().unwrap_or(false) {
+                let posteriors: Vec<Beta> = counts
+                    .values()
+                    .map(|(t, s)| Beta { alpha: job.prior.alpha + *s as f64, beta: job.prior.beta + (*t - *s) as f64 })
+                    .collect();
+                let odds = best_arm(&posteriors);
+                let arms: Vec<(String, u64, f64, f64)> =
+                    counts.iter().enumerate().map(|(i, (arm, (t, _)))| (arm.clone(), *t, odds.p_best[i], odds.expected_loss[i])).collect();
+                let entity_tracks = tracks.entry(entity.clone()).or_default();
+                again.insert(entity.clone(), decide(entity_tracks, tick, &arms));
+                let states = counts.iter().map(|(arm, (t, s))| (arm.clone(), (*t, *s, entity_tracks[arm].state))).collect();
+                expected.insert((entity.clone(), as_of as u64), states);
             }
             previous.insert(entity.clone(), counts);
         }
@@ -186,11 +266,23 @@ proptest! {
         let mut got = BTreeMap::new();
         for r in &records {
             let job = job();
-            let mut counts = Counts::new();
+            let mut counts = Expected::new();
             for arm in &r.arms {
                 prop_assert_eq!(arm.alpha, job.prior.alpha + arm.successes as f64);
                 prop_assert_eq!(arm.beta, job.prior.beta + (arm.trials - arm.successes) as f64);
-                counts.insert(arm.arm_id.clone(), (arm.trials, arm.successes));
+                let posterior = statrs::distribution::Beta::new(arm.alpha, arm.beta).expect("a posterior");
+                prop_assert!((arm.mean - posterior.mean().expect("a mean")).abs() < 1e-12);
+                prop_assert!((arm.ci95[0] - posterior.inverse_cdf(0.025)).abs() < 1e-9, "{:?}", arm);
+                prop_assert!((arm.ci95[1] - posterior.inverse_cdf(0.975)).abs() < 1e-9, "{:?}", arm);
+                let state = match arm.state {
+                    ArmState::Exploring => "exploring",
+                    ArmState::Winner => "winner",
+                    ArmState::Stopped => "stopped",
+                };
+                counts.insert(arm.arm_id.clone(), (arm.trials, arm.successes, state));
+            }
+            if r.arms.iter().any(|a| a.state == ArmState::Stopped) {
+                prop_assert!(r.arms.iter().filter(|a| a.state == ArmState::Stopped).all(|a| a.weight <= job.policy.floor + 1e-12), "{:?}", r);
             }
             prop_assert!(got.insert((r.entity_id.clone(), r.version), counts).is_none(), "one record per entity and tick");
         }

@@ -1,5 +1,6 @@
 //! The step limit through the whole dataflow: published weights walk towards their target
-//! by at most `max_step` per arm and tick, one record per tick until they arrive.
+//! by at most `max_step` per arm and tick, one record per tick until they arrive. The jobs turn
+//! the stop rule off: a stop caps an arm at once, whatever the step limit (tests/decisions.rs).
 
 use std::collections::BTreeMap;
 
@@ -26,7 +27,8 @@ fn run(workers: usize, dir: &std::path::Path) -> Vec<WeightRecord> {
     generate_files(&spec).expect("generate");
     let job = Dataflow::from_toml_str(&format!(
         "name = \"step\"\ntick = \"5m\"\nwindow = \"2h\"\nattribution = \"30m\"\nallowed_lateness = \"1m\"\n\
-         [policy]\nmin_trials = 200\nfloor = {FLOOR}\nmax_step = {MAX_STEP}\n"
+         [policy]\nmin_trials = 200\nfloor = {FLOOR}\nmax_step = {MAX_STEP}\n\
+         [decision]\nstop_p_best = 0\n"
     ))
     .expect("valid job");
     let options = ReplayOptions {
@@ -113,7 +115,8 @@ fn without_new_counts_the_weights_keep_walking_one_record_per_tick() {
     drop((a, o));
     let job = Dataflow::from_toml_str(&format!(
         "name = \"walk\"\ntick = \"1m\"\nwindow = \"24h\"\nattribution = \"10m\"\nallowed_lateness = \"1m\"\n\
-         [policy]\nmin_trials = 10\nfloor = {FLOOR}\nmax_step = {MAX_STEP}\n"
+         [policy]\nmin_trials = 10\nfloor = {FLOOR}\nmax_step = {MAX_STEP}\n\
+         [decision]\nstop_p_best = 0\n"
     ))
     .expect("valid job");
     let options = ReplayOptions {

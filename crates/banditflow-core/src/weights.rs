@@ -196,7 +196,8 @@ impl Policy {
         changes.extend(decisions.evaluate(&self.rules.decision, tick, &standings, status == Status::BurnIn));
         let states: Vec<ArmState> = arm_ids.iter().map(|a| decisions.state(*a)).collect();
         let status = if decisions.has_winner() { Status::Winner } else { status };
-        if decisions.deciding() {
+        // After a change the others' rules see a new standing: look again at the next tick.
+        if decisions.deciding() || !changes.is_empty() {
             self.deciding.insert(entity);
         } else {
             self.deciding.remove(&entity);
