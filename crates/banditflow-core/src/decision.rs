@@ -264,6 +264,31 @@ mod tests {
     }
 
     #[test]
+    fn thresholds_just_above_and_just_below_decide_whether_a_rule_fires() {
+        let rules = rules(1);
+        let (wp, wl, sp) = (rules.winner_p_best, rules.winner_max_loss, rules.stop_p_best);
+        let fires = |arm: Standing| {
+            let mut d = Decisions::default();
+            d.evaluate(&rules, 1, &[arm, standing(2, 1.0 - arm.p_best, 0.5)], false).iter().find(|c| c.arm == 1).map(|c| c.rule)
+        };
+        assert_eq!(fires(standing(1, wp, wl)), Some(Rule::Winner), "at both thresholds");
+        assert_eq!(fires(standing(1, wp.next_down(), wl)), None, "p_best just below");
+        assert_eq!(fires(standing(1, wp, wl.next_up())), None, "loss just above");
+        assert_eq!(fires(standing(1, sp.next_down(), 0.5)), Some(Rule::Stop), "p_best just below stop_p_best");
+        assert_eq!(fires(standing(1, sp, 0.5)), None, "at stop_p_best: not below it");
+        let never = DecisionConfig { stop_p_best: 0.0, confirm_ticks: 1, ..DecisionConfig::default() };
+        let mut d = Decisions::default();
+        assert!(d.evaluate(&never, 1, &[standing(1, 0.0, 0.5), standing(2, 1.0, 0.0)], false).iter().all(|c| c.rule != Rule::Stop));
+        // confirm_ticks: the change lands at the confirm_ticks-th tick, not one before.
+        for confirm in [1u32, 2, 5] {
+            let rules = DecisionConfig { confirm_ticks: confirm, ..DecisionConfig::default() };
+            let mut d = Decisions::default();
+            let fired: Vec<u64> = (10..20).filter(|&t| !d.evaluate(&rules, t, &[standing(1, 0.99, 0.0), standing(2, 0.01, 0.01)], false).is_empty()).collect();
+            assert_eq!(fired, vec![10 + u64::from(confirm) - 1], "confirm_ticks = {confirm}");
+        }
+    }
+
+    #[test]
     fn a_stop_is_final_until_the_arm_is_redeclared_and_never_takes_the_last_arm() {
         let rules = rules(1);
         let mut d = Decisions::default();
