@@ -27,7 +27,7 @@ fn job(allow_stop: bool) -> Dataflow {
         "name = \"decisions\"\ntick = \"1s\"\nwindow = \"20s\"\nattribution = \"1s\"\nallowed_lateness = \"0s\"\n\
          [policy]\nmin_trials = 20\nfloor = {FLOOR}\nmax_step = 0.2\n\
          [decision]\nwinner_p_best = {WINNER_P_BEST}\nwinner_max_loss = {WINNER_MAX_LOSS}\nconfirm_ticks = {CONFIRM}\n\
-         stop_p_best = {STOP_P_BEST}\nallow_stop = {allow_stop}\non_winner = \"exploit\"\n"
+         stop_p_best = {STOP_P_BEST}\nallow_stop = {allow_stop}\non_winner = \"exploit\"\ncontrol = \"a\"\n"
     ))
     .expect("valid job")
 }
@@ -160,5 +160,31 @@ fn decisions_and_records_are_the_same_for_1_2_and_4_workers() {
         assert_eq!(d, decisions, "{workers} workers");
         let many: BTreeMap<u64, WeightRecord> = strip(r).into_iter().map(|r| (r.version, r)).collect();
         assert_eq!(many, one, "{workers} workers");
+    }
+}
+
+fn validator(file: &str) -> jsonschema::Validator {
+    let text = std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("schemas").join(file)).expect("schema");
+    jsonschema::draft202012::new(&serde_json::from_str(&text).expect("JSON")).expect("the schema compiles")
+}
+
+#[test]
+fn every_record_and_decision_event_validates_against_its_schema() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (records, decisions) = run(dir.path(), 2, true);
+    let (weights, events) = (validator("weights.schema.json"), validator("decision.schema.json"));
+    for r in &records {
+        let json = serde_json::to_value(r).expect("serializes");
+        if let Err(e) = weights.validate(&json) {
+            panic!("{e}: {json}");
+        }
+        // `a` is the control: it has no comparison, `b` has one.
+        assert!(r.arms[0].vs_control.is_none() && r.arms[1].vs_control.is_some(), "{r:?}");
+    }
+    for d in &decisions {
+        let json = serde_json::to_value(d).expect("serializes");
+        if let Err(e) = events.validate(&json) {
+            panic!("{e}: {json}");
+        }
     }
 }

@@ -69,6 +69,11 @@ fn outcome() -> Value {
 }
 
 fn weight_record() -> Value {
+    let arm = |id: &str, weight: f64, p_best: f64, alpha: f64, beta: f64, trials: u64, successes: u64, vs_control: Value| {
+        json!({"arm_id": id, "weight": weight, "p_best": p_best, "alpha": alpha, "beta": beta, "trials": trials,
+               "successes": successes, "mean": alpha / (alpha + beta), "ci95": [0.018, 0.052], "expected_loss": 0.004,
+               "vs_control": vs_control, "state": "exploring"})
+    };
     json!({
         "entity_id": "homepage-hero",
         "version": 28_333_334,
@@ -76,14 +81,35 @@ fn weight_record() -> Value {
         "computed_at": 1_700_000_041_234_u64,
         "status": "adaptive",
         "arms": [
-            {"arm_id": "free-shipping", "weight": 0.3, "p_best": 0.25, "alpha": 13.0,
-             "beta": 389.0, "trials": 400, "successes": 12},
-            {"arm_id": "spring-sale", "weight": 0.7, "p_best": 0.75, "alpha": 21.0,
-             "beta": 381.0, "trials": 400, "successes": 20}
+            arm("free-shipping", 0.3, 0.25, 13.0, 389.0, 400, 12, Value::Null),
+            arm("spring-sale", 0.7, 0.75, 21.0, 381.0, 400, 20, json!({"diff": 0.02, "ci95": [-0.006, 0.047], "p_value": 0.15}))
         ],
+        "chi_square": {"statistic": 2.1, "dof": 1, "p_value": 0.15},
+        "srm": {"statistic": 0.4, "dof": 1, "p_value": 0.53, "flagged": false, "matched": 800, "unmatched": 0},
         "dataflow": "homepage-hero",
-        "schema_version": 1
+        "schema_version": 2
     })
+}
+
+fn decision_event() -> Value {
+    json!({
+        "entity_id": "homepage-hero", "arm_id": "spring-sale", "old_state": "exploring", "new_state": "winner",
+        "rule": "winner", "version": 28_333_334, "as_of": 28_333_334,
+        "statistics": {"p_best": 0.97, "expected_loss": 0.0004, "mean": 0.052, "ci95": [0.033, 0.076], "trials": 400, "successes": 20},
+        "thresholds": {"winner_p_best": 0.95, "winner_max_loss": 0.001, "confirm_ticks": 3, "stop_p_best": 0.001,
+                       "allow_stop": false, "on_winner": "keep_exploring"},
+        "dataflow": "homepage-hero", "schema_version": 1
+    })
+}
+
+#[test]
+fn decision_schema_accepts_an_event_and_rejects_unknown_rules_states_and_fields() {
+    let validator = schema("decision.schema.json");
+    assert_accepts(&validator, &decision_event());
+    assert_rejects(&validator, &with(&decision_event(), "rule", json!("promote")));
+    assert_rejects(&validator, &with(&decision_event(), "new_state", json!("paused")));
+    assert_rejects(&validator, &with(&decision_event(), "note", json!("hi")));
+    assert_rejects(&validator, &without(&decision_event(), "thresholds"));
 }
 
 #[test]
@@ -162,6 +188,7 @@ fn weight_schema_accepts_adaptive_and_burn_in_records() {
     assert_accepts(&validator, &weight_record());
     let burn_in = with(&weight_record(), "status", json!("burn_in"));
     assert_accepts(&validator, &burn_in);
+    assert_accepts(&validator, &with(&weight_record(), "status", json!("winner")));
 }
 
 #[test]
@@ -210,7 +237,7 @@ fn weight_schema_rejects_out_of_range_numbers() {
     assert_rejects(&validator, &with(&weight_record(), "version", json!(-1)));
     assert_rejects(
         &validator,
-        &with(&weight_record(), "schema_version", json!(2)),
+        &with(&weight_record(), "schema_version", json!(1)),
     );
     assert_rejects(
         &validator,
@@ -225,6 +252,10 @@ fn weight_schema_rejects_out_of_range_numbers() {
         ("trials", json!(-1)),
         ("successes", json!(2.5)),
         ("arm_id", json!("")),
+        ("mean", json!(1.2)),
+        ("ci95", json!([0.1])),
+        ("expected_loss", json!(-0.01)),
+        ("state", json!("paused")),
     ] {
         let mut record = weight_record();
         record["arms"][1][field] = value.clone();
