@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 
 use banditflow_core::config::Dataflow;
 use banditflow::traffic::{generate_files, TrafficSpec};
-use banditflow::replay::{replay_records, Input, ReplayOptions};
+use banditflow::replay::{replay_records, replay_with_decisions, Input, ReplayOptions};
 use common::*;
 use serde_json::Value;
 
@@ -43,11 +43,21 @@ min_trials = 20
 floor = 0.02
 max_step = 0.2
 
+# Loose thresholds, so that these short runs take decisions (no stops: they would override
+# the step limit that some tests check).
+[decision]
+winner_p_best = 0.8
+winner_max_loss = 0.05
+confirm_ticks = 2
+stop_p_best = 0
+on_winner = "exploit"
+
 [kafka]
 brokers = "{brokers}"
 assignments_topic = "assignments"
 outcomes_topic = "outcomes"
 weights_topic = "weights"
+decisions_topic = "decisions"
 group_id = "{GROUP}"
 
 [redis]
@@ -98,7 +108,7 @@ impl Scenario {
     fn with_topics(mode: &str, extra: &str, durable: bool, input_configs: &[(&str, &str)]) -> Scenario {
         let dir = tempfile::tempdir().expect("tempdir");
         let broker = if durable { Broker::start_durable(&dir.path().join("tansu.db")) } else { Broker::start() };
-        for (topic, partitions) in [("assignments", 4), ("outcomes", 4), ("weights", 2), ("weights.shadow", 2)] {
+        for (topic, partitions) in [("assignments", 4), ("outcomes", 4), ("weights", 2), ("weights.shadow", 2), ("decisions", 2), ("decisions.shadow", 2)] {
             let configs = if topic.starts_with("weights") { &[][..] } else { input_configs };
             broker.create_topic_with(topic, partitions, configs);
         }
@@ -139,6 +149,11 @@ impl Scenario {
     /// What `replay` publishes for all traffic so far, per entity, without the sentinel (an
     /// assignment 40 s after the data, so that replay completes every tick the data touches).
     fn expected(&self) -> BTreeMap<String, Vec<Value>> {
+        self.expected_with_decisions().0
+    }
+
+    /// [`Scenario::expected`] and replay's decision events, per entity.
+    fn expected_with_decisions(&self) -> (BTreeMap<String, Vec<Value>>, BTreeMap<String, Vec<Value>>) {
         let last_ts = self.assignments.iter().chain(&self.outcomes).filter_map(|l| serde_json::from_str::<Value>(l).ok()?["ts"].as_i64()).max().expect("traffic");
         let mut assignments = self.assignments.clone();
         assignments.push(format!(r#"{{"assignment_id":"sentinel","entity_id":"{SENTINEL}","arm_id":"a","ts":{}}}"#, last_ts + 40_000));
@@ -146,12 +161,28 @@ impl Scenario {
         write_lines(&a, &assignments);
         write_lines(&o, &self.outcomes);
         let job = Dataflow::load(&self.job).expect("job");
-        let (records, _) = replay_records(&ReplayOptions::new(job, Input::File(a), Input::File(o))).expect("replay");
+        let (records, decisions, _) = replay_with_decisions(&ReplayOptions::new(job, Input::File(a), Input::File(o))).expect("replay");
         let values: Vec<Value> = records.iter().map(|r| serde_json::to_value(r).expect("record")).collect();
         let mut expected = by_entity(&values);
         expected.remove(SENTINEL);
         assert!(expected.len() >= 3 && expected.values().all(|r| r.len() > 5), "replay published too little: {expected:?}");
-        expected
+        let mut events: BTreeMap<String, Vec<Value>> = BTreeMap::new();
+        for d in &decisions {
+            events.entry(d.entity_id.clone()).or_default().push(serde_json::to_value(d).expect("event"));
+        }
+        events.remove(SENTINEL);
+        (expected, events)
+    }
+
+    /// The decision events on the decisions topic, per entity in topic order.
+    fn published_decisions(&self) -> BTreeMap<String, Vec<Value>> {
+        let mut events: BTreeMap<String, Vec<Value>> = BTreeMap::new();
+        for p in read_topic(&self.broker.brokers(), "decisions") {
+            assert_eq!(Some(p.key.as_str()), p.record["entity_id"].as_str(), "key of {p:?}");
+            events.entry(p.key.clone()).or_default().push(p.record);
+        }
+        events.remove(SENTINEL);
+        events
     }
 
     /// The records on `topic`, per entity, without the sentinel.
@@ -185,8 +216,16 @@ impl Scenario {
     /// Redis each entity's last, and the worker stops cleanly.
     fn finish_streamed(&self, producer: std::thread::JoinHandle<()>, mut worker: Worker) {
         producer.join().expect("producer");
-        let expected = self.expected();
+        let (expected, decisions) = self.expected_with_decisions();
         self.await_topic("weights", &expected, &mut worker);
+        // Every decision event once, in order, as an uninterrupted run (replay) takes them.
+        assert!(!decisions.is_empty(), "the traffic takes some decisions");
+        let mut published = BTreeMap::new();
+        let same = wait_until(Duration::from_secs(30), || {
+            published = self.published_decisions();
+            published == decisions
+        });
+        assert!(same, "decision events differ from replay's:\n  published {published:?}\n  replay    {decisions:?}");
         self.assert_redis_latest(PREFIX, &expected);
         let (status, _) = worker.terminate();
         assert!(status.success());

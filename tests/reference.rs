@@ -170,7 +170,7 @@ fn decide(tracks: &mut BTreeMap<String, Track>, tick: i64, arms: &[(String, u64,
             "stopped" => None,
             "winner" => (burn_in || !wins).then_some("exploring"),
             _ if burn_in => None,
-            _ if !has_winner && top.is_some_and(|t| &t.0 == arm) && wins => Some("winner"),
+            _ if !has_winner && arms.len() > 1 && top.is_some_and(|t| &t.0 == arm) && wins => Some("winner"),
             _ if *p < sp && open > 1 => Some("stopped"),
             _ => None,
         };

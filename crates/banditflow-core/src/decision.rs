@@ -5,7 +5,7 @@
 //! The rules, evaluated at every tick an entity's record is computed, once it is out of
 //! burn-in:
 //! - `winner`: the arm with the largest `p_best` has `p_best >= winner_p_best` and expected
-//!   loss `<= winner_max_loss` (only one arm is winner at a time);
+//!   loss `<= winner_max_loss` (only one arm is winner at a time, and a lone arm never is);
 //! - `winner_cleared`: the winner no longer meets that condition (or the entity is back in
 //!   burn-in): it is exploring again;
 //! - `stop`: an exploring arm has `p_best < stop_p_best` (never with `stop_p_best = 0`, and
@@ -160,7 +160,7 @@ impl Decisions {
                 ArmState::Exploring if burn_in => None,
                 ArmState::Exploring => {
                     let leads = top.is_some_and(|t| t.arm == standing.arm);
-                    if !has_winner && leads && meets_winner(standing) {
+                    if !has_winner && leads && arms.len() > 1 && meets_winner(standing) {
                         Some(ArmState::Winner)
                     } else if rules.stop_p_best > 0.0 && standing.p_best < rules.stop_p_best && not_stopped > 1 {
                         Some(ArmState::Stopped)
