@@ -1,10 +1,14 @@
 //! Cost of one entity's weights at a tick: `p_best` over its arms' posteriors, then the
-//! floor policy. Realistic posteriors: ~5% conversion, a few thousand trials per arm,
+//! floor policy; and what the statistics of issue 11 add to a record (expected loss from the
+//! same integration, credible intervals, the comparison with a control, chi-square, the
+//! sample-ratio test). Realistic posteriors: ~5% conversion, a few thousand trials per arm,
 //! arms within a couple of standard deviations of each other.
 #![allow(missing_docs)] // criterion_group! and criterion_main! generate undocumented functions
 
 use banditflow_core::policy::target_weights;
-use banditflow_core::posterior::{p_best, Beta};
+use banditflow_core::posterior::{best_arm, p_best, Beta};
+use banditflow_core::srm::ServedCounts;
+use banditflow_core::statistics::{credible_interval, independence, versus_control};
 use criterion::{black_box, criterion_group, criterion_main, BenchmarkId, Criterion};
 
 /// `k` arms near a 5% rate with 2000-5000 trials each, spread over about two standard
@@ -58,5 +62,31 @@ fn entity_weights(c: &mut Criterion) {
     group.finish();
 }
 
-criterion_group!(benches, entity_weights);
+/// The statistics a record carries besides `p_best` and the weights, at K arms: p_best alone
+/// against p_best with everything else.
+fn record_statistics(c: &mut Criterion) {
+    let mut group = c.benchmark_group("record_statistics");
+    for k in [2usize, 10, 50] {
+        let (arms, trials) = entity(k);
+        let counts: Vec<(u64, u64)> = arms.iter().zip(&trials).map(|(a, t)| (*t, (a.alpha - 1.0) as u64)).collect();
+        let mut served = ServedCounts::default();
+        served.published(1, (0..k as u64).map(|arm| (arm, 1.0 / k as f64)));
+        for (arm, (t, _)) in counts.iter().enumerate() {
+            served.served(arm as u64, banditflow_core::attribution::Served { version: 1, tick: 1_000 }, *t as i64, banditflow_core::time::Ticks::new(1));
+        }
+        group.bench_with_input(BenchmarkId::new("p_best_only", k), &arms, |b, arms| b.iter(|| p_best(black_box(arms))));
+        group.bench_with_input(BenchmarkId::new("all_statistics", k), &(arms.clone(), counts.clone()), |b, (arms, counts)| {
+            b.iter(|| {
+                let odds = best_arm(black_box(arms));
+                let intervals: Vec<[f64; 2]> = arms.iter().map(|a| credible_interval(*a)).collect();
+                let control = counts[0];
+                let versus: Vec<_> = counts.iter().skip(1).map(|c| versus_control(*c, control)).collect();
+                (odds, intervals, versus, independence(black_box(counts)), served.test(0.001))
+            });
+        });
+    }
+    group.finish();
+}
+
+criterion_group!(benches, entity_weights, record_statistics);
 criterion_main!(benches);

@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 
 use banditflow_core::config::Dataflow;
 use banditflow::traffic::{generate_files, TrafficSpec};
-use banditflow::replay::{replay_records, replay_with_decisions, Input, ReplayOptions};
+use banditflow::replay::{replay_with_decisions, Input, ReplayOptions};
 use common::*;
 use serde_json::Value;
 

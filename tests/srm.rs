@@ -68,11 +68,10 @@ fn closed_loop(dir: &Path, serving: Serving, seed: u64) -> Vec<WeightRecord> {
     let mut rng = StdRng::seed_from_u64(seed);
     let rates = [0.15, 0.1];
     let mut served: Vec<Served> = Vec::new();
-    let mut records: Vec<WeightRecord> = Vec::new();
     for chunk in 0..TICKS / 2 {
         let first = chunk * 2;
         // Records of every tick before this chunk's second tick.
-        records = replay(dir, &served, T0 + (first + 2) * TICK - 1);
+        let records = replay(dir, &served, T0 + (first + 2) * TICK - 1);
         for tick in first..first + 2 {
             let start = T0 + tick * TICK;
             let in_force = records.iter().rev().find(|r| (r.version as i64) < start);
