@@ -39,6 +39,13 @@ fn credible_intervals_and_means_agree_with_scipy_beta_ppf() {
         close(&format!("{posterior:?} 2.5%"), low, f(&case["low"]), 1e-6);
         close(&format!("{posterior:?} 97.5%"), high, f(&case["high"]), 1e-6);
         close(&format!("{posterior:?} mean"), mean(posterior), f(&case["mean"]), 1e-12);
+        // The same from the p_best integration, as the weight record gets it: the arm beside
+        // an equal one (both are integrated) and beside a far better one (left out of it).
+        for other in [posterior, Beta { alpha: 200_000.0, beta: 10.0 }] {
+            let [low, high] = best_arm(&[posterior, other]).ci95[0];
+            close(&format!("{posterior:?} next to {other:?}: 2.5%"), low, f(&case["low"]), 1e-6);
+            close(&format!("{posterior:?} next to {other:?}: 97.5%"), high, f(&case["high"]), 1e-6);
+        }
     }
 }
 

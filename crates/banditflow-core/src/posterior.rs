@@ -6,7 +6,7 @@
 use std::cell::RefCell;
 use std::sync::OnceLock;
 
-use statrs::function::beta::ln_beta;
+use statrs::function::beta::{inv_beta_reg, ln_beta};
 
 /// A Beta posterior of one arm's conversion rate.
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -54,9 +54,20 @@ pub struct BestArm {
     /// `E[max_j p_j - p_k]`: how much rate is lost, on average under the posteriors, by
     /// choosing arm `k` (0 for a single arm; never negative).
     pub expected_loss: Vec<f64>,
+    /// The equal-tailed 95% credible interval of each posterior, `[2.5%, 97.5%]` quantiles.
+    pub ci95: Vec<[f64; 2]>,
 }
 
-/// [`p_best`] and the expected loss of every arm, in the order of `arms`.
+/// [`p_best`], the expected loss and the 95% credible interval of every arm, in the order of
+/// `arms`.
+///
+/// The quantiles come from the same integration too: each arm's distribution function is
+/// known panel by panel, and inside the panel holding the quantile its pdf's interpolant is
+/// integrated in closed form and solved by Newton's method (an arm outside the integration,
+/// one certainly beaten or alone, uses [`credible_interval`]). This is several times cheaper
+/// than inverting the incomplete beta function afresh, and agrees with it within 3e-7 (the
+/// worst seen over shapes from 0.5 to 400 000 is 2.4e-7; below shape 20, where the pdf is
+/// least like a polynomial, an exact Newton step is added).
 ///
 /// The loss is `E[max] - mean_k`, with `E[max] = ∫_0^1 (1 - Π_j F_j(x)) dx` integrated on the
 /// same panels and nodes as `p_best` (where some `F_j` is still 0 the integrand is 1; past
@@ -82,8 +93,8 @@ pub fn best_arm(arms: &[Beta]) -> BestArm {
         );
     }
     match arms.len() {
-        0 => BestArm { p_best: Vec::new(), expected_loss: Vec::new() },
-        1 => BestArm { p_best: vec![1.0], expected_loss: vec![0.0] },
+        0 => BestArm { p_best: Vec::new(), expected_loss: Vec::new(), ci95: Vec::new() },
+        1 => BestArm { p_best: vec![1.0], expected_loss: vec![0.0], ci95: vec![credible_interval(arms[0])] },
         _ => WORKSPACE.with(|ws| match ws.try_borrow_mut() {
             Ok(mut ws) => ws.best_arm(arms),
             // Only if called re-entrantly, which best_arm never does.
@@ -92,11 +103,42 @@ pub fn best_arm(arms: &[Beta]) -> BestArm {
     }
 }
 
+/// The equal-tailed 95% credible interval of a Beta posterior: its 2.5% and 97.5% quantiles,
+/// by inverting the regularized incomplete beta function (statrs). [`best_arm`] gives the same
+/// from its integration, far cheaper.
+///
+/// # Examples
+/// ```
+/// use banditflow_core::posterior::Beta;
+/// use banditflow_core::posterior::credible_interval;
+/// let [low, high] = credible_interval(Beta { alpha: 1.0, beta: 1.0 });
+/// assert!((low - 0.025).abs() < 1e-12 && (high - 0.975).abs() < 1e-12);
+/// ```
+#[must_use]
+pub fn credible_interval(posterior: Beta) -> [f64; 2] {
+    let (a, b) = (posterior.alpha, posterior.beta);
+    let quantile = |q: f64| {
+        // Closed forms where the distribution function is a power (the iteration is slow for
+        // a huge other parameter): Beta(a, 1) has F = x^a, Beta(1, b) has F = 1 - (1 - x)^b.
+        let x = if b == 1.0 {
+            q.powf(1.0 / a)
+        } else if a == 1.0 {
+            -(-q).ln_1p().mul_add(1.0 / b, 0.0).exp_m1()
+        } else {
+            inv_beta_reg(a, b, q)
+        };
+        x.clamp(0.0, 1.0)
+    };
+    [quantile(0.025), quantile(0.975)]
+}
+
 /// The mean of a Beta posterior.
 fn beta_mean(arm: &Beta) -> f64 {
     arm.alpha / (arm.alpha + arm.beta)
 }
 
+/// Shape parameters below this get an exact correction of their credible interval's ends.
+const CORRECT_BELOW: f64 = 20.0;
 /// Gauss–Legendre nodes per panel.
 const M: usize = 8;
 /// Panel width, in standard deviations of the narrowest posterior covering the panel, for
@@ -124,6 +166,8 @@ struct Rule {
     /// integral from the panel start to node `q` of the interpolant of values at the nodes.
     /// Stored by column so that all eight integrals accumulate together.
     s_cols: [[f64; M]; M],
+    /// `legendre[q][n] = (2n+1)/2 w_q P_n(y_q)`: node values to Legendre coefficients.
+    legendre: [[f64; M]; M],
 }
 
 /// The rule, computed once per process.
@@ -181,7 +225,13 @@ impl Rule {
                 s_cols[r][q] = w[r] * sum;
             }
         }
-        Rule { y, w, s_cols }
+        let mut legendre = [[0.0; M]; M];
+        for q in 0..M {
+            for n in 0..M {
+                legendre[q][n] = (2 * n + 1) as f64 / 2.0 * w[q] * p_nodes[q][n];
+            }
+        }
+        Rule { y, w, s_cols, legendre }
     }
 }
 
@@ -276,6 +326,12 @@ struct Workspace {
     /// Normalised mass in [0, eps0] and in [1 - eps1, 1], per arm.
     head: Vec<f64>,
     tail: Vec<f64>,
+    /// Per contender, the normalised mass below the start of each panel of its run.
+    starts: Vec<f64>,
+    /// Where each contender's panel starts begin in `starts`.
+    start_offsets: Vec<usize>,
+    /// Per contender, the factor that normalises its pdf.
+    scales: Vec<f64>,
     /// Unnormalised `p_best` per contender.
     acc: Vec<f64>,
     /// `∫ (1 - Π_j F_j)` over the panels from `from` on: the part of `E[max]` there.
@@ -304,7 +360,7 @@ impl Workspace {
         if let [only] = self.arms.as_slice() {
             out[only.index] = 1.0;
             let expected_max = beta_mean(&input[only.index]);
-            return BestArm { p_best: out, expected_loss: losses(expected_max) };
+            return BestArm { p_best: out, expected_loss: losses(expected_max), ci95: input.iter().map(|a| credible_interval(*a)).collect() };
         }
         self.build_panels();
         self.distributions();
@@ -318,7 +374,88 @@ impl Workspace {
         // Below the first panel where every run has started some F is 0: the integrand is 1.
         let covered_from = self.panels.get(self.from).map_or_else(|| self.panels.last().map_or(0.0, |p| p.x1), |p| p.x0);
         let expected_max = covered_from + self.max_integral;
-        BestArm { p_best: out, expected_loss: losses(expected_max) }
+        let mut ci95: Vec<Option<[f64; 2]>> = vec![None; input.len()];
+        for i in 0..self.arms.len() {
+            if let (Some(low), Some(high)) = (self.quantile(i, 0.025), self.quantile(i, 0.975)) {
+                ci95[self.arms[i].index] = Some([low, high]);
+            }
+        }
+        let ci95 = ci95.into_iter().zip(input).map(|(ci, arm)| ci.unwrap_or_else(|| credible_interval(*arm))).collect();
+        BestArm { p_best: out, expected_loss: losses(expected_max), ci95 }
+    }
+
+    /// The `q`-quantile of contender `i` from its distribution function on the panels, or
+    /// `None` if it falls outside them (in an end piece).
+    fn quantile(&self, i: usize, q: f64) -> Option<f64> {
+        let rule = rule();
+        let (first, last) = self.runs[i];
+        let starts = &self.starts[self.start_offsets[i]..self.start_offsets[i] + (last - first)];
+        // The last panel whose start is at or below q.
+        let k = starts.partition_point(|&f| f <= q).checked_sub(1)?;
+        let p = first + k;
+        let panel = self.panels[p];
+        let end = starts.get(k + 1).copied().unwrap_or(1.0 - self.tail[i]);
+        if q > end {
+            return None;
+        }
+        let arm = &self.arms[i];
+        let (ln_x, ln_1mx) = (&self.ln_x[p * M..(p + 1) * M], &self.ln_1mx[p * M..(p + 1) * M]);
+        // Legendre coefficients of the pdf's interpolant on [-1, 1].
+        let mut c = [0.0; M];
+        for node in 0..M {
+            let f = arm.pdf(ln_x[node], ln_1mx[node]) * self.scales[i];
+            for (cn, l) in c.iter_mut().zip(&rule.legendre[node]) {
+                *cn += l * f;
+            }
+        }
+        let half = 0.5 * (panel.x1 - panel.x0);
+        let target = q - starts[k];
+        // G(y) = half ∫_{-1}^{y} f, and G' = half f; ∫ P_n = (P_{n+1} - P_{n-1}) / (2n+1).
+        let g = |y: f64| {
+            let poly = legendre_all(y);
+            let mut integral = c[0] * (y + 1.0);
+            let mut density = c[0] * poly[0];
+            for n in 1..M {
+                integral += c[n] * (poly[n + 1] - poly[n - 1]) / (2 * n + 1) as f64;
+                density += c[n] * poly[n];
+            }
+            (half * integral - target, half * density)
+        };
+        let (mut lo, mut hi) = (-1.0f64, 1.0f64);
+        let mut y = -1.0 + 2.0 * (target / (end - starts[k]).max(f64::MIN_POSITIVE)).clamp(0.0, 1.0);
+        // Safeguarded Newton, until the distribution function is met within 1e-13 (or the
+        // bracket is as narrow as doubles allow).
+        for _ in 0..50 {
+            let (value, slope) = g(y);
+            if value.abs() <= 1e-13 {
+                break;
+            }
+            if value > 0.0 {
+                hi = y;
+            } else {
+                lo = y;
+            }
+            let newton = y - value / slope;
+            let next = if slope > 0.0 && newton > lo && newton < hi { newton } else { 0.5 * (lo + hi) };
+            if next == y {
+                break;
+            }
+            y = next;
+        }
+        // The interpolant is exact only to degree 7. Where the pdf is far from that (a shape
+        // parameter below CORRECT_BELOW: up to ~1.5e-6 off) one Newton step on the exact
+        // integral (Gauss-Legendre on [x0, x]) takes the answer to ~1e-9; above it the
+        // interpolant alone is within ~2.4e-7.
+        let x = panel.x0 + half * (y + 1.0);
+        if arm.a.min(arm.b) >= CORRECT_BELOW {
+            return Some(x);
+        }
+        let pdf_at = |x: f64| arm.pdf(x.ln(), (-x).ln_1p()) * self.scales[i];
+        let sub = 0.5 * (x - panel.x0);
+        let integral: f64 = (0..M).map(|node| rule.w[node] * pdf_at(panel.x0 + sub * (rule.y[node] + 1.0))).sum::<f64>() * sub;
+        let density = pdf_at(x);
+        let corrected = if density > 0.0 { x - (integral - target) / density } else { x };
+        Some(corrected.clamp(panel.x0, panel.x1))
     }
 
     /// The contenders and the end pieces.
@@ -442,6 +579,14 @@ impl Workspace {
         reset(&mut self.cdf, total_nodes);
         reset(&mut self.head, self.arms.len());
         reset(&mut self.tail, self.arms.len());
+        reset(&mut self.scales, self.arms.len());
+        self.start_offsets.clear();
+        let mut total_starts = 0;
+        for &(first, last) in &self.runs {
+            self.start_offsets.push(total_starts);
+            total_starts += last.saturating_sub(first);
+        }
+        reset(&mut self.starts, total_starts);
 
         for (i, arm) in self.arms.iter().enumerate() {
             // ∫_0^eps x^(a-1) (1-x)^(b-1) dx / B(a,b) ≈ eps^a / (a B(a,b)), and likewise at 1.
@@ -454,6 +599,7 @@ impl Workspace {
             let (first, last) = self.runs[i];
             let mut cum = self.head[i];
             for (p, panel) in panels.iter().enumerate().take(last).skip(first) {
+                self.starts[self.start_offsets[i] + p - first] = cum;
                 let half = 0.5 * (panel.x1 - panel.x0);
                 let ln_x = &self.ln_x[p * M..(p + 1) * M];
                 let ln_1mx = &self.ln_1mx[p * M..(p + 1) * M];
@@ -488,6 +634,9 @@ impl Workspace {
             // Clamp the small overshoots of the interpolant; F is a probability.
             self.cdf[nodes].iter_mut().for_each(|v| *v = (*v * scale).clamp(0.0, 1.0));
             self.head[i] *= scale;
+            self.scales[i] = scale;
+            let run = self.start_offsets[i]..self.start_offsets[i] + last.saturating_sub(first);
+            self.starts[run].iter_mut().for_each(|v| *v *= scale);
             self.tail[i] *= scale;
         }
     }
@@ -592,5 +741,28 @@ mod tests {
                 assert!((got - want).abs() < 1e-14, "degree {degree} node {q}: {got} vs {want}");
             }
         }
+    }
+
+    #[test]
+    fn credible_intervals_from_the_integration_match_the_incomplete_beta_inverse() {
+        // Shapes from tiny to a day of heavy traffic, each beside an equal arm (so both are
+        // integrated) and beside a slightly better one.
+        let shapes = [0.5, 1.0, 1.5, 3.0, 7.0, 19.0, 20.0, 21.0, 60.0, 150.0, 1_000.0, 25_000.0, 400_000.0];
+        let mut worst: f64 = 0.0;
+        for &a in &shapes {
+            for &b in &shapes {
+                let arm = Beta { alpha: a, beta: b };
+                let want = credible_interval(arm);
+                for other in [arm, Beta { alpha: a * 1.01, beta: b }] {
+                    let got = best_arm(&[arm, other]).ci95[0];
+                    for (g, w) in got.iter().zip(&want) {
+                        let error = (g - w).abs();
+                        assert!(error < 3e-7, "{arm:?} beside {other:?}: {got:?} vs {want:?}");
+                        worst = worst.max(error);
+                    }
+                }
+            }
+        }
+        assert!(worst > 0.0, "the two methods are distinct computations");
     }
 }

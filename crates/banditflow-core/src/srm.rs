@@ -99,12 +99,18 @@ impl ServedCounts {
         }
         record.refs += count;
         for (a, w) in &record.weights {
-            *self.expected.entry(*a).or_insert(0) += i128::from(count) * i128::from(*w);
+            let e = self.expected.entry(*a).or_insert(0);
+            *e += i128::from(count) * i128::from(*w);
+            if *e == 0 {
+                self.expected.remove(a);
+            }
         }
-        *self.observed.entry(arm).or_insert(0) += count;
+        let o = self.observed.entry(arm).or_insert(0);
+        *o += count;
+        if *o == 0 {
+            self.observed.remove(&arm);
+        }
         self.matched += count;
-        self.expected.retain(|_, e| *e != 0);
-        self.observed.retain(|_, o| *o != 0);
     }
 
     /// Forgets the records no assignment in the window refers to that can no longer be in
@@ -113,7 +119,11 @@ impl ServedCounts {
     pub fn prune(&mut self, horizon_ms: i64) {
         let horizon = u64::try_from(horizon_ms).unwrap_or(0);
         let Some(newest_before) = self.history.range(..horizon).next_back().map(|(v, _)| *v) else { return };
-        self.history.retain(|v, r| *v >= newest_before || r.refs != 0);
+        // Only the few records older than the horizon are looked at, not the whole history.
+        let unused: Vec<u64> = self.history.range(..newest_before).filter(|(_, r)| r.refs == 0).map(|(v, _)| *v).collect();
+        for v in unused {
+            self.history.remove(&v);
+        }
     }
 
     /// The published weights alone, every count zero: what a restored weigher starts from

@@ -5,9 +5,9 @@
 
 use serde::{Deserialize, Serialize};
 use statrs::distribution::{ChiSquared, ContinuousCDF};
-use statrs::function::beta::inv_beta_reg;
 use statrs::function::erf::erfc;
 
+pub use crate::posterior::credible_interval;
 use crate::posterior::Beta;
 
 /// The standard normal's 97.5% quantile: the half-width of a 95% interval in standard errors.
@@ -44,21 +44,6 @@ pub struct VersusControl {
     pub ci95: [f64; 2],
     /// Two-sided p-value of the pooled two-proportion z-test.
     pub p_value: f64,
-}
-
-/// The equal-tailed 95% credible interval of a Beta posterior: its 2.5% and 97.5% quantiles.
-///
-/// # Examples
-/// ```
-/// use banditflow_core::posterior::Beta;
-/// use banditflow_core::statistics::credible_interval;
-/// let [low, high] = credible_interval(Beta { alpha: 1.0, beta: 1.0 });
-/// assert!((low - 0.025).abs() < 1e-12 && (high - 0.975).abs() < 1e-12);
-/// ```
-#[must_use]
-pub fn credible_interval(posterior: Beta) -> [f64; 2] {
-    let quantile = |q: f64| inv_beta_reg(posterior.alpha, posterior.beta, q).clamp(0.0, 1.0);
-    [quantile(0.025), quantile(0.975)]
 }
 
 /// The posterior mean, `alpha / (alpha + beta)`.

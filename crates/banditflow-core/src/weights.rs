@@ -23,7 +23,7 @@ use crate::record::{
     DECISION_SCHEMA_VERSION, SCHEMA_VERSION,
 };
 use crate::srm::ServedCounts;
-use crate::statistics::{credible_interval, independence, mean, versus_control};
+use crate::statistics::{independence, mean, versus_control};
 use crate::time::{now_ms, Ticks};
 use crate::window::ArmCount;
 
@@ -248,7 +248,7 @@ impl Policy {
                         trials: t,
                         successes: s,
                         mean: mean(post),
-                        ci95: credible_interval(post),
+                        ci95: odds.ci95[i],
                         expected_loss: odds.expected_loss[i],
                         vs_control,
                         state: states[i],
