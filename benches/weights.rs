@@ -8,7 +8,7 @@
 use banditflow_core::policy::target_weights;
 use banditflow_core::posterior::{best_arm, p_best, Beta};
 use banditflow_core::srm::ServedCounts;
-use banditflow_core::statistics::{credible_interval, independence, versus_control};
+use banditflow_core::statistics::{independence, mean, versus_control};
 use criterion::{black_box, criterion_group, criterion_main, BenchmarkId, Criterion};
 
 /// `k` arms near a 5% rate with 2000-5000 trials each, spread over about two standard
@@ -77,11 +77,12 @@ fn record_statistics(c: &mut Criterion) {
         group.bench_with_input(BenchmarkId::new("p_best_only", k), &arms, |b, arms| b.iter(|| p_best(black_box(arms))));
         group.bench_with_input(BenchmarkId::new("all_statistics", k), &(arms.clone(), counts.clone()), |b, (arms, counts)| {
             b.iter(|| {
+                // best_arm: p_best, the expected loss and the credible intervals together.
                 let odds = best_arm(black_box(arms));
-                let intervals: Vec<[f64; 2]> = arms.iter().map(|a| credible_interval(*a)).collect();
+                let means: Vec<f64> = arms.iter().map(|a| mean(*a)).collect();
                 let control = counts[0];
                 let versus: Vec<_> = counts.iter().skip(1).map(|c| versus_control(*c, control)).collect();
-                (odds, intervals, versus, independence(black_box(counts)), served.test(0.001))
+                (odds, means, versus, independence(black_box(counts)), served.test(0.001))
             });
         });
     }

@@ -22,6 +22,9 @@
 #   BENCH_LIVE=1                    also run scripts/bench-live.sh (its own variables apply)
 #   BENCH_RECOVERY=1                also run the restart-vs-rebuild benchmark (benches/recovery.rs)
 #   BENCH_RECOVERY_COUNT=5000000    assignments in its window
+#   BENCH_BASE_REV                  also time replay of this earlier revision (built in a git
+#                                   worktree) against this build, in turn on the same traffic
+#   BENCH_BASE_RUNS=5               pairs of that comparison
 set -euo pipefail
 
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
@@ -276,6 +279,53 @@ if [[ ${BENCH_RECOVERY:-1} == 1 ]]; then
     ensure_services
     { echo; cargo bench --quiet --bench recovery -- "${BENCH_RECOVERY_COUNT:-5000000}" 2>"$OUT/recovery.log"; } >>"$BENCH_DIR/results.md" ||
         die "recovery benchmark failed (see $OUT/recovery.log)"
+fi
+# --- 11. Before and after: this build against an earlier revision, same traffic, same run ---
+if [[ -n ${BENCH_BASE_REV:-} ]]; then
+    BASE_DIR=$BENCH_DIR/base-$BENCH_BASE_REV
+    BASE_BIN=$BENCH_DIR/base-target/release/banditflow
+    if [[ ! -d $BASE_DIR ]]; then
+        log "checking out $BENCH_BASE_REV into $BASE_DIR"
+        git worktree add --force --detach "$BASE_DIR" "$BENCH_BASE_REV" >/dev/null
+    fi
+    log "building $BENCH_BASE_REV (cargo build --release, target $BENCH_DIR/base-target)"
+    (cd "$BASE_DIR" && CARGO_TARGET_DIR=$BENCH_DIR/base-target cargo build --release --quiet --bin banditflow) ||
+        die "building $BENCH_BASE_REV failed"
+    RUNS=${BENCH_BASE_RUNS:-5}
+    declare -a AFTER_WALL BEFORE_WALL RATIOS
+    for ((i = 1; i <= RUNS; i++)); do
+        # In turn, so a drift of the machine's speed hits both; the ratio is taken pair by pair.
+        log "before/after pair $i of $RUNS"
+        BIN=$BASE_BIN replay before "$MAIN" 1
+        BEFORE_WALL+=("$WALL")
+        BEFORE_RSS=$RSS_KB
+        replay after "$MAIN" 1
+        AFTER_WALL+=("$WALL")
+        AFTER_RSS=$RSS_KB
+        RATIOS+=("$(calc %.3f "$WALL / ${BEFORE_WALL[-1]}")")
+    done
+    median() { printf '%s\n' "$@" | sort -g | awk '{ v[NR] = $1 } END { print (NR % 2) ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2 }'; }
+    STATS=""
+    if [[ -f $OUT/criterion.log ]]; then
+        STATS=$(grep -E '^record_statistics/[^ ]+ +time:' "$OUT/criterion.log" |
+            sed -E 's/^record_statistics\/([^ ]+) +time: +\[(.*)\]/- \1: \2/')
+    fi
+    {
+        echo
+        echo "### Before and after: rev $REV against $BENCH_BASE_REV, same traffic, $RUNS pairs in turn"
+        echo
+        echo "| | wall s (median) | events/s | peak RSS MiB (last) |"
+        echo "|---|---:|---:|---:|"
+        echo "| before ($BENCH_BASE_REV) | $(median "${BEFORE_WALL[@]}") | $(eps "$(median "${BEFORE_WALL[@]}")") | $(mib "$BEFORE_RSS") |"
+        echo "| after ($REV) | $(median "${AFTER_WALL[@]}") | $(eps "$(median "${AFTER_WALL[@]}")") | $(mib "$AFTER_RSS") |"
+        echo
+        echo "- after / before wall, pair by pair: ${RATIOS[*]}; median $(median "${RATIOS[@]}")"
+        if [[ -n $STATS ]]; then
+            echo "- One record's statistics at K arms, criterion \`cargo bench --bench weights\` (record_statistics) [low estimate high]:"
+            echo
+            echo "$STATS"
+        fi
+    } >>"$BENCH_DIR/results.md"
 fi
 cat "$BENCH_DIR/results.md"
 

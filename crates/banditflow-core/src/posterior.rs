@@ -43,7 +43,7 @@ pub struct Beta {
 /// If an `alpha` or `beta` is not finite and positive.
 #[must_use]
 pub fn p_best(arms: &[Beta]) -> Vec<f64> {
-    best_arm(arms).p_best
+    integrate(arms, false).p_best
 }
 
 /// `p_best` and the expected loss of each arm, from one integration.
@@ -92,13 +92,19 @@ pub fn best_arm(arms: &[Beta]) -> BestArm {
             "p_best needs finite positive Beta parameters, got {arm:?}"
         );
     }
+    integrate(arms, true)
+}
+
+/// [`best_arm`], with the credible intervals only if `intervals` (else `ci95` is empty).
+fn integrate(arms: &[Beta], intervals: bool) -> BestArm {
+    let interval = |arm: &Beta| if intervals { Some(credible_interval(*arm)) } else { None };
     match arms.len() {
         0 => BestArm { p_best: Vec::new(), expected_loss: Vec::new(), ci95: Vec::new() },
-        1 => BestArm { p_best: vec![1.0], expected_loss: vec![0.0], ci95: vec![credible_interval(arms[0])] },
+        1 => BestArm { p_best: vec![1.0], expected_loss: vec![0.0], ci95: arms.iter().filter_map(interval).collect() },
         _ => WORKSPACE.with(|ws| match ws.try_borrow_mut() {
-            Ok(mut ws) => ws.best_arm(arms),
+            Ok(mut ws) => ws.best_arm(arms, intervals),
             // Only if called re-entrantly, which best_arm never does.
-            Err(_) => Workspace::default().best_arm(arms),
+            Err(_) => Workspace::default().best_arm(arms, intervals),
         }),
     }
 }
@@ -166,8 +172,10 @@ struct Rule {
     /// integral from the panel start to node `q` of the interpolant of values at the nodes.
     /// Stored by column so that all eight integrals accumulate together.
     s_cols: [[f64; M]; M],
-    /// `legendre[q][n] = (2n+1)/2 w_q P_n(y_q)`: node values to Legendre coefficients.
-    legendre: [[f64; M]; M],
+    /// `antiderivative[q][j]`: the coefficient of `y^j` in `∫_{-1}^{y} L_q(t) dt`. Node
+    /// values times this give the interpolant's integral as a polynomial, cheap to evaluate
+    /// (Horner) at every Newton step of a quantile.
+    antiderivative: [[f64; M + 1]; M],
 }
 
 /// The rule, computed once per process.
@@ -225,13 +233,36 @@ impl Rule {
                 s_cols[r][q] = w[r] * sum;
             }
         }
-        let mut legendre = [[0.0; M]; M];
-        for q in 0..M {
-            for n in 0..M {
-                legendre[q][n] = (2 * n + 1) as f64 / 2.0 * w[q] * p_nodes[q][n];
+        // P_n in monomials, then ∫_{-1}^{y} P_n in monomials (degree n + 1 <= M).
+        let mut mono = [[0.0; M + 2]; M + 2];
+        mono[0][0] = 1.0;
+        mono[1][1] = 1.0;
+        for n in 1..=M {
+            let nf = n as f64;
+            for j in 0..=M + 1 {
+                let shifted = if j > 0 { mono[n][j - 1] } else { 0.0 };
+                mono[n + 1][j] = ((2.0 * nf + 1.0) * shifted - nf * mono[n - 1][j]) / (nf + 1.0);
             }
         }
-        Rule { y, w, s_cols, legendre }
+        let mut integral = [[0.0; M + 1]; M];
+        integral[0][0] = 1.0;
+        integral[0][1] = 1.0;
+        for n in 1..M {
+            for j in 0..=M {
+                integral[n][j] = (mono[n + 1][j] - mono[n - 1][j]) / (2 * n + 1) as f64;
+            }
+        }
+        // L_q = Σ_n (2n+1)/2 w_q P_n(y_q) P_n.
+        let mut antiderivative = [[0.0; M + 1]; M];
+        for q in 0..M {
+            for n in 0..M {
+                let coefficient = (2 * n + 1) as f64 / 2.0 * w[q] * p_nodes[q][n];
+                for j in 0..=M {
+                    antiderivative[q][j] += coefficient * integral[n][j];
+                }
+            }
+        }
+        Rule { y, w, s_cols, antiderivative }
     }
 }
 
@@ -330,6 +361,9 @@ struct Workspace {
     starts: Vec<f64>,
     /// Where each contender's panel starts begin in `starts`.
     start_offsets: Vec<usize>,
+    /// Per contender, the unnormalised pdf at the nodes of every panel of its run (`M` per
+    /// panel, from `start_offsets[i] * M`): the quantiles interpolate it.
+    run_pdf: Vec<f64>,
     /// Per contender, the factor that normalises its pdf.
     scales: Vec<f64>,
     /// Unnormalised `p_best` per contender.
@@ -353,14 +387,15 @@ fn reset<T: Clone + Default>(v: &mut Vec<T>, len: usize) {
 }
 
 impl Workspace {
-    fn best_arm(&mut self, input: &[Beta]) -> BestArm {
+    fn best_arm(&mut self, input: &[Beta], intervals: bool) -> BestArm {
         self.setup(input);
         let mut out = vec![0.0; input.len()];
         let losses = |expected_max: f64| input.iter().map(|arm| (expected_max - beta_mean(arm)).max(0.0)).collect();
         if let [only] = self.arms.as_slice() {
             out[only.index] = 1.0;
             let expected_max = beta_mean(&input[only.index]);
-            return BestArm { p_best: out, expected_loss: losses(expected_max), ci95: input.iter().map(|a| credible_interval(*a)).collect() };
+            let ci95 = if intervals { input.iter().map(|a| credible_interval(*a)).collect() } else { Vec::new() };
+            return BestArm { p_best: out, expected_loss: losses(expected_max), ci95 };
         }
         self.build_panels();
         self.distributions();
@@ -374,13 +409,21 @@ impl Workspace {
         // Below the first panel where every run has started some F is 0: the integrand is 1.
         let covered_from = self.panels.get(self.from).map_or_else(|| self.panels.last().map_or(0.0, |p| p.x1), |p| p.x0);
         let expected_max = covered_from + self.max_integral;
-        let mut ci95: Vec<Option<[f64; 2]>> = vec![None; input.len()];
-        for i in 0..self.arms.len() {
-            if let (Some(low), Some(high)) = (self.quantile(i, 0.025), self.quantile(i, 0.975)) {
-                ci95[self.arms[i].index] = Some([low, high]);
+        let mut ci95 = Vec::new();
+        if intervals {
+            // NaN marks an arm outside the integration (certainly beaten): the slow way.
+            ci95.resize(input.len(), [f64::NAN; 2]);
+            for i in 0..self.arms.len() {
+                if let (Some(low), Some(high)) = (self.quantile(i, 0.025), self.quantile(i, 0.975)) {
+                    ci95[self.arms[i].index] = [low, high];
+                }
+            }
+            for (ci, arm) in ci95.iter_mut().zip(input) {
+                if ci[0].is_nan() {
+                    *ci = credible_interval(*arm);
+                }
             }
         }
-        let ci95 = ci95.into_iter().zip(input).map(|(ci, arm)| ci.unwrap_or_else(|| credible_interval(*arm))).collect();
         BestArm { p_best: out, expected_loss: losses(expected_max), ci95 }
     }
 
@@ -399,32 +442,44 @@ impl Workspace {
             return None;
         }
         let arm = &self.arms[i];
-        let (ln_x, ln_1mx) = (&self.ln_x[p * M..(p + 1) * M], &self.ln_1mx[p * M..(p + 1) * M]);
-        // Legendre coefficients of the pdf's interpolant on [-1, 1].
-        let mut c = [0.0; M];
-        for node in 0..M {
-            let f = arm.pdf(ln_x[node], ln_1mx[node]) * self.scales[i];
-            for (cn, l) in c.iter_mut().zip(&rule.legendre[node]) {
-                *cn += l * f;
+        let at = (self.start_offsets[i] + k) * M;
+        let nodes = &self.run_pdf[at..at + M];
+        // G(y) = half ∫_{-1}^{y} (the pdf's interpolant), as a polynomial of degree M.
+        let mut d = [0.0; M + 1];
+        for (f, row) in nodes.iter().zip(&rule.antiderivative) {
+            let f = f * self.scales[i];
+            for (dj, r) in d.iter_mut().zip(row) {
+                *dj += r * f;
             }
         }
         let half = 0.5 * (panel.x1 - panel.x0);
         let target = q - starts[k];
-        // G(y) = half ∫_{-1}^{y} f, and G' = half f; ∫ P_n = (P_{n+1} - P_{n-1}) / (2n+1).
+        // G(y) - target and G'(y), by Horner.
         let g = |y: f64| {
-            let poly = legendre_all(y);
-            let mut integral = c[0] * (y + 1.0);
-            let mut density = c[0] * poly[0];
-            for n in 1..M {
-                integral += c[n] * (poly[n + 1] - poly[n - 1]) / (2 * n + 1) as f64;
-                density += c[n] * poly[n];
+            let (mut value, mut slope) = (d[M], 0.0);
+            for dj in d[..M].iter().rev() {
+                slope = slope * y + value;
+                value = value * y + dj;
             }
-            (half * integral - target, half * density)
+            (half * value - target, half * slope)
         };
-        let (mut lo, mut hi) = (-1.0f64, 1.0f64);
-        let mut y = -1.0 + 2.0 * (target / (end - starts[k]).max(f64::MIN_POSITIVE)).clamp(0.0, 1.0);
-        // Safeguarded Newton, until the distribution function is met within 1e-13 (or the
-        // bracket is as narrow as doubles allow).
+        // Start from the interpolant's integral at the nodes (the spectral matrix), linear
+        // between the two nodes around the target: Newton then needs two or three steps.
+        let mut at_nodes = [0.0; M];
+        for (col, f) in rule.s_cols.iter().zip(nodes) {
+            let f = half * f * self.scales[i];
+            for (g, s) in at_nodes.iter_mut().zip(col) {
+                *g += s * f;
+            }
+        }
+        let above = at_nodes.partition_point(|&g| g < target);
+        let (y0, g0) = if above == 0 { (-1.0, 0.0) } else { (rule.y[above - 1], at_nodes[above - 1]) };
+        let (y1, g1) = if above == M { (1.0, end - starts[k]) } else { (rule.y[above], at_nodes[above]) };
+        let (mut lo, mut hi) = (y0.max(-1.0), y1.min(1.0));
+        let mut y = y0 + (y1 - y0) * ((target - g0) / (g1 - g0).max(f64::MIN_POSITIVE)).clamp(0.0, 1.0);
+        // Safeguarded Newton, until the distribution function is met within 1e-13 or a
+        // Newton step was below 1e-8 of the panel (it converges quadratically: the error
+        // left after such a step is ~1e-16).
         for _ in 0..50 {
             let (value, slope) = g(y);
             if value.abs() <= 1e-13 {
@@ -436,11 +491,12 @@ impl Workspace {
                 lo = y;
             }
             let newton = y - value / slope;
-            let next = if slope > 0.0 && newton > lo && newton < hi { newton } else { 0.5 * (lo + hi) };
-            if next == y {
+            let converging = slope > 0.0 && newton > lo && newton < hi;
+            let step = (newton - y).abs();
+            y = if converging { newton } else { 0.5 * (lo + hi) };
+            if converging && step <= 1e-8 {
                 break;
             }
-            y = next;
         }
         // The interpolant is exact only to degree 7. Where the pdf is far from that (a shape
         // parameter below CORRECT_BELOW: up to ~1.5e-6 off) one Newton step on the exact
@@ -586,7 +642,9 @@ impl Workspace {
             self.start_offsets.push(total_starts);
             total_starts += last.saturating_sub(first);
         }
-        reset(&mut self.starts, total_starts);
+        // Both are filled in order below, every entry: no zeroing first.
+        self.starts.clear();
+        self.run_pdf.clear();
 
         for (i, arm) in self.arms.iter().enumerate() {
             // ∫_0^eps x^(a-1) (1-x)^(b-1) dx / B(a,b) ≈ eps^a / (a B(a,b)), and likewise at 1.
@@ -599,7 +657,7 @@ impl Workspace {
             let (first, last) = self.runs[i];
             let mut cum = self.head[i];
             for (p, panel) in panels.iter().enumerate().take(last).skip(first) {
-                self.starts[self.start_offsets[i] + p - first] = cum;
+                self.starts.push(cum);
                 let half = 0.5 * (panel.x1 - panel.x0);
                 let ln_x = &self.ln_x[p * M..(p + 1) * M];
                 let ln_1mx = &self.ln_1mx[p * M..(p + 1) * M];
@@ -609,6 +667,7 @@ impl Workspace {
                     f[q] = arm.pdf(ln_x[q], ln_1mx[q]);
                     sum += rule.w[q] * f[q];
                 }
+                self.run_pdf.extend_from_slice(&f);
                 // Before `from` only the panel's mass is needed.
                 if p >= from {
                     // Column by column, so the eight node sums vectorise.
@@ -739,6 +798,17 @@ mod tests {
                 let got: f64 = (0..M).map(|r| rule.s_cols[r][q] * rule.y[r].powi(degree)).sum();
                 let want = (rule.y[q].powi(degree + 1) - (-1f64).powi(degree + 1)) / f64::from(degree + 1);
                 assert!((got - want).abs() < 1e-14, "degree {degree} node {q}: {got} vs {want}");
+            }
+            // The antiderivative polynomial of the same interpolant, anywhere in [-1, 1].
+            for y in [-1.0f64, -0.7, -0.1, 0.0, 0.35, 0.9, 1.0] {
+                let got: f64 = (0..M)
+                    .map(|q| {
+                        let value = rule.y[q].powi(degree);
+                        (0..=M).map(|j| rule.antiderivative[q][j] * y.powi(j as i32)).sum::<f64>() * value
+                    })
+                    .sum();
+                let want = (f64::powi(y, degree + 1) - (-1f64).powi(degree + 1)) / f64::from(degree + 1);
+                assert!((got - want).abs() < 1e-13, "degree {degree} at {y}: {got} vs {want}");
             }
         }
     }

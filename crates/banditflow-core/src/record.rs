@@ -96,7 +96,11 @@ impl EncodedRecord {
     pub fn of(record: &WeightRecord, tick: u64) -> Self {
         // Strings, integers, floats (serde_json writes non-finite ones as null) and JSON
         // values: serialization cannot fail.
-        let json = serde_json::to_string(record).expect("a weight record always serializes");
+        // Sized for the usual record up front: growing the buffer step by step copied it
+        // several times per record.
+        let mut buf = Vec::with_capacity(384 + 352 * record.arms.len());
+        serde_json::to_writer(&mut buf, record).expect("a weight record always serializes");
+        let json = String::from_utf8(buf).expect("serde_json writes UTF-8");
         EncodedRecord { tick, version: record.version, entity_id: record.entity_id.clone(), json, arms: record.arms.len(), srm_flagged: record.srm.flagged }
     }
 }

@@ -56,10 +56,11 @@ pub struct InForce {
 pub struct ServedCounts {
     /// Published records by version.
     pub history: BTreeMap<u64, InForce>,
-    /// Matched assignments in the window per arm.
-    pub observed: BTreeMap<NameId, i64>,
-    /// Expected assignments per arm, fixed point.
-    pub expected: BTreeMap<NameId, i128>,
+    /// Matched assignments in the window per arm, sorted by arm (a short list: a search of
+    /// a few entries beats a map on this per-change path).
+    pub observed: Vec<(NameId, i64)>,
+    /// Expected assignments per arm, fixed point, sorted by arm.
+    pub expected: Vec<(NameId, i128)>,
     /// Matched assignments in the window.
     pub matched: i64,
     /// Unmatched assignments in the window.
@@ -73,43 +74,27 @@ impl ServedCounts {
         self.history.entry(version).or_default().weights = weights;
     }
 
-    /// The record an assignment served as `served` is matched to, if any.
-    fn matched(&self, served: Served, ticks: Ticks) -> Option<u64> {
-        let start = ticks.start_of(served.tick);
-        let before = u64::try_from(start).unwrap_or(0);
-        if served.version != 0 {
-            // A version from the future of its own `ts` was not in force at it.
-            (served.version < before && self.history.contains_key(&served.version)).then_some(served.version)
-        } else {
-            self.history.range(..before).next_back().map(|(v, _)| *v)
-        }
-    }
-
     /// `count` assignments of `arm` served as `served` enter (count > 0) or leave the window.
     pub fn served(&mut self, arm: NameId, served: Served, count: i64, ticks: Ticks) {
-        let Some(version) = self.matched(served, ticks) else {
+        // The record it is matched to: the version it carries, or the newest of a tick before
+        // its own. One look-up into the history either way (this runs per window change).
+        let before = u64::try_from(ticks.start_of(served.tick)).unwrap_or(0);
+        let record = if served.version != 0 {
+            // A version from the future of its own `ts` was not in force at it.
+            if served.version < before { self.history.get_mut(&served.version) } else { None }
+        } else {
+            self.history.range_mut(..before).next_back().map(|(_, r)| r)
+        };
+        // Not matched, or served an arm the record did not list: nothing to expect it from.
+        let Some(record) = record.filter(|r| r.weights.iter().any(|(a, _)| *a == arm)) else {
             self.unmatched += count;
             return;
         };
-        let Some(record) = self.history.get_mut(&version) else { return };
-        if !record.weights.iter().any(|(a, _)| *a == arm) {
-            // Served an arm the record did not list: nothing to expect it from.
-            self.unmatched += count;
-            return;
-        }
         record.refs += count;
         for (a, w) in &record.weights {
-            let e = self.expected.entry(*a).or_insert(0);
-            *e += i128::from(count) * i128::from(*w);
-            if *e == 0 {
-                self.expected.remove(a);
-            }
+            add(&mut self.expected, *a, i128::from(count) * i128::from(*w));
         }
-        let o = self.observed.entry(arm).or_insert(0);
-        *o += count;
-        if *o == 0 {
-            self.observed.remove(&arm);
-        }
+        add(&mut self.observed, arm, count);
         self.matched += count;
     }
 
@@ -137,13 +122,13 @@ impl ServedCounts {
     /// The check as of now, flagged below `alpha`.
     pub fn test(&self, alpha: f64) -> SampleRatio {
         let arms: Vec<NameId> = {
-            let mut a: Vec<NameId> = self.observed.keys().chain(self.expected.keys()).copied().collect();
+            let mut a: Vec<NameId> = self.observed.iter().map(|(a, _)| *a).chain(self.expected.iter().map(|(a, _)| *a)).collect();
             a.sort_unstable();
             a.dedup();
             a
         };
-        let observed: Vec<f64> = arms.iter().map(|a| self.observed.get(a).copied().unwrap_or(0) as f64).collect();
-        let expected: Vec<f64> = arms.iter().map(|a| self.expected.get(a).copied().unwrap_or(0) as f64 / ONE).collect();
+        let observed: Vec<f64> = arms.iter().map(|a| get(&self.observed, *a) as f64).collect();
+        let expected: Vec<f64> = arms.iter().map(|a| get(&self.expected, *a) as f64 / ONE).collect();
         let test = goodness_of_fit(&observed, &expected);
         SampleRatio {
             statistic: test.statistic.is_finite().then_some(test.statistic),
@@ -154,6 +139,25 @@ impl ServedCounts {
             unmatched: self.unmatched.max(0) as u64,
         }
     }
+}
+
+/// Adds `delta` to `arm`'s entry of a list sorted by arm, keeping only non-zero entries.
+fn add<V: Copy + Default + PartialEq + std::ops::AddAssign>(list: &mut Vec<(NameId, V)>, arm: NameId, delta: V) {
+    match list.binary_search_by_key(&arm, |(a, _)| *a) {
+        Ok(i) => {
+            list[i].1 += delta;
+            if list[i].1 == V::default() {
+                list.remove(i);
+            }
+        }
+        Err(i) if delta != V::default() => list.insert(i, (arm, delta)),
+        Err(_) => {}
+    }
+}
+
+/// `arm`'s entry of a list sorted by arm, 0 if it has none.
+fn get<V: Copy + Default>(list: &[(NameId, V)], arm: NameId) -> V {
+    list.binary_search_by_key(&arm, |(a, _)| *a).map_or_else(|_| V::default(), |i| list[i].1)
 }
 
 #[cfg(test)]
@@ -182,8 +186,8 @@ mod tests {
         counts.served(2, Served { version: 1_999, tick: 1 }, 2, ticks());
         counts.served(2, Served { version: 12_345, tick: 20 }, 1, ticks());
         assert_eq!((counts.matched, counts.unmatched), (24, 6));
-        assert_eq!(counts.observed, BTreeMap::from([(1, 10), (2, 14)]));
-        let expect = |a: NameId| counts.expected[&a] as f64 / ONE;
+        assert_eq!(counts.observed, vec![(1, 10), (2, 14)]);
+        let expect = |a: NameId| get(&counts.expected, a) as f64 / ONE;
         assert!((expect(1) - (10.0 * 0.5 + 10.0 * 0.9 + 4.0 * 0.5)).abs() < 1e-6);
         assert!((expect(2) - (10.0 * 0.5 + 10.0 * 0.1 + 4.0 * 0.5)).abs() < 1e-6);
         // Leaving undoes entering exactly.

@@ -12,6 +12,8 @@
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 
+use rustc_hash::FxHashMap;
+
 use crate::attribution::Served;
 use crate::config::{Dataflow, DecisionConfig, OnWinner, PolicyConfig, Prior};
 use crate::decision::{cap_stopped, shape, ArmState, Change, Decisions, Standing};
@@ -127,14 +129,15 @@ struct Policy {
     entities: HashMap<NameId, EntityWeights>,
     /// Entities whose published weights have not reached their target yet.
     converging: BTreeSet<NameId>,
-    /// Arm states and decision streaks per entity.
-    decisions: HashMap<NameId, Decisions>,
+    /// Arm states and decision streaks per entity. (Name ids are hashes already: the maps
+    /// looked up once or more per record use the cheap Fx hasher over them.)
+    decisions: FxHashMap<NameId, Decisions>,
     /// Entities with a decision streak running: evaluated at every tick.
     deciding: BTreeSet<NameId>,
     /// State changes waiting for the entity's next record (re-declared arms).
-    redeclared: HashMap<NameId, Vec<Change>>,
-    /// The sample-ratio state per entity.
-    served: HashMap<NameId, ServedCounts>,
+    redeclared: FxHashMap<NameId, Vec<Change>>,
+    /// The sample-ratio state per entity (also looked up per window change).
+    served: FxHashMap<NameId, ServedCounts>,
 }
 
 impl Policy {
@@ -382,10 +385,10 @@ impl Weigher {
             registry: HashMap::new(),
             entities: HashMap::new(),
             converging: BTreeSet::new(),
-            decisions: HashMap::new(),
+            decisions: FxHashMap::default(),
             deciding: BTreeSet::new(),
-            redeclared: HashMap::new(),
-            served: HashMap::new(),
+            redeclared: FxHashMap::default(),
+            served: FxHashMap::default(),
         };
         Weigher { policy, changes: BTreeMap::new(), registrations: BTreeMap::new(), served: BTreeMap::new(), next_tick: 0 }
     }
