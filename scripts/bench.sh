@@ -307,8 +307,10 @@ if [[ -n ${BENCH_BASE_REV:-} ]]; then
     median() { printf '%s\n' "$@" | sort -g | awk '{ v[NR] = $1 } END { print (NR % 2) ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2 }'; }
     STATS=""
     if [[ -f $OUT/criterion.log ]]; then
-        STATS=$(grep -E '^record_statistics/[^ ]+ +time:' "$OUT/criterion.log" |
-            sed -E 's/^record_statistics\/([^ ]+) +time: +\[(.*)\]/- \1: \2/')
+        # Criterion puts a long name on a line of its own, its "time:" on the next.
+        STATS=$(awk '/^record_statistics\// { name = $1; sub(/^record_statistics\//, "", name) }
+                     name != "" && /time:/ { sub(/.*time: +\[/, ""); sub(/\].*/, ""); print "- " name ": " $0; name = "" }' \
+            "$OUT/criterion.log")
     fi
     {
         echo
