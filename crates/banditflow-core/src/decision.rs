@@ -195,7 +195,7 @@ impl Decisions {
 /// proportion to their weights; with `on_winner = "exploit"`, every other arm gets the floor
 /// (stopped ones their cap) and the winner the rest.
 pub fn shape(weights: &mut [f64], states: &[ArmState], rules: &DecisionConfig, floor: f64) {
-    let cap = if rules.allow_stop { 0.0 } else { floor };
+    let cap = stopped_cap(rules, floor);
     if rules.on_winner == OnWinner::Exploit {
         if let Some(winner) = states.iter().position(|s| *s == ArmState::Winner) {
             for (w, s) in weights.iter_mut().zip(states) {
@@ -207,6 +207,16 @@ pub fn shape(weights: &mut [f64], states: &[ArmState], rules: &DecisionConfig, f
         }
     }
     cap_stopped(weights, states, cap);
+}
+
+/// The weight a stopped arm is held to: 0 with `allow_stop`, else the policy's floor.
+#[must_use]
+pub fn stopped_cap(rules: &DecisionConfig, floor: f64) -> f64 {
+    if rules.allow_stop {
+        0.0
+    } else {
+        floor
+    }
 }
 
 /// Brings every stopped arm down to `cap`, handing the excess to the arms not stopped in

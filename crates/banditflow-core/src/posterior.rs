@@ -138,9 +138,10 @@ pub fn credible_interval(posterior: Beta) -> [f64; 2] {
     [quantile(0.025), quantile(0.975)]
 }
 
-/// The mean of a Beta posterior.
-fn beta_mean(arm: &Beta) -> f64 {
-    arm.alpha / (arm.alpha + arm.beta)
+/// The posterior mean, `alpha / (alpha + beta)`.
+#[must_use]
+pub fn mean(posterior: Beta) -> f64 {
+    posterior.alpha / (posterior.alpha + posterior.beta)
 }
 
 /// Shape parameters below this get an exact correction of their credible interval's ends.
@@ -390,10 +391,10 @@ impl Workspace {
     fn best_arm(&mut self, input: &[Beta], intervals: bool) -> BestArm {
         self.setup(input);
         let mut out = vec![0.0; input.len()];
-        let losses = |expected_max: f64| input.iter().map(|arm| (expected_max - beta_mean(arm)).max(0.0)).collect();
+        let losses = |expected_max: f64| input.iter().map(|arm| (expected_max - mean(*arm)).max(0.0)).collect();
         if let [only] = self.arms.as_slice() {
             out[only.index] = 1.0;
-            let expected_max = beta_mean(&input[only.index]);
+            let expected_max = mean(input[only.index]);
             let ci95 = if intervals { input.iter().map(|a| credible_interval(*a)).collect() } else { Vec::new() };
             return BestArm { p_best: out, expected_loss: losses(expected_max), ci95 };
         }

@@ -7,8 +7,7 @@ use serde::{Deserialize, Serialize};
 use statrs::distribution::{ChiSquared, ContinuousCDF};
 use statrs::function::erf::erfc;
 
-pub use crate::posterior::credible_interval;
-use crate::posterior::Beta;
+pub use crate::posterior::{credible_interval, mean};
 
 /// The standard normal's 97.5% quantile: the half-width of a 95% interval in standard errors.
 pub const Z_975: f64 = 1.959_963_984_540_054;
@@ -44,12 +43,6 @@ pub struct VersusControl {
     pub ci95: [f64; 2],
     /// Two-sided p-value of the pooled two-proportion z-test.
     pub p_value: f64,
-}
-
-/// The posterior mean, `alpha / (alpha + beta)`.
-#[must_use]
-pub fn mean(posterior: Beta) -> f64 {
-    posterior.alpha / (posterior.alpha + posterior.beta)
 }
 
 /// Upper tail of the chi-square distribution with `dof` degrees of freedom at `statistic`.

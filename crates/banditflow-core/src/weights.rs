@@ -16,7 +16,7 @@ use rustc_hash::FxHashMap;
 
 use crate::attribution::Served;
 use crate::config::{Dataflow, DecisionConfig, OnWinner, PolicyConfig, Prior};
-use crate::decision::{cap_stopped, shape, ArmState, Change, Decisions, Standing};
+use crate::decision::{cap_stopped, shape, stopped_cap, ArmState, Change, Decisions, Standing};
 use crate::event::{arm_id_of, entity_id_of, Name, NameId, Registration};
 use crate::policy::{limit_step, target_weights, Status};
 use crate::posterior::{best_arm, Beta};
@@ -98,11 +98,7 @@ impl WeightRules {
 
     /// The weight a stopped arm is held to.
     fn stopped_cap(&self) -> f64 {
-        if self.decision.allow_stop {
-            0.0
-        } else {
-            self.policy.floor.max(0.0)
-        }
+        stopped_cap(&self.decision, self.policy.floor)
     }
 }
 
