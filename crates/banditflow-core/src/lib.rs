@@ -18,6 +18,7 @@ pub mod event;
 pub mod policy;
 pub mod posterior;
 pub mod record;
+pub mod record_json;
 pub mod srm;
 pub mod statistics;
 pub mod time;

@@ -94,13 +94,10 @@ pub struct EncodedRecord {
 impl EncodedRecord {
     /// Serializes `record`, computed at `tick`.
     pub fn of(record: &WeightRecord, tick: u64) -> Self {
-        // Strings, integers, floats (serde_json writes non-finite ones as null) and JSON
-        // values: serialization cannot fail.
         // Sized for the usual record up front: growing the buffer step by step copied it
         // several times per record.
-        let mut buf = Vec::with_capacity(384 + 352 * record.arms.len());
-        serde_json::to_writer(&mut buf, record).expect("a weight record always serializes");
-        let json = String::from_utf8(buf).expect("serde_json writes UTF-8");
+        let mut json = String::with_capacity(384 + 352 * record.arms.len());
+        crate::record_json::write_record(record, &mut json);
         EncodedRecord { tick, version: record.version, entity_id: record.entity_id.clone(), json, arms: record.arms.len(), srm_flagged: record.srm.flagged }
     }
 }
