@@ -82,7 +82,7 @@ fn record_statistics(c: &mut Criterion) {
                 let means: Vec<f64> = arms.iter().map(|a| mean(*a)).collect();
                 let control = counts[0];
                 let versus: Vec<_> = counts.iter().skip(1).map(|c| versus_control(*c, control)).collect();
-                (odds, means, versus, independence(black_box(counts)), served.test(0.001))
+                (odds, means, versus, independence(black_box(counts).iter().copied()), served.test(0.001))
             });
         });
     }

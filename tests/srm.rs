@@ -95,7 +95,7 @@ fn naive_flags(record: &WeightRecord) -> bool {
     let observed: Vec<f64> = record.arms.iter().map(|a| a.trials as f64).collect();
     let total: f64 = observed.iter().sum();
     let expected: Vec<f64> = record.arms.iter().map(|a| a.weight * total).collect();
-    goodness_of_fit(&observed, &expected).p_value < ALPHA
+    goodness_of_fit(observed.into_iter().zip(expected)).p_value < ALPHA
 }
 
 #[test]

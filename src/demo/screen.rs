@@ -220,7 +220,7 @@ mod tests {
             computed_at: 0,
             status: Status::Adaptive,
             arms: vec![arm("arm-0", 0.75), arm("arm-1", 0.25)],
-            chi_square: banditflow_core::statistics::independence(&[(31, 2), (31, 2)]),
+            chi_square: banditflow_core::statistics::independence([(31, 2), (31, 2)]),
             srm: banditflow_core::srm::ServedCounts::default().test(0.001),
             dataflow: "demo".into(),
             schema_version: banditflow_core::record::SCHEMA_VERSION,

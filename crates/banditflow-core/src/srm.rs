@@ -121,15 +121,21 @@ impl ServedCounts {
 
     /// The check as of now, flagged below `alpha`.
     pub fn test(&self, alpha: f64) -> SampleRatio {
-        let arms: Vec<NameId> = {
-            let mut a: Vec<NameId> = self.observed.iter().map(|(a, _)| *a).chain(self.expected.iter().map(|(a, _)| *a)).collect();
-            a.sort_unstable();
-            a.dedup();
-            a
-        };
-        let observed: Vec<f64> = arms.iter().map(|a| get(&self.observed, *a) as f64).collect();
-        let expected: Vec<f64> = arms.iter().map(|a| get(&self.expected, *a) as f64 / ONE).collect();
-        let test = goodness_of_fit(&observed, &expected);
+        // The two lists are sorted by arm: walk them together, no table built (this runs for
+        // every record).
+        let (mut observed, mut expected) = (self.observed.iter().peekable(), self.expected.iter().peekable());
+        let categories = std::iter::from_fn(|| {
+            let arm = match (observed.peek(), expected.peek()) {
+                (Some((o, _)), Some((e, _))) => (*o).min(*e),
+                (Some((o, _)), None) => *o,
+                (None, Some((e, _))) => *e,
+                (None, None) => return None,
+            };
+            let o = observed.next_if(|(a, _)| *a == arm).map_or(0, |(_, n)| *n);
+            let e = expected.next_if(|(a, _)| *a == arm).map_or(0, |(_, n)| *n);
+            Some((o as f64, e as f64 / ONE))
+        });
+        let test = goodness_of_fit(categories);
         SampleRatio {
             statistic: test.statistic.is_finite().then_some(test.statistic),
             dof: test.dof,
@@ -156,6 +162,7 @@ fn add<V: Copy + Default + PartialEq + std::ops::AddAssign>(list: &mut Vec<(Name
 }
 
 /// `arm`'s entry of a list sorted by arm, 0 if it has none.
+#[cfg(test)]
 fn get<V: Copy + Default>(list: &[(NameId, V)], arm: NameId) -> V {
     list.binary_search_by_key(&arm, |(a, _)| *a).map_or_else(|_| V::default(), |i| list[i].1)
 }

@@ -220,7 +220,7 @@ impl Policy {
         let control_name = self.rules.controls.get(&entity).or(self.rules.decision.control.as_ref());
         let control = control_name.and_then(|c| arms.iter().find(|a| &a.1 == c)).map(|a| (a.2, a.3));
         let is_control = |name: &str| control_name.is_some_and(|c| c == name);
-        let chi_square = independence(&arms.iter().map(|a| (a.2, a.3)).collect::<Vec<_>>());
+        let chi_square = independence(arms.iter().map(|a| (a.2, a.3)));
         let srm = self.served.entry(entity).or_default().test(self.rules.decision.srm_alpha);
         let as_of = self.rules.ticks.as_of(tick);
         let version = as_of.max(0) as u64;
