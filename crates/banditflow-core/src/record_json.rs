@@ -10,112 +10,81 @@
 use crate::decision::ArmState;
 use crate::record::{ArmWeight, WeightRecord};
 use crate::srm::SampleRatio;
-use crate::statistics::{ChiSquare, VersusControl};
+use crate::statistics::ChiSquare;
 
 /// Appends `record` as one JSON object to `out`.
+///
+/// Each field is one call to a small helper; the float formatting is not inlined: inlined at
+/// each of a record's ~36 floats, it made this function larger than the instruction cache,
+/// which then missed it at every record.
 pub fn write_record(record: &WeightRecord, out: &mut String) {
-    out.push_str("{\"entity_id\":");
-    string(out, &record.entity_id);
-    out.push_str(",\"version\":");
-    integer(out, record.version);
-    out.push_str(",\"as_of\":");
-    integer(out, record.as_of);
-    out.push_str(",\"computed_at\":");
-    integer(out, record.computed_at);
-    out.push_str(",\"status\":\"");
-    out.push_str(record.status.as_str());
-    out.push_str("\",\"arms\":[");
+    string_field(out, "{\"entity_id\":", &record.entity_id);
+    integer_field(out, ",\"version\":", record.version);
+    integer_field(out, ",\"as_of\":", record.as_of);
+    integer_field(out, ",\"computed_at\":", record.computed_at);
+    text_field(out, ",\"status\":", record.status.as_str());
+    out.push_str(",\"arms\":[");
     for (i, arm) in record.arms.iter().enumerate() {
         if i > 0 {
             out.push(',');
         }
         write_arm(arm, out);
     }
-    out.push_str("],\"chi_square\":");
+    out.push(']');
     chi_square(out, &record.chi_square);
-    out.push_str(",\"srm\":");
     sample_ratio(out, &record.srm);
-    out.push_str(",\"dataflow\":");
-    string(out, &record.dataflow);
-    out.push_str(",\"schema_version\":");
-    integer(out, record.schema_version);
+    string_field(out, ",\"dataflow\":", &record.dataflow);
+    integer_field(out, ",\"schema_version\":", record.schema_version);
     out.push('}');
 }
 
 fn write_arm(arm: &ArmWeight, out: &mut String) {
-    out.push_str("{\"arm_id\":");
-    string(out, &arm.arm_id);
-    out.push_str(",\"weight\":");
-    float(out, arm.weight);
-    out.push_str(",\"p_best\":");
-    float(out, arm.p_best);
-    out.push_str(",\"alpha\":");
-    float(out, arm.alpha);
-    out.push_str(",\"beta\":");
-    float(out, arm.beta);
-    out.push_str(",\"trials\":");
-    integer(out, arm.trials);
-    out.push_str(",\"successes\":");
-    integer(out, arm.successes);
-    out.push_str(",\"mean\":");
-    float(out, arm.mean);
-    out.push_str(",\"ci95\":");
-    pair(out, arm.ci95);
-    out.push_str(",\"expected_loss\":");
-    float(out, arm.expected_loss);
-    out.push_str(",\"vs_control\":");
+    string_field(out, "{\"arm_id\":", &arm.arm_id);
+    float_field(out, ",\"weight\":", arm.weight);
+    float_field(out, ",\"p_best\":", arm.p_best);
+    float_field(out, ",\"alpha\":", arm.alpha);
+    float_field(out, ",\"beta\":", arm.beta);
+    integer_field(out, ",\"trials\":", arm.trials);
+    integer_field(out, ",\"successes\":", arm.successes);
+    float_field(out, ",\"mean\":", arm.mean);
+    pair_field(out, ",\"ci95\":", arm.ci95);
+    float_field(out, ",\"expected_loss\":", arm.expected_loss);
     match &arm.vs_control {
-        Some(v) => versus_control(out, v),
-        None => out.push_str("null"),
+        Some(v) => {
+            float_field(out, ",\"vs_control\":{\"diff\":", v.diff);
+            pair_field(out, ",\"ci95\":", v.ci95);
+            float_field(out, ",\"p_value\":", v.p_value);
+            out.push('}');
+        }
+        None => out.push_str(",\"vs_control\":null"),
     }
-    out.push_str(",\"state\":\"");
-    out.push_str(state(arm.state));
-    out.push('"');
+    text_field(out, ",\"state\":", state(arm.state));
     if let Some(metadata) = &arm.metadata {
-        out.push_str(",\"metadata\":");
         // Arbitrary JSON from the registry: the generic serializer, which cannot fail on a
         // `Value` (its map keys are strings).
+        out.push_str(",\"metadata\":");
         out.push_str(&metadata.to_string());
     }
     out.push('}');
 }
 
-fn versus_control(out: &mut String, v: &VersusControl) {
-    out.push_str("{\"diff\":");
-    float(out, v.diff);
-    out.push_str(",\"ci95\":");
-    pair(out, v.ci95);
-    out.push_str(",\"p_value\":");
-    float(out, v.p_value);
-    out.push('}');
-}
-
 fn chi_square(out: &mut String, c: &ChiSquare) {
-    out.push_str("{\"statistic\":");
-    float(out, c.statistic);
-    out.push_str(",\"dof\":");
-    integer(out, c.dof);
-    out.push_str(",\"p_value\":");
-    float(out, c.p_value);
+    float_field(out, ",\"chi_square\":{\"statistic\":", c.statistic);
+    integer_field(out, ",\"dof\":", c.dof);
+    float_field(out, ",\"p_value\":", c.p_value);
     out.push('}');
 }
 
 fn sample_ratio(out: &mut String, s: &SampleRatio) {
-    out.push_str("{\"statistic\":");
     match s.statistic {
-        Some(statistic) => float(out, statistic),
-        None => out.push_str("null"),
+        Some(statistic) => float_field(out, ",\"srm\":{\"statistic\":", statistic),
+        None => out.push_str(",\"srm\":{\"statistic\":null"),
     }
-    out.push_str(",\"dof\":");
-    integer(out, s.dof);
-    out.push_str(",\"p_value\":");
-    float(out, s.p_value);
-    out.push_str(",\"flagged\":");
-    out.push_str(if s.flagged { "true" } else { "false" });
-    out.push_str(",\"matched\":");
-    integer(out, s.matched);
-    out.push_str(",\"unmatched\":");
-    integer(out, s.unmatched);
+    integer_field(out, ",\"dof\":", s.dof);
+    float_field(out, ",\"p_value\":", s.p_value);
+    out.push_str(if s.flagged { ",\"flagged\":true" } else { ",\"flagged\":false" });
+    integer_field(out, ",\"matched\":", s.matched);
+    integer_field(out, ",\"unmatched\":", s.unmatched);
     out.push('}');
 }
 
@@ -128,16 +97,11 @@ fn state(state: ArmState) -> &'static str {
     }
 }
 
-fn pair(out: &mut String, [low, high]: [f64; 2]) {
-    out.push('[');
-    float(out, low);
-    out.push(',');
-    float(out, high);
-    out.push(']');
-}
-
-/// A float as `serde_json` writes it: shortest round-trip digits, `null` if not finite.
-fn float(out: &mut String, value: f64) {
+/// `key` (the JSON before the value, comma and quotes included), then a float as
+/// `serde_json` writes it: shortest round-trip digits, `null` if not finite.
+#[inline(never)]
+fn float_field(out: &mut String, key: &str, value: f64) {
+    out.push_str(key);
     if value.is_finite() {
         out.push_str(zmij::Buffer::new().format_finite(value));
     } else {
@@ -145,13 +109,32 @@ fn float(out: &mut String, value: f64) {
     }
 }
 
-fn integer(out: &mut String, value: impl itoa::Integer) {
+/// `key`, then `[low,high]`.
+fn pair_field(out: &mut String, key: &str, [low, high]: [f64; 2]) {
+    out.push_str(key);
+    float_field(out, "[", low);
+    float_field(out, ",", high);
+    out.push(']');
+}
+
+/// `key`, then an integer.
+fn integer_field(out: &mut String, key: &str, value: impl itoa::Integer) {
+    out.push_str(key);
     out.push_str(itoa::Buffer::new().format(value));
 }
 
-/// A JSON string. Ids are almost always plain; one that needs escaping goes through
-/// `serde_json`, which escapes exactly as the rest of the project's JSON does.
-fn string(out: &mut String, text: &str) {
+/// `key`, then a string known to need no escaping.
+fn text_field(out: &mut String, key: &str, text: &str) {
+    out.push_str(key);
+    out.push('"');
+    out.push_str(text);
+    out.push('"');
+}
+
+/// `key`, then a JSON string. Ids are almost always plain; one that needs escaping goes
+/// through `serde_json`, which escapes exactly as the rest of the project's JSON does.
+fn string_field(out: &mut String, key: &str, text: &str) {
+    out.push_str(key);
     if text.bytes().all(|b| b >= 0x20 && b != b'"' && b != b'\\') {
         out.push('"');
         out.push_str(text);
@@ -167,6 +150,7 @@ mod tests {
 
     use super::*;
     use crate::policy::Status;
+    use crate::statistics::VersusControl;
 
     /// Any float, weighted toward the awkward ones.
     fn any_float() -> impl Strategy<Value = f64> {
