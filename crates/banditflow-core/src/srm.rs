@@ -1,7 +1,10 @@
 //! The sample-ratio check of one entity: do the assignments in the window match the weights
 //! that were in force when they were served?
 //!
-//! Every weight record the worker publishes is kept in a history (version → weights). An
+//! Every weight record the worker publishes is kept in a history (version → weights), in
+//! version order. Records are published about one a tick, so a record's place in the history
+//! is close to its tick's distance from the oldest one: a look-up starts there (a tree's
+//! nodes, searched from the root for records a day old, missed the cache every time). An
 //! assignment in the window is matched to a record: the one whose `version` it carries, or,
 //! carrying none, the newest record of a tick before its own (the one in force at its
 //! `ts`). Each matched assignment adds one to its arm's observed count and the record's
@@ -12,7 +15,7 @@
 //! Expected counts are kept in fixed point (2^-32 of an assignment), so adding and removing
 //! in any order gives the same bits: the check is as deterministic as the weights.
 
-use std::collections::BTreeMap;
+use std::collections::VecDeque;
 
 use serde::{Deserialize, Serialize};
 
@@ -54,8 +57,10 @@ pub struct InForce {
 /// The sample-ratio state of one entity (it is checkpointed as it is).
 #[derive(Clone, Debug, Default, PartialEq, bincode::Encode, bincode::Decode)]
 pub struct ServedCounts {
-    /// Published records by version.
-    pub history: BTreeMap<u64, InForce>,
+    /// Published records, by increasing version. A record no longer kept while an older one
+    /// still is stays as a tombstone (no weights: nothing matches it) until the older ones
+    /// have gone.
+    pub history: VecDeque<(u64, InForce)>,
     /// Matched assignments in the window per arm, sorted by arm (a short list: a search of
     /// a few entries beats a map on this per-change path).
     pub observed: Vec<(NameId, i64)>,
@@ -71,7 +76,72 @@ impl ServedCounts {
     /// Remembers a published record's weights.
     pub fn published(&mut self, version: u64, weights: impl Iterator<Item = (NameId, f64)>) {
         let weights = weights.map(|(arm, w)| (arm, (w.clamp(0.0, 1.0) * ONE).round() as i64)).collect();
-        self.history.entry(version).or_default().weights = weights;
+        match self.history.back_mut() {
+            Some((newest, record)) if *newest == version => record.weights = weights,
+            Some((newest, _)) if *newest > version => {
+                // Not the usual order (versions only grow): keep the history sorted anyway.
+                let at = self.history.partition_point(|(v, _)| *v < version);
+                match self.history.get_mut(at) {
+                    Some((v, record)) if *v == version => record.weights = weights,
+                    _ => self.history.insert(at, (version, InForce { weights, refs: 0 })),
+                }
+            }
+            _ => self.history.push_back((version, InForce { weights, refs: 0 })),
+        }
+    }
+
+    /// The place of the newest record with a version below `bound`. The first guess is the
+    /// distance in ticks from the oldest record (exact when every tick has a record); from
+    /// there a galloping search (steps doubling) brackets the answer and a binary search ends.
+    fn newest_below(&self, bound: u64, ticks: Ticks) -> Option<usize> {
+        let front = self.history.front()?.0;
+        if front >= bound {
+            return None;
+        }
+        let below = |i: usize| self.history[i].0 < bound;
+        let len = self.history.len();
+        let distance = ticks.tick_of(i64::try_from(bound - 1).unwrap_or(i64::MAX)).saturating_sub(ticks.tick_of(i64::try_from(front).unwrap_or(i64::MAX)));
+        let guess = usize::try_from(distance).unwrap_or(usize::MAX).min(len - 1);
+        // Invariant: below(lo), and hi == len or !below(hi). below(0) holds (front < bound).
+        let (mut lo, mut hi);
+        if below(guess) {
+            lo = guess;
+            let mut step = 1;
+            loop {
+                let probe = lo.saturating_add(step);
+                if probe >= len {
+                    hi = len;
+                    break;
+                }
+                if !below(probe) {
+                    hi = probe;
+                    break;
+                }
+                lo = probe;
+                step *= 2;
+            }
+        } else {
+            hi = guess;
+            let mut step = 1;
+            loop {
+                let probe = hi.saturating_sub(step);
+                if below(probe) {
+                    lo = probe;
+                    break;
+                }
+                hi = probe;
+                step *= 2;
+            }
+        }
+        while hi - lo > 1 {
+            let mid = lo + (hi - lo) / 2;
+            if below(mid) {
+                lo = mid;
+            } else {
+                hi = mid;
+            }
+        }
+        Some(lo)
     }
 
     /// `count` assignments of `arm` served as `served` enter (count > 0) or leave the window.
@@ -79,12 +149,14 @@ impl ServedCounts {
         // The record it is matched to: the version it carries, or the newest of a tick before
         // its own. One look-up into the history either way (this runs per window change).
         let before = u64::try_from(ticks.start_of(served.tick)).unwrap_or(0);
-        let record = if served.version != 0 {
+        let at = if served.version != 0 {
             // A version from the future of its own `ts` was not in force at it.
-            if served.version < before { self.history.get_mut(&served.version) } else { None }
+            let newest_up_to = if served.version < before { self.newest_below(served.version + 1, ticks) } else { None };
+            newest_up_to.filter(|i| self.history[*i].0 == served.version)
         } else {
-            self.history.range_mut(..before).next_back().map(|(_, r)| r)
+            self.newest_below(before, ticks)
         };
+        let record = at.and_then(|i| self.history.get_mut(i)).map(|(_, r)| r);
         // Not matched, or served an arm the record did not list: nothing to expect it from.
         let Some(record) = record.filter(|r| r.weights.iter().any(|(a, _)| *a == arm)) else {
             self.unmatched += count;
@@ -101,13 +173,17 @@ impl ServedCounts {
     /// Forgets the records no assignment in the window refers to that can no longer be in
     /// force for one that enters later: each has a newer record before `horizon_ms` (the
     /// earliest `ts` an assignment entering from now on can have).
-    pub fn prune(&mut self, horizon_ms: i64) {
+    pub fn prune(&mut self, horizon_ms: i64, ticks: Ticks) {
         let horizon = u64::try_from(horizon_ms).unwrap_or(0);
-        let Some(newest_before) = self.history.range(..horizon).next_back().map(|(v, _)| *v) else { return };
+        let Some(newest_before) = self.newest_below(horizon, ticks) else { return };
         // Only the few records older than the horizon are looked at, not the whole history.
-        let unused: Vec<u64> = self.history.range(..newest_before).filter(|(_, r)| r.refs == 0).map(|(v, _)| *v).collect();
-        for v in unused {
-            self.history.remove(&v);
+        for (_, record) in self.history.range_mut(..newest_before) {
+            if record.refs == 0 {
+                record.weights = Vec::new();
+            }
+        }
+        while self.history.front().is_some_and(|(_, r)| r.refs == 0 && r.weights.is_empty()) {
+            self.history.pop_front();
         }
     }
 
@@ -202,7 +278,7 @@ mod tests {
             counts.served(arm, served, -n, ticks());
         }
         assert_eq!((counts.matched, counts.unmatched, counts.observed.len(), counts.expected.len()), (0, 0, 0, 0));
-        assert!(counts.history.values().all(|r| r.refs == 0));
+        assert!(counts.history.iter().all(|(_, r)| r.refs == 0));
     }
 
     #[test]
@@ -212,9 +288,25 @@ mod tests {
             counts.published(ticks().as_of(tick) as u64, [(1, 0.5), (2, 0.5)].into_iter());
         }
         counts.served(1, at(3), 1, ticks()); // refers to the record of tick 2
-        counts.prune(ticks().start_of(7));
-        let kept: Vec<u64> = counts.history.keys().map(|v| ticks().tick_of(*v as i64)).collect();
+        counts.prune(ticks().start_of(7), ticks());
+        let kept: Vec<u64> = counts.history.iter().filter(|(_, r)| !r.weights.is_empty()).map(|(v, _)| ticks().tick_of(*v as i64)).collect();
         assert_eq!(kept, vec![2, 6, 7, 8, 9]);
         assert!(!counts.test(0.001).flagged);
+    }
+
+    #[test]
+    fn the_search_finds_what_a_scan_finds_with_records_at_every_tick_or_with_gaps() {
+        for gap_every in [0u64, 2, 3, 7] {
+            let mut counts = ServedCounts::default();
+            for tick in 0..60u64 {
+                for bound in 0..ticks().start_of(tick + 3) as u64 + 2 {
+                    let scan = counts.history.iter().rposition(|(v, _)| *v < bound);
+                    assert_eq!(counts.newest_below(bound, ticks()), scan, "gaps every {gap_every}, {tick} ticks, bound {bound}");
+                }
+                if gap_every == 0 || tick % gap_every != 0 {
+                    counts.published(ticks().as_of(tick) as u64, [(1, 1.0)].into_iter());
+                }
+            }
+        }
     }
 }

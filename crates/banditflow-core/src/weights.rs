@@ -324,7 +324,7 @@ impl Policy {
         // The earliest `ts` an assignment entering from the next tick on can have (older ones
         // are too old for the window), with a tick to spare.
         let horizon = self.rules.ticks.start_of(tick + 1) - self.rules.window_ms.min(i64::MAX as u64) as i64 - 2 * self.rules.ticks.tick_ms() as i64;
-        served.prune(horizon);
+        served.prune(horizon, self.rules.ticks);
         let encoded = EncodedRecord::of(&last, tick);
         self.entities.insert(entity, EntityWeights { last, target });
         encoded
