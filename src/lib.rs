@@ -19,5 +19,6 @@ pub mod metrics;
 pub mod publisher;
 pub mod redis;
 pub mod replay;
+pub mod simulate;
 pub mod traffic;
 pub mod worker;

@@ -45,6 +45,9 @@ enum Command {
     /// Run the long-running worker: Kafka in, weight records out to Kafka and Redis, until
     /// SIGTERM or SIGINT.
     Run(cli::run::Args),
+    /// Run the dataflow in a closed loop against simulated arms whose true rates are known,
+    /// and report the regret of its weights against a uniform split and an oracle.
+    Simulate(cli::simulate::Args),
 }
 
 fn main() -> ExitCode {
@@ -64,6 +67,7 @@ fn main() -> ExitCode {
         Command::Demo(args) => cli::demo::run(args, log_file.as_deref()),
         Command::Generate(args) => cli::generate::run(args),
         Command::Run(args) => cli::run::run(args),
+        Command::Simulate(args) => cli::simulate::run(args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

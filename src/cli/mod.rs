@@ -7,6 +7,7 @@ pub mod demo;
 pub mod generate;
 pub mod replay;
 pub mod run;
+pub mod simulate;
 
 /// A flag that SIGTERM and SIGINT set: the worker and the demo stop gracefully on it.
 fn stop_on_signals() -> std::io::Result<Arc<AtomicBool>> {

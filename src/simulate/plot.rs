@@ -1,0 +1,62 @@
+//! The regret plot: cumulative regret against steps (log scale) for the weights, the uniform
+//! split and the oracle, each mean with a band of ±1.96 standard errors over repetitions.
+
+use std::path::Path;
+
+use plotters::prelude::*;
+
+use super::{PolicyRegret, Report};
+
+/// Why the plot could not be drawn or written.
+#[derive(Debug, thiserror::Error)]
+#[error("cannot draw the plot {path}: {message}")]
+pub struct PlotError {
+    /// The file.
+    pub path: String,
+    /// What the drawing library said.
+    pub message: String,
+}
+
+/// Draws `report` as an SVG at `path`.
+pub fn write_svg(report: &Report, path: &Path) -> Result<(), PlotError> {
+    let error = |e: &dyn std::fmt::Display| PlotError { path: path.display().to_string(), message: e.to_string() };
+    let root = SVGBackend::new(path, (900, 560)).into_drawing_area();
+    root.fill(&WHITE).map_err(|e| error(&e))?;
+    let steps: Vec<f64> = report.steps.iter().map(|s| *s as f64).collect();
+    let top = [&report.weights, &report.uniform, &report.oracle]
+        .iter()
+        .flat_map(|p| p.regret_mean.iter().zip(&p.regret_se).map(|(m, se)| m + 1.96 * se))
+        .fold(1.0, f64::max);
+    let last = steps.last().copied().unwrap_or(1.0).max(2.0);
+    let caption = format!("{}: cumulative regret, {} reps, refresh every {} steps", report.scenario, report.reps, report.refresh_every);
+    let mut chart = ChartBuilder::on(&root)
+        .caption(caption, ("sans-serif", 20))
+        .margin(16)
+        .x_label_area_size(44)
+        .y_label_area_size(72)
+        .build_cartesian_2d((1.0..last).log_scale(), 0.0..top * 1.05)
+        .map_err(|e| error(&e))?;
+    chart
+        .configure_mesh()
+        .x_desc("steps (units served per entity)")
+        .y_desc("cumulative expected regret")
+        .x_label_formatter(&|x| format!("{x:.0}"))
+        .draw()
+        .map_err(|e| error(&e))?;
+    let series: [(&str, &PolicyRegret, RGBColor); 3] =
+        [("banditflow weights", &report.weights, RGBColor(31, 119, 180)), ("uniform split", &report.uniform, RGBColor(214, 39, 40)), ("oracle at each refresh", &report.oracle, RGBColor(44, 160, 44))];
+    for (label, policy, color) in series {
+        let upper = steps.iter().zip(policy.regret_mean.iter().zip(&policy.regret_se)).map(|(s, (m, se))| (*s, m + 1.96 * se));
+        let lower = steps.iter().zip(policy.regret_mean.iter().zip(&policy.regret_se)).map(|(s, (m, se))| (*s, (m - 1.96 * se).max(0.0)));
+        let band: Vec<(f64, f64)> = upper.chain(lower.rev()).collect();
+        chart.draw_series(std::iter::once(Polygon::new(band, color.mix(0.18)))).map_err(|e| error(&e))?;
+        chart
+            .draw_series(LineSeries::new(steps.iter().copied().zip(policy.regret_mean.iter().copied()), color.stroke_width(2)))
+            .map_err(|e| error(&e))?
+            .label(label)
+            .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], color.stroke_width(2)));
+    }
+    chart.configure_series_labels().background_style(WHITE.mix(0.9)).border_style(BLACK).position(SeriesLabelPosition::UpperLeft).draw().map_err(|e| error(&e))?;
+    root.present().map_err(|e| error(&e))?;
+    Ok(())
+}
