@@ -25,6 +25,8 @@
 #   BENCH_BASE_REV                  also time replay of this earlier revision (built in a git
 #                                   worktree) against this build, in turn on the same traffic
 #   BENCH_BASE_RUNS=5               pairs of that comparison
+#   BENCH_SIMULATE=1                also time `banditflow simulate` on dataflows/scenarios/bench.toml
+#                                   (1,000,000 steps x 20 reps of 10 arms, refresh every 100)
 set -euo pipefail
 
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
@@ -327,6 +329,18 @@ if [[ -n ${BENCH_BASE_REV:-} ]]; then
             echo
             echo "$STATS"
         fi
+    } >>"$BENCH_DIR/results.md"
+fi
+# --- 12. The closed-loop simulator ------------------------------------------------------------
+if [[ ${BENCH_SIMULATE:-1} == 1 ]]; then
+    log "simulate dataflows/scenarios/bench.toml"
+    timed simulate "$BIN" simulate --scenario dataflows/scenarios/bench.toml --out "$OUT/simulate.json"
+    SIM_SUMMARY=$(grep -E '^simulate: [0-9]+ steps' "$OUT/simulate.log" || true)
+    {
+        echo
+        echo "### The closed-loop simulator"
+        echo
+        echo "\`banditflow simulate --scenario dataflows/scenarios/bench.toml\` (1,000,000 steps x 20 reps of 10 arms, refresh every 100 steps, all cores): wall $WALL s, peak RSS $(mib "$RSS_KB") MiB. ${SIM_SUMMARY#simulate: }"
     } >>"$BENCH_DIR/results.md"
 fi
 cat "$BENCH_DIR/results.md"

@@ -7,7 +7,7 @@ use std::path::PathBuf;
 use std::time::Instant;
 
 use anyhow::Context;
-use banditflow::simulate::{load, plot, simulate, SimulateOptions};
+use banditflow::simulate::{load, plot, simulate, sweep, SimulateOptions};
 
 /// Run the dataflow in a closed loop against simulated arms and report regret.
 #[derive(clap::Args)]
@@ -37,9 +37,22 @@ pub struct Args {
     /// records (`rep-000/…`), in the formats `banditflow replay` reads.
     #[arg(long)]
     log_dir: Option<PathBuf>,
+    /// Instead of one report, run the scenario at each of these refresh intervals (steps,
+    /// comma-separated) and report the final regret of each; `--plot` then draws regret
+    /// against the interval.
+    #[arg(long, value_delimiter = ',', value_name = "STEPS,...")]
+    refresh_sweep: Option<Vec<u64>>,
     /// No progress lines on standard error.
     #[arg(long)]
     quiet: bool,
+}
+
+/// Writes `json` to `out`, or standard output.
+fn write_json(json: String, out: Option<&PathBuf>) -> anyhow::Result<()> {
+    match out {
+        Some(path) => std::fs::write(path, json + "\n").with_context(|| format!("cannot write {}", path.display())),
+        None => writeln!(std::io::stdout().lock(), "{json}").context("cannot write the report"),
+    }
 }
 
 /// Runs the simulation and writes its report.
@@ -49,19 +62,24 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     let options = SimulateOptions { reps: args.reps, seed: args.seed, refresh_every: args.refresh_every, threads, log_dir: args.log_dir };
     let started = Instant::now();
     let quiet = args.quiet;
+    if let Some(refreshes) = &args.refresh_sweep {
+        let result = sweep(&args.scenario, refreshes, &options, |refresh| {
+            if !quiet {
+                eprintln!("simulate: refresh every {refresh} steps done ({:.1} s)", started.elapsed().as_secs_f64());
+            }
+        })?;
+        write_json(serde_json::to_string_pretty(&result).context("cannot encode the sweep")?, args.out.as_ref())?;
+        if let Some(path) = &args.plot {
+            plot::write_sweep_svg(&result, path)?;
+        }
+        return Ok(());
+    }
     let report = simulate(&scenario, &job, &options, |done, reps| {
         if !quiet {
             eprintln!("simulate: {done} of {reps} repetitions done ({:.1} s)", started.elapsed().as_secs_f64());
         }
     })?;
-    let json = serde_json::to_string_pretty(&report).context("cannot encode the report")?;
-    match &args.out {
-        Some(path) => std::fs::write(path, json + "\n").with_context(|| format!("cannot write {}", path.display()))?,
-        None => {
-            let mut out = std::io::stdout().lock();
-            writeln!(out, "{json}").context("cannot write the report")?;
-        }
-    }
+    write_json(serde_json::to_string_pretty(&report).context("cannot encode the report")?, args.out.as_ref())?;
     if let Some(path) = &args.plot {
         plot::write_svg(&report, path)?;
     }

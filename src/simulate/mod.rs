@@ -186,3 +186,53 @@ pub fn simulate(scenario: &Scenario, job: &Dataflow, options: &SimulateOptions, 
         records: outcomes.iter().map(|o| o.records).sum(),
     })
 }
+
+/// One point of a sweep over `refresh_every`: the final regret of each policy.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct SweepPoint {
+    /// Steps between refreshes.
+    pub refresh_every: u64,
+    /// Mean final regret of the weights and its standard error.
+    pub weights: [f64; 2],
+    /// The same for the uniform split.
+    pub uniform: [f64; 2],
+    /// The same for the oracle at each refresh.
+    pub oracle: [f64; 2],
+}
+
+/// A scenario run at several refresh intervals, everything else (seeds included) equal.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct Sweep {
+    /// The scenario's name.
+    pub scenario: String,
+    /// Units served per entity.
+    pub total_steps: u64,
+    /// Repetitions per point.
+    pub reps: u32,
+    /// The points, by increasing `refresh_every`.
+    pub points: Vec<SweepPoint>,
+}
+
+/// Runs `scenario` once per refresh interval in `refreshes` (sorted, each at least 1).
+pub fn sweep(path: &Path, refreshes: &[u64], options: &SimulateOptions, progress: impl Fn(u64) + Sync) -> Result<Sweep, SimulateError> {
+    let mut refreshes: Vec<u64> = refreshes.iter().map(|r| (*r).max(1)).collect();
+    refreshes.sort_unstable();
+    refreshes.dedup();
+    let mut points = Vec::with_capacity(refreshes.len());
+    let mut head = None;
+    for refresh in refreshes {
+        let (scenario, job) = load(path, Some(refresh))?;
+        let report = simulate(&scenario, &job, options, |_, _| {})?;
+        let final_of = |p: &PolicyRegret| {
+            let n = p.final_regret.len().max(1) as f64;
+            let mean = p.final_regret.iter().sum::<f64>() / n;
+            let variance = if p.final_regret.len() > 1 { p.final_regret.iter().map(|v| (v - mean).powi(2)).sum::<f64>() / (n - 1.0) } else { 0.0 };
+            [mean, (variance / n).sqrt()]
+        };
+        points.push(SweepPoint { refresh_every: refresh, weights: final_of(&report.weights), uniform: final_of(&report.uniform), oracle: final_of(&report.oracle) });
+        head.get_or_insert((report.scenario.clone(), report.total_steps, report.reps));
+        progress(refresh);
+    }
+    let (scenario, total_steps, reps) = head.unwrap_or_default();
+    Ok(Sweep { scenario, total_steps, reps, points })
+}

@@ -41,6 +41,7 @@ pub fn write_svg(report: &Report, path: &Path) -> Result<(), PlotError> {
         .x_desc("steps (units served per entity)")
         .y_desc("cumulative expected regret")
         .x_label_formatter(&|x| format!("{x:.0}"))
+        .y_label_formatter(&|y| format!("{y:.0}"))
         .draw()
         .map_err(|e| error(&e))?;
     let series: [(&str, &PolicyRegret, RGBColor); 3] =
@@ -52,6 +53,60 @@ pub fn write_svg(report: &Report, path: &Path) -> Result<(), PlotError> {
         chart.draw_series(std::iter::once(Polygon::new(band, color.mix(0.18)))).map_err(|e| error(&e))?;
         chart
             .draw_series(LineSeries::new(steps.iter().copied().zip(policy.regret_mean.iter().copied()), color.stroke_width(2)))
+            .map_err(|e| error(&e))?
+            .label(label)
+            .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], color.stroke_width(2)));
+    }
+    chart.configure_series_labels().background_style(WHITE.mix(0.9)).border_style(BLACK).position(SeriesLabelPosition::UpperLeft).draw().map_err(|e| error(&e))?;
+    root.present().map_err(|e| error(&e))?;
+    Ok(())
+}
+
+/// Draws a sweep over `refresh_every` as an SVG at `path`: final regret (mean, with a band
+/// of ±1.96 standard errors) against the refresh interval, both on log scales.
+pub fn write_sweep_svg(sweep: &super::Sweep, path: &Path) -> Result<(), PlotError> {
+    let error = |e: &dyn std::fmt::Display| PlotError { path: path.display().to_string(), message: e.to_string() };
+    let root = SVGBackend::new(path, (900, 560)).into_drawing_area();
+    root.fill(&WHITE).map_err(|e| error(&e))?;
+    let xs: Vec<f64> = sweep.points.iter().map(|p| p.refresh_every as f64).collect();
+    let (x0, x1) = (xs.first().copied().unwrap_or(1.0), xs.last().copied().unwrap_or(10.0).max(xs.first().copied().unwrap_or(1.0) * 10.0));
+    let values = sweep.points.iter().flat_map(|p| [p.weights, p.uniform, p.oracle]).map(|[m, se]| m + 1.96 * se);
+    let top = values.fold(1.0, f64::max);
+    let positive = sweep.points.iter().flat_map(|p| [p.weights[0], p.uniform[0], p.oracle[0]]).filter(|v| *v > 0.0).fold(top, f64::min);
+    let caption = format!("{}: final regret after {} steps against the refresh interval ({} reps)", sweep.scenario, sweep.total_steps, sweep.reps);
+    let mut chart = ChartBuilder::on(&root)
+        .caption(caption, ("sans-serif", 18))
+        .margin(16)
+        .x_label_area_size(44)
+        .y_label_area_size(72)
+        .build_cartesian_2d((x0 / 1.5..x1 * 1.5).log_scale(), (positive / 2.0..top * 2.0).log_scale())
+        .map_err(|e| error(&e))?;
+    chart
+        .configure_mesh()
+        .x_desc("refresh every (steps)")
+        .y_desc("final cumulative regret")
+        .x_label_formatter(&|x| format!("{x:.0}"))
+        .y_label_formatter(&|y| format!("{y:.0}"))
+        .draw()
+        .map_err(|e| error(&e))?;
+    let series: [(&str, fn(&super::SweepPoint) -> [f64; 2], RGBColor); 3] = [
+        ("banditflow weights", |p| p.weights, RGBColor(31, 119, 180)),
+        ("uniform split", |p| p.uniform, RGBColor(214, 39, 40)),
+        ("oracle at each refresh", |p| p.oracle, RGBColor(44, 160, 44)),
+    ];
+    for (label, of, color) in series {
+        // A point at 0 (the oracle on a stationary world) has no place on a log scale.
+        let points: Vec<(f64, [f64; 2])> = sweep.points.iter().map(|p| (p.refresh_every as f64, of(p))).filter(|(_, v)| v[0] > 0.0).collect();
+        if points.is_empty() {
+            continue;
+        }
+        let upper = points.iter().map(|(x, [m, se])| (*x, m + 1.96 * se));
+        let lower = points.iter().map(|(x, [m, se])| (*x, (m - 1.96 * se).max(positive / 2.0)));
+        let band: Vec<(f64, f64)> = upper.chain(lower.rev()).collect();
+        chart.draw_series(std::iter::once(Polygon::new(band, color.mix(0.18)))).map_err(|e| error(&e))?;
+        chart.draw_series(points.iter().map(|(x, [m, _])| Circle::new((*x, *m), 4, color.filled()))).map_err(|e| error(&e))?;
+        chart
+            .draw_series(LineSeries::new(points.iter().map(|(x, [m, _])| (*x, *m)), color.stroke_width(2)))
             .map_err(|e| error(&e))?
             .label(label)
             .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], color.stroke_width(2)));

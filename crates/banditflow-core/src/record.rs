@@ -74,7 +74,7 @@ pub struct WeightRecord {
 }
 
 /// A weight record serialized where it was computed (so encoding runs on every worker),
-/// with what the sink orders by.
+/// with what the sink orders by; [`crate::record_json::encode`] makes it.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct EncodedRecord {
     /// The tick it was computed at (what the dataflow orders by).
@@ -90,18 +90,6 @@ pub struct EncodedRecord {
     /// Whether its sample-ratio check is flagged (for the metrics, without parsing).
     pub srm_flagged: bool,
 }
-
-impl EncodedRecord {
-    /// Serializes `record`, computed at `tick`.
-    pub fn of(record: &WeightRecord, tick: u64) -> Self {
-        // Sized for the usual record up front: growing the buffer step by step copied it
-        // several times per record.
-        let mut json = String::with_capacity(384 + 352 * record.arms.len());
-        crate::record_json::write_record(record, &mut json);
-        EncodedRecord { tick, version: record.version, entity_id: record.entity_id.clone(), json, arms: record.arms.len(), srm_flagged: record.srm.flagged }
-    }
-}
-
 
 /// The statistics behind a decision: the arm's as of the tick it was taken.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]

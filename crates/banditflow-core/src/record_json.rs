@@ -8,9 +8,18 @@
 //! `serde_json::to_string` makes of the record (a test holds the two together).
 
 use crate::decision::ArmState;
-use crate::record::{ArmWeight, WeightRecord};
+use crate::record::{ArmWeight, EncodedRecord, WeightRecord};
 use crate::srm::SampleRatio;
 use crate::statistics::ChiSquare;
+
+/// Serializes `record`, computed at `tick`, with what the sinks order by.
+pub fn encode(record: &WeightRecord, tick: u64) -> EncodedRecord {
+    // Sized for the usual record up front: growing the buffer step by step copied it several
+    // times per record.
+    let mut json = String::with_capacity(384 + 352 * record.arms.len());
+    write_record(record, &mut json);
+    EncodedRecord { tick, version: record.version, entity_id: record.entity_id.clone(), json, arms: record.arms.len(), srm_flagged: record.srm.flagged }
+}
 
 /// Appends `record` as one JSON object to `out`.
 ///

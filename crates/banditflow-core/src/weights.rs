@@ -325,7 +325,7 @@ impl Policy {
         // are too old for the window), with a tick to spare.
         let horizon = self.rules.ticks.start_of(tick + 1) - self.rules.window_ms.min(i64::MAX as u64) as i64 - 2 * self.rules.ticks.tick_ms() as i64;
         served.prune(horizon, self.rules.ticks);
-        let encoded = EncodedRecord::of(&last, tick);
+        let encoded = crate::record_json::encode(&last, tick);
         self.entities.insert(entity, EntityWeights { last, target });
         encoded
     }
@@ -406,7 +406,7 @@ impl Weigher {
                 .iter()
                 .map(|(e, arms)| (*e, arms.iter().map(|(a, r)| (*a, r.active, r.metadata.as_ref().map(serde_json::Value::to_string))).collect()))
                 .collect(),
-            entities: p.entities.iter().map(|(e, w)| (*e, EncodedRecord::of(&w.last, 0).json, w.target.clone())).collect(),
+            entities: p.entities.iter().map(|(e, w)| (*e, crate::record_json::encode(&w.last, 0).json, w.target.clone())).collect(),
             converging: p.converging.iter().copied().collect(),
             decisions: p.decisions.iter().map(|(e, d)| (*e, d.clone())).collect(),
             deciding: p.deciding.iter().copied().collect(),
