@@ -333,3 +333,54 @@ fn replay_serves_metrics_while_it_runs() {
     let read = seen.expect("the replay's endpoint never showed any events read");
     assert!(read <= 400_000.0, "{read}");
 }
+
+#[test]
+fn simulate_writes_its_report_its_plots_and_says_what_is_wrong_with_a_scenario() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (report, plot, sweep, sweep_plot) = (dir.path().join("r.json"), dir.path().join("r.svg"), dir.path().join("s.json"), dir.path().join("s.svg"));
+    let scenario = repo("dataflows/scenarios/churn.toml");
+    let out = bin()
+        .args(["simulate", "--quiet", "--reps", "2", "--scenario"])
+        .arg(&scenario)
+        .arg("--out")
+        .arg(&report)
+        .arg("--plot")
+        .arg(&plot)
+        .output()
+        .expect("run simulate");
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let json: Value = serde_json::from_str(&std::fs::read_to_string(&report).expect("report")).expect("JSON");
+    let steps = json["steps"].as_array().expect("steps").len();
+    for policy in ["weights", "uniform", "oracle"] {
+        assert_eq!(json[policy]["regret_mean"].as_array().map(Vec::len), Some(steps), "{policy}");
+        assert_eq!(json[policy]["regret_se"].as_array().map(Vec::len), Some(steps), "{policy}");
+        assert_eq!(json[policy]["final_regret"].as_array().map(Vec::len), Some(2), "{policy}");
+    }
+    let svg = std::fs::read_to_string(&plot).expect("plot");
+    assert!(svg.starts_with("<svg") && svg.trim_end().ends_with("</svg>"));
+    for label in ["banditflow weights", "uniform split", "oracle at each refresh"] {
+        assert!(svg.contains(label), "legend {label}");
+    }
+    assert!(svg.matches("<polyline").count() >= 3, "a line per policy");
+
+    let out = bin()
+        .args(["simulate", "--quiet", "--reps", "2", "--refresh-sweep", "100,1000", "--scenario"])
+        .arg(&scenario)
+        .arg("--out")
+        .arg(&sweep)
+        .arg("--plot")
+        .arg(&sweep_plot)
+        .output()
+        .expect("run the sweep");
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let json: Value = serde_json::from_str(&std::fs::read_to_string(&sweep).expect("sweep")).expect("JSON");
+    let refreshes: Vec<u64> = json["points"].as_array().expect("points").iter().filter_map(|p| p["refresh_every"].as_u64()).collect();
+    assert_eq!(refreshes, vec![100, 1000]);
+    assert!(std::fs::read_to_string(&sweep_plot).expect("sweep plot").contains("refresh every (steps)"));
+
+    let bad = dir.path().join("bad.toml");
+    std::fs::write(&bad, "name = \"b\"\nsteps = 10\nrefresh_every = 5\ndataflow = \"x.toml\"\n[arms]\ncount = 2\nrates = [0.1]\n").expect("write");
+    let out = bin().args(["simulate", "--scenario"]).arg(&bad).output().expect("run simulate");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success() && stderr.contains("bad.toml") && stderr.contains("lists 1 rates"), "{stderr}");
+}

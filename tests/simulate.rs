@@ -29,7 +29,7 @@ fn run(path: &Path, options: SimulateOptions) -> Report {
 }
 
 fn options(threads: usize) -> SimulateOptions {
-    SimulateOptions { reps: None, seed: None, refresh_every: None, threads, log_dir: None }
+    SimulateOptions { reps: None, seed: None, refresh_every: None, threads, workers: 1, log_dir: None }
 }
 
 fn last(values: &[f64]) -> f64 {
@@ -68,11 +68,12 @@ fn the_weights_lose_far_less_than_a_uniform_split_and_ever_more_slowly() {
 fn the_same_seed_gives_the_same_bytes_on_any_number_of_threads_and_another_seed_other_bytes() {
     let dir = tempfile::tempdir().expect("tempdir");
     let path = scenario(dir.path(), "det", &STATIONARY.replace("steps = 60000", "steps = 20000"));
-    let json = |threads: usize, seed: Option<u64>| serde_json::to_string(&run(&path, SimulateOptions { seed, ..options(threads) })).expect("json");
-    let one = json(1, None);
-    assert_eq!(one, json(2, None), "1 and 2 threads");
-    assert_eq!(one, json(2, None), "run again");
-    assert_ne!(one, json(1, Some(12)), "another seed");
+    let json = |threads: usize, workers: usize, seed: Option<u64>| serde_json::to_string(&run(&path, SimulateOptions { seed, workers, ..options(threads) })).expect("json");
+    let one = json(1, 1, None);
+    assert_eq!(one, json(2, 1, None), "1 and 2 threads");
+    assert_eq!(one, json(1, 2, None), "1 and 2 timely workers per repetition");
+    assert_eq!(one, json(2, 1, None), "run again");
+    assert_ne!(one, json(1, 1, Some(12)), "another seed");
 }
 
 /// A record without its wall-clock time.

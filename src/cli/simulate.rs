@@ -27,6 +27,9 @@ pub struct Args {
     /// Threads the repetitions share (all cores by default); the report does not depend on it.
     #[arg(long)]
     threads: Option<usize>,
+    /// Timely worker threads per repetition (1 by default); the report does not depend on it.
+    #[arg(long, default_value_t = 1)]
+    workers: usize,
     /// Where to write the report (standard output by default).
     #[arg(long)]
     out: Option<PathBuf>,
@@ -59,7 +62,7 @@ fn write_json(json: String, out: Option<&PathBuf>) -> anyhow::Result<()> {
 pub fn run(args: Args) -> anyhow::Result<()> {
     let (scenario, job) = load(&args.scenario, args.refresh_every)?;
     let threads = args.threads.unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
-    let options = SimulateOptions { reps: args.reps, seed: args.seed, refresh_every: args.refresh_every, threads, log_dir: args.log_dir };
+    let options = SimulateOptions { reps: args.reps, seed: args.seed, refresh_every: args.refresh_every, threads, workers: args.workers, log_dir: args.log_dir };
     let started = Instant::now();
     let quiet = args.quiet;
     if let Some(refreshes) = &args.refresh_sweep {

@@ -6,6 +6,7 @@
 use std::cell::RefCell;
 use std::collections::BTreeMap;
 use std::rc::Rc;
+use std::sync::Mutex;
 
 use banditflow_core::config::Dataflow;
 use banditflow_core::counters::Counters;
@@ -52,13 +53,16 @@ struct Served {
     curves: [Curve; 3],
 }
 
-/// Runs repetition `rep` of `scenario` with `job` (its tick already `refresh_every`), sampling
-/// the regret curves after the steps `at`; writes the logs when `logs` is given.
-pub fn run_rep(scenario: &Scenario, job: &Dataflow, rep: u32, at: &[u64], logs: Option<Logs>) -> Result<RepOutcome, String> {
+/// Runs repetition `rep` of `scenario` with `job` (its tick already `refresh_every`) on
+/// `workers` timely workers, sampling the regret curves after the steps `at`; writes the logs
+/// when `logs` is given. Worker 0 serves and reads the records back (the publish operator
+/// gathers them there); the others run their share of the dataflow.
+pub fn run_rep(scenario: &Scenario, job: &Dataflow, rep: u32, at: &[u64], logs: Option<Logs>, workers: usize) -> Result<RepOutcome, String> {
     let scenario = scenario.clone();
     let job = job.clone();
     let at = at.to_vec();
-    timely::execute_directly(move |worker| {
+    let logs = Mutex::new(logs);
+    let guards = timely::execute(timely::Config::process(workers.max(1)), move |worker| {
         let read: Rc<RefCell<Vec<WeightRecord>>> = Rc::default();
         let sink = read.clone();
         let counters = Rc::new(RefCell::new(Counters::default()));
@@ -76,7 +80,15 @@ pub fn run_rep(scenario: &Scenario, job: &Dataflow, rep: u32, at: &[u64], logs: 
             );
             (events_in, catalog_in, done.probe().0)
         });
-        let mut logs = logs;
+        if worker.index() != 0 {
+            // Nothing to serve here: with its inputs closed, this worker's frontier is worker
+            // 0's, and it computes its share of the entities and keys until the end.
+            drop(events_in);
+            drop(catalog_in);
+            while worker.step() {}
+            return None;
+        }
+        let mut logs = logs.lock().ok().and_then(|mut l| l.take());
         let mut entities: Vec<Served> = (0..scenario.entities)
             .map(|e| {
                 let name = format!("entity-{e:03}");
@@ -176,14 +188,23 @@ pub fn run_rep(scenario: &Scenario, job: &Dataflow, rep: u32, at: &[u64], logs: 
         drop(catalog_in);
         while worker.step() {}
         if let Some(logs) = logs {
-            logs.finish()?;
+            if let Err(e) = logs.finish() {
+                return Some(Err(e));
+            }
         }
         let mean = |i: usize| -> Vec<f64> {
             let n = entities.len() as f64;
             (0..at.len()).map(|k| entities.iter().map(|s| s.curves[i].values.get(k).copied().unwrap_or(0.0)).sum::<f64>() / n).collect()
         };
-        Ok(RepOutcome { weights: mean(0), uniform: mean(1), oracle: mean(2), coverage, records })
-    })
+        Some(Ok(RepOutcome { weights: mean(0), uniform: mean(1), oracle: mean(2), coverage, records }))
+    })?;
+    let mut outcome = None;
+    for result in guards.join() {
+        if let Some(rep) = result? {
+            outcome = Some(rep);
+        }
+    }
+    outcome.unwrap_or_else(|| Err("the dataflow ended without a result".into()))
 }
 
 /// Announces the arm's name (when it is new) and registers it (`active`) or retires it at `ts`.

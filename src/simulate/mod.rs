@@ -3,8 +3,9 @@
 //! regret of its weights against a uniform split and an oracle.
 //!
 //! Repetitions are independent and run in parallel on `threads` threads; each is a function
-//! of (scenario, seed, rep) alone, and the report lists them in rep order, so the report is
-//! the same bytes for any number of threads.
+//! of (scenario, seed, rep) alone, whatever the number of timely workers it runs on, and the
+//! report lists them in rep order, so the report is the same bytes for any number of threads
+//! or workers.
 
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU32, Ordering};
@@ -55,6 +56,8 @@ pub struct SimulateOptions {
     pub refresh_every: Option<u64>,
     /// Threads the repetitions share.
     pub threads: usize,
+    /// Timely workers per repetition (1 unless given).
+    pub workers: usize,
     /// Where to write each repetition's logs (`rep-NNN/`), if anywhere.
     pub log_dir: Option<PathBuf>,
 }
@@ -147,7 +150,7 @@ pub fn simulate(scenario: &Scenario, job: &Dataflow, options: &SimulateOptions, 
                     Some(dir) => Logs::create(&dir.join(format!("rep-{rep:03}"))).map(Some),
                     None => Ok(None),
                 };
-                let outcome = logs.and_then(|logs| run_rep(&scenario, job, rep, &at, logs));
+                let outcome = logs.and_then(|logs| run_rep(&scenario, job, rep, &at, logs, options.workers));
                 if let Ok(mut results) = results.lock() {
                     results[rep as usize] = Some(outcome);
                 }
