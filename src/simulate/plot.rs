@@ -5,7 +5,13 @@ use std::path::Path;
 
 use plotters::prelude::*;
 
-use super::{PolicyRegret, Report};
+use plotters::coord::Shift;
+
+use super::Report;
+
+/// The three policies' legend labels and colours, in the order of every plot.
+const SERIES: [(&str, RGBColor); 3] =
+    [("banditflow weights", RGBColor(31, 119, 180)), ("uniform split", RGBColor(214, 39, 40)), ("oracle at each refresh", RGBColor(44, 160, 44))];
 
 /// Why the plot could not be drawn or written.
 #[derive(Debug, thiserror::Error)]
@@ -44,21 +50,11 @@ pub fn write_svg(report: &Report, path: &Path) -> Result<(), PlotError> {
         .y_label_formatter(&|y| format!("{y:.0}"))
         .draw()
         .map_err(|e| error(&e))?;
-    let series: [(&str, &PolicyRegret, RGBColor); 3] =
-        [("banditflow weights", &report.weights, RGBColor(31, 119, 180)), ("uniform split", &report.uniform, RGBColor(214, 39, 40)), ("oracle at each refresh", &report.oracle, RGBColor(44, 160, 44))];
-    for (label, policy, color) in series {
-        let upper = steps.iter().zip(policy.regret_mean.iter().zip(&policy.regret_se)).map(|(s, (m, se))| (*s, m + 1.96 * se));
-        let lower = steps.iter().zip(policy.regret_mean.iter().zip(&policy.regret_se)).map(|(s, (m, se))| (*s, (m - 1.96 * se).max(0.0)));
-        let band: Vec<(f64, f64)> = upper.chain(lower.rev()).collect();
-        chart.draw_series(std::iter::once(Polygon::new(band, color.mix(0.18)))).map_err(|e| error(&e))?;
-        chart
-            .draw_series(LineSeries::new(steps.iter().copied().zip(policy.regret_mean.iter().copied()), color.stroke_width(2)))
-            .map_err(|e| error(&e))?
-            .label(label)
-            .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], color.stroke_width(2)));
+    for (label, policy, color) in [(SERIES[0], &report.weights), (SERIES[1], &report.uniform), (SERIES[2], &report.oracle)].map(|((l, c), p)| (l, p, c)) {
+        let points: Vec<(f64, f64, f64)> = steps.iter().zip(policy.regret_mean.iter().zip(&policy.regret_se)).map(|(s, (m, se))| (*s, *m, *se)).collect();
+        draw_policy(&mut chart, label, &points, 0.0, color, false).map_err(|e| error(&e))?;
     }
-    chart.configure_series_labels().background_style(WHITE.mix(0.9)).border_style(BLACK).position(SeriesLabelPosition::UpperLeft).draw().map_err(|e| error(&e))?;
-    root.present().map_err(|e| error(&e))?;
+    finish(&mut chart, &root).map_err(|e| error(&e))?;
     Ok(())
 }
 
@@ -89,29 +85,44 @@ pub fn write_sweep_svg(sweep: &super::Sweep, path: &Path) -> Result<(), PlotErro
         .y_label_formatter(&|y| format!("{y:.0}"))
         .draw()
         .map_err(|e| error(&e))?;
-    let series: [(&str, fn(&super::SweepPoint) -> [f64; 2], RGBColor); 3] = [
-        ("banditflow weights", |p| p.weights, RGBColor(31, 119, 180)),
-        ("uniform split", |p| p.uniform, RGBColor(214, 39, 40)),
-        ("oracle at each refresh", |p| p.oracle, RGBColor(44, 160, 44)),
-    ];
-    for (label, of, color) in series {
+    let pick: [fn(&super::SweepPoint) -> [f64; 2]; 3] = [|p| p.weights, |p| p.uniform, |p| p.oracle];
+    for ((label, color), of) in SERIES.into_iter().zip(pick) {
         // A point at 0 (the oracle on a stationary world) has no place on a log scale.
-        let points: Vec<(f64, [f64; 2])> = sweep.points.iter().map(|p| (p.refresh_every as f64, of(p))).filter(|(_, v)| v[0] > 0.0).collect();
-        if points.is_empty() {
-            continue;
+        let points: Vec<(f64, f64, f64)> = sweep.points.iter().map(|p| (p.refresh_every as f64, of(p)[0], of(p)[1])).filter(|(_, m, _)| *m > 0.0).collect();
+        if !points.is_empty() {
+            draw_policy(&mut chart, label, &points, positive / 2.0, color, true).map_err(|e| error(&e))?;
         }
-        let upper = points.iter().map(|(x, [m, se])| (*x, m + 1.96 * se));
-        let lower = points.iter().map(|(x, [m, se])| (*x, (m - 1.96 * se).max(positive / 2.0)));
-        let band: Vec<(f64, f64)> = upper.chain(lower.rev()).collect();
-        chart.draw_series(std::iter::once(Polygon::new(band, color.mix(0.18)))).map_err(|e| error(&e))?;
-        chart.draw_series(points.iter().map(|(x, [m, _])| Circle::new((*x, *m), 4, color.filled()))).map_err(|e| error(&e))?;
-        chart
-            .draw_series(LineSeries::new(points.iter().map(|(x, [m, _])| (*x, *m)), color.stroke_width(2)))
-            .map_err(|e| error(&e))?
-            .label(label)
-            .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], color.stroke_width(2)));
     }
-    chart.configure_series_labels().background_style(WHITE.mix(0.9)).border_style(BLACK).position(SeriesLabelPosition::UpperLeft).draw().map_err(|e| error(&e))?;
-    root.present().map_err(|e| error(&e))?;
+    finish(&mut chart, &root).map_err(|e| error(&e))?;
     Ok(())
+}
+
+/// One policy: its band of ±1.96 standard errors (not below `floor`), its mean as a line
+/// (with dots when `dots`), and its legend entry. `points` are (x, mean, standard error).
+fn draw_policy<Y>(chart: &mut ChartContext<'_, SVGBackend<'_>, Cartesian2d<LogCoord<f64>, Y>>, label: &str, points: &[(f64, f64, f64)], floor: f64, color: RGBColor, dots: bool) -> Result<(), String>
+where
+    Y: Ranged<ValueType = f64>,
+{
+    let upper = points.iter().map(|(x, m, se)| (*x, m + 1.96 * se));
+    let lower = points.iter().map(|(x, m, se)| (*x, (m - 1.96 * se).max(floor)));
+    let band: Vec<(f64, f64)> = upper.chain(lower.rev()).collect();
+    chart.draw_series(std::iter::once(Polygon::new(band, color.mix(0.18)))).map_err(|e| e.to_string())?;
+    if dots {
+        chart.draw_series(points.iter().map(|(x, m, _)| Circle::new((*x, *m), 4, color.filled()))).map_err(|e| e.to_string())?;
+    }
+    chart
+        .draw_series(LineSeries::new(points.iter().map(|(x, m, _)| (*x, *m)), color.stroke_width(2)))
+        .map_err(|e| e.to_string())?
+        .label(label)
+        .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], color.stroke_width(2)));
+    Ok(())
+}
+
+/// The legend, then the file written.
+fn finish<'a, Y>(chart: &mut ChartContext<'a, SVGBackend<'a>, Cartesian2d<LogCoord<f64>, Y>>, root: &DrawingArea<SVGBackend<'a>, Shift>) -> Result<(), String>
+where
+    Y: Ranged<ValueType = f64>,
+{
+    chart.configure_series_labels().background_style(WHITE.mix(0.9)).border_style(BLACK).position(SeriesLabelPosition::UpperLeft).draw().map_err(|e| e.to_string())?;
+    root.present().map_err(|e| e.to_string())
 }
