@@ -19,6 +19,7 @@ pub mod metrics;
 pub mod publisher;
 pub mod redis;
 pub mod replay;
+pub mod report;
 pub mod simulate;
 pub mod traffic;
 pub mod worker;

@@ -48,6 +48,8 @@ enum Command {
     /// Run the dataflow in a closed loop against simulated arms whose true rates are known,
     /// and report the regret of its weights against a uniform split and an oracle.
     Simulate(cli::simulate::Args),
+    /// Summarize a weights file: per entity its latest statistics and its decisions.
+    Report(cli::report::Args),
 }
 
 fn main() -> ExitCode {
@@ -68,6 +70,7 @@ fn main() -> ExitCode {
         Command::Generate(args) => cli::generate::run(args),
         Command::Run(args) => cli::run::run(args),
         Command::Simulate(args) => cli::simulate::run(args),
+        Command::Report(args) => cli::report::run(args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -6,6 +6,7 @@ use std::sync::Arc;
 pub mod demo;
 pub mod generate;
 pub mod replay;
+pub mod report;
 pub mod run;
 pub mod simulate;
 

@@ -1,0 +1,48 @@
+//! `banditflow report`: a summary of a weights file (and its decision events) per entity.
+
+use std::io::Write;
+use std::path::PathBuf;
+
+use anyhow::Context;
+use banditflow::report::{markdown, read, Selection};
+
+/// The report's format.
+#[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Format {
+    /// A markdown summary on standard output: the latest statistics and the decisions of
+    /// every entity.
+    Md,
+}
+
+/// Summarize a weights file: per entity its latest statistics and its decisions.
+#[derive(clap::Args)]
+pub struct Args {
+    /// Weight records, one JSON object per line (replay's `--out`, the weights topic).
+    #[arg(long)]
+    weights: PathBuf,
+    /// Decision events, one JSON object per line (replay's `--decisions`).
+    #[arg(long)]
+    decisions: Option<PathBuf>,
+    /// Only this entity (repeatable; all by default).
+    #[arg(long = "entity", value_name = "ID")]
+    entities: Vec<String>,
+    /// Only records with `as_of` at or after this (ms since the epoch).
+    #[arg(long, value_name = "MS")]
+    from: Option<i64>,
+    /// Only records with `as_of` at or before this (ms since the epoch).
+    #[arg(long, value_name = "MS")]
+    to: Option<i64>,
+    /// What to write.
+    #[arg(long, value_enum)]
+    format: Format,
+}
+
+/// Reads the input and prints the report.
+pub fn run(args: Args) -> anyhow::Result<()> {
+    let selection = Selection { entities: args.entities, from: args.from, to: args.to };
+    let input = read(&args.weights, args.decisions.as_deref(), &selection)?;
+    match args.format {
+        Format::Md => write!(std::io::stdout().lock(), "{}", markdown::render(&input)).context("cannot write the report")?,
+    }
+    Ok(())
+}

@@ -1,0 +1,125 @@
+//! What a report reads: weight records and decision events as JSON lines (the formats of
+//! `schemas/weights.schema.json` and `schemas/decision.schema.json`), decoded by the same
+//! types as every other reader, grouped per entity, filtered by entity and time. A line
+//! that does not decode is counted, not fatal.
+
+use std::collections::BTreeMap;
+use std::io::BufRead;
+use std::path::{Path, PathBuf};
+
+use banditflow_core::record::{DecisionEvent, WeightRecord};
+
+/// Which records a report covers.
+#[derive(Clone, Debug, Default)]
+pub struct Selection {
+    /// Only these entities (all when empty).
+    pub entities: Vec<String>,
+    /// Only records with `as_of` at or after this (ms since the epoch).
+    pub from: Option<i64>,
+    /// Only records with `as_of` at or before this.
+    pub to: Option<i64>,
+}
+
+impl Selection {
+    fn keeps(&self, entity: &str, as_of: i64) -> bool {
+        (self.entities.is_empty() || self.entities.iter().any(|e| e == entity)) && self.from.is_none_or(|f| as_of >= f) && self.to.is_none_or(|t| as_of <= t)
+    }
+}
+
+/// One entity's records and decisions, in `as_of` order.
+#[derive(Clone, Debug, Default)]
+pub struct EntityHistory {
+    /// Its weight records.
+    pub records: Vec<WeightRecord>,
+    /// Its decision events.
+    pub decisions: Vec<DecisionEvent>,
+}
+
+/// Everything a report shows.
+#[derive(Clone, Debug, Default)]
+pub struct ReportInput {
+    /// Per entity, by `entity_id`.
+    pub entities: BTreeMap<String, EntityHistory>,
+    /// Lines read from the weights file.
+    pub lines: u64,
+    /// Of those, lines that were not a weight record (skipped).
+    pub skipped: u64,
+    /// Lines of the decisions file that were not a decision event (skipped).
+    pub skipped_decisions: u64,
+    /// The dataflows that wrote the records (usually one).
+    pub dataflows: Vec<String>,
+}
+
+impl ReportInput {
+    /// Weight records kept, over all entities.
+    pub fn records(&self) -> usize {
+        self.entities.values().map(|e| e.records.len()).sum()
+    }
+
+    /// The first and last `as_of` kept.
+    pub fn range(&self) -> Option<(i64, i64)> {
+        let all = self.entities.values().flat_map(|e| e.records.iter().map(|r| r.as_of));
+        all.fold(None, |range, t| Some(range.map_or((t, t), |(a, b): (i64, i64)| (a.min(t), b.max(t)))))
+    }
+}
+
+/// Why a report's input could not be read.
+#[derive(Debug, thiserror::Error)]
+#[error("cannot read {}: {error}", path.display())]
+pub struct InputError {
+    /// The file.
+    pub path: PathBuf,
+    /// What the operating system said.
+    pub error: std::io::Error,
+}
+
+/// Reads the weights file and, if given, the decisions file, keeping what `selection` covers.
+pub fn read(weights: &Path, decisions: Option<&Path>, selection: &Selection) -> Result<ReportInput, InputError> {
+    let mut input = ReportInput::default();
+    for_each_line(weights, |line| {
+        input.lines += 1;
+        match serde_json::from_str::<WeightRecord>(line) {
+            Ok(record) if selection.keeps(&record.entity_id, record.as_of) => {
+                if !input.dataflows.contains(&record.dataflow) {
+                    input.dataflows.push(record.dataflow.clone());
+                }
+                input.entities.entry(record.entity_id.clone()).or_default().records.push(record);
+            }
+            Ok(_) => {}
+            Err(_) => input.skipped += 1,
+        }
+    })?;
+    if let Some(path) = decisions {
+        for_each_line(path, |line| match serde_json::from_str::<DecisionEvent>(line) {
+            Ok(event) if selection.keeps(&event.entity_id, event.as_of) => input.entities.entry(event.entity_id.clone()).or_default().decisions.push(event),
+            Ok(_) => {}
+            Err(_) => input.skipped_decisions += 1,
+        })?;
+    }
+    for history in input.entities.values_mut() {
+        // Stable: records of one as_of keep their file order (there is one per entity).
+        history.records.sort_by_key(|r| r.as_of);
+        history.decisions.sort_by_key(|d| d.as_of);
+    }
+    // An entity named only by decisions, without records in the range, has nothing to show.
+    input.entities.retain(|_, h| !h.records.is_empty());
+    Ok(input)
+}
+
+fn for_each_line(path: &Path, mut each: impl FnMut(&str)) -> Result<(), InputError> {
+    let error = |error| InputError { path: path.to_path_buf(), error };
+    let file = std::fs::File::open(path).map_err(error)?;
+    let mut reader = std::io::BufReader::new(file);
+    let mut line = Vec::new();
+    loop {
+        line.clear();
+        if reader.read_until(b'\n', &mut line).map_err(error)? == 0 {
+            return Ok(());
+        }
+        // A line that is not UTF-8 is malformed like any other: the decoder refuses "".
+        let text = std::str::from_utf8(&line).unwrap_or("");
+        if !text.trim().is_empty() || text.is_empty() {
+            each(text.trim_end());
+        }
+    }
+}

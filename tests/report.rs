@@ -1,0 +1,77 @@
+//! `banditflow report`: the markdown summary of a known replay matches its golden file, and
+//! malformed lines are counted, not fatal.
+//!
+//! After a deliberate change of the summary, `BANDITFLOW_BLESS=1 cargo test --test report`
+//! rewrites `tests/data/report_golden.md` (review the diff).
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+fn bin() -> Command {
+    Command::new(env!("CARGO_BIN_EXE_banditflow"))
+}
+
+fn repo(path: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join(path)
+}
+
+fn run(command: &mut Command) -> String {
+    let out = command.output().expect("run banditflow");
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    String::from_utf8(out.stdout).expect("UTF-8")
+}
+
+/// A replay of fixed traffic: its weights and decision files.
+fn known_replay(dir: &Path) -> (PathBuf, PathBuf) {
+    let (a, o, w, d) = (dir.join("a.jsonl"), dir.join("o.jsonl"), dir.join("w.jsonl"), dir.join("d.jsonl"));
+    run(bin()
+        .args(["generate", "--count", "30000", "--entities", "3", "--arms", "3", "--duration-ms", "21600000", "--rate", "0.1", "--seed", "7"])
+        .arg("--assignments-out")
+        .arg(&a)
+        .arg("--outcomes-out")
+        .arg(&o));
+    run(bin()
+        .args(["replay", "--quiet", "--dataflow"])
+        .arg(repo("dataflows/default.toml"))
+        .arg("--assignments")
+        .arg(&a)
+        .arg("--outcomes")
+        .arg(&o)
+        .arg("--out")
+        .arg(&w)
+        .arg("--decisions")
+        .arg(&d));
+    (w, d)
+}
+
+#[test]
+fn the_markdown_summary_of_a_known_replay_matches_its_golden_file() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (weights, decisions) = known_replay(dir.path());
+    let summary = run(bin().args(["report", "--format", "md", "--weights"]).arg(&weights).arg("--decisions").arg(&decisions));
+    let golden = repo("tests/data/report_golden.md");
+    if std::env::var_os("BANDITFLOW_BLESS").is_some() {
+        std::fs::write(&golden, &summary).expect("bless");
+    }
+    let expected = std::fs::read_to_string(&golden).expect("golden file (BANDITFLOW_BLESS=1 writes it)");
+    assert_eq!(summary, expected, "the summary moved: review, then BANDITFLOW_BLESS=1 cargo test --test report");
+    for entity in ["entity-000", "entity-001", "entity-002"] {
+        assert!(summary.contains(&format!("## {entity}")), "{entity}");
+    }
+    // One entity, a time range: the rest is left out.
+    let one = run(bin().args(["report", "--format", "md", "--entity", "entity-001", "--to", "1767240000000", "--weights"]).arg(&weights));
+    assert!(one.contains("## entity-001") && !one.contains("## entity-000") && !one.contains("## entity-002"), "{one}");
+}
+
+#[test]
+fn malformed_lines_are_counted_and_the_report_still_comes_out() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (weights, _) = known_replay(dir.path());
+    let mut text = std::fs::read(&weights).expect("weights");
+    text.extend_from_slice(b"not json\n{\"entity_id\": \"half a record\"}\n\xff\xfe broken bytes\n\n");
+    let damaged = dir.path().join("damaged.jsonl");
+    std::fs::write(&damaged, text).expect("write");
+    let summary = run(bin().args(["report", "--format", "md", "--weights"]).arg(&damaged));
+    assert!(summary.contains("skipped: 3 malformed weight lines"), "{summary}");
+    assert!(summary.contains("## entity-000"));
+}
