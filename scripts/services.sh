@@ -7,11 +7,14 @@ export PATH="${CARGO_HOME:-$HOME/.cargo}/bin:$PATH"
 sudo_if_needed() { if [ "$(id -u)" -eq 0 ]; then "$@"; else sudo "$@"; fi; }
 
 ensure_services() {
-  # Debian packages: a C toolchain for the vendored librdkafka, redis-server, prometheus.
+  # Debian packages: a C toolchain for the vendored librdkafka, redis-server, prometheus,
+  # chromium.
   local missing=()
   command -v cc >/dev/null 2>&1 || missing+=(build-essential)
   command -v redis-server >/dev/null 2>&1 || missing+=(redis-server)
   command -v promtool >/dev/null 2>&1 || missing+=(prometheus)
+  # Headless Chromium opens the HTML report in tests/report.rs.
+  command -v chromium >/dev/null 2>&1 || missing+=(chromium)
   if [ ${#missing[@]} -gt 0 ]; then
     echo "services: installing ${missing[*]}" >&2
     sudo_if_needed apt-get update -qq

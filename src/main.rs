@@ -48,7 +48,8 @@ enum Command {
     /// Run the dataflow in a closed loop against simulated arms whose true rates are known,
     /// and report the regret of its weights against a uniform split and an oracle.
     Simulate(cli::simulate::Args),
-    /// Summarize a weights file: per entity its latest statistics and its decisions.
+    /// Draw a weights file (and its decision events) as one HTML page, or summarize it in
+    /// markdown: per entity its weights, posteriors and decisions over time.
     Report(cli::report::Args),
 }
 

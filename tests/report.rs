@@ -75,3 +75,59 @@ fn malformed_lines_are_counted_and_the_report_still_comes_out() {
     assert!(summary.contains("skipped: 3 malformed weight lines"), "{summary}");
     assert!(summary.contains("## entity-000"));
 }
+
+/// Headless Chromium as the tests start it: no sandbox, no GPU, no network, an empty profile.
+fn chromium(dir: &Path) -> Command {
+    let mut command = Command::new("chromium");
+    command.args(["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking", "--no-first-run", "--enable-logging=stderr", "--v=0"]);
+    command.arg(format!("--user-data-dir={}", dir.join("profile").display()));
+    command
+}
+
+/// The values of `attribute` on the elements of `html` whose opening tag contains `marker`.
+fn attributes<'a>(html: &'a str, marker: &str, attribute: &str) -> Vec<&'a str> {
+    html.split('<')
+        .filter(|tag| tag.contains(marker))
+        .filter_map(|tag| {
+            let start = tag.find(&format!("{attribute}=\""))? + attribute.len() + 2;
+            tag[start..].split('"').next()
+        })
+        .collect()
+}
+
+#[test]
+fn the_html_report_opens_in_chromium_with_every_entitys_charts_and_the_last_weights() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (weights, decisions) = known_replay(dir.path());
+    let page = dir.path().join("report.html");
+    let out = bin().args(["report", "--weights"]).arg(&weights).arg("--decisions").arg(&decisions).arg("--out").arg(&page).output().expect("run report");
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let url = format!("file://{}", page.display());
+    let dumped = chromium(dir.path()).arg("--dump-dom").arg(&url).output().expect("chromium (scripts/test.sh installs it)");
+    assert!(dumped.status.success(), "{}", String::from_utf8_lossy(&dumped.stderr));
+    let stderr = String::from_utf8_lossy(&dumped.stderr);
+    assert!(!stderr.contains("CONSOLE"), "console messages: {stderr}");
+    let dom = String::from_utf8(dumped.stdout).expect("UTF-8 DOM");
+    let records: Vec<banditflow_core::record::WeightRecord> =
+        std::fs::read_to_string(&weights).expect("weights").lines().map(|l| serde_json::from_str(l).expect("record")).collect();
+    for entity in ["entity-000", "entity-001", "entity-002"] {
+        let section = dom.split(&format!("<section id=\"{entity}\"")).nth(1).and_then(|s| s.split("</section>").next()).unwrap_or_else(|| panic!("{entity} has no section"));
+        for kind in ["weights", "posterior", "trials", "observed"] {
+            assert!(section.contains(&format!("data-chart=\"{kind}\"")), "{entity}: no {kind} chart");
+        }
+        // The plotted final weights are the last record's.
+        let last = records.iter().filter(|r| r.entity_id == entity).max_by_key(|r| r.as_of).expect("a record");
+        let weights_chart = section.split("data-chart=\"weights\"").nth(1).and_then(|s| s.split("</svg>").next()).expect("weights chart");
+        let drawn: Vec<(&str, f64)> = attributes(weights_chart, "class=\"series\"", "data-series")
+            .into_iter()
+            .zip(attributes(weights_chart, "class=\"series\"", "data-last").into_iter().map(|v| v.parse::<f64>().expect("number")))
+            .collect();
+        assert_eq!(drawn.len(), last.arms.len(), "{entity}");
+        for arm in &last.arms {
+            assert!(drawn.iter().any(|(name, w)| *name == arm.arm_id && *w == arm.weight), "{entity} {}: drawn {drawn:?}", arm.arm_id);
+        }
+    }
+    let screenshot = Path::new(env!("CARGO_MANIFEST_DIR")).join("target/report-screenshot.png");
+    let shot = chromium(dir.path()).arg(format!("--screenshot={}", screenshot.display())).arg("--window-size=1000,1400").arg(&url).output().expect("chromium");
+    assert!(shot.status.success() && screenshot.exists(), "{}", String::from_utf8_lossy(&shot.stderr));
+}

@@ -4,17 +4,21 @@ use std::io::Write;
 use std::path::PathBuf;
 
 use anyhow::Context;
-use banditflow::report::{markdown, read, Selection};
+use banditflow::report::{html, markdown, read, Selection};
 
 /// The report's format.
 #[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Format {
+    /// One self-contained HTML page (inline SVG, no script, no network) per input, to
+    /// `--out` or standard output.
+    Html,
     /// A markdown summary on standard output: the latest statistics and the decisions of
     /// every entity.
     Md,
 }
 
-/// Summarize a weights file: per entity its latest statistics and its decisions.
+/// Draw a weights file as an HTML page, or summarize it in markdown: per entity its weights,
+/// posteriors and decisions over time.
 #[derive(clap::Args)]
 pub struct Args {
     /// Weight records, one JSON object per line (replay's `--out`, the weights topic).
@@ -33,16 +37,24 @@ pub struct Args {
     #[arg(long, value_name = "MS")]
     to: Option<i64>,
     /// What to write.
-    #[arg(long, value_enum)]
+    #[arg(long, value_enum, default_value = "html")]
     format: Format,
+    /// Where to write the HTML page (standard output by default).
+    #[arg(long)]
+    out: Option<PathBuf>,
 }
 
 /// Reads the input and prints the report.
 pub fn run(args: Args) -> anyhow::Result<()> {
     let selection = Selection { entities: args.entities, from: args.from, to: args.to };
     let input = read(&args.weights, args.decisions.as_deref(), &selection)?;
-    match args.format {
-        Format::Md => write!(std::io::stdout().lock(), "{}", markdown::render(&input)).context("cannot write the report")?,
+    match (args.format, &args.out) {
+        (Format::Md, _) => write!(std::io::stdout().lock(), "{}", markdown::render(&input)).context("cannot write the report")?,
+        (Format::Html, Some(path)) => {
+            std::fs::write(path, html::render(&input)).with_context(|| format!("cannot write {}", path.display()))?;
+            eprintln!("report: {} ({} records of {} entities)", path.display(), input.records(), input.entities.len());
+        }
+        (Format::Html, None) => write!(std::io::stdout().lock(), "{}", html::render(&input)).context("cannot write the report")?,
     }
     Ok(())
 }
