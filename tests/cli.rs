@@ -166,6 +166,14 @@ fn demo_runs_the_closed_loop_and_its_weights_favour_the_best_true_rates() {
         // The closed loop has shifted traffic to the best arm, or to one as good within noise.
         assert!(favoured.0 > 0.4 && favoured.1 >= best_truth - 0.02, "{entity}: {last}");
     }
+    // What the weights gained over a uniform split, then the report of the run, last.
+    let gain = stdout.lines().find(|l| l.contains("a uniform split of the same traffic would have produced")).unwrap_or_else(|| panic!("no gain line: {stdout}"));
+    assert!(gain.contains('%'), "{gain}");
+    let page = stdout.lines().rev().find(|l| !l.trim().is_empty()).and_then(|l| l.strip_prefix("demo: report of this run: ")).unwrap_or_else(|| panic!("the last line does not name the report: {stdout}"));
+    let html = std::fs::read_to_string(page).expect("the demo's report");
+    for entity in arms.keys() {
+        assert!(html.contains(&format!("<section id=\"{entity}\"")), "{entity} missing from the report");
+    }
 }
 
 #[test]

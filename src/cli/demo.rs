@@ -4,6 +4,7 @@ use std::io::IsTerminal;
 use std::path::Path;
 use std::time::Duration;
 
+use anyhow::Context;
 use banditflow::demo::{self, DemoOptions};
 
 /// Run the worker on an embedded Kafka cluster with a closed-loop traffic generator
@@ -71,5 +72,15 @@ pub fn run(args: Args, log_file: Option<&Path>) -> anyhow::Result<()> {
     if let Some(address) = report.metrics_address {
         println!("demo: the worker's metrics were at http://{address}/metrics");
     }
+    let gained = report.outcomes as f64 - report.uniform_conversions;
+    let share = if report.uniform_conversions > 0.0 { 100.0 * gained / report.uniform_conversions } else { 0.0 };
+    println!(
+        "demo: the weights produced {} conversions where a uniform split of the same traffic would have produced {:.0} (expected from the true rates): {gained:+.0} ({share:+.1}%)",
+        report.outcomes, report.uniform_conversions
+    );
+    let page = std::env::temp_dir().join("banditflow-demo-report.html");
+    let input = banditflow::report::ReportInput::of(report.records, Vec::new());
+    std::fs::write(&page, banditflow::report::html::render(&input)).with_context(|| format!("cannot write {}", page.display()))?;
+    println!("demo: report of this run: {}", page.display());
     Ok(())
 }

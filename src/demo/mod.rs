@@ -117,6 +117,11 @@ pub struct DemoReport {
     pub worker: RunSummary,
     /// Where the worker's metrics were served.
     pub metrics_address: Option<std::net::SocketAddr>,
+    /// Every weight record the generator read, in the order read.
+    pub records: Vec<WeightRecord>,
+    /// Conversions a uniform split of the same assignments would have produced, expected from
+    /// the true rates.
+    pub uniform_conversions: f64,
 }
 
 
@@ -233,6 +238,8 @@ pub fn run(options: &DemoOptions, out: &mut dyn Write) -> Result<DemoReport, Dem
         outcomes: produced.outcomes.load(Ordering::Relaxed),
         worker: summary,
         metrics_address,
+        records: produced.records.lock().map(|mut r| std::mem::take(&mut *r)).unwrap_or_default(),
+        uniform_conversions: produced.uniform.lock().map_or(0.0, |u| *u),
     })
 }
 
@@ -243,6 +250,10 @@ struct Produced {
     outcomes: AtomicU64,
     /// Distinct versions (ticks) of the weight records read back.
     ticks: AtomicU64,
+    /// Every record read back.
+    records: Mutex<Vec<WeightRecord>>,
+    /// Σ over assignments of the mean true rate of their entity's arms.
+    uniform: Mutex<f64>,
 }
 
 /// The traffic generator: reads the weights topic, assigns arms by the newest weights (uniform
@@ -282,6 +293,9 @@ fn closed_loop(
                     newest_tick = record.version;
                     produced.ticks.fetch_add(1, Ordering::Relaxed);
                 }
+                if let Ok(mut records) = produced.records.lock() {
+                    records.push(record.clone());
+                }
                 if let Ok(mut latest) = latest.lock() {
                     latest.insert(record.entity_id.clone(), record);
                 }
@@ -299,6 +313,10 @@ fn closed_loop(
             let line = format!(r#"{{"assignment_id":"{id}","entity_id":"{entity}","arm_id":"{arm}","ts":{now}}}"#);
             send(&producer, "assignments", &id, &line, now)?;
             produced.assignments.fetch_add(1, Ordering::Relaxed);
+            let rates: Vec<f64> = (0..options.arms.max(1)).filter_map(|a| demo_true_rate(options.seed, &entity, &format!("arm-{a}"))).collect();
+            if let Ok(mut uniform) = produced.uniform.lock() {
+                *uniform += rates.iter().sum::<f64>() / rates.len().max(1) as f64;
+            }
             // One line in a thousand is broken, to show bad input counted by reason.
             if sequence.is_multiple_of(1_000) {
                 send(&producer, "assignments", &id, r#"{"assignment_id":"broken","arm_id":"arm-0"}"#, now)?;

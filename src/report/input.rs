@@ -56,6 +56,38 @@ impl ReportInput {
         self.entities.values().map(|e| e.records.len()).sum()
     }
 
+    /// A report of records and decisions already in memory (the demo's run), grouped per
+    /// entity and in `as_of` order.
+    pub fn of(records: Vec<WeightRecord>, decisions: Vec<DecisionEvent>) -> ReportInput {
+        let mut input = ReportInput { lines: records.len() as u64, ..ReportInput::default() };
+        for record in records {
+            input.keep(record);
+        }
+        for event in decisions {
+            input.entities.entry(event.entity_id.clone()).or_default().decisions.push(event);
+        }
+        input.order();
+        input
+    }
+
+    fn keep(&mut self, record: WeightRecord) {
+        if !self.dataflows.contains(&record.dataflow) {
+            self.dataflows.push(record.dataflow.clone());
+        }
+        self.entities.entry(record.entity_id.clone()).or_default().records.push(record);
+    }
+
+    /// Records and decisions in `as_of` order; entities without records left out.
+    fn order(&mut self) {
+        for history in self.entities.values_mut() {
+            // Stable: records of one as_of keep their order (there is one per entity).
+            history.records.sort_by_key(|r| r.as_of);
+            history.decisions.sort_by_key(|d| d.as_of);
+        }
+        // An entity named only by decisions, without records in the range, has nothing to show.
+        self.entities.retain(|_, h| !h.records.is_empty());
+    }
+
     /// The first and last `as_of` kept.
     pub fn range(&self) -> Option<(i64, i64)> {
         let all = self.entities.values().flat_map(|e| e.records.iter().map(|r| r.as_of));
@@ -79,12 +111,7 @@ pub fn read(weights: &Path, decisions: Option<&Path>, selection: &Selection) -> 
     for_each_line(weights, |line| {
         input.lines += 1;
         match serde_json::from_str::<WeightRecord>(line) {
-            Ok(record) if selection.keeps(&record.entity_id, record.as_of) => {
-                if !input.dataflows.contains(&record.dataflow) {
-                    input.dataflows.push(record.dataflow.clone());
-                }
-                input.entities.entry(record.entity_id.clone()).or_default().records.push(record);
-            }
+            Ok(record) if selection.keeps(&record.entity_id, record.as_of) => input.keep(record),
             Ok(_) => {}
             Err(_) => input.skipped += 1,
         }
@@ -96,13 +123,7 @@ pub fn read(weights: &Path, decisions: Option<&Path>, selection: &Selection) -> 
             Err(_) => input.skipped_decisions += 1,
         })?;
     }
-    for history in input.entities.values_mut() {
-        // Stable: records of one as_of keep their file order (there is one per entity).
-        history.records.sort_by_key(|r| r.as_of);
-        history.decisions.sort_by_key(|d| d.as_of);
-    }
-    // An entity named only by decisions, without records in the range, has nothing to show.
-    input.entities.retain(|_, h| !h.records.is_empty());
+    input.order();
     Ok(input)
 }
 
