@@ -38,7 +38,7 @@ pub fn render(input: &ReportInput) -> String {
     if input.skipped > 0 || input.skipped_decisions > 0 {
         let _ = write!(out, "<p id=\"skipped\" class=\"flagged\">Skipped: {} malformed weight lines, {} malformed decision lines.</p>", input.skipped, input.skipped_decisions);
     }
-    let _ = write!(out, "<p class=\"note\">Series with more points than a chart has pixel columns are drawn at each column's first, lowest, highest and last point.</p>");
+    let _ = write!(out, "<p class=\"note\">Series with more points than a chart has pixel columns are downsampled: each 4-pixel slice of the time axis keeps its first, lowest, highest and last point.</p>");
     if input.entities.len() > 1 {
         out.push_str("<nav><b>Entities:</b> ");
         for entity in input.entities.keys() {

@@ -1,7 +1,8 @@
 //! Inline SVG charts for the HTML report: time on x, one polyline per series, optional bands,
-//! vertical marks (decisions). A series longer than the chart is wide is downsampled per
-//! pixel column to its first, lowest, highest and last point there, so the drawn shape is
-//! the data's (peaks and the last value kept) at a size a browser opens at once.
+//! vertical marks (decisions). A series with more points than the chart has pixel columns is
+//! downsampled: the time axis is cut into buckets of 4 pixels, and each bucket keeps its
+//! first, lowest, highest and last point, so the drawn shape is the data's (peaks and the
+//! last value kept) at about one point per pixel column, a size a browser opens at once.
 
 use std::fmt::Write;
 
@@ -74,8 +75,10 @@ impl Frame {
         TOP + (1.0 - (v - lo) / (hi - lo).max(f64::MIN_POSITIVE)) * height
     }
 
+    /// Buckets of the downsampling: one per 4 pixels, so a series draws at most about one
+    /// point per pixel column however long it is.
     fn columns(&self) -> usize {
-        (f64::from(self.size.0) - LEFT - RIGHT).max(1.0) as usize
+        ((f64::from(self.size.0) - LEFT - RIGHT) / 4.0).max(1.0) as usize
     }
 }
 
@@ -107,14 +110,14 @@ pub fn chart(chart: &str, frame: &Frame, series: &[Series<'_>], marks: &[(i64, S
             let lower: Vec<(i64, f64)> = downsample(&band.iter().map(|(t, lo, _)| (*t, *lo)).collect::<Vec<_>>(), frame.time.0, frame.time.1, columns);
             let mut path = String::new();
             for (t, v) in upper.iter().chain(lower.iter().rev()) {
-                let _ = write!(path, "{:.1},{:.1} ", frame.x(*t), frame.y(*v));
+                let _ = write!(path, "{:.0},{:.1} ", frame.x(*t), frame.y(*v));
             }
             let _ = write!(out, r#"<polygon class="band" data-series="{}" points="{}" fill="{colour}" fill-opacity="0.15" stroke="none"/>"#, escape(s.name), path.trim_end());
         }
         let drawn = downsample(&s.points, frame.time.0, frame.time.1, columns);
         let mut path = String::new();
         for (t, v) in &drawn {
-            let _ = write!(path, "{:.1},{:.1} ", frame.x(*t), frame.y(*v));
+            let _ = write!(path, "{:.0},{:.1} ", frame.x(*t), frame.y(*v));
         }
         let last = drawn.last().map_or(f64::NAN, |p| p.1);
         let _ = write!(
