@@ -74,6 +74,11 @@ fn malformed_lines_are_counted_and_the_report_still_comes_out() {
     let summary = run(bin().args(["report", "--format", "md", "--weights"]).arg(&damaged));
     assert!(summary.contains("skipped: 3 malformed weight lines"), "{summary}");
     assert!(summary.contains("## entity-000"));
+    let page = dir.path().join("damaged.html");
+    let out = bin().args(["report", "--weights"]).arg(&damaged).arg("--out").arg(&page).output().expect("run report");
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let html = std::fs::read_to_string(&page).expect("page");
+    assert!(html.contains("Skipped: 3 malformed weight lines") && html.contains("<section id=\"entity-000\""), "the page says what was skipped");
 }
 
 /// Headless Chromium as the tests start it: no sandbox, no GPU, no network, an empty profile.
