@@ -24,12 +24,17 @@ fn scenario(dir: &Path, name: &str, body: &str) -> PathBuf {
 }
 
 fn run(path: &Path, options: SimulateOptions) -> Report {
-    let (scenario, job) = load(path, options.refresh_every).expect("scenario loads");
+    run_refreshed(path, None, options)
+}
+
+/// [`run`] with the scenario's `refresh_every` replaced.
+fn run_refreshed(path: &Path, refresh_every: Option<u64>, options: SimulateOptions) -> Report {
+    let (scenario, job) = load(path, refresh_every).expect("scenario loads");
     simulate(&scenario, &job, &options, |_, _| {}).expect("simulation runs")
 }
 
 fn options(threads: usize) -> SimulateOptions {
-    SimulateOptions { reps: None, seed: None, refresh_every: None, threads, workers: 1, log_dir: None }
+    SimulateOptions { reps: None, seed: None, threads, workers: 1, log_dir: None }
 }
 
 fn last(values: &[f64]) -> f64 {
@@ -130,7 +135,7 @@ fn credible_intervals_cover_the_truth_95_percent_of_the_time_under_adaptive_allo
 fn a_slower_refresh_costs_regret() {
     let dir = tempfile::tempdir().expect("tempdir");
     let path = scenario(dir.path(), "refresh", &STATIONARY.replace("reps = 4", "reps = 6"));
-    let regret = |refresh: u64| last(&run(&path, SimulateOptions { refresh_every: Some(refresh), ..options(2) }).weights.regret_mean);
+    let regret = |refresh: u64| last(&run_refreshed(&path, Some(refresh), options(2)).weights.regret_mean);
     let (fast, slow) = (regret(100), regret(1000));
     assert!(slow > fast, "refresh 1000: {slow}, refresh 100: {fast}");
 }

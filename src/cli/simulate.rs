@@ -62,7 +62,7 @@ fn write_json(json: String, out: Option<&PathBuf>) -> anyhow::Result<()> {
 pub fn run(args: Args) -> anyhow::Result<()> {
     let (scenario, job) = load(&args.scenario, args.refresh_every)?;
     let threads = args.threads.unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
-    let options = SimulateOptions { reps: args.reps, seed: args.seed, refresh_every: args.refresh_every, threads, workers: args.workers, log_dir: args.log_dir };
+    let options = SimulateOptions { reps: args.reps, seed: args.seed, threads, workers: args.workers, log_dir: args.log_dir };
     let started = Instant::now();
     let quiet = args.quiet;
     if let Some(refreshes) = &args.refresh_sweep {

@@ -82,7 +82,7 @@ fn entity_section(out: &mut String, entity: &str, history: &EntityHistory) {
         time(last.as_of),
         last.status.as_str()
     );
-    let marks: Vec<(i64, String)> = history.decisions.iter().map(|d| (d.as_of, format!("{}: {:?} → {:?} ({:?})", d.arm_id, d.old_state, d.new_state, d.rule))).collect();
+    let marks: Vec<(i64, String)> = history.decisions.iter().map(|d| (d.as_of, format!("{}: {} → {} ({})", d.arm_id, d.old_state.as_str(), d.new_state.as_str(), d.rule.as_str()))).collect();
     let draw = |name: &str, title: &str, rows: Vec<(String, Vec<(i64, f64, f64, f64)>)>, band: bool, value: (f64, f64), marks: &[(i64, String)]| {
         let series: Vec<Series<'_>> = rows
             .iter()
@@ -121,7 +121,7 @@ fn latest_table(out: &mut String, record: &WeightRecord) {
         let (diff, p) = arm.vs_control.map_or_else(|| ("–".to_owned(), "–".to_owned()), |v| (format!("{:+.4}", v.diff), format!("{:.4}", v.p_value)));
         let _ = write!(
             out,
-            "<tr data-arm=\"{}\" data-weight=\"{}\"><td>{}</td><td>{:.4}</td><td>{:.4}</td><td>{:.4}</td><td>[{:.4}, {:.4}]</td><td>{:.4}</td><td>{diff}</td><td>{p}</td><td>{:?}</td><td>{}</td><td>{}</td></tr>",
+            "<tr data-arm=\"{}\" data-weight=\"{}\"><td>{}</td><td>{:.4}</td><td>{:.4}</td><td>{:.4}</td><td>[{:.4}, {:.4}]</td><td>{:.4}</td><td>{diff}</td><td>{p}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
             escape(&arm.arm_id),
             arm.weight,
             escape(&arm.arm_id),
@@ -131,7 +131,7 @@ fn latest_table(out: &mut String, record: &WeightRecord) {
             arm.ci95[0],
             arm.ci95[1],
             arm.expected_loss,
-            arm.state,
+            arm.state.as_str(),
             arm.trials,
             arm.successes
         );
@@ -157,12 +157,12 @@ fn decisions_table(out: &mut String, history: &EntityHistory) {
     for d in &history.decisions {
         let _ = write!(
             out,
-            "<tr><td>{}</td><td>{}</td><td>{:?}</td><td>{:?}</td><td>{:?}</td><td>{:.4}</td><td>{:.4}</td></tr>",
+            "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{:.4}</td><td>{:.4}</td></tr>",
             time(d.as_of),
             escape(&d.arm_id),
-            d.old_state,
-            d.new_state,
-            d.rule,
+            d.old_state.as_str(),
+            d.new_state.as_str(),
+            d.rule.as_str(),
             d.statistics.p_best,
             d.statistics.expected_loss
         );

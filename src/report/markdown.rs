@@ -58,15 +58,14 @@ pub fn render(input: &ReportInput) -> String {
             let _ = writeln!(out, "\n| as_of | arm | from | to | rule | p_best | expected loss |");
             let _ = writeln!(out, "|---|---|---|---|---|---:|---:|");
             for d in &history.decisions {
-                let rule = serde_json::to_value(d.rule).ok().and_then(|v| v.as_str().map(str::to_owned)).unwrap_or_default();
-                let state = |s| serde_json::to_value(s).ok().and_then(|v| v.as_str().map(str::to_owned)).unwrap_or_default();
                 let _ = writeln!(
                     out,
-                    "| {} | {} | {} | {} | {rule} | {} | {} |",
+                    "| {} | {} | {} | {} | {} | {} | {} |",
                     time(d.as_of),
                     d.arm_id,
-                    state(d.old_state),
-                    state(d.new_state),
+                    d.old_state.as_str(),
+                    d.new_state.as_str(),
+                    d.rule.as_str(),
                     number(d.statistics.p_best),
                     number(d.statistics.expected_loss)
                 );
@@ -82,10 +81,9 @@ fn latest(out: &mut String, record: &WeightRecord) {
     let _ = writeln!(out, "|---|---:|---:|---:|---|---:|---|---|---:|---:|");
     for arm in &record.arms {
         let versus = arm.vs_control.map_or_else(|| "–".to_owned(), |v| format!("{:+.4}, {}", v.diff, p_value(v.p_value)));
-        let state = serde_json::to_value(arm.state).ok().and_then(|v| v.as_str().map(str::to_owned)).unwrap_or_default();
         let _ = writeln!(
             out,
-            "| {} | {} | {} | {} | [{}, {}] | {} | {versus} | {state} | {} | {} |",
+            "| {} | {} | {} | {} | [{}, {}] | {} | {versus} | {} | {} | {} |",
             arm.arm_id,
             number(arm.weight),
             number(arm.p_best),
@@ -93,6 +91,7 @@ fn latest(out: &mut String, record: &WeightRecord) {
             number(arm.ci95[0]),
             number(arm.ci95[1]),
             number(arm.expected_loss),
+            arm.state.as_str(),
             arm.trials,
             arm.successes
         );

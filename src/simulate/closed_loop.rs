@@ -135,10 +135,10 @@ pub fn run_rep(scenario: &Scenario, job: &Dataflow, rep: u32, at: &[u64], logs: 
                     served.curves[2].add(best - served.world.slots()[served.oracle_slot].rate);
                     let id = format!("e{e}-{step}");
                     let key = AssignmentKey::of(&id);
-                    let arm_id = arm_id_of(&arm_name(arm.number));
-                    events_in.send(Event::Assignment(Assignment { key, entity: served.entity, arm: arm_id, ts: step as i64, weights_version: served.version }));
+                    let name = arm_name(arm.number);
+                    events_in.send(Event::Assignment(Assignment { key, entity: served.entity, arm: arm_id_of(&name), ts: step as i64, weights_version: served.version }));
                     if let Some(logs) = logs.as_mut() {
-                        logs.assignment(&id, &served.name, &arm_name(arm.number), step as i64, served.version);
+                        logs.assignment(&id, &served.name, &name, step as i64, served.version);
                     }
                     if let Some(delay) = served.world.outcome(slot) {
                         let at = step + delay;
@@ -147,14 +147,12 @@ pub fn run_rep(scenario: &Scenario, job: &Dataflow, rep: u32, at: &[u64], logs: 
                         }
                     }
                 }
-                // Outcomes due in this tick go in with its events (they are at their own ts).
-                if step + 1 == end {
-                    for (ts, id) in pending.remove(&tick).unwrap_or_default() {
-                        events_in.send(Event::Outcome(Outcome { key: AssignmentKey::of(&id), ts }));
-                        if let Some(logs) = logs.as_mut() {
-                            logs.outcome(&id, ts);
-                        }
-                    }
+            }
+            // Outcomes due in this tick go in with its events (they are at their own ts).
+            for (ts, id) in pending.remove(&tick).unwrap_or_default() {
+                events_in.send(Event::Outcome(Outcome { key: AssignmentKey::of(&id), ts }));
+                if let Some(logs) = logs.as_mut() {
+                    logs.outcome(&id, ts);
                 }
             }
             events_in.advance_to(tick + 1);
@@ -166,15 +164,16 @@ pub fn run_rep(scenario: &Scenario, job: &Dataflow, rep: u32, at: &[u64], logs: 
             for record in read.borrow_mut().drain(..) {
                 records += 1;
                 let Some(served) = entities.iter_mut().find(|s| s.name == record.entity_id) else { continue };
+                let names: Vec<String> = served.world.slots().iter().map(|a| arm_name(a.number)).collect();
                 for arm in &record.arms {
-                    if let Some(live) = served.world.slots().iter().find(|a| arm_name(a.number) == arm.arm_id) {
+                    if let Some(live) = names.iter().position(|n| *n == arm.arm_id).map(|slot| served.world.slots()[slot]) {
                         coverage.1 += 1;
                         if arm.ci95[0] <= live.rate && live.rate <= arm.ci95[1] {
                             coverage.0 += 1;
                         }
                     }
                 }
-                served.weights = served.world.slots().iter().map(|a| record.arms.iter().find(|w| w.arm_id == arm_name(a.number)).map_or(0.0, |w| w.weight)).collect();
+                served.weights = names.iter().map(|n| record.arms.iter().find(|w| w.arm_id == *n).map_or(0.0, |w| w.weight)).collect();
                 served.version = record.version;
                 if let Some(logs) = logs.as_mut() {
                     logs.record(&record);

@@ -52,8 +52,6 @@ pub struct SimulateOptions {
     pub reps: Option<u32>,
     /// Seed (the scenario's `seed` unless given).
     pub seed: Option<u64>,
-    /// `refresh_every` (the scenario's unless given).
-    pub refresh_every: Option<u64>,
     /// Threads the repetitions share.
     pub threads: usize,
     /// Timely workers per repetition (1 unless given).
@@ -226,11 +224,11 @@ pub fn sweep(path: &Path, refreshes: &[u64], options: &SimulateOptions, progress
     for refresh in refreshes {
         let (scenario, job) = load(path, Some(refresh))?;
         let report = simulate(&scenario, &job, options, |_, _| {})?;
+        // The final regrets as one-point curves: the same mean and standard error as the curves'.
         let final_of = |p: &PolicyRegret| {
-            let n = p.final_regret.len().max(1) as f64;
-            let mean = p.final_regret.iter().sum::<f64>() / n;
-            let variance = if p.final_regret.len() > 1 { p.final_regret.iter().map(|v| (v - mean).powi(2)).sum::<f64>() / (n - 1.0) } else { 0.0 };
-            [mean, (variance / n).sqrt()]
+            let finals: Vec<&[f64]> = p.final_regret.iter().map(std::slice::from_ref).collect();
+            let (mean, se) = mean_and_se(&finals);
+            [mean.first().copied().unwrap_or(0.0), se.first().copied().unwrap_or(0.0)]
         };
         points.push(SweepPoint { refresh_every: refresh, weights: final_of(&report.weights), uniform: final_of(&report.uniform), oracle: final_of(&report.oracle) });
         head.get_or_insert((report.scenario.clone(), report.total_steps, report.reps));

@@ -38,6 +38,18 @@ pub enum ArmState {
     Stopped,
 }
 
+impl ArmState {
+    /// The state as the weight record spells it (its serde name).
+    #[must_use]
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ArmState::Exploring => "exploring",
+            ArmState::Winner => "winner",
+            ArmState::Stopped => "stopped",
+        }
+    }
+}
+
 /// The rule behind a state change.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]

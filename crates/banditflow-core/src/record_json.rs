@@ -7,7 +7,6 @@
 //! number formatting as `serde_json` (`itoa`, `zmij`); the output is byte for byte what
 //! `serde_json::to_string` makes of the record (a test holds the two together).
 
-use crate::decision::ArmState;
 use crate::record::{ArmWeight, EncodedRecord, WeightRecord};
 use crate::srm::SampleRatio;
 use crate::statistics::ChiSquare;
@@ -67,7 +66,7 @@ fn write_arm(arm: &ArmWeight, out: &mut String) {
         }
         None => out.push_str(",\"vs_control\":null"),
     }
-    text_field(out, ",\"state\":", state(arm.state));
+    text_field(out, ",\"state\":", arm.state.as_str());
     if let Some(metadata) = &arm.metadata {
         // Arbitrary JSON from the registry: the generic serializer, which cannot fail on a
         // `Value` (its map keys are strings).
@@ -95,15 +94,6 @@ fn sample_ratio(out: &mut String, s: &SampleRatio) {
     integer_field(out, ",\"matched\":", s.matched);
     integer_field(out, ",\"unmatched\":", s.unmatched);
     out.push('}');
-}
-
-/// An arm state as the record spells it (its serde name).
-fn state(state: ArmState) -> &'static str {
-    match state {
-        ArmState::Exploring => "exploring",
-        ArmState::Winner => "winner",
-        ArmState::Stopped => "stopped",
-    }
 }
 
 /// `key` (the JSON before the value, comma and quotes included), then a float as
@@ -158,6 +148,7 @@ mod tests {
     use proptest::prelude::*;
 
     use super::*;
+    use crate::decision::ArmState;
     use crate::policy::Status;
     use crate::statistics::VersusControl;
 
