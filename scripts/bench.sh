@@ -27,6 +27,8 @@
 #   BENCH_BASE_RUNS=5               pairs of that comparison
 #   BENCH_SIMULATE=1                also time `banditflow simulate` on dataflows/scenarios/bench.toml
 #                                   (1,000,000 steps x 20 reps of 10 arms, refresh every 100)
+#   BENCH_REPORT=1                  also run scripts/bench-report.sh (the HTML report of 100
+#                                   entities x 10,000 records, opened in headless Chromium)
 set -euo pipefail
 
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
@@ -341,6 +343,16 @@ if [[ ${BENCH_SIMULATE:-1} == 1 ]]; then
         echo "### The closed-loop simulator"
         echo
         echo "\`banditflow simulate --scenario dataflows/scenarios/bench.toml\` (1,000,000 steps x 20 reps of 10 arms, refresh every 100 steps, all cores): wall $WALL s, peak RSS $(mib "$RSS_KB") MiB. ${SIM_SUMMARY#simulate: }"
+    } >>"$BENCH_DIR/results.md"
+fi
+# --- 13. The HTML report at scale ---------------------------------------------------------------
+if [[ ${BENCH_REPORT:-1} == 1 ]]; then
+    log "report: 100 entities x 10,000 records (scripts/bench-report.sh)"
+    {
+        echo
+        echo "### The HTML report at scale (scripts/bench-report.sh)"
+        echo
+        BENCH_DIR=$BENCH_DIR BANDITFLOW_BIN=$BIN scripts/bench-report.sh 2>&1 | grep -E '^(report|page|chromium)' | sed 's/^/- /'
     } >>"$BENCH_DIR/results.md"
 fi
 cat "$BENCH_DIR/results.md"
