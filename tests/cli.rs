@@ -174,6 +174,8 @@ fn demo_runs_the_closed_loop_and_its_weights_favour_the_best_true_rates() {
     for entity in arms.keys() {
         assert!(html.contains(&format!("<section id=\"{entity}\"")), "{entity} missing from the report");
     }
+    // The demo knows what it served: every entity has its cumulative assignments.
+    assert_eq!(html.matches("data-chart=\"served\"").count(), arms.len(), "cumulative assignments per entity");
 }
 
 #[test]

@@ -21,7 +21,7 @@ fn run(command: &mut Command) -> String {
     String::from_utf8(out.stdout).expect("UTF-8")
 }
 
-/// A replay of fixed traffic: its weights and decision files.
+/// A replay of fixed traffic: its weights and decision files (the assignments are `a.jsonl`).
 fn known_replay(dir: &Path) -> (PathBuf, PathBuf) {
     let (a, o, w, d) = (dir.join("a.jsonl"), dir.join("o.jsonl"), dir.join("w.jsonl"), dir.join("d.jsonl"));
     run(bin()
@@ -100,12 +100,35 @@ fn attributes<'a>(html: &'a str, marker: &str, attribute: &str) -> Vec<&'a str> 
         .collect()
 }
 
+/// Per arm of `entity`, the distinct assignment ids of the log at `path` served before
+/// `as_of`, each at its earliest copy: counted from the raw JSON, not by the report's decoder.
+fn served_before(path: &Path, entity: &str, as_of: i64) -> std::collections::BTreeMap<String, u64> {
+    let mut earliest: std::collections::HashMap<String, (i64, String, String)> = std::collections::HashMap::new();
+    for line in std::fs::read_to_string(path).expect("assignments").lines() {
+        let v: serde_json::Value = serde_json::from_str(line).expect("an assignment");
+        let field = |k: &str| v[k].as_str().expect(k).to_owned();
+        let copy = (v["ts"].as_i64().expect("ts"), field("entity_id"), field("arm_id"));
+        let kept = earliest.entry(field("assignment_id")).or_insert_with(|| copy.clone());
+        if copy < *kept {
+            *kept = copy;
+        }
+    }
+    let mut counts = std::collections::BTreeMap::new();
+    for (ts, e, arm) in earliest.into_values() {
+        if e == entity && ts < as_of {
+            *counts.entry(arm).or_insert(0) += 1;
+        }
+    }
+    counts
+}
+
 #[test]
 fn the_html_report_opens_in_chromium_with_every_entitys_charts_and_the_last_weights() {
     let dir = tempfile::tempdir().expect("tempdir");
     let (weights, decisions) = known_replay(dir.path());
     let page = dir.path().join("report.html");
-    let out = bin().args(["report", "--weights"]).arg(&weights).arg("--decisions").arg(&decisions).arg("--out").arg(&page).output().expect("run report");
+    let assignments = dir.path().join("a.jsonl");
+    let out = bin().args(["report", "--weights"]).arg(&weights).arg("--decisions").arg(&decisions).arg("--assignments").arg(&assignments).arg("--out").arg(&page).output().expect("run report");
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     let url = format!("file://{}", page.display());
     let dumped = chromium(dir.path()).arg("--dump-dom").arg(&url).output().expect("chromium (scripts/test.sh installs it)");
@@ -117,7 +140,7 @@ fn the_html_report_opens_in_chromium_with_every_entitys_charts_and_the_last_weig
         std::fs::read_to_string(&weights).expect("weights").lines().map(|l| serde_json::from_str(l).expect("record")).collect();
     for entity in ["entity-000", "entity-001", "entity-002"] {
         let section = dom.split(&format!("<section id=\"{entity}\"")).nth(1).and_then(|s| s.split("</section>").next()).unwrap_or_else(|| panic!("{entity} has no section"));
-        for kind in ["weights", "posterior", "trials", "observed"] {
+        for kind in ["weights", "posterior", "served", "trials", "observed"] {
             assert!(section.contains(&format!("data-chart=\"{kind}\"")), "{entity}: no {kind} chart");
         }
         // The plotted final weights are the last record's.
@@ -131,7 +154,23 @@ fn the_html_report_opens_in_chromium_with_every_entitys_charts_and_the_last_weig
         for arm in &last.arms {
             assert!(drawn.iter().any(|(name, w)| *name == arm.arm_id && *w == arm.weight), "{entity} {}: drawn {drawn:?}", arm.arm_id);
         }
+        // The plotted cumulative assignments are those of the log served before the last as_of.
+        let served_chart = section.split("data-chart=\"served\"").nth(1).and_then(|s| s.split("</svg>").next()).expect("served chart");
+        let drawn: Vec<(&str, f64)> = attributes(served_chart, "class=\"series\"", "data-series")
+            .into_iter()
+            .zip(attributes(served_chart, "class=\"series\"", "data-last").into_iter().map(|v| v.parse::<f64>().expect("number")))
+            .collect();
+        let expected = served_before(&assignments, entity, last.as_of);
+        assert!(!expected.is_empty());
+        assert_eq!(drawn.len(), expected.len(), "{entity}: drawn {drawn:?}, expected {expected:?}");
+        for (arm, count) in &expected {
+            assert!(drawn.iter().any(|(name, n)| name == arm && *n == *count as f64), "{entity} {arm}: drawn {drawn:?}, expected {count}");
+        }
     }
+    assert!(dom.contains("Assignment log: 30"), "the header counts the assignment log");
+    // Without the log the page says how to get the cumulative counts.
+    let bare = run(bin().args(["report", "--weights"]).arg(&weights));
+    assert!(bare.contains("data-missing=\"served\"") && !bare.contains("data-chart=\"served\""));
     let screenshot = Path::new(env!("CARGO_MANIFEST_DIR")).join("target/report-screenshot.png");
     let shot = chromium(dir.path()).arg(format!("--screenshot={}", screenshot.display())).arg("--window-size=1000,1400").arg(&url).output().expect("chromium");
     assert!(shot.status.success() && screenshot.exists(), "{}", String::from_utf8_lossy(&shot.stderr));

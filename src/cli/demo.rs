@@ -79,7 +79,8 @@ pub fn run(args: Args, log_file: Option<&Path>) -> anyhow::Result<()> {
         report.outcomes, report.uniform_conversions
     );
     let page = std::env::temp_dir().join("banditflow-demo-report.html");
-    let input = banditflow::report::ReportInput::of(report.records, Vec::new());
+    let tally = banditflow::report::served::ServedTally { lines: report.assignments, ..Default::default() };
+    let input = banditflow::report::ReportInput::of(report.records, Vec::new()).with_served(report.served, tally);
     std::fs::write(&page, banditflow::report::html::render(&input)).with_context(|| format!("cannot write {}", page.display()))?;
     println!("demo: report of this run: {}", page.display());
     Ok(())

@@ -27,6 +27,10 @@ pub struct Args {
     /// Decision events, one JSON object per line (replay's `--decisions`).
     #[arg(long)]
     decisions: Option<PathBuf>,
+    /// The assignment log the dataflow read (replay's `--assignments`), for the cumulative
+    /// assignments per arm; without it the page says how to get them.
+    #[arg(long)]
+    assignments: Option<PathBuf>,
     /// Only this entity (repeatable; all by default).
     #[arg(long = "entity", value_name = "ID")]
     entities: Vec<String>,
@@ -47,7 +51,7 @@ pub struct Args {
 /// Reads the input and prints the report.
 pub fn run(args: Args) -> anyhow::Result<()> {
     let selection = Selection { entities: args.entities, from: args.from, to: args.to };
-    let input = read(&args.weights, args.decisions.as_deref(), &selection)?;
+    let input = read(&args.weights, args.decisions.as_deref(), args.assignments.as_deref(), &selection)?;
     match (args.format, &args.out) {
         (Format::Md, _) => write!(std::io::stdout().lock(), "{}", markdown::render(&input)).context("cannot write the report")?,
         (Format::Html, Some(path)) => {

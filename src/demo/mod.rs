@@ -122,6 +122,8 @@ pub struct DemoReport {
     /// Conversions a uniform split of the same assignments would have produced, expected from
     /// the true rates.
     pub uniform_conversions: f64,
+    /// Per entity and arm, when each assignment was served (for the report's cumulative counts).
+    pub served: BTreeMap<String, BTreeMap<String, Vec<i64>>>,
 }
 
 
@@ -240,6 +242,7 @@ pub fn run(options: &DemoOptions, out: &mut dyn Write) -> Result<DemoReport, Dem
         metrics_address,
         records: produced.records.lock().map(|mut r| std::mem::take(&mut *r)).unwrap_or_default(),
         uniform_conversions: produced.uniform.lock().map_or(0.0, |u| *u),
+        served: produced.served.lock().map(|mut s| std::mem::take(&mut *s)).unwrap_or_default(),
     })
 }
 
@@ -254,6 +257,8 @@ struct Produced {
     records: Mutex<Vec<WeightRecord>>,
     /// Σ over assignments of the mean true rate of their entity's arms.
     uniform: Mutex<f64>,
+    /// Per entity and arm, the times assignments were served (in order).
+    served: Mutex<BTreeMap<String, BTreeMap<String, Vec<i64>>>>,
 }
 
 /// The traffic generator: reads the weights topic, assigns arms by the newest weights (uniform
@@ -313,6 +318,9 @@ fn closed_loop(
             let line = format!(r#"{{"assignment_id":"{id}","entity_id":"{entity}","arm_id":"{arm}","ts":{now}}}"#);
             send(&producer, "assignments", &id, &line, now)?;
             produced.assignments.fetch_add(1, Ordering::Relaxed);
+            if let Ok(mut served) = produced.served.lock() {
+                served.entry(entity.clone()).or_default().entry(arm.clone()).or_default().push(now);
+            }
             let rates: Vec<f64> = (0..options.arms.max(1)).filter_map(|a| demo_true_rate(options.seed, &entity, &format!("arm-{a}"))).collect();
             if let Ok(mut uniform) = produced.uniform.lock() {
                 *uniform += rates.iter().sum::<f64>() / rates.len().max(1) as f64;

@@ -1,6 +1,7 @@
 //! The report as one self-contained HTML page: inline SVG charts and tables, no script, no
 //! network. Per entity: weights over time with the decisions marked, the posterior mean with
-//! its 95% band, the window's trials and the observed rate per arm, the latest statistics,
+//! its 95% band, the cumulative assignments (from the assignment log) and the window's trials
+//! and observed rate per arm, the latest statistics,
 //! the decisions; an index first when there are several entities.
 
 use std::collections::BTreeMap;
@@ -37,6 +38,9 @@ pub fn render(input: &ReportInput) -> String {
     );
     if input.skipped > 0 || input.skipped_decisions > 0 {
         let _ = write!(out, "<p id=\"skipped\" class=\"flagged\">Skipped: {} malformed weight lines, {} malformed decision lines.</p>", input.skipped, input.skipped_decisions);
+    }
+    if let Some(log) = &input.assignments {
+        let _ = write!(out, "<p id=\"assignments\" class=\"{}\">Assignment log: {} lines, {} skipped as malformed, {} further copies of an assignment id counted once.</p>", if log.skipped > 0 { "flagged" } else { "note" }, log.lines, log.skipped, log.copies);
     }
     let _ = write!(out, "<p class=\"note\">Series with more points than a chart has pixel columns are downsampled: each 4-pixel slice of the time axis keeps its first, lowest, highest and last point.</p>");
     if input.entities.len() > 1 {
@@ -97,12 +101,33 @@ fn entity_section(out: &mut String, entity: &str, history: &EntityHistory) {
     };
     out.push_str(&draw("weights", "Weights (dashed: decisions)", per_arm(&history.records, |a| (a.weight, 0.0, 0.0)), false, (0.0, 1.0), &marks));
     out.push_str(&draw("posterior", "Posterior mean and 95% credible interval", per_arm(&history.records, |a| (a.mean, a.ci95[0], a.ci95[1])), true, (0.0, top(&history.records, |a| a.ci95[1])), &[]));
+    if history.served.is_empty() {
+        let _ = write!(out, "<h3>Assignments served so far</h3><p class=\"note\" data-missing=\"served\">Not drawn: pass the assignment log the dataflow read (<code>--assignments FILE</code>) for the cumulative assignments per arm.</p>");
+    } else {
+        let served = cumulative(history);
+        let high = served.iter().flat_map(|(_, points)| points.iter().map(|p| p.1)).fold(0.0, f64::max);
+        out.push_str(&draw("served", "Assignments served so far (cumulative, from the assignment log)", served, false, (0.0, if high > 0.0 { high * 1.05 } else { 1.0 }), &[]));
+    }
     out.push_str(&draw("trials", "Resolved trials in the window", per_arm(&history.records, |a| (a.trials as f64, 0.0, 0.0)), false, (0.0, top(&history.records, |a| a.trials as f64)), &[]));
     let rate = |a: &banditflow_core::record::ArmWeight| if a.trials > 0 { a.successes as f64 / a.trials as f64 } else { 0.0 };
     out.push_str(&draw("observed", "Observed rate in the window (successes / trials)", per_arm(&history.records, |a| (rate(a), 0.0, 0.0)), false, (0.0, top(&history.records, rate)), &[]));
     latest_table(out, last);
     decisions_table(out, history);
     out.push_str("</section>");
+}
+
+/// Per arm of the assignment log, at each record's `as_of`: the assignments served before it;
+/// arms in the order (and so the colours) of the other charts, then any the records never list.
+fn cumulative(history: &EntityHistory) -> Vec<(String, Vec<(i64, f64, f64, f64)>)> {
+    let mut order: Vec<&String> = Vec::new();
+    for arm in history.records.iter().flat_map(|r| r.arms.iter().map(|a| &a.arm_id)) {
+        if history.served.contains_key(arm) && !order.contains(&arm) {
+            order.push(arm);
+        }
+    }
+    order.extend(history.served.keys().filter(|arm| !history.records.iter().any(|r| r.arms.iter().any(|a| &a.arm_id == *arm))));
+    let series = |times: &[i64]| history.records.iter().map(|r| (r.as_of, super::served::before(times, r.as_of) as f64, 0.0, 0.0)).collect();
+    order.into_iter().map(|arm| (arm.clone(), series(&history.served[arm]))).collect()
 }
 
 /// The largest value of `of` over every arm of every record, or 1, for a chart's top.

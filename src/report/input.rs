@@ -1,13 +1,16 @@
 //! What a report reads: weight records and decision events as JSON lines (the formats of
 //! `schemas/weights.schema.json` and `schemas/decision.schema.json`), decoded by the same
-//! types as every other reader, grouped per entity, filtered by entity and time. A line
-//! that does not decode is counted, not fatal.
+//! types as every other reader, grouped per entity, filtered by entity and time; and, when
+//! given, the assignment log for the cumulative counts ([`super::served`]). A line that does
+//! not decode is counted, not fatal.
 
 use std::collections::BTreeMap;
-use std::io::BufRead;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use banditflow_core::record::{DecisionEvent, WeightRecord};
+
+use super::lines::{for_each_line, InputError};
+use super::served::{self, Served, ServedTally};
 
 /// Which records a report covers.
 #[derive(Clone, Debug, Default)]
@@ -33,6 +36,8 @@ pub struct EntityHistory {
     pub records: Vec<WeightRecord>,
     /// Its decision events.
     pub decisions: Vec<DecisionEvent>,
+    /// Per arm, when its assignments were served, sorted (empty without an assignment log).
+    pub served: BTreeMap<String, Vec<i64>>,
 }
 
 /// Everything a report shows.
@@ -48,6 +53,8 @@ pub struct ReportInput {
     pub skipped_decisions: u64,
     /// The dataflows that wrote the records (usually one).
     pub dataflows: Vec<String>,
+    /// What the assignment log held, when one was read.
+    pub assignments: Option<ServedTally>,
 }
 
 impl ReportInput {
@@ -68,6 +75,18 @@ impl ReportInput {
         }
         input.order();
         input
+    }
+
+    /// The same input with the assignments `served` per entity and arm (what the demo served),
+    /// for the cumulative counts.
+    pub fn with_served(mut self, served: Served, tally: ServedTally) -> ReportInput {
+        for (entity, arms) in served {
+            if let Some(history) = self.entities.get_mut(&entity) {
+                history.served = arms;
+            }
+        }
+        self.assignments = Some(tally);
+        self
     }
 
     fn keep(&mut self, record: WeightRecord) {
@@ -95,18 +114,9 @@ impl ReportInput {
     }
 }
 
-/// Why a report's input could not be read.
-#[derive(Debug, thiserror::Error)]
-#[error("cannot read {}: {error}", path.display())]
-pub struct InputError {
-    /// The file.
-    pub path: PathBuf,
-    /// What the operating system said.
-    pub error: std::io::Error,
-}
-
-/// Reads the weights file and, if given, the decisions file, keeping what `selection` covers.
-pub fn read(weights: &Path, decisions: Option<&Path>, selection: &Selection) -> Result<ReportInput, InputError> {
+/// Reads the weights file and, if given, the decisions file and the assignment log, keeping
+/// what `selection` covers.
+pub fn read(weights: &Path, decisions: Option<&Path>, assignments: Option<&Path>, selection: &Selection) -> Result<ReportInput, InputError> {
     let mut input = ReportInput::default();
     for_each_line(weights, |line| {
         input.lines += 1;
@@ -124,23 +134,10 @@ pub fn read(weights: &Path, decisions: Option<&Path>, selection: &Selection) -> 
         })?;
     }
     input.order();
-    Ok(input)
-}
-
-fn for_each_line(path: &Path, mut each: impl FnMut(&str)) -> Result<(), InputError> {
-    let error = |error| InputError { path: path.to_path_buf(), error };
-    let file = std::fs::File::open(path).map_err(error)?;
-    let mut reader = std::io::BufReader::new(file);
-    let mut line = Vec::new();
-    loop {
-        line.clear();
-        if reader.read_until(b'\n', &mut line).map_err(error)? == 0 {
-            return Ok(());
-        }
-        // A line that is not UTF-8 is malformed like any other: the decoder refuses "".
-        let text = std::str::from_utf8(&line).unwrap_or("");
-        if !text.trim().is_empty() || text.is_empty() {
-            each(text.trim_end());
-        }
+    if let Some(path) = assignments {
+        // Every assignment before the range counts too: the totals are since the log began.
+        let (served, tally) = served::read(path, |entity| input.entities.contains_key(entity))?;
+        input = input.with_served(served, tally);
     }
+    Ok(input)
 }

@@ -47,11 +47,18 @@ pub fn render(input: &ReportInput) -> String {
     if input.skipped > 0 || input.skipped_decisions > 0 {
         let _ = writeln!(out, "- skipped: {} malformed weight lines, {} malformed decision lines", input.skipped, input.skipped_decisions);
     }
+    if let Some(log) = &input.assignments {
+        let _ = writeln!(out, "- assignment log: {} lines, {} skipped as malformed, {} further copies of an assignment id counted once", log.lines, log.skipped, log.copies);
+    }
     for (entity, history) in &input.entities {
         let Some(last) = history.records.last() else { continue };
         let _ = writeln!(out, "\n## {entity}\n");
         let _ = writeln!(out, "{} records; latest as_of {} (version {}), status `{}`.\n", history.records.len(), time(last.as_of), last.version, last.status.as_str());
         latest(&mut out, last);
+        if !history.served.is_empty() {
+            let totals: Vec<String> = history.served.iter().map(|(arm, times)| format!("{arm} {}", super::served::before(times, last.as_of))).collect();
+            let _ = writeln!(out, "\nAssignments served before the latest as_of: {}.", totals.join(", "));
+        }
         if history.decisions.is_empty() {
             let _ = writeln!(out, "\nNo decisions.");
         } else {

@@ -89,15 +89,25 @@ pub fn chart(chart: &str, frame: &Frame, series: &[Series<'_>], marks: &[(i64, S
     let (w, h) = frame.size;
     let mut out = String::new();
     let _ = write!(out, r#"<svg class="chart" data-chart="{chart}" width="{w}" height="{h}" viewBox="0 0 {w} {h}" role="img">"#);
-    // Axes: value ticks at the ends and the middle, time at both ends.
+    // Axes: value ticks at the ends and the middle; time below.
     let (lo, hi) = frame.value;
     for v in [lo, (lo + hi) / 2.0, hi] {
         let y = frame.y(v);
         let _ = write!(out, r##"<line x1="{LEFT}" x2="{:.1}" y1="{y:.1}" y2="{y:.1}" stroke="#ddd"/><text x="{:.1}" y="{:.1}" text-anchor="end" font-size="11">{}</text>"##, f64::from(w) - RIGHT, LEFT - 4.0, y + 4.0, axis_number(v));
     }
-    // Time at both ends of the axis.
-    let (x0, x1, base) = (frame.x(frame.time.0), frame.x(frame.time.1), f64::from(h) - BOTTOM + 14.0);
-    let _ = write!(out, r#"<text x="{x0:.1}" y="{base:.1}" font-size="11">{}</text><text x="{x1:.1}" y="{base:.1}" font-size="11" text-anchor="end">{}</text>"#, super::markdown::time(frame.time.0), super::markdown::time(frame.time.1));
+    // Time at the ends and the quarters, to the minute (the header has the exact range),
+    // with a faint grid line inside.
+    let base = f64::from(h) - BOTTOM + 14.0;
+    for quarter in 0..=4 {
+        let t = frame.time.0 + (frame.time.1 - frame.time.0) * quarter / 4;
+        let x = frame.x(t);
+        let anchor = ["start", "middle", "middle", "middle", "end"][quarter as usize];
+        let minute: String = super::markdown::time(t).chars().take(16).collect::<String>().replace('T', " ");
+        if (1..4).contains(&quarter) {
+            let _ = write!(out, r##"<line x1="{x:.1}" x2="{x:.1}" y1="{TOP}" y2="{:.1}" stroke="#eee"/>"##, f64::from(h) - BOTTOM);
+        }
+        let _ = write!(out, r#"<text x="{x:.1}" y="{base:.1}" font-size="11" text-anchor="{anchor}">{minute}</text>"#);
+    }
     for mark in marks {
         let x = frame.x(mark.0);
         let _ = write!(out, r##"<line class="mark" x1="{x:.1}" x2="{x:.1}" y1="{TOP}" y2="{:.1}" stroke="#444" stroke-dasharray="3 3"><title>{}</title></line>"##, f64::from(h) - BOTTOM, escape(&mark.1));
