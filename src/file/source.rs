@@ -112,7 +112,7 @@ pub fn file_source<'scope>(scope: Scope<'scope, u64>, ctx: FileSource) -> (Strea
         let activator = scope.activator_for(info.address);
         let ticks = Ticks::new(ctx.job.tick_ms);
         let lateness = ctx.job.allowed_lateness_ms.min(i64::MAX as u64) as i64;
-        let mut decoder = Decoder::new(ctx.job.outcome_kinds.as_deref(), ctx.job.max_future_skew_ms);
+        let mut decoder = Decoder::new(ctx.job.outcome_kinds.as_deref(), ctx.job.limits.for_history());
         let mut cursors = Vec::new();
         for (records, input) in &ctx.inputs {
             match Lines::open(input, ctx.blocks, ctx.min_block, worker, peers) {

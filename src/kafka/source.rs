@@ -219,7 +219,7 @@ pub fn kafka_source<'scope>(scope: Scope<'scope, u64>, ctx: SourceContext) -> Re
         let ticks = Ticks::new(ctx.job.tick_ms);
         let lateness = ctx.job.allowed_lateness_ms.min(i64::MAX as u64) as i64;
         let idle = Duration::from_millis(ctx.job.idle_timeout_ms);
-        let mut decoder = Decoder::new(ctx.job.outcome_kinds.as_deref(), ctx.job.max_future_skew_ms);
+        let mut decoder = Decoder::new(ctx.job.outcome_kinds.as_deref(), ctx.job.limits);
         let started = Instant::now();
         let resume = ctx.resume.clone();
         let mut partitions: Vec<Partition> = mine

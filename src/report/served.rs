@@ -11,6 +11,7 @@ use std::collections::BTreeMap;
 use std::path::Path;
 
 use banditflow_core::event::{AssignmentKey, Name, NameId};
+use banditflow_core::limits::Limits;
 use banditflow_core::wire::Decoder;
 use std::collections::HashMap;
 
@@ -32,8 +33,7 @@ pub type Served = BTreeMap<String, BTreeMap<String, Vec<i64>>>;
 
 /// Reads the assignment log at `path`, keeping the entities `keep` accepts.
 pub fn read(path: &Path, keep: impl Fn(&str) -> bool) -> Result<(Served, ServedTally), InputError> {
-    // Any `ts` from the epoch on: a report looks back, there is no wall clock to be ahead of.
-    let mut decoder = Decoder::new(None, u64::MAX);
+    let mut decoder = Decoder::new(None, Limits::default().any_time());
     let mut tally = ServedTally::default();
     let mut names: HashMap<NameId, String> = HashMap::new();
     let mut announced: Vec<Name> = Vec::new();

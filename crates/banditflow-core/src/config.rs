@@ -17,10 +17,10 @@ use std::time::Duration;
 use serde::de::{self, DeserializeOwned, Deserializer, IgnoredAny, Visitor};
 use serde::Deserialize;
 
+use crate::limits::{Limits, DEFAULT_MAX_AGE_MS};
+
 /// Default of [`Dataflow::idle_timeout_ms`]: 30 seconds.
 const DEFAULT_IDLE_TIMEOUT_MS: u64 = 30_000;
-/// Default of [`Dataflow::max_future_skew_ms`]: 1 hour.
-const DEFAULT_MAX_FUTURE_SKEW_MS: u64 = 3_600_000;
 /// Default of [`PolicyConfig::min_trials`].
 const DEFAULT_MIN_TRIALS: u64 = 100;
 /// Longest id accepted, in bytes (SEMANTICS: ids are 1–128 bytes).
@@ -53,9 +53,10 @@ pub struct Dataflow {
     /// `idle_timeout` (optional, duration, > 0, default `"30s"`): a partition with nothing
     /// new for this long stops holding time back. Milliseconds.
     pub idle_timeout_ms: u64,
-    /// `max_future_skew` (optional, duration, default `"1h"`): a record whose `ts` is more
-    /// than this ahead of wall-clock time is malformed. Milliseconds.
-    pub max_future_skew_ms: u64,
+    /// `[limits]` (optional table): what an input record may be (`max_record_bytes`,
+    /// `max_id_bytes`, `max_future_skew`, `max_age`; see [`Limits`]). `max_future_skew` may
+    /// also be written at the top level, its older place, but not in both.
+    pub limits: Limits,
     /// `outcome_kinds` (optional, array of strings): the outcome `kind`s that count as a
     /// success. Absent (`None`): every outcome counts, whatever its kind. If given, it must
     /// name at least one kind, and an outcome without a `kind` does not count.
@@ -296,6 +297,20 @@ pub enum ConfigError {
         key: &'static str,
         /// The string as written.
         value: String,
+    },
+    /// A limit of zero, which would refuse every record.
+    #[error("invalid value for `{key}`: must be greater than zero")]
+    ZeroLimit {
+        /// The key.
+        key: &'static str,
+    },
+    /// One setting written in both of its places.
+    #[error("`{key}` and `{other}` are the same setting: write one of them")]
+    TwoPlaces {
+        /// The first spelling.
+        key: &'static str,
+        /// The other.
+        other: &'static str,
     },
     /// A duration that must be positive is zero.
     #[error("invalid `{key}`: must be greater than zero")]
@@ -626,6 +641,8 @@ struct RawDataflow {
     arms: Vec<RawArmDeclaration>,
     #[serde(default)]
     decision: RawDecision,
+    #[serde(default)]
+    limits: RawLimits,
     // Read by the deployment settings of the `banditflow` crate; accepted here unread.
     #[serde(rename = "mode")]
     _mode: Option<IgnoredAny>,
@@ -637,6 +654,45 @@ struct RawDataflow {
     _metrics: Option<IgnoredAny>,
     #[serde(rename = "checkpoint")]
     _checkpoint: Option<IgnoredAny>,
+}
+
+#[derive(Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawLimits {
+    max_record_bytes: Option<usize>,
+    max_id_bytes: Option<usize>,
+    max_future_skew: Option<DurationText>,
+    max_age: Option<DurationText>,
+}
+
+impl RawLimits {
+    /// The limits, `top_level_skew` being `max_future_skew` where it used to be written;
+    /// `counting_ms` how far back a record can still count (the default age is at least that).
+    fn into_limits(self, top_level_skew: Option<DurationText>, counting_ms: u64) -> Result<Limits, ConfigError> {
+        let default = Limits::default();
+        let positive = |value: Option<usize>, key: &'static str, default: usize| match value {
+            Some(0) => Err(ConfigError::ZeroLimit { key }),
+            Some(v) => Ok(v),
+            None => Ok(default),
+        };
+        let skew = match (top_level_skew, self.max_future_skew) {
+            (Some(_), Some(_)) => return Err(ConfigError::TwoPlaces { key: "max_future_skew", other: "limits.max_future_skew" }),
+            (Some(text), None) => Some(text.millis("max_future_skew")?),
+            (None, Some(text)) => Some(text.millis("limits.max_future_skew")?),
+            (None, None) => None,
+        };
+        let max_age_ms = match optional_millis(self.max_age, "limits.max_age")? {
+            Some(0) => return Err(ConfigError::ZeroLimit { key: "limits.max_age" }),
+            Some(age) => age,
+            None => DEFAULT_MAX_AGE_MS.max(counting_ms),
+        };
+        Ok(Limits {
+            max_record_bytes: positive(self.max_record_bytes, "limits.max_record_bytes", default.max_record_bytes)?,
+            max_id_bytes: positive(self.max_id_bytes, "limits.max_id_bytes", default.max_id_bytes)?,
+            max_future_skew_ms: skew.unwrap_or(default.max_future_skew_ms),
+            max_age_ms: Some(max_age_ms),
+        })
+    }
 }
 
 #[derive(Default, Deserialize)]
@@ -698,6 +754,10 @@ impl RawDecision {
 
 impl RawDataflow {
     fn into_dataflow(self) -> Result<Dataflow, ConfigError> {
+        let counting = [&self.window, &self.attribution, &self.allowed_lateness]
+            .into_iter()
+            .filter_map(|d| d.as_ref().and_then(|d| d.clone().millis("window").ok()))
+            .fold(0u64, u64::saturating_add);
         Ok(Dataflow {
             name: required(self.name, "name")?,
             tick_ms: required(self.tick, "tick")?.millis("tick")?,
@@ -707,8 +767,7 @@ impl RawDataflow {
                 .millis("allowed_lateness")?,
             idle_timeout_ms: optional_millis(self.idle_timeout, "idle_timeout")?
                 .unwrap_or(DEFAULT_IDLE_TIMEOUT_MS),
-            max_future_skew_ms: optional_millis(self.max_future_skew, "max_future_skew")?
-                .unwrap_or(DEFAULT_MAX_FUTURE_SKEW_MS),
+            limits: self.limits.into_limits(self.max_future_skew, counting)?,
             outcome_kinds: self.outcome_kinds,
             prior: self.prior.into_prior(),
             policy: self.policy.into_policy(),
@@ -765,6 +824,7 @@ fn optional_millis(
 }
 
 /// A duration as written in the file (`"30s"`), parsed once the key is known.
+#[derive(Clone)]
 struct DurationText(String);
 
 impl DurationText {
@@ -959,7 +1019,8 @@ arm_ids = ["x"]
             attribution_ms: 5_400_000,
             allowed_lateness_ms: 0,
             idle_timeout_ms: 45_000,
-            max_future_skew_ms: 600_000,
+            // The default age bound is raised to what can still count: window + attribution.
+            limits: Limits { max_future_skew_ms: 600_000, max_age_ms: Some(7 * 86_400_000 + 5_400_000), ..Limits::default() },
             outcome_kinds: Some(vec!["click".into(), "purchase".into()]),
             prior: Prior {
                 alpha: 2.5,
@@ -1022,7 +1083,7 @@ arm_ids = ["x"]
     fn defaults_apply_when_optional_keys_are_omitted() {
         let dataflow = Dataflow::from_toml_str(MINIMAL).unwrap();
         assert_eq!(dataflow.idle_timeout_ms, 30_000);
-        assert_eq!(dataflow.max_future_skew_ms, 3_600_000);
+        assert_eq!(dataflow.limits, Limits::default());
         assert_eq!(dataflow.outcome_kinds, None);
         assert_eq!(
             dataflow.prior,
@@ -1375,5 +1436,18 @@ arm_ids = ["x"]
         assert_eq!(short_duration(90_000), "90s");
         assert_eq!(short_duration(1_500), "1500ms");
         assert_eq!(short_duration(0), "0s");
+    }
+
+    #[test]
+    fn limits_are_read_from_their_table_and_checked() {
+        let with = |table: &str| Dataflow::from_toml_str(&format!("{MINIMAL}\n{table}"));
+        let limits = with("[limits]\nmax_record_bytes = 1000\nmax_id_bytes = 16\nmax_future_skew = \"5m\"\nmax_age = \"2d\"").unwrap().limits;
+        assert_eq!(limits, Limits { max_record_bytes: 1000, max_id_bytes: 16, max_future_skew_ms: 300_000, max_age_ms: Some(2 * 86_400_000) });
+        let zero = with("[limits]\nmax_id_bytes = 0").unwrap_err().to_string();
+        assert!(zero.contains("limits.max_id_bytes") && zero.contains("greater than zero"), "{zero}");
+        let typo = with("[limits]\nmax_ids = 3").unwrap_err().to_string();
+        assert!(typo.contains("limits.max_ids"), "{typo}");
+        let twice = Dataflow::from_toml_str(&format!("max_future_skew = \"1m\"\n{MINIMAL}\n[limits]\nmax_future_skew = \"2m\"")).unwrap_err().to_string();
+        assert!(twice.contains("max_future_skew") && twice.contains("limits.max_future_skew"), "{twice}");
     }
 }

@@ -16,6 +16,7 @@ pub mod counters;
 pub mod decision;
 pub mod environment;
 pub mod event;
+pub mod limits;
 pub mod policy;
 pub mod posterior;
 pub mod record;

@@ -1,7 +1,8 @@
 //! Wire records in, events out: decoding and the limits a record must keep.
 //!
 //! Decoding borrows string fields from the input line (no allocation per record), checks the
-//! limits of `docs/semantics.md` ("Bad input"), and hands back fixed-size [`event`]s; names
+//! [`Limits`] and the rules of `docs/semantics.md` ("Bad input"), and hands back fixed-size
+//! [`event`]s; names
 //! not seen before by a decoder are announced once. A record that cannot be applied gets a
 //! [`Malformed`] reason, which is its counter label.
 //!
@@ -14,30 +15,46 @@ use serde::Deserialize;
 
 use crate::counters::Counters;
 use crate::event::{arm_id_of, entity_id_of, Assignment, AssignmentKey, Catalog, Event, Name, NameId, Outcome, Registration};
-
-/// Longest id (assignment, entity, arm) accepted, in bytes.
-pub const MAX_ID_BYTES: usize = 128;
-/// Longest record accepted, in bytes.
-pub const MAX_RECORD_BYTES: usize = 64 * 1024;
+use crate::limits::Limits;
 
 /// Why a record could not be applied; the reason is its counter label.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
 pub enum Malformed {
-    /// Not valid JSON.
+    /// Not valid JSON (a truncated line, a byte-order mark, a raw control character in a
+    /// string, `NaN`).
     #[error("invalid_json")]
     InvalidJson,
+    /// Not UTF-8.
+    #[error("invalid_utf8")]
+    InvalidUtf8,
+    /// JSON, but not an object.
+    #[error("not_an_object")]
+    NotAnObject,
+    /// A field the record is read by appears twice.
+    #[error("duplicate_key")]
+    DuplicateKey,
+    /// A number too large for a double (`1e400`).
+    #[error("non_finite_number")]
+    NonFinite,
     /// A required field is missing or has the wrong type.
     #[error("invalid_field")]
     InvalidField,
-    /// An id is empty or longer than [`MAX_ID_BYTES`].
+    /// An id is empty or longer than [`Limits::max_id_bytes`].
     #[error("id_length")]
     IdLength,
-    /// The record is longer than [`MAX_RECORD_BYTES`].
+    /// An id holds a control character (written escaped, such as `\u0000`).
+    #[error("invalid_id")]
+    InvalidId,
+    /// The record is longer than [`Limits::max_record_bytes`].
     #[error("record_too_large")]
     TooLarge,
-    /// The event time is negative or too far ahead of wall-clock time.
+    /// The event time is negative or more than [`Limits::max_future_skew_ms`] ahead of the
+    /// wall clock.
     #[error("ts_out_of_range")]
     TsOutOfRange,
+    /// The event time is more than [`Limits::max_age_ms`] behind the wall clock (live only).
+    #[error("ts_too_old")]
+    TsTooOld,
     /// An arm registry record whose `state` is neither `active` nor `retired`.
     #[error("invalid_state")]
     InvalidState,
@@ -96,23 +113,33 @@ struct Kind<'a>(#[serde(borrow)] Cow<'a, str>);
 #[derive(Debug)]
 pub struct Decoder {
     outcome_kinds: Option<FxHashSet<String>>,
-    max_future_skew_ms: i64,
+    limits: Limits,
     announced: FxHashSet<NameId>,
 }
 
-fn classify(err: serde_json::Error) -> Malformed {
+/// Why `line` did not decode: serde_json's error, refined by a look at the line.
+fn classify(err: &serde_json::Error, line: &str) -> Malformed {
+    use serde_json::error::Category;
+    // serde_json says these in its messages only; they are part of its stable output.
+    let message = err.to_string();
     match err.classify() {
-        serde_json::error::Category::Data => Malformed::InvalidField,
+        _ if !line.trim_start().starts_with('{') && serde_json::from_str::<serde::de::IgnoredAny>(line).is_ok() => Malformed::NotAnObject,
+        Category::Data if message.starts_with("duplicate field") => Malformed::DuplicateKey,
+        Category::Data | Category::Syntax if message.starts_with("number out of range") => Malformed::NonFinite,
+        Category::Data => Malformed::InvalidField,
         _ => Malformed::InvalidJson,
     }
 }
 
-fn check_id(id: &str) -> Result<(), Malformed> {
-    if id.is_empty() || id.len() > MAX_ID_BYTES {
-        Err(Malformed::IdLength)
-    } else {
-        Ok(())
+/// Parses `line` as `T` once it is known to be UTF-8 within the size limit.
+fn parse<'a, T: Deserialize<'a>>(line: &'a [u8], limits: &Limits) -> Result<T, Malformed> {
+    if line.len() > limits.max_record_bytes {
+        return Err(Malformed::TooLarge);
     }
+    // Checked once for the whole line (serde_json leaves the strings it skips unchecked);
+    // parsing a `str` then skips serde_json's own check of the strings it reads.
+    let text = std::str::from_utf8(line).map_err(|_| Malformed::InvalidUtf8)?;
+    serde_json::from_str(text).map_err(|e| classify(&e, text))
 }
 
 /// A decoded record on its way from a source to be split into events and the catalog.
@@ -136,19 +163,28 @@ pub enum RecordKind {
 }
 
 impl Decoder {
-    /// A decoder counting only `outcome_kinds` (all kinds when `None`) and rejecting event
-    /// times more than `max_future_skew_ms` ahead of the wall clock passed to each call.
-    pub fn new(outcome_kinds: Option<&[String]>, max_future_skew_ms: u64) -> Self {
-        Decoder {
-            outcome_kinds: outcome_kinds.map(|k| k.iter().cloned().collect()),
-            max_future_skew_ms: max_future_skew_ms.min(i64::MAX as u64 / 2) as i64,
-            announced: FxHashSet::default(),
+    /// A decoder counting only `outcome_kinds` (all kinds when `None`) and refusing records
+    /// beyond `limits`, times measured against the wall clock passed to each call.
+    pub fn new(outcome_kinds: Option<&[String]>, limits: Limits) -> Self {
+        Decoder { outcome_kinds: outcome_kinds.map(|k| k.iter().cloned().collect()), limits, announced: FxHashSet::default() }
+    }
+
+    fn check_id(&self, id: &str) -> Result<(), Malformed> {
+        if id.is_empty() || id.len() > self.limits.max_id_bytes {
+            Err(Malformed::IdLength)
+        } else if id.chars().any(char::is_control) {
+            Err(Malformed::InvalidId)
+        } else {
+            Ok(())
         }
     }
 
     fn check_ts(&self, ts: i64, now_ms: i64) -> Result<(), Malformed> {
-        if ts < 0 || ts > now_ms.saturating_add(self.max_future_skew_ms) {
+        let skew = self.limits.max_future_skew_ms.min(i64::MAX as u64 / 2) as i64;
+        if ts < 0 || ts > now_ms.saturating_add(skew) {
             Err(Malformed::TsOutOfRange)
+        } else if self.limits.max_age_ms.is_some_and(|age| ts < now_ms.saturating_sub(age.min(i64::MAX as u64 / 2) as i64)) {
+            Err(Malformed::TsTooOld)
         } else {
             Ok(())
         }
@@ -162,13 +198,10 @@ impl Decoder {
 
     /// Decodes one assignment line; names not seen before by this decoder go to `names`.
     pub fn assignment(&mut self, line: &[u8], now_ms: i64, names: &mut Vec<Name>) -> Result<Assignment, Malformed> {
-        if line.len() > MAX_RECORD_BYTES {
-            return Err(Malformed::TooLarge);
-        }
-        let wire: WireAssignment<'_> = serde_json::from_slice(line).map_err(classify)?;
-        check_id(&wire.assignment_id)?;
-        check_id(&wire.entity_id)?;
-        check_id(&wire.arm_id)?;
+        let wire: WireAssignment<'_> = parse(line, &self.limits)?;
+        self.check_id(&wire.assignment_id)?;
+        self.check_id(&wire.entity_id)?;
+        self.check_id(&wire.arm_id)?;
         self.check_ts(wire.ts, now_ms)?;
         let entity = entity_id_of(&wire.entity_id);
         let arm = arm_id_of(&wire.arm_id);
@@ -183,11 +216,8 @@ impl Decoder {
 
     /// Decodes one outcome line; `Ok(None)` for an outcome of a kind that does not count.
     pub fn outcome(&mut self, line: &[u8], now_ms: i64) -> Result<Option<Outcome>, Malformed> {
-        if line.len() > MAX_RECORD_BYTES {
-            return Err(Malformed::TooLarge);
-        }
-        let wire: WireOutcome<'_> = serde_json::from_slice(line).map_err(classify)?;
-        check_id(&wire.assignment_id)?;
+        let wire: WireOutcome<'_> = parse(line, &self.limits)?;
+        self.check_id(&wire.assignment_id)?;
         self.check_ts(wire.ts, now_ms)?;
         if let Some(kinds) = &self.outcome_kinds {
             match &wire.kind {
@@ -200,12 +230,9 @@ impl Decoder {
 
     /// Decodes one arm registry line; names not seen before go to `names`.
     pub fn registration(&mut self, line: &[u8], now_ms: i64, names: &mut Vec<Name>) -> Result<Registration, Malformed> {
-        if line.len() > MAX_RECORD_BYTES {
-            return Err(Malformed::TooLarge);
-        }
-        let wire: WireRegistration<'_> = serde_json::from_slice(line).map_err(classify)?;
-        check_id(&wire.entity_id)?;
-        check_id(&wire.arm_id)?;
+        let wire: WireRegistration<'_> = parse(line, &self.limits)?;
+        self.check_id(&wire.entity_id)?;
+        self.check_id(&wire.arm_id)?;
         self.check_ts(wire.ts, now_ms)?;
         let active = match wire.state.as_ref() {
             "active" => true,
@@ -262,9 +289,14 @@ mod tests {
 
     const NOW: i64 = 1_800_000_000_000;
 
+    /// The default limits with this future skew and no age bound.
+    fn skew(max_future_skew_ms: u64) -> Limits {
+        Limits { max_future_skew_ms, max_age_ms: None, ..Limits::default() }
+    }
+
     #[test]
     fn assignment_decodes_and_announces_its_names_once() {
-        let mut d = Decoder::new(None, 3_600_000);
+        let mut d = Decoder::new(None, skew(3_600_000));
         let mut names = Vec::new();
         let line = br#"{"assignment_id":"a1","entity_id":"e","arm_id":"x","unit_id":"u","ts":5,"extra":[1,2]}"#;
         let a = d.assignment(line, NOW, &mut names).expect("valid");
@@ -277,7 +309,7 @@ mod tests {
 
     #[test]
     fn escaped_strings_hash_like_their_unescaped_text() {
-        let mut d = Decoder::new(None, 0);
+        let mut d = Decoder::new(None, skew(0));
         let mut names = Vec::new();
         let a = d.assignment(br#"{"assignment_id":"a\u0031","entity_id":"e","arm_id":"x","ts":5}"#, NOW, &mut names).expect("valid");
         assert_eq!(a.key, AssignmentKey::of("a1"));
@@ -285,7 +317,7 @@ mod tests {
 
     #[test]
     fn bad_records_are_classified_by_reason() {
-        let mut d = Decoder::new(None, 1000);
+        let mut d = Decoder::new(None, skew(1000));
         let mut n = Vec::new();
         assert_eq!(d.assignment(b"{not json", NOW, &mut n), Err(Malformed::InvalidJson));
         assert_eq!(d.assignment(br#"{"entity_id":"e","arm_id":"x","ts":5}"#, NOW, &mut n), Err(Malformed::InvalidField));
@@ -301,7 +333,7 @@ mod tests {
 
     #[test]
     fn registration_decodes_state_and_passes_metadata_through() {
-        let mut d = Decoder::new(None, 1000);
+        let mut d = Decoder::new(None, skew(1000));
         let mut names = Vec::new();
         let r = d
             .registration(br#"{"entity_id":"e","arm_id":"m2","state":"retired","ts":7,"metadata":{"model":"v2"}}"#, NOW, &mut names)
@@ -316,11 +348,53 @@ mod tests {
     #[test]
     fn outcome_of_an_uncounted_kind_is_ignored() {
         let kinds = vec!["click".to_string()];
-        let mut d = Decoder::new(Some(&kinds), 1000);
+        let mut d = Decoder::new(Some(&kinds), skew(1000));
         assert!(d.outcome(br#"{"assignment_id":"a","ts":1,"kind":"click"}"#, NOW).expect("valid").is_some());
         assert!(d.outcome(br#"{"assignment_id":"a","ts":1,"kind":"view"}"#, NOW).expect("valid").is_none());
         assert!(d.outcome(br#"{"assignment_id":"a","ts":1}"#, NOW).expect("valid").is_none());
-        let mut all = Decoder::new(None, 1000);
+        let mut all = Decoder::new(None, skew(1000));
         assert!(all.outcome(br#"{"assignment_id":"a","ts":1,"kind":"view"}"#, NOW).expect("valid").is_some());
+    }
+
+    #[test]
+    fn hostile_records_get_a_reason_each() {
+        let mut d = Decoder::new(None, skew(1000));
+        let mut n = Vec::new();
+        let mut reason = |line: &[u8]| d.assignment(line, NOW, &mut n).err();
+        assert_eq!(reason(b"{\"assignment_id\":\"a\xff\",\"entity_id\":\"e\",\"arm_id\":\"x\",\"ts\":5}"), Some(Malformed::InvalidUtf8));
+        // Invalid UTF-8 in a field nobody reads is still not UTF-8.
+        assert_eq!(reason(b"{\"assignment_id\":\"a\",\"entity_id\":\"e\",\"arm_id\":\"x\",\"ts\":5,\"note\":\"\xc3\x28\"}"), Some(Malformed::InvalidUtf8));
+        assert_eq!(reason(br#"[1, 2]"#), Some(Malformed::NotAnObject));
+        assert_eq!(reason(br#""a string""#), Some(Malformed::NotAnObject));
+        assert_eq!(reason(br#"{"assignment_id":"a","entity_id":"e","arm_id":"x","ts":5,"ts":6}"#), Some(Malformed::DuplicateKey));
+        assert_eq!(reason(br#"{"assignment_id":"a","entity_id":"e","arm_id":"x","ts":1e400}"#), Some(Malformed::NonFinite));
+        assert_eq!(reason(br#"{"assignment_id":"a","entity_id":"e","arm_id":"x","ts":NaN}"#), Some(Malformed::InvalidJson));
+        assert_eq!(reason(b"\xef\xbb\xbf{\"assignment_id\":\"a\",\"entity_id\":\"e\",\"arm_id\":\"x\",\"ts\":5}"), Some(Malformed::InvalidJson));
+        assert_eq!(reason(br#"{"assignment_id":"a","entity_id":"e\u0000","arm_id":"x","ts":5}"#), Some(Malformed::InvalidId));
+        assert_eq!(reason(b"{\"assignment_id\":\"a\",\"entity_id\":\"e\x01\",\"arm_id\":\"x\",\"ts\":5}"), Some(Malformed::InvalidJson));
+        assert_eq!(reason(br#"{"assignment_id":"a","entity_id":"e","arm_id":"x","ts":5"#), Some(Malformed::InvalidJson));
+        assert_eq!(reason(br#"{"assignment_id":"a","entity_id":"e","arm_id":"x","ts":5.5}"#), Some(Malformed::InvalidField));
+        // An unknown field given twice is harmless: nothing reads it.
+        assert_eq!(reason(br#"{"assignment_id":"a","entity_id":"e","arm_id":"x","ts":5,"u":1,"u":2}"#), None);
+        let mut r = Decoder::new(None, skew(1000));
+        let big = br#"{"entity_id":"e","arm_id":"x","state":"active","ts":5,"metadata":{"n":1e400}}"#;
+        assert_eq!(r.registration(big, NOW, &mut n).err(), Some(Malformed::NonFinite));
+    }
+
+    #[test]
+    fn limits_from_the_job_are_applied() {
+        let limits = Limits { max_record_bytes: 80, max_id_bytes: 4, max_future_skew_ms: 10, max_age_ms: Some(1000) };
+        let mut d = Decoder::new(None, limits);
+        let mut n = Vec::new();
+        let line = |id: &str, ts: i64| format!(r#"{{"assignment_id":"{id}","entity_id":"e","arm_id":"x","ts":{ts}}}"#);
+        assert!(d.assignment(line("abcd", NOW).as_bytes(), NOW, &mut n).is_ok());
+        assert_eq!(d.assignment(line("abcde", NOW).as_bytes(), NOW, &mut n), Err(Malformed::IdLength));
+        assert_eq!(d.assignment(line("a", NOW + 11).as_bytes(), NOW, &mut n), Err(Malformed::TsOutOfRange));
+        assert_eq!(d.assignment(line("a", NOW - 1001).as_bytes(), NOW, &mut n), Err(Malformed::TsTooOld));
+        assert!(d.assignment(line("a", NOW - 1000).as_bytes(), NOW, &mut n).is_ok());
+        let long = format!(r#"{{"assignment_id":"a","entity_id":"e","arm_id":"x","ts":{NOW},"pad":"{}"}}"#, "p".repeat(30));
+        assert_eq!(d.assignment(long.as_bytes(), NOW, &mut n), Err(Malformed::TooLarge));
+        let mut history = Decoder::new(None, limits.for_history());
+        assert!(history.assignment(line("a", 5).as_bytes(), NOW, &mut n).is_ok());
     }
 }

@@ -1,0 +1,57 @@
+//! The limits an input record must keep before it is decoded further (`[limits]` in the job
+//! file): its size, its ids' lengths, how far its `ts` may be from the wall clock. Each has a
+//! safe default; a record beyond one is malformed with that limit's own reason
+//! ([`crate::wire::Malformed`]).
+
+/// Default of [`Limits::max_record_bytes`]: 64 KiB.
+pub const DEFAULT_MAX_RECORD_BYTES: usize = 64 * 1024;
+/// Default of [`Limits::max_id_bytes`]: 128 bytes, the schemas' bound.
+pub const DEFAULT_MAX_ID_BYTES: usize = 128;
+/// Default of [`Limits::max_future_skew_ms`]: 1 hour.
+pub const DEFAULT_MAX_FUTURE_SKEW_MS: u64 = 3_600_000;
+/// Default of [`Limits::max_age_ms`]: 7 days (raised to the window plus attribution and
+/// lateness when those are longer, so no record that could still count is refused).
+pub const DEFAULT_MAX_AGE_MS: u64 = 7 * 24 * 3_600_000;
+
+/// What a record may be; see the module documentation.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Limits {
+    /// `max_record_bytes`: the longest record, in bytes (`record_too_large` beyond).
+    pub max_record_bytes: usize,
+    /// `max_id_bytes`: the longest assignment, entity or arm id, in bytes; ids are never
+    /// empty (`id_length`).
+    pub max_id_bytes: usize,
+    /// `max_future_skew` (duration): how far a `ts` may be ahead of the wall clock
+    /// (`ts_out_of_range` beyond, as is a negative `ts`). Milliseconds.
+    pub max_future_skew_ms: u64,
+    /// `max_age` (duration): how far a `ts` may be behind the wall clock in the live worker
+    /// (`ts_too_old` beyond); replay reads history and does not apply it (`None`).
+    /// Milliseconds.
+    pub max_age_ms: Option<u64>,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            max_record_bytes: DEFAULT_MAX_RECORD_BYTES,
+            max_id_bytes: DEFAULT_MAX_ID_BYTES,
+            max_future_skew_ms: DEFAULT_MAX_FUTURE_SKEW_MS,
+            max_age_ms: Some(DEFAULT_MAX_AGE_MS),
+        }
+    }
+}
+
+impl Limits {
+    /// The same limits without the age bound: for reading history (replay, reports).
+    #[must_use]
+    pub fn for_history(self) -> Limits {
+        Limits { max_age_ms: None, ..self }
+    }
+
+    /// Limits that accept any `ts` from the epoch on (a report looks back; there is no wall
+    /// clock to be ahead of or behind).
+    #[must_use]
+    pub fn any_time(self) -> Limits {
+        Limits { max_future_skew_ms: u64::MAX, max_age_ms: None, ..self }
+    }
+}
