@@ -20,6 +20,7 @@ use banditflow_core::wire::RecordKind;
 use timely::dataflow::operators::Probe;
 
 use crate::dataflow::{bandit, publish};
+use crate::file::rejects::Rejects;
 use crate::file::sink::JsonLines;
 use crate::file::source::{file_source, FileSource, Horizon};
 use crate::file::{Failure, FileError};
@@ -71,6 +72,8 @@ pub struct ReplayOptions {
     pub block_bytes: u64,
     /// Where to serve `/metrics`, `/healthz` and `/readyz` while the replay runs.
     pub metrics_listen: Option<std::net::SocketAddr>,
+    /// Where the lines the decoder refused go (JSON lines), if anywhere.
+    pub rejects: Option<PathBuf>,
 }
 
 impl ReplayOptions {
@@ -87,6 +90,7 @@ impl ReplayOptions {
             decisions: None,
             block_bytes: DEFAULT_BLOCK_BYTES,
             metrics_listen: None,
+            rejects: None,
         }
     }
 }
@@ -129,6 +133,8 @@ pub struct ReplaySummary {
     pub span: Option<(i64, i64)>,
     /// The job's attribution window, ms (for saying why nothing was written).
     pub attribution_ms: u64,
+    /// Lines written to the rejects file.
+    pub rejected: u64,
 }
 
 impl ReplaySummary {
@@ -189,6 +195,8 @@ pub fn replay(options: &ReplayOptions, progress: Arc<Progress>) -> Result<Replay
     let blocks = (largest / block_bytes).max(1);
     let horizon = Arc::new(Horizon::new(workers));
     let failure = Arc::new(Failure::default());
+    let rejects = options.rejects.as_deref().map(Rejects::create).transpose()?.map(Arc::new);
+    let rejects_out = rejects.clone();
     let reports = Arc::new(WorkerReports::default());
     let endpoint = match options.metrics_listen {
         Some(listen) => {
@@ -252,6 +260,7 @@ pub fn replay(options: &ReplayOptions, progress: Arc<Progress>) -> Result<Replay
             lines_read: progress.lines_read.clone(),
             failure: failure_in.clone(),
             counters: counters.clone(),
+            rejects: rejects_out.clone(),
         };
         let job = options.job.clone();
         let probe = worker.dataflow::<u64, _, _>(move |scope| {
@@ -313,10 +322,14 @@ pub fn replay(options: &ReplayOptions, progress: Arc<Progress>) -> Result<Replay
         counters.merge(&result.map_err(ReplayError::Dataflow)?);
     }
     drop(endpoint);
+    let rejected = rejects.as_ref().map_or(0, |r| r.written());
+    if let Some(Err(error)) = rejects.map(|r| r.flush()) {
+        failure.fail(error);
+    }
     if let Some(error) = failure.take() {
         return Err(error.into());
     }
-    Ok(ReplaySummary { counters, elapsed: started.elapsed(), span: finished.span(), attribution_ms })
+    Ok(ReplaySummary { counters, elapsed: started.elapsed(), span: finished.span(), attribution_ms, rejected })
 }
 
 /// Runs a replay and returns its weight records and decision events (each in publication

@@ -274,3 +274,20 @@ fn arm_registry_schema_accepts_active_and_retired_records_with_metadata() {
     assert_rejects(&validator, &json!({"entity_id": "e", "arm_id": "m", "state": "paused", "ts": 1}));
     assert_rejects(&validator, &json!({"entity_id": "e", "arm_id": "m", "ts": 1}));
 }
+
+#[test]
+fn reject_schema_takes_raw_or_base64_and_known_reasons_only() {
+    let rejects = schema("reject.schema.json");
+    let base = json!({"reason": "invalid_json", "input": "a.jsonl", "line": 3, "raw": "{\"a\":"});
+    assert!(rejects.is_valid(&base));
+    assert!(rejects.is_valid(&json!({"reason": "invalid_utf8", "input": "a.jsonl", "line": 1, "raw_base64": "/w=="})));
+    assert!(!rejects.is_valid(&json!({"reason": "invalid_utf8", "input": "a.jsonl", "line": 1, "raw": "x", "raw_base64": "/w=="})), "both");
+    assert!(!rejects.is_valid(&json!({"reason": "invalid_json", "input": "a.jsonl", "line": 1})), "neither");
+    assert!(!rejects.is_valid(&json!({"reason": "made_up", "input": "a.jsonl", "line": 1, "raw": "x"})), "unknown reason");
+    assert!(!rejects.is_valid(&json!({"reason": "invalid_json", "input": "a.jsonl", "line": 0, "raw": "x"})), "lines count from 1");
+    // The reasons it allows are exactly the decoder's.
+    let text = std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("schemas/reject.schema.json")).expect("schema");
+    let listed: Value = serde_json::from_str::<Value>(&text).expect("JSON")["properties"]["reason"]["enum"].clone();
+    let reasons: Vec<String> = banditflow_core::wire::Malformed::ALL.iter().map(ToString::to_string).collect();
+    assert_eq!(listed, json!(reasons));
+}

@@ -35,6 +35,10 @@ pub struct Args {
     /// Where to write decision events (JSON lines; none written without it).
     #[arg(long)]
     decisions: Option<PathBuf>,
+    /// Where to write the lines the decoder refused, with their reason, input and line
+    /// number (JSON lines; without it they are only counted).
+    #[arg(long)]
+    rejects: Option<PathBuf>,
     /// No progress lines on standard error (the final summary is still printed).
     #[arg(long)]
     quiet: bool,
@@ -52,10 +56,14 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         output: args.out.map_or(Output::Stdout, Output::File),
         decisions: args.decisions.map(DecisionOutput::File),
         metrics_listen: args.metrics_listen,
+        rejects: args.rejects.clone(),
         ..ReplayOptions::new(job.dataflow, Input::parse(&args.assignments), Input::parse(&args.outcomes))
     };
     let summary = run_with_progress(&options, args.quiet)?;
     print_summary(&summary);
+    if let Some(path) = &args.rejects {
+        eprintln!("replay: {} refused lines written to {}", summary.rejected, path.display());
+    }
     Ok(())
 }
 

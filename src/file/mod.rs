@@ -1,5 +1,6 @@
 //! The file connector: JSON-lines inputs for replay ([`source`], each worker reading its
-//! share through [`blocks`]) and JSON-lines weight records out ([`sink`]).
+//! share through [`blocks`]), JSON-lines weight records out ([`sink`]) and the lines the
+//! decoder refused ([`rejects`]).
 
 use std::io;
 use std::path::PathBuf;
@@ -7,6 +8,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Mutex;
 
 pub mod blocks;
+pub mod rejects;
 pub mod sink;
 pub mod source;
 

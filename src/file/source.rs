@@ -23,6 +23,7 @@ use timely::dataflow::operators::generic::operator::source;
 use timely::dataflow::{Scope, Stream};
 
 use super::blocks::Lines;
+use super::rejects::Rejects;
 use super::{Failure, FileError, Input};
 use crate::dataflow::sources::{emit_decoded, split_decoded};
 
@@ -91,6 +92,8 @@ pub struct FileSource {
     pub failure: Arc<Failure>,
     /// This worker's counters.
     pub counters: Rc<RefCell<Counters>>,
+    /// Where refused lines go (`--rejects`), shared by the workers.
+    pub rejects: Option<Arc<Rejects>>,
 }
 
 /// One input file as a worker's source sees it.
@@ -115,7 +118,7 @@ pub fn file_source<'scope>(scope: Scope<'scope, u64>, ctx: FileSource) -> (Strea
         let mut decoder = Decoder::new(ctx.job.outcome_kinds.as_deref(), ctx.job.limits.for_history());
         let mut cursors = Vec::new();
         for (records, input) in &ctx.inputs {
-            match Lines::open(input, ctx.blocks, ctx.min_block, worker, peers) {
+            match Lines::open(input, ctx.blocks, ctx.min_block, worker, peers, ctx.rejects.is_some()) {
                 Ok(lines) => cursors.push(Cursor {
                     lines,
                     records: *records,
@@ -181,11 +184,21 @@ pub fn file_source<'scope>(scope: Scope<'scope, u64>, ctx: FileSource) -> (Strea
                     continue;
                 }
                 read += 1;
-                if let Some((ts, record)) = decoder.decode(cursor.records, &buf, now, &mut names, &mut counters) {
-                    cursor.max_ts = cursor.max_ts.max(ts);
-                    local_min = local_min.min(ts);
-                    cursor.last_ts = ts;
-                    batch.push((ticks.tick_of(ts).max(floor_tick), record));
+                match decoder.decode(cursor.records, &buf, now, &mut names, &mut counters) {
+                    Ok(Some((ts, record))) => {
+                        cursor.max_ts = cursor.max_ts.max(ts);
+                        local_min = local_min.min(ts);
+                        cursor.last_ts = ts;
+                        batch.push((ticks.tick_of(ts).max(floor_tick), record));
+                    }
+                    Ok(None) => {}
+                    Err(reason) => {
+                        if let Some(rejects) = &ctx.rejects {
+                            if let Err(error) = rejects.write(&reason.to_string(), &cursor.name, cursor.lines.line(), &buf) {
+                                ctx.failure.fail(error);
+                            }
+                        }
+                    }
                 }
             }
             drop(counters);

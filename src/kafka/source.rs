@@ -324,14 +324,15 @@ pub fn kafka_source<'scope>(scope: Scope<'scope, u64>, ctx: SourceContext) -> Re
                         Topic::Assignments => RecordKind::Assignment,
                         Topic::Outcomes => RecordKind::Outcome,
                     };
+                    // A refused record is counted by its reason; the dead-letter topic is to come.
                     let tick = match decoder.decode(kind, payload, now, &mut names, &mut counters) {
-                        Some((ts, record)) => {
+                        Ok(Some((ts, record))) => {
                             part.max_ts = part.max_ts.max(ts);
                             let tick = ticks.tick_of(ts).max(floor_tick);
                             batch.push((tick, record));
                             tick
                         }
-                        None => floor_tick,
+                        Ok(None) | Err(_) => floor_tick,
                     };
                     part.checkpoint(tick, message.offset());
                 }

@@ -60,6 +60,24 @@ pub enum Malformed {
     InvalidState,
 }
 
+impl Malformed {
+    /// Every reason, in the order `schemas/reject.schema.json` lists them.
+    pub const ALL: [Malformed; 12] = [
+        Malformed::InvalidJson,
+        Malformed::InvalidUtf8,
+        Malformed::NotAnObject,
+        Malformed::DuplicateKey,
+        Malformed::NonFinite,
+        Malformed::InvalidField,
+        Malformed::IdLength,
+        Malformed::InvalidId,
+        Malformed::TooLarge,
+        Malformed::TsOutOfRange,
+        Malformed::TsTooOld,
+        Malformed::InvalidState,
+    ];
+}
+
 
 #[derive(Deserialize)]
 struct WireAssignment<'a> {
@@ -248,8 +266,9 @@ impl Decoder {
     }
 
     /// Decodes a source line of `kind`, counting it as read and, when it cannot be applied,
-    /// why not (`ignored_kind`, malformed by reason); returns the record with its `ts`.
-    pub fn decode(&mut self, kind: RecordKind, line: &[u8], now_ms: i64, names: &mut Vec<Name>, counters: &mut Counters) -> Option<(i64, Decoded)> {
+    /// why not (`ignored_kind`, malformed by reason); returns the record with its `ts`,
+    /// `Ok(None)` for an outcome of a kind that does not count, or the reason it was refused.
+    pub fn decode(&mut self, kind: RecordKind, line: &[u8], now_ms: i64, names: &mut Vec<Name>, counters: &mut Counters) -> Result<Option<(i64, Decoded)>, Malformed> {
         let decoded = match kind {
             RecordKind::Assignment => {
                 counters.assignments_read += 1;
@@ -264,22 +283,13 @@ impl Decoder {
                 self.registration(line, now_ms, names).map(|r| Some((r.ts, Decoded::Catalog(Catalog::Registration(r)))))
             }
         };
-        match decoded {
-            Ok(Some(record)) => {
-                if kind == RecordKind::Registration {
-                    counters.registrations_applied += 1;
-                }
-                Some(record)
-            }
-            Ok(None) => {
-                counters.ignored_kind += 1;
-                None
-            }
-            Err(reason) => {
-                counters.malformed(&reason.to_string());
-                None
-            }
+        match &decoded {
+            Ok(Some(_)) if kind == RecordKind::Registration => counters.registrations_applied += 1,
+            Ok(Some(_)) => {}
+            Ok(None) => counters.ignored_kind += 1,
+            Err(reason) => counters.malformed(&reason.to_string()),
         }
+        decoded
     }
 }
 

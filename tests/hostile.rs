@@ -1,0 +1,152 @@
+//! Hostile input through replay: bad lines mixed into a valid stream change no weight record,
+//! and every one of them is in the rejects file with its reason, input, line and bytes.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use base64::Engine;
+use serde_json::Value;
+
+fn bin() -> Command {
+    Command::new(env!("CARGO_BIN_EXE_banditflow"))
+}
+
+fn repo(path: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join(path)
+}
+
+fn run(command: &mut Command) -> String {
+    let out = command.output().expect("run banditflow");
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
+/// The bad lines of an assignment stream, each with the reason it must be refused for.
+fn bad_assignments() -> Vec<(Vec<u8>, &'static str)> {
+    let ts = 1_767_225_700_000_i64;
+    let line = |id: &str, entity: &str, ts: &str| format!(r#"{{"assignment_id":"{id}","entity_id":"{entity}","arm_id":"arm-0","ts":{ts}}}"#).into_bytes();
+    vec![
+        (br#"{"assignment_id":"t1","entity_id":"entity-000","arm_id":"ar"#.to_vec(), "invalid_json"),
+        (br#"{"assignment_id":"t2","entity_id":"entity-000","arm_id":"arm-0","ts":"soon"}"#.to_vec(), "invalid_field"),
+        (br#"{"assignment_id":7,"entity_id":"entity-000","arm_id":"arm-0","ts":1767225700000}"#.to_vec(), "invalid_field"),
+        (line("t3", "entity-000", "1e400"), "non_finite_number"),
+        (line("t4", "entity-000", "NaN"), "invalid_json"),
+        (format!(r#"{{"assignment_id":"big","entity_id":"entity-000","arm_id":"arm-0","ts":{ts},"pad":"{}"}}"#, "p".repeat(10 << 20)).into_bytes(), "record_too_large"),
+        (line("", "entity-000", &ts.to_string()), "id_length"),
+        (line("t5", &"e".repeat(10_000), &ts.to_string()), "id_length"),
+        (line("t6", "entity-000", "99999999999999"), "ts_out_of_range"),
+        (line("t7", "entity-000", "-5"), "ts_out_of_range"),
+        (b"{\"assignment_id\":\"t8\xff\xfe\",\"entity_id\":\"entity-000\",\"arm_id\":\"arm-0\",\"ts\":1767225700000}".to_vec(), "invalid_utf8"),
+        (format!(r#"{{"assignment_id":"t9","entity_id":"entity-000","entity_id":"entity-001","arm_id":"arm-0","ts":{ts}}}"#).into_bytes(), "duplicate_key"),
+        (b"[\"t10\", \"entity-000\", \"arm-0\"]".to_vec(), "not_an_object"),
+        (b"42".to_vec(), "not_an_object"),
+        ([b"\xef\xbb\xbf".as_slice(), &line("t11", "entity-000", &ts.to_string())].concat(), "invalid_json"),
+        (line("t12", r"entity-\u0007", &ts.to_string()), "invalid_id"),
+        (line("t13", "entity-\t", &ts.to_string()), "invalid_json"),
+    ]
+}
+
+/// The bad lines of an outcome stream.
+fn bad_outcomes() -> Vec<(Vec<u8>, &'static str)> {
+    vec![
+        (br#"{"assignment_id":"x","ts":1767225700000,"ts":1767225700001}"#.to_vec(), "duplicate_key"),
+        (br#"{"assignment_id":"x"}"#.to_vec(), "invalid_field"),
+        (b"\x00\x01\x02".to_vec(), "invalid_json"),
+        (b"{\"assignment_id\":\"\xc3\x28\",\"ts\":1767225700000}".to_vec(), "invalid_utf8"),
+    ]
+}
+
+/// `valid` with `bad` put in at spread-out places; the 1-based line of each bad one.
+fn mix(valid: &Path, bad: &[(Vec<u8>, &'static str)], out: &Path) -> BTreeMap<u64, (Vec<u8>, &'static str)> {
+    let text = std::fs::read(valid).expect("valid input");
+    let lines: Vec<&[u8]> = text.split(|&b| b == b'\n').filter(|l| !l.is_empty()).collect();
+    let every = (lines.len() / (bad.len() + 1)).max(1);
+    let (mut mixed, mut placed, mut next) = (Vec::new(), BTreeMap::new(), bad.iter());
+    let mut number = 0u64;
+    for (i, line) in lines.iter().enumerate() {
+        if i % every == every / 2 {
+            if let Some((bytes, reason)) = next.next() {
+                number += 1;
+                mixed.extend_from_slice(bytes);
+                mixed.push(b'\n');
+                placed.insert(number, (bytes.clone(), *reason));
+            }
+        }
+        number += 1;
+        mixed.extend_from_slice(line);
+        mixed.push(b'\n');
+    }
+    assert!(next.next().is_none(), "every bad line placed");
+    std::fs::write(out, mixed).expect("write mixed input");
+    placed
+}
+
+/// The weight records of a replay, `computed_at` left out.
+fn replay(dir: &Path, assignments: &Path, outcomes: &Path, workers: usize, rejects: Option<&Path>) -> (Vec<Value>, String) {
+    let out = dir.join(format!("w-{workers}-{}.jsonl", rejects.is_some()));
+    let mut command = bin();
+    command.args(["replay", "--quiet", "--dataflow"]).arg(repo("dataflows/default.toml"));
+    command.arg("--assignments").arg(assignments).arg("--outcomes").arg(outcomes).arg("--workers").arg(workers.to_string()).arg("--out").arg(&out);
+    if let Some(path) = rejects {
+        command.arg("--rejects").arg(path);
+    }
+    let stderr = run(&mut command);
+    let records = std::fs::read_to_string(&out)
+        .expect("weights")
+        .lines()
+        .map(|l| {
+            let mut v: Value = serde_json::from_str(l).expect("a record");
+            v.as_object_mut().expect("object").remove("computed_at");
+            v
+        })
+        .collect();
+    (records, stderr)
+}
+
+#[test]
+fn bad_lines_change_no_record_and_each_is_in_the_rejects_file_with_its_reason() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (a, o) = (dir.path().join("a.jsonl"), dir.path().join("o.jsonl"));
+    run(bin()
+        .args(["generate", "--count", "20000", "--entities", "2", "--arms", "3", "--duration-ms", "14400000", "--rate", "0.1", "--seed", "11"])
+        .arg("--assignments-out")
+        .arg(&a)
+        .arg("--outcomes-out")
+        .arg(&o));
+    let (bad_a, bad_o) = (dir.path().join("bad-a.jsonl"), dir.path().join("bad-o.jsonl"));
+    let placed_a = mix(&a, &bad_assignments(), &bad_a);
+    let placed_o = mix(&o, &bad_outcomes(), &bad_o);
+    let schema: Value = serde_json::from_str(&std::fs::read_to_string(repo("schemas/reject.schema.json")).expect("schema")).expect("JSON");
+    let validator = jsonschema::draft202012::new(&schema).expect("schema compiles");
+
+    let (clean, _) = replay(dir.path(), &a, &o, 1, None);
+    assert!(clean.len() > 100, "the valid stream alone gives records");
+    for workers in [1, 2] {
+        let rejects = dir.path().join(format!("rejects-{workers}.jsonl"));
+        let (records, stderr) = replay(dir.path(), &bad_a, &bad_o, workers, Some(&rejects));
+        assert!(records == clean, "{workers} workers: the bad lines changed the weight records");
+        let expected = placed_a.len() + placed_o.len();
+        assert!(stderr.contains(&format!("{expected} refused lines written to")), "{stderr}");
+        let mut found: BTreeMap<(String, u64), (Vec<u8>, String)> = BTreeMap::new();
+        for line in std::fs::read_to_string(&rejects).expect("rejects").lines() {
+            let reject: Value = serde_json::from_str(line).expect("a reject is JSON");
+            assert!(validator.is_valid(&reject), "against schemas/reject.schema.json: {line:.300}");
+            let raw = match (reject["raw"].as_str(), reject["raw_base64"].as_str()) {
+                (Some(text), None) => text.as_bytes().to_vec(),
+                (None, Some(b64)) => base64::engine::general_purpose::STANDARD.decode(b64).expect("base64"),
+                other => panic!("raw or raw_base64: {other:?}"),
+            };
+            let key = (reject["input"].as_str().expect("input").to_owned(), reject["line"].as_u64().expect("line"));
+            assert!(found.insert(key, (raw, reject["reason"].as_str().expect("reason").to_owned())).is_none(), "each line once");
+        }
+        assert_eq!(found.len(), expected, "{workers} workers: every bad line and nothing else");
+        for (input, placed) in [(&bad_a, &placed_a), (&bad_o, &placed_o)] {
+            for (line, (bytes, reason)) in placed {
+                let (raw, got) = found.get(&(input.display().to_string(), *line)).unwrap_or_else(|| panic!("{} line {line} ({reason}) missing", input.display()));
+                assert_eq!(got, reason, "{} line {line}", input.display());
+                assert!(raw == bytes, "{} line {line}: the original bytes", input.display());
+            }
+        }
+    }
+}
