@@ -87,6 +87,11 @@ pub struct KafkaConfig {
     /// `decisions_topic` (optional): where decision events are published, key `entity_id`
     /// (`schemas/decision.schema.json`).
     pub decisions_topic: Option<String>,
+    /// `dead_letter_topic` (optional): where every input record the decoder refuses goes, its
+    /// bytes and key unchanged, with `reason`, `source_topic`, `source_partition` and
+    /// `source_offset` headers (and weight records the weights topic refuses for good).
+    /// `<topic>.shadow` in shadow mode. Without it refused records are only counted.
+    pub dead_letter_topic: Option<String>,
     /// `group_id` (required): the consumer group whose offsets track published ticks.
     pub group_id: String,
     /// `[kafka.properties]` (optional): passed to librdkafka as is (SASL, TLS, tuning).
@@ -147,6 +152,7 @@ struct RawKafka {
     outcomes_topic: Option<String>,
     weights_topic: Option<String>,
     decisions_topic: Option<String>,
+    dead_letter_topic: Option<String>,
     group_id: Option<String>,
     #[serde(default)]
     properties: BTreeMap<String, String>,
@@ -237,6 +243,7 @@ impl RawDeployment {
                         "outcomes_topic" => &mut kafka.outcomes_topic,
                         "weights_topic" => &mut kafka.weights_topic,
                         "decisions_topic" => &mut kafka.decisions_topic,
+                        "dead_letter_topic" => &mut kafka.dead_letter_topic,
                         "group_id" => &mut kafka.group_id,
                         _ => return Err(unknown()),
                     };
@@ -280,6 +287,7 @@ impl RawDeployment {
                     outcomes_topic: required(k.outcomes_topic, "kafka.outcomes_topic")?,
                     weights_topic: k.weights_topic.filter(|t| !t.is_empty()),
                     decisions_topic: k.decisions_topic.filter(|t| !t.is_empty()),
+                    dead_letter_topic: k.dead_letter_topic.filter(|t| !t.is_empty()),
                     group_id: required(k.group_id, "kafka.group_id")?,
                     properties: k.properties,
                 })

@@ -26,6 +26,7 @@ use banditflow_core::time::now_ms;
 
 use crate::deployment::{KafkaConfig, Mode, RedisConfig};
 use crate::kafka::client::{self as kafka, KafkaClientError};
+use crate::kafka::dead_letter::DeadLetters;
 use crate::kafka::sink::{KafkaWriter, Positions};
 use crate::metrics::{SinkState, PUBLISH_LATENCY};
 use crate::redis::sink::RedisWriter;
@@ -186,8 +187,9 @@ impl Publisher {
     /// Starts a thread per target; the Kafka sink first reads back what its topic already
     /// holds: all of it, or, resuming from `resume`, what came after the checkpoint (the
     /// versions before it are in the checkpoint). `capacity` bounds each sink's buffer
-    /// (entities waiting to be written).
-    pub fn start(targets: &Targets, capacity: usize, resume: Option<&Checkpoint>) -> Result<Publisher, SinkError> {
+    /// (entities waiting to be written). Weight records the weights topic refuses for good
+    /// go to `dead_letters`, if given.
+    pub fn start(targets: &Targets, capacity: usize, resume: Option<&Checkpoint>, dead_letters: Option<Arc<DeadLetters>>) -> Result<Publisher, SinkError> {
         let mut sinks = Vec::new();
         let mut positions = None;
         let mut newest_version = None;
@@ -200,12 +202,12 @@ impl Publisher {
                 // does it on its own thread while the sources catch up, and writes nothing
                 // (and counts as not up) until it is done.
                 Some(checkpoint) => {
-                    let (config, topic, checkpoint) = (config.clone(), topic.clone(), ResumeFrom::of(checkpoint));
-                    let open = move || open_kafka(&config, &topic, Some(&checkpoint), shared_positions.clone()).map(|(writer, _)| writer);
+                    let (config, topic, checkpoint, letters) = (config.clone(), topic.clone(), ResumeFrom::of(checkpoint), dead_letters);
+                    let open = move || open_kafka(&config, &topic, Some(&checkpoint), shared_positions.clone(), letters.clone()).map(|(writer, _)| writer);
                     sinks.push(spawn_opening("kafka", Carries::Weights, target, open)?);
                 }
                 None => {
-                    let (writer, newest) = open_kafka(config, topic, None, shared_positions)?;
+                    let (writer, newest) = open_kafka(config, topic, None, shared_positions, dead_letters)?;
                     newest_version = newest;
                     sinks.push(spawn("kafka", Carries::Weights, target, writer)?);
                 }
@@ -219,7 +221,7 @@ impl Publisher {
             // Events before the checkpoint are all out; the read-back says which after it are.
             let resume = resume.map(|c| ResumeFrom { offsets: c.decisions_offsets.clone(), versions: Vec::new() });
             let (config, topic) = (config.clone(), topic.clone());
-            let open = move || open_kafka(&config, &topic, resume.as_ref(), shared_positions.clone()).map(|(writer, _)| writer);
+            let open = move || open_kafka(&config, &topic, resume.as_ref(), shared_positions.clone(), None).map(|(writer, _)| writer);
             sinks.push(spawn_opening("decisions", Carries::Decisions, target, open)?);
         }
         if let Some((config, prefix)) = &targets.redis {
@@ -371,7 +373,7 @@ impl ResumeFrom {
 
 /// Reads back what the weights topic holds (from the checkpoint's offsets when resuming) and
 /// opens the Kafka writer; returns it with the newest version found.
-fn open_kafka(config: &KafkaConfig, topic: &str, resume: Option<&ResumeFrom>, positions: Arc<Mutex<Positions>>) -> Result<(Writer, Option<u64>), SinkError> {
+fn open_kafka(config: &KafkaConfig, topic: &str, resume: Option<&ResumeFrom>, positions: Arc<Mutex<Positions>>, dead_letters: Option<Arc<DeadLetters>>) -> Result<(Writer, Option<u64>), SinkError> {
     let from = resume.map(|r| r.offsets.clone()).unwrap_or_default();
     let mut read = kafka::published_versions(config, topic, &from)?;
     for (entity, version) in resume.iter().flat_map(|r| r.versions.iter().cloned()) {
@@ -380,7 +382,7 @@ fn open_kafka(config: &KafkaConfig, topic: &str, resume: Option<&ResumeFrom>, po
     }
     tracing::info!(topic = %topic, entities = read.versions.len(), from_checkpoint = resume.is_some(), "read back published versions");
     let newest = read.versions.values().max().copied();
-    let writer = KafkaWriter::new(config, topic.to_owned(), read.versions, read.ends, positions)?;
+    let writer = KafkaWriter::new(config, topic.to_owned(), read.versions, read.ends, positions, dead_letters)?;
     Ok((Writer::Kafka(Box::new(writer)), newest))
 }
 
@@ -544,6 +546,7 @@ mod tests {
             outcomes_topic: "o".into(),
             weights_topic: Some("w".into()),
             decisions_topic: Some("d".into()),
+            dead_letter_topic: Some("dl".into()),
             group_id: "g".into(),
             properties: Default::default(),
         };
@@ -552,6 +555,8 @@ mod tests {
         assert_eq!(shadow.kafka.map(|k| k.1).as_deref(), Some("w.shadow"));
         assert_eq!(shadow.redis.map(|r| r.1).as_deref(), Some("p:shadow"));
         assert_eq!(shadow.decisions.map(|d| d.1).as_deref(), Some("d.shadow"));
+        assert_eq!(kafka::dead_letter_topic(&kafka, Mode::Shadow).as_deref(), Some("dl.shadow"));
+        assert_eq!(kafka::dead_letter_topic(&kafka, Mode::Production).as_deref(), Some("dl"));
         let production = Targets::of(Some(&kafka), Some(&redis), Mode::Production);
         assert_eq!(production.kafka.map(|k| k.1).as_deref(), Some("w"));
         assert_eq!(production.redis.map(|r| r.1).as_deref(), Some("p"));

@@ -26,6 +26,7 @@ use crate::dataflow::{bandit, publish, Recovery};
 use crate::deployment::{Job, KafkaConfig};
 use crate::kafka::client::{self as kafka, KafkaClientError};
 use crate::kafka::control::{Control, Topic};
+use crate::kafka::dead_letter::DeadLetters;
 use crate::kafka::source::{kafka_source, SourceContext};
 use crate::metrics::{self, MetricsError, Snapshot, WorkerReports};
 use crate::publisher::{Publisher, SinkError, SinkSummary, Targets};
@@ -184,12 +185,16 @@ pub fn run(options: &RunOptions, watch: Arc<Watch>) -> Result<RunSummary, Worker
         Some(store) => resume_from(store, &job, &config, processes, local_workers)?.map(Arc::new),
         None => None,
     };
+    let dead_letters = match kafka::dead_letter_topic(&kafka, deployment.mode) {
+        Some(topic) => Some(Arc::new(DeadLetters::new(&kafka, topic)?)),
+        None => None,
+    };
     let publisher = if process == 0 {
         let targets = Targets::of(Some(&kafka), deployment.redis.as_ref(), deployment.mode);
         if targets.kafka.is_none() && targets.redis.is_none() {
             return Err(WorkerError::NoSink);
         }
-        Some(Arc::new(Publisher::start(&targets, SINK_CAPACITY, restored.as_deref())?))
+        Some(Arc::new(Publisher::start(&targets, SINK_CAPACITY, restored.as_deref(), dead_letters.clone())?))
     } else {
         None
     };
@@ -280,6 +285,7 @@ pub fn run(options: &RunOptions, watch: Arc<Watch>) -> Result<RunSummary, Worker
             lag: worker_lag.clone(),
             resume: recovery.restored.clone(),
             collector: recovery.collector.clone(),
+            dead_letters: dead_letters.clone(),
         };
         let sink = if worker.index() == 0 { worker_publisher.clone() } else { None };
         let acked = sink.clone();

@@ -738,7 +738,7 @@ fn a_changed_worker_count_resumes_from_the_same_checkpoints() {
 }
 
 #[test]
-fn a_record_the_weights_topic_refuses_for_good_is_skipped_and_counted_without_blocking_the_rest() {
+fn a_record_the_weights_topic_refuses_for_good_goes_to_the_dead_letter_topic_without_blocking_the_rest() {
     // librdkafka refuses records over message.max.bytes; entity "big" has 40 declared arms with
     // long names, so each of its records is several kilobytes.
     let arms: Vec<String> = (0..40).map(|i| format!("\"a-very-long-arm-name-for-a-model-variant-{i:02}\"")).collect();
@@ -751,8 +751,21 @@ fn a_record_the_weights_topic_refuses_for_good_is_skipped_and_counted_without_bl
     let mut expected = scenario.expected();
     let big = expected.remove("big").expect("replay publishes records of big");
     assert!(big.iter().all(|r| r.to_string().len() > 2_000), "the big records are big");
-    let mut worker = Worker::start(&scenario.job, &[], &scenario.dir.path().join("worker.log"));
+    scenario.broker.create_topic("dead-letters", 1);
+    let env = [("BANDITFLOW_KAFKA_DEAD_LETTER_TOPIC", "dead-letters".to_owned())];
+    let mut worker = Worker::start_with(Path::new(env!("CARGO_BIN_EXE_banditflow")), &scenario.job, &[], &env, &scenario.dir.path().join("worker.log"));
     scenario.await_topic("weights", &expected, &mut worker);
+    // Each refused record is in the dead-letter topic, unchanged, with why and what it was.
+    let letters = read_raw(&scenario.broker.brokers(), "dead-letters", big.len(), Duration::from_secs(60));
+    assert_eq!(letters.len(), big.len(), "one letter per refused record");
+    for (letter, record) in letters.iter().zip(&big) {
+        let sent: Value = serde_json::from_slice(&letter.payload).expect("the record as JSON");
+        assert_eq!(&deterministic(&sent), record, "the refused record, in order");
+        assert_eq!(letter.key.as_deref(), Some(b"big".as_slice()));
+        assert_eq!(letter.headers.get("source_topic").map(String::as_str), Some("weights"));
+        assert_eq!(letter.headers.get("version"), Some(&record["version"].to_string()));
+        assert!(letter.headers.get("reason").is_some_and(|r| r.contains("too large") || r.contains("TooLarge") || r.contains("size")), "{:?}", letter.headers);
+    }
     // Redis has no such limit: it holds big's last record.
     let stored = scenario.redis.records(PREFIX);
     assert_eq!(stored.get(&format!("{PREFIX}:big")).map(deterministic).as_ref(), big.last(), "redis holds big's newest record");
@@ -976,3 +989,55 @@ fn a_cluster_resumes_from_each_process_s_own_checkpoints_and_a_single_process_fr
     let backwards = watch.finish();
     assert!(backwards.is_empty(), "versions went backwards in Redis: {backwards:?}");
 }
+
+#[test]
+fn refused_records_go_to_the_dead_letter_topic_unchanged_and_their_offsets_are_committed_after() {
+    let mut scenario = Scenario::new("production");
+    scenario.broker.create_topic("dead-letters", 1);
+    let (a, o) = past_traffic(scenario.dir.path(), 43);
+    let ts = serde_json::from_str::<Value>(&a[0]).expect("json")["ts"].as_i64().expect("ts");
+    scenario.produce(a, o);
+    let bad_assignments: Vec<(String, Vec<u8>, &str)> = vec![
+        ("bad-1".into(), br#"{"assignment_id":"bad-1","entity_id":"entity-000","arm_id""#.to_vec(), "invalid_json"),
+        ("bad-2".into(), b"{\"assignment_id\":\"bad-2\xff\",\"entity_id\":\"entity-000\",\"arm_id\":\"arm-0\",\"ts\":1}".to_vec(), "invalid_utf8"),
+        ("bad-3".into(), format!(r#"{{"assignment_id":"bad-3","entity_id":"entity-000","arm_id":"arm-0","ts":{ts},"ts":{ts}}}"#).into_bytes(), "duplicate_key"),
+        ("bad-4".into(), format!(r#"{{"assignment_id":"bad-4","entity_id":"{}","arm_id":"arm-0","ts":{ts}}}"#, "e".repeat(10_000)).into_bytes(), "id_length"),
+        ("bad-5".into(), format!(r#"{{"assignment_id":"bad-5","entity_id":"entity-000","arm_id":"arm-0","ts":{ts},"pad":"{}"}}"#, "p".repeat(100_000)).into_bytes(), "record_too_large"),
+        ("bad-6".into(), b"[1, 2, 3]".to_vec(), "not_an_object"),
+        ("bad-7".into(), format!(r#"{{"assignment_id":"bad-7","entity_id":"entity-000","arm_id":"arm-0","ts":{}}}"#, ts - 30 * 86_400_000).into_bytes(), "ts_too_old"),
+    ];
+    let bad_outcomes: Vec<(String, Vec<u8>, &str)> = vec![("bad-8".into(), br#"{"assignment_id":"bad-8","ts":1e400}"#.to_vec(), "non_finite_number")];
+    let raw = |bad: &[(String, Vec<u8>, &str)]| bad.iter().map(|(k, v, _)| (k.clone(), v.clone())).collect::<Vec<_>>();
+    produce_raw(&scenario.broker.brokers(), "assignments", &raw(&bad_assignments));
+    produce_raw(&scenario.broker.brokers(), "outcomes", &raw(&bad_outcomes));
+    let expected = scenario.expected();
+    let env = [("BANDITFLOW_KAFKA_DEAD_LETTER_TOPIC", "dead-letters".to_owned())];
+    let mut worker = Worker::start_with(Path::new(env!("CARGO_BIN_EXE_banditflow")), &scenario.job, &[], &env, &scenario.dir.path().join("worker.log"));
+    // The bad records change no weight record.
+    scenario.await_topic("weights", &expected, &mut worker);
+    let brokers = scenario.broker.brokers();
+    let letters = read_raw(&brokers, "dead-letters", bad_assignments.len() + bad_outcomes.len(), Duration::from_secs(60));
+    assert_eq!(letters.len(), bad_assignments.len() + bad_outcomes.len(), "one letter per bad record: {letters:?}");
+    let inputs: BTreeMap<&str, Vec<RawMessage>> = [("assignments", read_raw(&brokers, "assignments", 1, Duration::from_secs(60))), ("outcomes", read_raw(&brokers, "outcomes", 1, Duration::from_secs(60)))].into_iter().collect();
+    for (topic, bad) in [("assignments", &bad_assignments), ("outcomes", &bad_outcomes)] {
+        for (key, value, reason) in bad {
+            let letter = letters.iter().find(|l| l.key.as_deref() == Some(key.as_bytes())).unwrap_or_else(|| panic!("{key} ({reason}) is not in the dead-letter topic"));
+            assert!(letter.payload == *value, "{key}: the value is the original bytes");
+            assert_eq!(letter.headers.get("reason").map(String::as_str), Some(*reason), "{key}");
+            assert_eq!(letter.headers.get("source_topic").map(String::as_str), Some(topic), "{key}");
+            let partition: i32 = letter.headers["source_partition"].parse().expect("partition");
+            let offset: i64 = letter.headers["source_offset"].parse().expect("offset");
+            let source = inputs[topic].iter().find(|m| m.partition == partition && m.offset == offset).expect("the source message");
+            assert!(source.payload == *value, "{key}: source_partition and source_offset point at it");
+        }
+    }
+    // Everything read is committed, the refused records included, once they are delivered.
+    for topic in ["assignments", "outcomes"] {
+        let ends: BTreeMap<i32, i64> = end_offsets(&brokers, topic);
+        let done = wait_until(Duration::from_secs(30), || committed(&brokers, GROUP, topic, 4) == ends);
+        assert!(done, "{topic}: committed {:?}, ends {ends:?}", committed(&brokers, GROUP, topic, 4));
+    }
+    let (status, _) = worker.terminate();
+    assert!(status.success());
+}
+

@@ -89,6 +89,15 @@ pub fn decisions_topic(kafka: &KafkaConfig, mode: Mode) -> Option<String> {
     })
 }
 
+/// The topic refused records go to in `mode`, if the job has one (`.shadow` in shadow mode).
+pub fn dead_letter_topic(kafka: &KafkaConfig, mode: Mode) -> Option<String> {
+    let topic = kafka.dead_letter_topic.as_ref()?;
+    Some(match mode {
+        Mode::Production => topic.clone(),
+        Mode::Shadow => format!("{topic}.shadow"),
+    })
+}
+
 /// Applies the job's `[kafka.properties]` as they are, over our defaults.
 fn with_properties(mut config: ClientConfig, kafka: &KafkaConfig) -> ClientConfig {
     for (key, value) in &kafka.properties {

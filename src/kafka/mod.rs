@@ -1,8 +1,9 @@
 //! The Kafka connector: client settings and start-up look-ups ([`client`]), the live source
 //! with per-partition watermarks ([`source`], sharing [`control`] with the worker's driver),
-//! and the weights-topic sink ([`sink`]).
+//! the weights-topic sink ([`sink`]) and the dead-letter topic ([`dead_letter`]).
 
 pub mod client;
 pub mod control;
+pub mod dead_letter;
 pub mod sink;
 pub mod source;

@@ -16,6 +16,7 @@ use rdkafka::error::KafkaError;
 use rdkafka::ClientContext;
 
 use super::client::{log_client_error, log_client_line, producer_config, KafkaClientError, VERSION_HEADER};
+use super::dead_letter::{DeadLetters, Letter};
 use crate::deployment::KafkaConfig;
 
 /// Delivery reports of the weights producer: which entities' records failed.
@@ -64,6 +65,8 @@ pub struct KafkaWriter {
     /// Before each batch: its first tick, and per partition the offset after every record
     /// delivered so far (so no record of that tick or later is before it).
     positions: Arc<Mutex<Positions>>,
+    /// Where records refused for good go.
+    dead_letters: Option<Arc<DeadLetters>>,
 }
 
 /// Where the weights topic stood before each batch, for checkpoints: a restart reads the
@@ -89,15 +92,23 @@ impl Positions {
 impl KafkaWriter {
     /// A writer to `topic` that never writes a version at or below `published`'s for its
     /// entity; `ends` is where each partition of the topic ended when it was read back.
-    /// `positions` is where it records where the topic stood before each batch.
-    pub fn new(config: &KafkaConfig, topic: String, published: HashMap<String, u64>, ends: HashMap<i32, i64>, positions: Arc<Mutex<Positions>>) -> Result<Self, KafkaClientError> {
+    /// `positions` is where it records where the topic stood before each batch; records the
+    /// topic refuses for good go to `dead_letters`.
+    pub fn new(
+        config: &KafkaConfig,
+        topic: String,
+        published: HashMap<String, u64>,
+        ends: HashMap<i32, i64>,
+        positions: Arc<Mutex<Positions>>,
+        dead_letters: Option<Arc<DeadLetters>>,
+    ) -> Result<Self, KafkaClientError> {
         let producer = producer_config(config)
             .create_with_context(Deliveries { brokers: config.brokers.clone(), failed: Mutex::new(Vec::new()), delivered: Mutex::new(ends.clone()) })
             .map_err(|source| KafkaClientError::Client { what: "cannot create producer".into(), source })?;
         if let Ok(mut p) = positions.lock() {
             *p = Positions { start: ends, before: std::collections::VecDeque::new() };
         }
-        Ok(KafkaWriter { producer, topic, published, positions })
+        Ok(KafkaWriter { producer, topic, published, positions, dead_letters })
     }
 
     /// Writes `batch` and waits for its delivery; on failure returns the records still to
@@ -132,7 +143,7 @@ impl KafkaWriter {
                         self.producer.poll(Duration::from_millis(10));
                     }
                     Err((error, _)) if refused_for_good(&error) => {
-                        reject(&record, &error);
+                        self.reject(&record, &error);
                         break false;
                     }
                     Err((error, _)) => {
@@ -160,7 +171,7 @@ impl KafkaWriter {
         let mut delivered_or_failed = Vec::new();
         for record in sent {
             if let Some((_, _, error)) = failed.iter().find(|(e, v, _)| refused.contains(&(e.as_str(), *v)) && *e == record.entity_id && *v == record.version) {
-                reject(&record, error);
+                self.reject(&record, error);
             } else if flush_failed || failed_versions.contains(&(record.entity_id.as_str(), record.version)) {
                 delivered_or_failed.push(record);
             } else {
@@ -193,10 +204,24 @@ fn refused_for_good(error: &KafkaError) -> bool {
     )
 }
 
-/// Logs and counts a record refused for good; it is skipped.
-fn reject(record: &EncodedRecord, error: &KafkaError) {
-    REJECTED.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-    tracing::warn!(entity = %record.entity_id, version = record.version, bytes = record.json.len(), reason = %error, "weight record rejected by the weights topic; skipped");
+impl KafkaWriter {
+    /// Logs and counts a record refused for good, and sends it to the dead-letter topic if
+    /// there is one; it is not retried.
+    fn reject(&self, record: &EncodedRecord, error: &KafkaError) {
+        REJECTED.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        tracing::warn!(entity = %record.entity_id, version = record.version, bytes = record.json.len(), reason = %error, "weight record rejected by the weights topic; skipped");
+        if let Some(letters) = &self.dead_letters {
+            letters.send(Letter {
+                reason: error.to_string(),
+                source_topic: self.topic.clone(),
+                source: None,
+                key: Some(record.entity_id.as_bytes().to_vec()),
+                payload: record.json.as_bytes().to_vec(),
+                extra: vec![("entity_id", record.entity_id.clone()), ("version", record.version.to_string())],
+            });
+            letters.poll();
+        }
+    }
 }
 
 /// Waits until every record handed to `producer` is acknowledged or failed. rdkafka's own

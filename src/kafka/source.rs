@@ -5,7 +5,8 @@
 //! A partition that is at its end and has had nothing new for `idle_timeout` follows the wall
 //! clock instead (minus `allowed_lateness`), so a quiet partition cannot freeze the weights; one
 //! that is merely slow to fetch still holds time back. Offsets are committed to the consumer
-//! group only for data whose ticks the sinks have acknowledged.
+//! group only for data whose ticks the sinks have acknowledged, and no further than a refused
+//! record still on its way to the dead-letter topic.
 
 use std::cell::RefCell;
 use std::collections::VecDeque;
@@ -32,6 +33,7 @@ use banditflow_core::wire::{Decoded, Decoder, RecordKind};
 
 use super::client::{self as kafka, KafkaConsumer};
 use super::control::{describe, Control, Topic};
+use super::dead_letter::{DeadLetters, Letter};
 use crate::checkpoint::Collector;
 use crate::dataflow::sources::{emit_decoded, split_decoded};
 use crate::deployment::KafkaConfig;
@@ -67,6 +69,8 @@ pub struct SourceContext {
     pub resume: Option<Arc<Checkpoint>>,
     /// Where to hand the partitions' resume offsets at every checkpoint tick.
     pub collector: Option<Arc<Collector>>,
+    /// Where refused records go (`[kafka] dead_letter_topic`), shared by the workers.
+    pub dead_letters: Option<Arc<DeadLetters>>,
 }
 
 /// Why a source could not start.
@@ -84,6 +88,8 @@ struct Partition {
     reached_end: bool,
     /// `(tick, offset)`: every message before `offset` has a tick at or below `tick`.
     checkpoints: VecDeque<(u64, i64)>,
+    /// The offset below which every message's tick is published (-1: none yet).
+    ready: i64,
     committed: i64,
     /// Where `checkpoints` starts: the offset read from (if known), or the last commit.
     base: Option<i64>,
@@ -111,20 +117,20 @@ impl Partition {
         }
     }
 
-    /// The offset up to which every message's tick is below `published`.
-    fn committable(&mut self, published: u64) -> Option<i64> {
-        let mut offset = None;
+    /// The offset up to which every message's tick is below `published`, and no further than
+    /// `ceiling` (the oldest record still on its way to the dead-letter topic); `None` if
+    /// that is not past the last commit.
+    fn committable(&mut self, published: u64, ceiling: Option<i64>) -> Option<i64> {
         while let Some(&(tick, next)) = self.checkpoints.front() {
             if tick >= published {
                 break;
             }
-            offset = Some(next);
+            self.ready = next;
+            self.base = Some(next);
             self.checkpoints.pop_front();
         }
-        if let Some(o) = offset {
-            self.base = Some(o);
-        }
-        offset.filter(|&o| o > self.committed)
+        let offset = ceiling.map_or(self.ready, |c| self.ready.min(c));
+        (offset > self.committed).then_some(offset)
     }
 
     /// Where to resume for a checkpoint at `tick`: every message before it was emitted at a
@@ -229,7 +235,7 @@ pub fn kafka_source<'scope>(scope: Scope<'scope, u64>, ctx: SourceContext) -> Re
                 let max_ts = resumed(resume.as_deref(), name, id).map_or(i64::MIN, |r| r.max_ts);
                 let start = starts.iter().find(|(t, p, ..)| *t == topic && *p == id);
                 let (base, at_end) = (start.and_then(|(_, _, o, _)| *o), start.is_some_and(|(.., at_end)| *at_end));
-                Partition { topic, id, max_ts, last_message: started, at_end, reached_end: at_end, checkpoints: VecDeque::new(), committed: -1, base }
+                Partition { topic, id, max_ts, last_message: started, at_end, reached_end: at_end, checkpoints: VecDeque::new(), ready: -1, committed: -1, base }
             })
             .collect();
         let mut capability = if consumers.is_empty() { None } else { Some(capability) };
@@ -267,8 +273,13 @@ pub fn kafka_source<'scope>(scope: Scope<'scope, u64>, ctx: SourceContext) -> Re
                 let held = control.held.load(Ordering::Acquire);
                 let out = all_stopped && !ctx.published.less_than(&held);
                 if out || since.elapsed() > STOP_GRACE {
+                    if let Some(letters) = &ctx.dead_letters {
+                        if !letters.drain(Duration::from_secs(5)) {
+                            tracing::warn!(topic = letters.topic(), "stopping with dead letters undelivered; their offsets stay uncommitted");
+                        }
+                    }
                     for (topic, consumer) in &consumers {
-                        commit(consumer, *topic, &ctx.kafka, &mut partitions, &ctx.published, CommitMode::Sync);
+                        commit(consumer, *topic, &ctx.kafka, &mut partitions, &ctx.published, ctx.dead_letters.as_deref(), CommitMode::Sync);
                     }
                     // The clients are dropped here, with no partition list alive.
                     consumers.clear();
@@ -324,7 +335,6 @@ pub fn kafka_source<'scope>(scope: Scope<'scope, u64>, ctx: SourceContext) -> Re
                         Topic::Assignments => RecordKind::Assignment,
                         Topic::Outcomes => RecordKind::Outcome,
                     };
-                    // A refused record is counted by its reason; the dead-letter topic is to come.
                     let tick = match decoder.decode(kind, payload, now, &mut names, &mut counters) {
                         Ok(Some((ts, record))) => {
                             part.max_ts = part.max_ts.max(ts);
@@ -332,12 +342,28 @@ pub fn kafka_source<'scope>(scope: Scope<'scope, u64>, ctx: SourceContext) -> Re
                             batch.push((tick, record));
                             tick
                         }
-                        Ok(None) | Err(_) => floor_tick,
+                        Ok(None) => floor_tick,
+                        Err(reason) => {
+                            if let Some(letters) = &ctx.dead_letters {
+                                letters.send(Letter {
+                                    reason: reason.to_string(),
+                                    source_topic: topic_name(&ctx.kafka, topic).to_owned(),
+                                    source: Some((message.partition(), message.offset())),
+                                    key: message.key().map(<[u8]>::to_vec),
+                                    payload: payload.to_vec(),
+                                    extra: Vec::new(),
+                                });
+                            }
+                            floor_tick
+                        }
                     };
                     part.checkpoint(tick, message.offset());
                 }
             }
             drop(counters);
+            if let Some(letters) = &ctx.dead_letters {
+                letters.poll();
+            }
             control.messages_read.fetch_add(read, Ordering::Relaxed);
             emit_decoded(&mut batch, &mut names, floor_tick, cap, output);
             let up = kafka::brokers_seem_up(now);
@@ -348,6 +374,13 @@ pub fn kafka_source<'scope>(scope: Scope<'scope, u64>, ctx: SourceContext) -> Re
                 if tick > *cap.time() {
                     if let Some(collector) = &ctx.collector {
                         if let Some(at) = collector.due(last_checkpoint, tick) {
+                            // A checkpoint resumes past every record read: the refused ones
+                            // among them must be in the dead-letter topic first.
+                            if let Some(letters) = &ctx.dead_letters {
+                                if !letters.drain(Duration::from_secs(5)) {
+                                    tracing::warn!(topic = letters.topic(), tick = at, "checkpoint taken with dead letters undelivered: a crash now would lose them from the dead-letter topic (they are counted)");
+                                }
+                            }
                             let positions = partitions
                                 .iter()
                                 .map(|p| PartitionPosition { topic: topic_name(&ctx.kafka, p.topic).to_owned(), partition: p.id, offset: p.resume_offset(at), max_ts: p.max_ts })
@@ -369,7 +402,7 @@ pub fn kafka_source<'scope>(scope: Scope<'scope, u64>, ctx: SourceContext) -> Re
             }
             if last_commit.elapsed() >= COMMIT_EVERY {
                 for (topic, consumer) in &consumers {
-                    commit(consumer, *topic, &ctx.kafka, &mut partitions, &ctx.published, CommitMode::Async);
+                    commit(consumer, *topic, &ctx.kafka, &mut partitions, &ctx.published, ctx.dead_letters.as_deref(), CommitMode::Async);
                 }
                 last_commit = Instant::now();
             }
@@ -383,13 +416,15 @@ pub fn kafka_source<'scope>(scope: Scope<'scope, u64>, ctx: SourceContext) -> Re
     Ok(split_decoded(decoded))
 }
 
-/// Commits, per partition, the offset below which every message's tick is published.
-fn commit(consumer: &KafkaConsumer, topic: Topic, kafka: &KafkaConfig, partitions: &mut [Partition], published: &ProbeHandle<u64>, mode: CommitMode) {
+/// Commits, per partition, the offset below which every message's tick is published and
+/// every refused message is in the dead-letter topic.
+fn commit(consumer: &KafkaConsumer, topic: Topic, kafka: &KafkaConfig, partitions: &mut [Partition], published: &ProbeHandle<u64>, letters: Option<&DeadLetters>, mode: CommitMode) {
     let published = published.with_frontier(|f| f.first().copied()).unwrap_or(u64::MAX);
     let name = topic_name(kafka, topic);
     let mut offsets = TopicPartitionList::new();
     for part in partitions.iter_mut().filter(|p| p.topic == topic) {
-        if let Some(offset) = part.committable(published) {
+        let ceiling = letters.and_then(|l| l.oldest_in_flight(name, part.id));
+        if let Some(offset) = part.committable(published, ceiling) {
             if offsets.add_partition_offset(name, part.id, Offset::Offset(offset)).is_ok() {
                 part.committed = offset;
             }
@@ -408,7 +443,7 @@ mod tests {
     use super::*;
 
     fn partition() -> Partition {
-        Partition { topic: Topic::Assignments, id: 0, max_ts: i64::MIN, last_message: Instant::now(), at_end: false, reached_end: false, checkpoints: VecDeque::new(), committed: -1, base: None }
+        Partition { topic: Topic::Assignments, id: 0, max_ts: i64::MIN, last_message: Instant::now(), at_end: false, reached_end: false, checkpoints: VecDeque::new(), ready: -1, committed: -1, base: None }
     }
 
     #[test]
@@ -446,13 +481,13 @@ mod tests {
             p.checkpoint(tick, offset);
         }
         // Offsets 0..=1 have tick 5; 2..=3 at most 6 (3 is late, tick 5); 4 has 7; 5 has 8.
-        assert_eq!(p.committable(5), None);
-        assert_eq!(p.committable(6), Some(2));
+        assert_eq!(p.committable(5, None), None);
+        assert_eq!(p.committable(6, None), Some(2));
         p.committed = 2;
-        assert_eq!(p.committable(6), None);
-        assert_eq!(p.committable(8), Some(5));
+        assert_eq!(p.committable(6, None), None);
+        assert_eq!(p.committable(8, None), Some(5));
         p.committed = 5;
-        assert_eq!(p.committable(u64::MAX), Some(6));
+        assert_eq!(p.committable(u64::MAX, None), Some(6));
     }
 
     #[test]
@@ -468,8 +503,21 @@ mod tests {
         assert_eq!(p.resume_offset(6), 102);
         assert_eq!(p.resume_offset(8), 104);
         assert_eq!(p.resume_offset(10), 105);
-        assert_eq!(p.committable(8), Some(104));
+        assert_eq!(p.committable(8, None), Some(104));
         assert_eq!(p.resume_offset(8), 104, "the same after a commit");
         assert_eq!(partition().resume_offset(3), -1, "unknown start, nothing read");
+    }
+
+    #[test]
+    fn a_record_on_its_way_to_the_dead_letter_topic_holds_the_commit_below_it() {
+        let mut p = partition();
+        p.checkpoint(5, 1);
+        p.checkpoint(6, 4);
+        p.checkpoint(7, 9);
+        // Offset 3 was refused and is not yet in the dead-letter topic.
+        assert_eq!(p.committable(8, Some(3)), Some(3));
+        p.committed = 3;
+        assert_eq!(p.committable(8, Some(3)), None, "still in flight");
+        assert_eq!(p.committable(8, None), Some(10), "delivered: the commit catches up without new messages");
     }
 }

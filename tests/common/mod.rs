@@ -343,6 +343,76 @@ pub fn read_topic(brokers: &str, topic: &str) -> Vec<Published> {
     by_partition.into_values().flatten().collect()
 }
 
+/// Sends `(key, value)` pairs to `topic` as they are, bytes unchanged (for records that are
+/// not JSON).
+pub fn produce_raw(brokers: &str, topic: &str, messages: &[(String, Vec<u8>)]) {
+    let producer: BaseProducer = ClientConfig::new().set("bootstrap.servers", brokers).set("linger.ms", "5").set("message.max.bytes", "20000000").create().expect("producer");
+    for (key, value) in messages {
+        let mut record = BaseRecord::to(topic).key(key.as_str()).payload(value.as_slice());
+        loop {
+            match producer.send(record) {
+                Ok(()) => break,
+                Err((KafkaError::MessageProduction(rdkafka::types::RDKafkaErrorCode::QueueFull), back)) => {
+                    record = back;
+                    producer.poll(Duration::from_millis(10));
+                }
+                Err((e, _)) => panic!("produce: {e}"),
+            }
+        }
+        producer.poll(Duration::ZERO);
+    }
+    producer.flush(Duration::from_secs(60)).expect("flush");
+}
+
+/// A message as it is on a topic: key, value and headers, bytes unchanged.
+#[derive(Clone, Debug)]
+pub struct RawMessage {
+    pub partition: i32,
+    pub offset: i64,
+    pub key: Option<Vec<u8>>,
+    pub payload: Vec<u8>,
+    pub headers: BTreeMap<String, String>,
+}
+
+/// Every message of `topic` as it is, per partition in offset order (waits up to `timeout`
+/// for at least `at_least` of them).
+pub fn read_raw(brokers: &str, topic: &str, at_least: usize, timeout: Duration) -> Vec<RawMessage> {
+    let consumer: BaseConsumer = ClientConfig::new()
+        .set("bootstrap.servers", brokers)
+        .set("group.id", "banditflow-tests-raw")
+        .set("enable.auto.commit", "false")
+        .set("fetch.message.max.bytes", "20000000")
+        .set("fetch.wait.max.ms", "10")
+        .create()
+        .expect("consumer");
+    let metadata = consumer.fetch_metadata(Some(topic), Duration::from_secs(10)).expect("metadata");
+    let partitions: Vec<i32> = metadata.topics().iter().flat_map(|t| t.partitions().iter().map(|p| p.id())).collect();
+    drop(metadata);
+    let mut tpl = TopicPartitionList::new();
+    for &p in &partitions {
+        tpl.add_partition_offset(topic, p, Offset::Beginning).expect("tpl");
+    }
+    consumer.assign(&tpl).expect("assign");
+    drop(tpl);
+    let mut out = Vec::new();
+    let deadline = Instant::now() + timeout;
+    let mut last_message = Instant::now();
+    // No end-of-partition to trust (tansu says it early): read until enough came and then
+    // nothing more for a moment.
+    while (out.len() < at_least || last_message.elapsed() < Duration::from_millis(500)) && Instant::now() < deadline {
+        if let Some(Ok(m)) = consumer.poll(Duration::from_millis(100)) {
+            last_message = Instant::now();
+            let headers = m
+                .headers()
+                .map(|h| h.iter().map(|h| (h.key.to_owned(), h.value.map(|v| String::from_utf8_lossy(v).into_owned()).unwrap_or_default())).collect())
+                .unwrap_or_default();
+            out.push(RawMessage { partition: m.partition(), offset: m.offset(), key: m.key().map(<[u8]>::to_vec), payload: m.payload().unwrap_or_default().to_vec(), headers });
+        }
+    }
+    out.sort_by_key(|m| (m.partition, m.offset));
+    out
+}
+
 /// The next offset of each partition of `topic` (what a consumer group that has processed
 /// everything commits).
 pub fn end_offsets(brokers: &str, topic: &str) -> BTreeMap<i32, i64> {
