@@ -30,6 +30,7 @@ impl Job {
     pub fn from_toml_str_with_env(text: &str, vars: impl IntoIterator<Item = (String, String)>) -> Result<Job, ConfigError> {
         let dataflow = Dataflow::from_toml_str(text)?;
         let mut deployment: RawDeployment = config::from_toml(text)?;
+        deployment.refuse_secrets()?;
         deployment.override_from(vars)?;
         Ok(Job { dataflow, deployment: deployment.into_deployment()? })
     }
@@ -72,8 +73,9 @@ impl std::fmt::Display for Mode {
     }
 }
 
-/// `[kafka]`: the topics the live worker reads and writes.
-#[derive(Clone, Debug, PartialEq, Eq)]
+/// `[kafka]`: the topics the live worker reads and writes. Its `Debug` shows secret
+/// properties as `***`.
+#[derive(Clone, PartialEq, Eq)]
 pub struct KafkaConfig {
     /// `brokers` (required): bootstrap servers, `host:port[,host:port…]`.
     pub brokers: String,
@@ -99,13 +101,49 @@ pub struct KafkaConfig {
     pub properties: BTreeMap<String, String>,
 }
 
-/// `[redis]`: where weight records are stored for serving.
-#[derive(Clone, Debug, PartialEq, Eq)]
+/// `[redis]`: where weight records are stored for serving. Its `Debug` shows the URL's
+/// password as `***`.
+#[derive(Clone, PartialEq, Eq)]
 pub struct RedisConfig {
     /// `url` (required): e.g. `redis://127.0.0.1:6379/0`.
     pub url: String,
     /// `prefix` (optional, default `banditflow`): keys are `{prefix}:{entity_id}`.
     pub prefix: String,
+}
+
+/// Whether a librdkafka property holds a secret (a password, a private key, a client secret):
+/// never in the job file, never shown.
+pub fn is_secret_property(key: &str) -> bool {
+    let key = key.to_ascii_lowercase();
+    key.contains("password") || key.contains("secret") || key == "ssl.key.pem" || key == "sasl.oauthbearer.config"
+}
+
+impl std::fmt::Debug for KafkaConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let properties: BTreeMap<&str, &str> = self.properties.iter().map(|(k, v)| (k.as_str(), if is_secret_property(k) { "***" } else { v.as_str() })).collect();
+        f.debug_struct("KafkaConfig")
+            .field("brokers", &self.brokers)
+            .field("assignments_topic", &self.assignments_topic)
+            .field("outcomes_topic", &self.outcomes_topic)
+            .field("weights_topic", &self.weights_topic)
+            .field("decisions_topic", &self.decisions_topic)
+            .field("dead_letter_topic", &self.dead_letter_topic)
+            .field("group_id", &self.group_id)
+            .field("properties", &properties)
+            .finish()
+    }
+}
+
+impl std::fmt::Debug for RedisConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RedisConfig").field("url", &crate::logs::redact_url(&self.url)).field("prefix", &self.prefix).finish()
+    }
+}
+
+/// The environment variable that sets `section.key` (`kafka.properties.sasl.password` →
+/// `BANDITFLOW_KAFKA_PROPERTIES_SASL_PASSWORD`).
+fn variable_of(key: &str) -> String {
+    format!("{ENV_PREFIX}{}", key.replace('.', "_").to_ascii_uppercase())
 }
 
 /// `[checkpoint]`: where and how often the live worker saves what it needs to resume exactly.
@@ -216,10 +254,40 @@ fn required(value: Option<String>, key: &'static str) -> Result<String, ConfigEr
 }
 
 impl RawDeployment {
+    /// Fails on a secret written in the job file itself: a secret Kafka property, or a Redis
+    /// URL with a password. They come from the environment or a file it names.
+    fn refuse_secrets(&self) -> Result<(), ConfigError> {
+        if let Some(kafka) = &self.kafka {
+            if let Some(key) = kafka.properties.keys().find(|k| is_secret_property(k)) {
+                let key = format!("kafka.properties.{key}");
+                return Err(ConfigError::SecretInFile { var: variable_of(&key), key });
+            }
+        }
+        if let Some(url) = self.redis.as_ref().and_then(|r| r.url.as_deref()) {
+            if crate::logs::redact_url(url) != url {
+                return Err(ConfigError::SecretInFile { key: "redis.url".into(), var: variable_of("redis.url") });
+            }
+        }
+        Ok(())
+    }
+
     /// Applies `BANDITFLOW_<SECTION>_<KEY>` variables from `vars` for the sections `kafka`,
-    /// `redis` and `metrics` (and `BANDITFLOW_MODE`); other variables are ignored.
+    /// `redis` and `metrics` (and `BANDITFLOW_MODE`); other variables are ignored. A variable
+    /// `BANDITFLOW_<SECTION>_<KEY>_FILE` sets the same key to the content of the file it
+    /// names (its final newline left out), for secrets kept in files.
     fn override_from(&mut self, vars: impl IntoIterator<Item = (String, String)>) -> Result<(), ConfigError> {
         for (name, value) in vars {
+            let setting_file = name.strip_suffix("_FILE").filter(|n| {
+                let rest = n.strip_prefix(ENV_PREFIX).unwrap_or_default().to_ascii_lowercase();
+                rest == "mode" || ["kafka_", "redis_", "metrics_", "checkpoint_"].iter().any(|s| rest.starts_with(s))
+            });
+            let (name, value) = match setting_file {
+                Some(setting) => match std::fs::read_to_string(&value) {
+                    Ok(text) => (setting.to_owned(), text.strip_suffix('\n').map_or(text.as_str(), |t| t.strip_suffix('\r').unwrap_or(t)).to_owned()),
+                    Err(error) => return Err(ConfigError::SecretFile { var: name.clone(), path: value, error }),
+                },
+                None => (name, value),
+            };
             let Some(rest) = name.strip_prefix(ENV_PREFIX) else { continue };
             let rest = rest.to_ascii_lowercase();
             if rest == "mode" {
@@ -425,5 +493,38 @@ mod tests {
         assert!(err.to_string().contains("`mode`"), "{err}");
         let err = Job::from_toml_str(&format!("{BASE}[redis]\nurl = \"redis://x\"\nprefx = \"p\"\n")).expect_err("unknown key");
         assert!(err.to_string().contains("redis.prefx"), "{err}");
+    }
+
+    const KAFKA: &str = "[kafka]\nbrokers = \"b:1\"\nassignments_topic = \"a\"\noutcomes_topic = \"o\"\nweights_topic = \"w\"\ngroup_id = \"g\"\n";
+
+    #[test]
+    fn secrets_in_the_job_file_are_refused_with_the_variable_to_use() {
+        let err = Job::from_toml_str(&format!("{BASE}{KAFKA}[kafka.properties]\n\"sasl.password\" = \"hunter2\"\n")).expect_err("a password in the file");
+        let text = err.to_string();
+        assert!(text.contains("kafka.properties.sasl.password") && text.contains("BANDITFLOW_KAFKA_PROPERTIES_SASL_PASSWORD") && !text.contains("hunter2"), "{text}");
+        let err = Job::from_toml_str(&format!("{BASE}[redis]\nurl = \"redis://:hunter2@r:6379/0\"\n")).expect_err("a password in the URL");
+        let text = err.to_string();
+        assert!(text.contains("BANDITFLOW_REDIS_URL") && !text.contains("hunter2"), "{text}");
+        // Without a password both are fine.
+        Job::from_toml_str(&format!("{BASE}{KAFKA}[kafka.properties]\n\"sasl.username\" = \"u\"\n[redis]\nurl = \"rediss://r:6379/0\"\n")).expect("no secret");
+    }
+
+    #[test]
+    fn a_file_variable_sets_its_setting_from_the_file_and_debug_never_shows_secrets() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let secret = dir.path().join("secret");
+        std::fs::write(&secret, "hunter2\n").expect("write");
+        let url = dir.path().join("url");
+        std::fs::write(&url, "rediss://:hunter3@r:6380/1").expect("write");
+        let vars = env(&[("BANDITFLOW_KAFKA_PROPERTIES_SASL_PASSWORD_FILE", secret.to_str().expect("utf-8")), ("BANDITFLOW_REDIS_URL_FILE", url.to_str().expect("utf-8"))]);
+        let job = Job::from_toml_str_with_env(&format!("{BASE}{KAFKA}"), vars).expect("job");
+        let kafka = job.deployment.kafka.as_ref().expect("kafka");
+        assert_eq!(kafka.properties.get("sasl.password").map(String::as_str), Some("hunter2"), "the final newline left out");
+        assert_eq!(job.deployment.redis.as_ref().map(|r| r.url.as_str()), Some("rediss://:hunter3@r:6380/1"));
+        let shown = format!("{job:?}");
+        assert!(!shown.contains("hunter2") && !shown.contains("hunter3") && shown.contains("***"), "{shown}");
+        let missing = env(&[("BANDITFLOW_REDIS_URL_FILE", "/nonexistent/secret")]);
+        let err = Job::from_toml_str_with_env(BASE, missing).expect_err("no such file").to_string();
+        assert!(err.contains("BANDITFLOW_REDIS_URL_FILE") && err.contains("/nonexistent/secret"), "{err}");
     }
 }

@@ -1041,3 +1041,72 @@ fn refused_records_go_to_the_dead_letter_topic_unchanged_and_their_offsets_are_c
     assert!(status.success());
 }
 
+
+#[test]
+fn a_tls_redis_with_its_password_from_the_environment_gets_every_entitys_newest_record() {
+    let mut scenario = Scenario::new("production");
+    let tls = TlsRedis::start(scenario.dir.path(), "tls-pass-5309");
+    let (a, o) = past_traffic(scenario.dir.path(), 47);
+    scenario.produce(a, o);
+    let expected = scenario.expected();
+    // The certificate is its own authority; SSL_CERT_FILE makes the worker trust it.
+    let env = [("BANDITFLOW_REDIS_URL", tls.url()), ("SSL_CERT_FILE", tls.cert.display().to_string())];
+    let mut worker = Worker::start_with(Path::new(env!("CARGO_BIN_EXE_banditflow")), &scenario.job, &[], &env, &scenario.dir.path().join("worker.log"));
+    let newest = |entity: &str| tls.get(&format!("{PREFIX}:{entity}")).and_then(|v| serde_json::from_str::<Value>(&v).ok()).map(|v| deterministic(&v));
+    let done = wait_until(Duration::from_secs(90), || {
+        worker.assert_running();
+        expected.iter().all(|(e, r)| newest(e).as_ref() == r.last())
+    });
+    assert!(done, "the TLS redis did not get the newest records: {}", worker.log_text());
+    assert!(!worker.log_text().contains(&tls.password), "the password is in the log");
+    let (status, _) = worker.terminate();
+    assert!(status.success());
+}
+
+#[test]
+fn passwords_from_the_environment_appear_in_no_log_error_or_metrics_of_runs_that_cannot_connect() {
+    const REDIS_SECRET: &str = "SECRET-REDIS-7731";
+    const KAFKA_SECRET: &str = "SECRET-KAFKA-7731";
+    let mut scenario = Scenario::new("production");
+    let (a, o) = past_traffic(scenario.dir.path(), 53);
+    scenario.produce(a, o);
+    // Redis unreachable (nothing listens on the port): the worker runs, its Redis sink down.
+    let closed = free_port();
+    let env = [
+        ("BANDITFLOW_REDIS_URL", format!("redis://bandit:{REDIS_SECRET}@127.0.0.1:{closed}/0")),
+        ("BANDITFLOW_KAFKA_PROPERTIES_SASL_PASSWORD", KAFKA_SECRET.to_owned()),
+        ("RUST_BACKTRACE", "1".to_owned()),
+    ];
+    let binary = Path::new(env!("CARGO_BIN_EXE_banditflow"));
+    let mut worker = Worker::start_with(binary, &scenario.job, &[], &env, &scenario.dir.path().join("worker.log"));
+    let down = wait_until(Duration::from_secs(60), || {
+        worker.assert_running();
+        worker.log_text().contains("sink is down")
+    });
+    assert!(down, "the Redis sink never went down: {}", worker.log_text());
+    let mut pages = String::new();
+    for path in ["/metrics", "/healthz", "/readyz"] {
+        let got = wait_until(Duration::from_secs(30), || http_get(worker.metrics_port, path).is_some());
+        assert!(got, "{path} did not answer");
+        pages.push_str(&http_get(worker.metrics_port, path).map(|(_, body)| body).unwrap_or_default());
+    }
+    assert!(pages.contains("banditflow_"), "the metrics page has the worker's series");
+    let log_file = worker.log.clone();
+    let (status, _) = worker.terminate();
+    assert!(status.success());
+    let log = std::fs::read_to_string(&log_file).expect("log");
+    assert!(log.contains("bandit:***@127.0.0.1"), "the URL is shown, its password hidden: {log}");
+    // Kafka unreachable: the worker cannot start, and says why.
+    let job = scenario.dir.path().join("unreachable.toml");
+    let text = std::fs::read_to_string(&scenario.job).expect("job");
+    std::fs::write(&job, text.replace(&scenario.broker.brokers(), &format!("127.0.0.1:{}", free_port()))).expect("job");
+    let failed = std::process::Command::new(binary).arg("run").arg("--dataflow").arg(&job).envs(env.iter().map(|(k, v)| (*k, v.as_str()))).output().expect("run");
+    assert!(!failed.status.success(), "a worker without brokers fails");
+    let said = format!("{}{}", String::from_utf8_lossy(&failed.stdout), String::from_utf8_lossy(&failed.stderr));
+    assert!(said.contains("error:") && said.contains("brokers"), "{said}");
+    for secret in [REDIS_SECRET, KAFKA_SECRET] {
+        assert!(!log.contains(secret), "{secret} in the worker's log");
+        assert!(!pages.contains(secret), "{secret} on its HTTP pages");
+        assert!(!said.contains(secret), "{secret} in what the failed run printed");
+    }
+}

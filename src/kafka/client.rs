@@ -485,4 +485,21 @@ mod tests {
         }
         assert_eq!(owned_by(&all, 1, 2), vec![(0, 1), (0, 3), (1, 1)]);
     }
+
+    #[test]
+    fn librdkafka_is_built_with_tls_and_sasl_without_gssapi() {
+        // librdkafka refuses at creation a protocol or mechanism it was built without.
+        for (protocol, mechanism) in [("SSL", None), ("SASL_SSL", Some("SCRAM-SHA-512")), ("SASL_SSL", Some("PLAIN")), ("SASL_PLAINTEXT", Some("SCRAM-SHA-256"))] {
+            let mut config = ClientConfig::new();
+            config.set("bootstrap.servers", "127.0.0.1:1").set("security.protocol", protocol);
+            if let Some(mechanism) = mechanism {
+                config.set("sasl.mechanisms", mechanism).set("sasl.username", "u").set("sasl.password", "p");
+            }
+            let created: Result<rdkafka::producer::BaseProducer, _> = config.create();
+            assert!(created.is_ok(), "{protocol} {mechanism:?}: {:?}", created.err());
+        }
+        let mut gssapi = ClientConfig::new();
+        gssapi.set("bootstrap.servers", "127.0.0.1:1").set("security.protocol", "SASL_PLAINTEXT").set("sasl.mechanisms", "GSSAPI");
+        assert!(gssapi.create::<rdkafka::producer::BaseProducer>().is_err(), "GSSAPI is not built in");
+    }
 }

@@ -226,6 +226,72 @@ impl Redis {
     }
 }
 
+/// A redis-server that speaks only TLS (a self-signed certificate made here with `openssl`)
+/// and wants a password.
+pub struct TlsRedis {
+    child: Child,
+    pub port: u16,
+    /// The certificate, which is its own authority: point `SSL_CERT_FILE` at it to trust it.
+    pub cert: PathBuf,
+    pub password: String,
+}
+
+impl TlsRedis {
+    pub fn start(dir: &Path, password: &str) -> TlsRedis {
+        let (cert, key) = (dir.join("redis-cert.pem"), dir.join("redis-key.pem"));
+        let made = Command::new("openssl")
+            .args(["req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2", "-subj", "/CN=localhost", "-addext", "subjectAltName=IP:127.0.0.1,DNS:localhost", "-keyout"])
+            .arg(&key)
+            .arg("-out")
+            .arg(&cert)
+            .output()
+            .expect("openssl");
+        assert!(made.status.success(), "openssl: {}", String::from_utf8_lossy(&made.stderr));
+        let port = free_port();
+        let child = Command::new(binary("redis-server"))
+            .args(["--port", "0", "--tls-port", &port.to_string(), "--bind", "127.0.0.1", "--save", "", "--tls-auth-clients", "no", "--requirepass", password])
+            .arg("--tls-cert-file")
+            .arg(&cert)
+            .arg("--tls-key-file")
+            .arg(&key)
+            .arg("--tls-ca-cert-file")
+            .arg(&cert)
+            .arg("--dir")
+            .arg(dir)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("start redis-server with TLS");
+        wait_for_port(port, "redis-server (TLS)");
+        TlsRedis { child, port, cert, password: password.to_owned() }
+    }
+
+    /// The URL a client uses, password included.
+    pub fn url(&self) -> String {
+        format!("rediss://:{}@127.0.0.1:{}/0", self.password, self.port)
+    }
+
+    /// The value of `key`, read with `redis-cli` over TLS.
+    pub fn get(&self, key: &str) -> Option<String> {
+        let out = Command::new(binary("redis-cli"))
+            .args(["--tls", "--no-auth-warning", "-h", "127.0.0.1", "-p", &self.port.to_string(), "-a", &self.password, "--raw", "--cacert"])
+            .arg(&self.cert)
+            // Options before the command: what follows it are the command's arguments.
+            .args(["GET", key])
+            .output()
+            .expect("redis-cli");
+        let text = String::from_utf8_lossy(&out.stdout).trim().to_owned();
+        (out.status.success() && !text.is_empty()).then_some(text)
+    }
+}
+
+impl Drop for TlsRedis {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
 impl Drop for Redis {
     fn drop(&mut self) {
         self.stop();

@@ -298,6 +298,25 @@ pub enum ConfigError {
         /// The string as written.
         value: String,
     },
+    /// A secret (a password, a key) written in the job file, where anyone who can read the
+    /// file, or its history, can read it.
+    #[error("`{key}` is a secret and may not be written in the job file: give it in the environment ({var}) or in a file whose path {var}_FILE names")]
+    SecretInFile {
+        /// The key, prefixed by its table.
+        key: String,
+        /// The environment variable that sets it.
+        var: String,
+    },
+    /// A `…_FILE` variable names a file that cannot be read.
+    #[error("cannot read the file that {var} names ({path}): {error}")]
+    SecretFile {
+        /// The variable.
+        var: String,
+        /// The path it gives.
+        path: String,
+        /// What the operating system said.
+        error: std::io::Error,
+    },
     /// A limit of zero, which would refuse every record.
     #[error("invalid value for `{key}`: must be greater than zero")]
     ZeroLimit {
