@@ -142,14 +142,41 @@ pub enum CheckpointError {
 /// The checkpoint as bytes.
 pub fn encode(checkpoint: &Checkpoint) -> Vec<u8> {
     // Vectors, integers and strings: encoding into memory cannot fail.
-    let payload = bincode::encode_to_vec(checkpoint, bincode::config::standard()).unwrap_or_default();
+    frame(&bincode::encode_to_vec(checkpoint, bincode::config::standard()).unwrap_or_default())
+}
+
+/// `payload` in a checkpoint file's frame: magic, format version, length, payload, checksum.
+pub fn frame(payload: &[u8]) -> Vec<u8> {
     let mut bytes = Vec::with_capacity(HEADER_BYTES + payload.len() + 4);
     bytes.extend_from_slice(MAGIC);
     bytes.extend_from_slice(&FORMAT_VERSION.to_le_bytes());
     bytes.extend_from_slice(&(payload.len() as u64).to_le_bytes());
-    bytes.extend_from_slice(&payload);
-    bytes.extend_from_slice(&crc32fast::hash(&payload).to_le_bytes());
+    bytes.extend_from_slice(payload);
+    bytes.extend_from_slice(&crc32fast::hash(payload).to_le_bytes());
     bytes
+}
+
+/// How many times its encoded size a checkpoint may claim in memory while it decodes. What
+/// bincode claims is about the decoded size (a `u64` claims 8 bytes, written as 1 to 10); no
+/// field of a checkpoint takes more than 16 times its encoding, so 64 refuses nothing real
+/// and stops a damaged length prefix from claiming gigabytes.
+const CLAIM_PER_BYTE: usize = 64;
+
+/// Decodes a payload under a memory claim of [`CLAIM_PER_BYTE`] times its length, rounded up
+/// to a power of 16 (bincode's limit is a constant: one decoder per step).
+fn decode_payload(payload: &[u8]) -> Result<(Checkpoint, usize), bincode::error::DecodeError> {
+    use bincode::config::standard;
+    let claim = payload.len().saturating_mul(CLAIM_PER_BYTE);
+    macro_rules! within {
+        ($($bits:literal),*) => {
+            $(if claim <= 1usize << $bits {
+                return bincode::decode_from_slice(payload, standard().with_limit::<{ 1usize << $bits }>());
+            })*
+        };
+    }
+    within!(20, 24, 28, 32, 36, 40, 44);
+    // Beyond 16 TiB: nothing this machine could hold anyway.
+    Err(bincode::error::DecodeError::LimitExceeded)
 }
 
 /// The checkpoint in `bytes`, or why they are not one.
@@ -179,7 +206,7 @@ pub fn decode(bytes: &[u8]) -> Result<Checkpoint, CheckpointError> {
     if stored != computed {
         return Err(CheckpointError::Checksum { stored, computed });
     }
-    let (checkpoint, used) = bincode::decode_from_slice(payload, bincode::config::standard()).map_err(|e| CheckpointError::Decode(e.to_string()))?;
+    let (checkpoint, used) = decode_payload(payload).map_err(|e| CheckpointError::Decode(e.to_string()))?;
     if used != payload.len() {
         return Err(CheckpointError::Decode(format!("{} bytes left over", payload.len() - used)));
     }
@@ -248,5 +275,20 @@ mod tests {
         other[6] = 9;
         assert_eq!(decode(&other), Err(CheckpointError::Version(9)));
         assert_eq!(decode(b"{\"not\":\"a checkpoint at all\"}"), Err(CheckpointError::BadMagic));
+    }
+
+    #[test]
+    fn a_length_prefix_claiming_more_than_the_payload_could_hold_is_refused_not_allocated() {
+        // Found by `scripts/fuzz.sh checkpoint` (out of memory): 13 bytes whose length prefix
+        // claims a container of billions of entries, framed with a right checksum. The decoder
+        // asked for the memory before reading a single entry.
+        let payload = [0xcd, 0xcd, 0xcd, 0xd8, 0xcd, 0xcd, 0xcd, 0xcd, 0xfc, 0xbe, 0x70, 0x70, 0x70];
+        match decode(&frame(&payload)) {
+            Err(CheckpointError::Decode(message)) => assert!(message.to_lowercase().contains("limit"), "{message}"),
+            other => panic!("expected a decode error, got {other:?}"),
+        }
+        // A real checkpoint still decodes, whatever its size step.
+        let real = checkpoint();
+        assert_eq!(decode(&encode(&real)).expect("decodes"), real);
     }
 }
