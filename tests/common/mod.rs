@@ -363,16 +363,15 @@ pub struct Published {
     pub record: Value,
 }
 
-/// Every message of `topic`, per partition in offset order, partitions in order.
-pub fn read_topic(brokers: &str, topic: &str) -> Vec<Published> {
-    let consumer: BaseConsumer = ClientConfig::new()
-        .set("bootstrap.servers", brokers)
-        .set("group.id", "banditflow-tests")
-        .set("enable.auto.commit", "false")
-        .set("enable.partition.eof", "true")
-        .set("fetch.wait.max.ms", "10")
-        .create()
-        .expect("consumer");
+/// A consumer (no commits, short fetch waits, `settings` besides) assigned every partition of
+/// `topic` from its beginning, and those partitions.
+fn from_the_beginning(brokers: &str, topic: &str, settings: &[(&str, &str)]) -> (BaseConsumer, Vec<i32>) {
+    let mut config = ClientConfig::new();
+    config.set("bootstrap.servers", brokers).set("enable.auto.commit", "false").set("fetch.wait.max.ms", "10");
+    for (key, value) in settings {
+        config.set(*key, *value);
+    }
+    let consumer: BaseConsumer = config.create().expect("consumer");
     let metadata = consumer.fetch_metadata(Some(topic), Duration::from_secs(10)).expect("metadata");
     let partitions: Vec<i32> = metadata.topics().iter().flat_map(|t| t.partitions().iter().map(|p| p.id())).collect();
     drop(metadata);
@@ -381,7 +380,14 @@ pub fn read_topic(brokers: &str, topic: &str) -> Vec<Published> {
         tpl.add_partition_offset(topic, p, Offset::Beginning).expect("tpl");
     }
     consumer.assign(&tpl).expect("assign");
+    // No partition list may outlive this: a live one makes the client's drop hang.
     drop(tpl);
+    (consumer, partitions)
+}
+
+/// Every message of `topic`, per partition in offset order, partitions in order.
+pub fn read_topic(brokers: &str, topic: &str) -> Vec<Published> {
+    let (consumer, partitions) = from_the_beginning(brokers, topic, &[("group.id", "banditflow-tests"), ("enable.partition.eof", "true")]);
     let mut by_partition: BTreeMap<i32, Vec<Published>> = BTreeMap::new();
     let mut at_end = std::collections::BTreeSet::new();
     let deadline = Instant::now() + Duration::from_secs(60);
@@ -443,23 +449,7 @@ pub struct RawMessage {
 /// Every message of `topic` as it is, per partition in offset order (waits up to `timeout`
 /// for at least `at_least` of them).
 pub fn read_raw(brokers: &str, topic: &str, at_least: usize, timeout: Duration) -> Vec<RawMessage> {
-    let consumer: BaseConsumer = ClientConfig::new()
-        .set("bootstrap.servers", brokers)
-        .set("group.id", "banditflow-tests-raw")
-        .set("enable.auto.commit", "false")
-        .set("fetch.message.max.bytes", "20000000")
-        .set("fetch.wait.max.ms", "10")
-        .create()
-        .expect("consumer");
-    let metadata = consumer.fetch_metadata(Some(topic), Duration::from_secs(10)).expect("metadata");
-    let partitions: Vec<i32> = metadata.topics().iter().flat_map(|t| t.partitions().iter().map(|p| p.id())).collect();
-    drop(metadata);
-    let mut tpl = TopicPartitionList::new();
-    for &p in &partitions {
-        tpl.add_partition_offset(topic, p, Offset::Beginning).expect("tpl");
-    }
-    consumer.assign(&tpl).expect("assign");
-    drop(tpl);
+    let (consumer, _) = from_the_beginning(brokers, topic, &[("group.id", "banditflow-tests-raw"), ("fetch.message.max.bytes", "20000000")]);
     let mut out = Vec::new();
     let deadline = Instant::now() + timeout;
     let mut last_message = Instant::now();
