@@ -23,8 +23,18 @@ pub fn now_ms() -> i64 {
     SystemTime::now().duration_since(UNIX_EPOCH).expect("clock").as_millis() as i64
 }
 
+/// A loopback port nothing listens on, and one this test process has not handed out before:
+/// the tests of a file run in parallel, and two of them given the same port would start
+/// their servers on it (the second one failing while the first one's answers hide it).
 pub fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0").expect("bind").local_addr().expect("addr").port()
+    static GIVEN: std::sync::Mutex<std::collections::BTreeSet<u16>> = std::sync::Mutex::new(std::collections::BTreeSet::new());
+    let mut given = GIVEN.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+    loop {
+        let port = TcpListener::bind("127.0.0.1:0").expect("bind").local_addr().expect("addr").port();
+        if given.insert(port) {
+            return port;
+        }
+    }
 }
 
 fn wait_for_port(port: u16, what: &str) {
