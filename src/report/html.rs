@@ -105,8 +105,8 @@ fn entity_section(out: &mut String, entity: &str, history: &EntityHistory) {
         let _ = write!(out, "<h3>Assignments served so far</h3><p class=\"note\" data-missing=\"served\">Not drawn: pass the assignment log the dataflow read (<code>--assignments FILE</code>) for the cumulative assignments per arm.</p>");
     } else {
         let served = cumulative(history);
-        let high = served.iter().flat_map(|(_, points)| points.iter().map(|p| p.1)).fold(0.0, f64::max);
-        out.push_str(&draw("served", "Assignments served so far (cumulative, from the assignment log)", served, false, (0.0, if high > 0.0 { high * 1.05 } else { 1.0 }), &[]));
+        let high = top_of(served.iter().flat_map(|(_, points)| points.iter().map(|p| p.1)));
+        out.push_str(&draw("served", "Assignments served so far (cumulative, from the assignment log)", served, false, (0.0, high), &[]));
     }
     out.push_str(&draw("trials", "Resolved trials in the window", per_arm(&history.records, |a| (a.trials as f64, 0.0, 0.0)), false, (0.0, top(&history.records, |a| a.trials as f64)), &[]));
     let rate = |a: &banditflow_core::record::ArmWeight| if a.trials > 0 { a.successes as f64 / a.trials as f64 } else { 0.0 };
@@ -125,14 +125,20 @@ fn cumulative(history: &EntityHistory) -> Vec<(String, Vec<(i64, f64, f64, f64)>
             order.push(arm);
         }
     }
-    order.extend(history.served.keys().filter(|arm| !history.records.iter().any(|r| r.arms.iter().any(|a| &a.arm_id == *arm))));
+    let unlisted: Vec<&String> = history.served.keys().filter(|arm| !order.contains(arm)).collect();
+    order.extend(unlisted);
     let series = |times: &[i64]| history.records.iter().map(|r| (r.as_of, super::served::before(times, r.as_of) as f64, 0.0, 0.0)).collect();
     order.into_iter().map(|arm| (arm.clone(), series(&history.served[arm]))).collect()
 }
 
 /// The largest value of `of` over every arm of every record, or 1, for a chart's top.
 fn top(records: &[WeightRecord], of: impl Fn(&banditflow_core::record::ArmWeight) -> f64) -> f64 {
-    let top = records.iter().flat_map(|r| r.arms.iter().map(&of)).filter(|v| v.is_finite()).fold(0.0, f64::max);
+    top_of(records.iter().flat_map(|r| r.arms.iter().map(&of)))
+}
+
+/// The largest finite one of `values` plus 5%, or 1 if none is above 0, for a chart's top.
+fn top_of(values: impl Iterator<Item = f64>) -> f64 {
+    let top = values.filter(|v| v.is_finite()).fold(0.0, f64::max);
     if top > 0.0 {
         top * 1.05
     } else {

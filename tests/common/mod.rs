@@ -321,14 +321,18 @@ pub fn produce(brokers: &str, topic: &str, lines: &[String], key_field: &str) {
         let value: Value = serde_json::from_str(line).expect("json line");
         let key = value[key_field].as_str().unwrap_or("").to_owned();
         let ts = value["ts"].as_i64().unwrap_or(0);
-        send_line(&producer, topic, &key, line, ts);
+        send(&producer, topic, &key, line.as_bytes(), Some(ts));
     }
     producer.flush(Duration::from_secs(60)).expect("flush");
 }
 
-/// Sends one line, waiting while the producer's queue is full.
-fn send_line(producer: &BaseProducer, topic: &str, key: &str, line: &str, ts: i64) {
-    let mut record = BaseRecord::to(topic).key(key).payload(line).timestamp(ts);
+/// Sends one message (with `ts` as its timestamp, if given), waiting while the producer's
+/// queue is full.
+fn send(producer: &BaseProducer, topic: &str, key: &str, payload: &[u8], ts: Option<i64>) {
+    let mut record = BaseRecord::to(topic).key(key).payload(payload);
+    if let Some(ts) = ts {
+        record = record.timestamp(ts);
+    }
     loop {
         match producer.send(record) {
             Ok(()) => break,
@@ -357,7 +361,7 @@ pub fn stream(brokers: &str, mut lines: Vec<(&'static str, String)>) -> std::thr
                 producer.poll(Duration::from_millis(5));
             }
             let key = serde_json::from_str::<Value>(line).ok().and_then(|v| v["assignment_id"].as_str().map(str::to_owned)).unwrap_or_default();
-            send_line(&producer, topic, &key, line, due);
+            send(&producer, topic, &key, line.as_bytes(), Some(due));
         }
         producer.flush(Duration::from_secs(60)).expect("flush");
     })
@@ -430,18 +434,7 @@ pub fn read_topic(brokers: &str, topic: &str) -> Vec<Published> {
 pub fn produce_raw(brokers: &str, topic: &str, messages: &[(String, Vec<u8>)]) {
     let producer: BaseProducer = ClientConfig::new().set("bootstrap.servers", brokers).set("linger.ms", "5").set("message.max.bytes", "20000000").create().expect("producer");
     for (key, value) in messages {
-        let mut record = BaseRecord::to(topic).key(key.as_str()).payload(value.as_slice());
-        loop {
-            match producer.send(record) {
-                Ok(()) => break,
-                Err((KafkaError::MessageProduction(rdkafka::types::RDKafkaErrorCode::QueueFull), back)) => {
-                    record = back;
-                    producer.poll(Duration::from_millis(10));
-                }
-                Err((e, _)) => panic!("produce: {e}"),
-            }
-        }
-        producer.poll(Duration::ZERO);
+        send(&producer, topic, key, value, None);
     }
     producer.flush(Duration::from_secs(60)).expect("flush");
 }

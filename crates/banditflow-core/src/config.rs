@@ -773,20 +773,23 @@ impl RawDecision {
 
 impl RawDataflow {
     fn into_dataflow(self) -> Result<Dataflow, ConfigError> {
-        let counting = [&self.window, &self.attribution, &self.allowed_lateness]
-            .into_iter()
-            .filter_map(|d| d.as_ref().and_then(|d| d.clone().millis("window").ok()))
-            .fold(0u64, u64::saturating_add);
+        // In the order errors are reported: the first missing or bad key is named.
+        let name = required(self.name, "name")?;
+        let tick_ms = required(self.tick, "tick")?.millis("tick")?;
+        let window_ms = required(self.window, "window")?.millis("window")?;
+        let attribution_ms = required(self.attribution, "attribution")?.millis("attribution")?;
+        let allowed_lateness_ms = required(self.allowed_lateness, "allowed_lateness")?.millis("allowed_lateness")?;
+        let idle_timeout_ms = optional_millis(self.idle_timeout, "idle_timeout")?.unwrap_or(DEFAULT_IDLE_TIMEOUT_MS);
+        // How far back a record can still count: the default age bound is at least that.
+        let counting_ms = window_ms.saturating_add(attribution_ms).saturating_add(allowed_lateness_ms);
         Ok(Dataflow {
-            name: required(self.name, "name")?,
-            tick_ms: required(self.tick, "tick")?.millis("tick")?,
-            window_ms: required(self.window, "window")?.millis("window")?,
-            attribution_ms: required(self.attribution, "attribution")?.millis("attribution")?,
-            allowed_lateness_ms: required(self.allowed_lateness, "allowed_lateness")?
-                .millis("allowed_lateness")?,
-            idle_timeout_ms: optional_millis(self.idle_timeout, "idle_timeout")?
-                .unwrap_or(DEFAULT_IDLE_TIMEOUT_MS),
-            limits: self.limits.into_limits(self.max_future_skew, counting)?,
+            name,
+            tick_ms,
+            window_ms,
+            attribution_ms,
+            allowed_lateness_ms,
+            idle_timeout_ms,
+            limits: self.limits.into_limits(self.max_future_skew, counting_ms)?,
             outcome_kinds: self.outcome_kinds,
             prior: self.prior.into_prior(),
             policy: self.policy.into_policy(),
@@ -843,7 +846,6 @@ fn optional_millis(
 }
 
 /// A duration as written in the file (`"30s"`), parsed once the key is known.
-#[derive(Clone)]
 struct DurationText(String);
 
 impl DurationText {
