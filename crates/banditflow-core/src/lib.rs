@@ -9,6 +9,7 @@
 //! [`record::WeightRecord`]. The dataflow crate (`banditflow`) wires these into timely
 //! operators; `docs/semantics.md` says what every number means.
 
+pub mod admission;
 pub mod attribution;
 pub mod checkpoint;
 pub mod config;

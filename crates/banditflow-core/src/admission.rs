@@ -1,0 +1,352 @@
+//! Admission: which entities and arms the dataflow keeps state for, under the caps
+//! `max_entities` and `max_arms_per_entity`, and when it forgets them.
+//!
+//! Not wired into the dataflow yet (issue 14's caps and forgetting are in progress): this is
+//! the state machine the admission operator is to run. Every worker is to keep the same
+//! replica, fed the same [`Sighting`]s (broadcast) and deciding each tick once it is
+//! complete, in an order that does not depend on arrival ([`Admission::decide`]); so every
+//! worker count and every arrival order gives the same decisions.
+//!
+//! A pair (entity, arm) is admitted when first sighted if its entity has room for another
+//! arm and, for a new entity, there is room for another entity; otherwise the record is
+//! refused with that cap's reason. A pair is forgotten once `span` ticks have passed since
+//! it was last sighted, unless it is declared (in the job file, or active on the arm
+//! registry): `span` covers the attribution interval, the window and the lateness, so by
+//! then the pair has nothing pending and nothing in the window. An entity with no pair left
+//! is forgotten too, and an arm id no admitted pair uses any more; their names can go.
+
+use std::collections::BTreeMap;
+
+use rustc_hash::FxHashMap;
+
+use crate::event::NameId;
+
+/// The caps of `[limits]` that admission keeps.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Caps {
+    /// Entities held at once.
+    pub max_entities: usize,
+    /// Arms held at once for one entity.
+    pub max_arms_per_entity: usize,
+}
+
+/// A pair seen at a tick: by an assignment, or by an arm registry record (`registers`: its
+/// `ts` and whether it says `active`; of several in one tick the latest `ts` holds, as on
+/// the registry itself).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct Sighting {
+    /// Entity id.
+    pub entity: NameId,
+    /// Arm id.
+    pub arm: NameId,
+    /// What an arm registry record said, `(ts, active)`; `None` for an assignment.
+    pub registers: Option<(i64, bool)>,
+}
+
+/// Why a sighted pair was refused: its reason in the dead-letter output.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum Refusal {
+    /// A new entity while `max_entities` are held.
+    #[error("max_entities")]
+    MaxEntities,
+    /// A new arm of an entity holding `max_arms_per_entity` arms.
+    #[error("max_arms_per_entity")]
+    MaxArmsPerEntity,
+}
+
+/// What one tick's decision changed.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Decided {
+    /// Pairs admitted at this tick, sorted.
+    pub admitted: Vec<(NameId, NameId)>,
+    /// Pairs refused at this tick, sorted, with why.
+    pub refused: Vec<((NameId, NameId), Refusal)>,
+    /// Pairs forgotten at the end of this tick, sorted.
+    pub forgotten_pairs: Vec<(NameId, NameId)>,
+    /// Entities forgotten at the end of this tick, sorted.
+    pub forgotten_entities: Vec<NameId>,
+    /// Arm ids no admitted pair uses any more, sorted.
+    pub forgotten_arms: Vec<NameId>,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct PairState {
+    /// The last tick it was sighted at.
+    last: u64,
+    /// Active on the arm registry (declared: never forgotten while so).
+    registered: bool,
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+struct EntityState {
+    arms: FxHashMap<NameId, PairState>,
+    /// Declared in the job file: never forgotten.
+    pinned: bool,
+}
+
+/// The admission replica; see the module documentation.
+#[derive(Clone, Debug)]
+pub struct Admission {
+    caps: Caps,
+    span: u64,
+    entities: FxHashMap<NameId, EntityState>,
+    /// How many admitted pairs use each arm id.
+    arm_uses: FxHashMap<NameId, u32>,
+    /// When to look again whether a pair can be forgotten: each admitted, unpinned pair is
+    /// here once, at or before its due tick (moved on lazily when it was sighted since).
+    due: BTreeMap<u64, Vec<(NameId, NameId)>>,
+    /// Every tick before this one is decided.
+    decided: u64,
+}
+
+impl Admission {
+    /// An empty replica under `caps`, forgetting pairs `span` ticks after their last
+    /// sighting, with the job file's `declared` entities and arms admitted for good.
+    pub fn new(caps: Caps, span: u64, declared: &[(NameId, Vec<NameId>)]) -> Self {
+        let mut admission = Admission { caps, span, entities: FxHashMap::default(), arm_uses: FxHashMap::default(), due: BTreeMap::new(), decided: 0 };
+        for (entity, arms) in declared {
+            let state = admission.entities.entry(*entity).or_default();
+            state.pinned = true;
+            for arm in arms {
+                if state.arms.insert(*arm, PairState { last: 0, registered: false }).is_none() {
+                    *admission.arm_uses.entry(*arm).or_default() += 1;
+                }
+            }
+        }
+        admission
+    }
+
+    /// Entities held.
+    pub fn entities(&self) -> usize {
+        self.entities.len()
+    }
+
+    /// The most arms any one entity holds.
+    pub fn most_arms(&self) -> usize {
+        self.entities.values().map(|e| e.arms.len()).max().unwrap_or(0)
+    }
+
+    /// Every tick before this one is decided.
+    pub fn decided(&self) -> u64 {
+        self.decided
+    }
+
+    /// Whether a record of the pair at `tick` is admitted whatever the ticks before it
+    /// decide: it is held and cannot be forgotten before `tick`. (A source may let such a
+    /// record through at once; any other waits for [`Admission::decide`] of its tick.)
+    pub fn admits(&self, entity: NameId, arm: NameId, tick: u64) -> bool {
+        let held = self.entities.get(&entity).and_then(|e| e.arms.get(&arm).map(|p| (e.pinned, *p)));
+        held.is_some_and(|(pinned, p)| pinned || p.registered || p.last.saturating_add(self.span) >= tick)
+    }
+
+    /// Whether the pair is held now.
+    pub fn holds(&self, entity: NameId, arm: NameId) -> bool {
+        self.entities.get(&entity).is_some_and(|e| e.arms.contains_key(&arm))
+    }
+
+    /// Decides tick `tick` (after every earlier one) from all its `sightings`, in any order
+    /// and with repeats: admits or refuses each pair, then forgets what is due.
+    pub fn decide(&mut self, tick: u64, sightings: &mut Vec<Sighting>) -> Decided {
+        debug_assert!(tick >= self.decided, "ticks are decided in order");
+        // Arrival order must not matter: sorted, a pair's arm registry records come after its
+        // assignments, in `ts` order (`retired` before `active` at the same `ts`).
+        sightings.sort_unstable();
+        sightings.dedup();
+        let mut decided = Decided::default();
+        for s in sightings.drain(..) {
+            let pair = (s.entity, s.arm);
+            if decided.refused.last().is_some_and(|(p, _)| *p == pair) {
+                continue;
+            }
+            let caps = self.caps;
+            let new_entity = !self.entities.contains_key(&s.entity);
+            if new_entity && self.entities.len() >= caps.max_entities {
+                decided.refused.push((pair, Refusal::MaxEntities));
+                continue;
+            }
+            let entity = self.entities.entry(s.entity).or_default();
+            let full = entity.arms.len() >= caps.max_arms_per_entity;
+            match entity.arms.get_mut(&s.arm) {
+                Some(p) => {
+                    p.last = p.last.max(tick);
+                    if let Some((_, active)) = s.registers {
+                        p.registered = active;
+                    }
+                }
+                None if full => {
+                    decided.refused.push((pair, Refusal::MaxArmsPerEntity));
+                    if entity.arms.is_empty() && !entity.pinned {
+                        self.entities.remove(&s.entity);
+                    }
+                }
+                None => {
+                    entity.arms.insert(s.arm, PairState { last: tick, registered: s.registers.is_some_and(|(_, active)| active) });
+                    *self.arm_uses.entry(s.arm).or_default() += 1;
+                    if !entity.pinned {
+                        self.due.entry(tick.saturating_add(self.span).saturating_add(1)).or_default().push(pair);
+                    }
+                    decided.admitted.push(pair);
+                }
+            }
+        }
+        self.forget_due(tick, &mut decided);
+        self.decided = tick + 1;
+        decided
+    }
+
+    /// Forgets the pairs not sighted for more than `span` ticks as of the end of `tick`.
+    fn forget_due(&mut self, tick: u64, decided: &mut Decided) {
+        while let Some(entry) = self.due.first_entry() {
+            if *entry.key() > tick {
+                break;
+            }
+            for (entity_id, arm) in entry.remove() {
+                let Some(entity) = self.entities.get_mut(&entity_id) else { continue };
+                let Some(p) = entity.arms.get(&arm).copied() else { continue };
+                let until = p.last.saturating_add(self.span);
+                if p.registered || until >= tick {
+                    // Sighted since, or declared on the registry: look again later.
+                    let again = if p.registered { tick.saturating_add(self.span).saturating_add(1) } else { until + 1 };
+                    self.due.entry(again).or_default().push((entity_id, arm));
+                    continue;
+                }
+                entity.arms.remove(&arm);
+                decided.forgotten_pairs.push((entity_id, arm));
+                if entity.arms.is_empty() && !entity.pinned {
+                    self.entities.remove(&entity_id);
+                    decided.forgotten_entities.push(entity_id);
+                }
+                if let Some(uses) = self.arm_uses.get_mut(&arm) {
+                    *uses -= 1;
+                    if *uses == 0 {
+                        self.arm_uses.remove(&arm);
+                        decided.forgotten_arms.push(arm);
+                    }
+                }
+            }
+        }
+        decided.forgotten_pairs.sort_unstable();
+        decided.forgotten_entities.sort_unstable();
+        decided.forgotten_arms.sort_unstable();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    proptest! {
+        /// However a tick's sightings are shuffled (as workers' sources would send them), the
+        /// replicas decide alike, and never hold more than the caps.
+        #[test]
+        fn any_arrival_order_decides_alike(ticks in proptest::collection::vec(proptest::collection::vec((0u64..12, 0u64..6, 0u8..3), 0..40), 1..12), seed in any::<u64>()) {
+            let mut one = Admission::new(caps(5, 3), 2, &[(0, vec![0])]);
+            let mut two = one.clone();
+            for (tick, seen) in ticks.iter().enumerate() {
+                let sightings: Vec<Sighting> = seen
+                    .iter()
+                    .map(|(e, a, r)| Sighting { entity: *e, arm: *a, registers: [None, Some((7, true)), Some((7, false))][*r as usize] })
+                    .collect();
+                let mut shuffled = sightings.clone();
+                shuffled.sort_by_key(|s| (s.entity ^ seed, s.arm.rotate_left(seed as u32 % 64), s.registers));
+                prop_assert_eq!(one.decide(tick as u64, &mut sightings.clone()), two.decide(tick as u64, &mut shuffled));
+                prop_assert!(one.entities() <= 5 && one.most_arms() <= 3);
+            }
+        }
+    }
+
+    fn seen(entity: NameId, arm: NameId) -> Sighting {
+        Sighting { entity, arm, registers: None }
+    }
+
+    fn caps(max_entities: usize, max_arms_per_entity: usize) -> Caps {
+        Caps { max_entities, max_arms_per_entity }
+    }
+
+    #[test]
+    fn caps_refuse_new_entities_and_arms_with_their_reasons() {
+        let mut a = Admission::new(caps(2, 2), 10, &[]);
+        let d = a.decide(0, &mut vec![seen(1, 10), seen(1, 11), seen(1, 12), seen(2, 10), seen(3, 10)]);
+        assert_eq!(d.admitted, vec![(1, 10), (1, 11), (2, 10)]);
+        assert_eq!(d.refused, vec![((1, 12), Refusal::MaxArmsPerEntity), ((3, 10), Refusal::MaxEntities)]);
+        assert_eq!((a.entities(), a.most_arms()), (2, 2));
+        assert!(a.admits(1, 10, 5) && !a.admits(1, 12, 5) && !a.admits(3, 10, 5));
+    }
+
+    #[test]
+    fn decisions_do_not_depend_on_arrival_order_or_repeats() {
+        let sightings: Vec<Sighting> = (0..50u64).map(|i| seen(i % 7, 100 + i % 5)).collect();
+        let mut reversed: Vec<Sighting> = sightings.iter().rev().copied().collect();
+        reversed.extend(sightings.iter().copied());
+        let mut one = Admission::new(caps(4, 3), 10, &[]);
+        let mut two = Admission::new(caps(4, 3), 10, &[]);
+        let decided = one.decide(3, &mut sightings.clone());
+        assert_eq!(decided, two.decide(3, &mut reversed));
+        // The caps bind here, so the order really could have mattered.
+        assert_eq!((decided.admitted.len(), decided.refused.len()), (12, 23));
+    }
+
+    #[test]
+    fn a_pair_is_forgotten_span_ticks_after_it_was_last_seen_and_its_room_is_free_again() {
+        let mut a = Admission::new(caps(1, 8), 3, &[]);
+        assert_eq!(a.decide(0, &mut vec![seen(1, 10)]).admitted, vec![(1, 10)]);
+        // Seen again at tick 2: held until 2 + 3, forgotten at the end of tick 6.
+        a.decide(2, &mut vec![seen(1, 10)]);
+        for tick in 3..=5 {
+            let d = a.decide(tick, &mut vec![seen(2, 10)]);
+            assert_eq!(d.refused, vec![((2, 10), Refusal::MaxEntities)], "tick {tick}");
+            assert!(d.forgotten_entities.is_empty());
+        }
+        assert!(a.admits(1, 10, 5) && !a.admits(1, 10, 6));
+        let d = a.decide(6, &mut Vec::new());
+        assert_eq!((d.forgotten_pairs, d.forgotten_entities, d.forgotten_arms), (vec![(1, 10)], vec![1], vec![10]));
+        assert_eq!(a.entities(), 0);
+        assert_eq!(a.decide(7, &mut vec![seen(2, 10)]).admitted, vec![(2, 10)]);
+    }
+
+    #[test]
+    fn declared_pairs_are_never_forgotten_and_arm_ids_go_with_their_last_pair() {
+        let mut a = Admission::new(caps(3, 8), 1, &[(1, vec![10])]);
+        let registered = Sighting { entity: 2, arm: 10, registers: Some((0, true)) };
+        a.decide(0, &mut vec![registered, seen(3, 10), seen(3, 11)]);
+        let mut forgotten = Decided::default();
+        for tick in 1..20 {
+            let d = a.decide(tick, &mut Vec::new());
+            forgotten.forgotten_pairs.extend(d.forgotten_pairs);
+            forgotten.forgotten_arms.extend(d.forgotten_arms);
+        }
+        // Entity 3 goes; arm 10 stays (entities 1 and 2 still use it), arm 11 goes.
+        assert_eq!((forgotten.forgotten_pairs, forgotten.forgotten_arms), (vec![(3, 10), (3, 11)], vec![11]));
+        assert!(a.holds(1, 10) && a.holds(2, 10));
+        // Retired on the registry, the pair is forgotten `span` ticks later.
+        a.decide(20, &mut vec![Sighting { entity: 2, arm: 10, registers: Some((20, false)) }]);
+        let d = a.decide(22, &mut Vec::new());
+        assert_eq!((d.forgotten_entities, d.forgotten_arms), (vec![2], vec![]));
+        assert!(a.holds(1, 10));
+    }
+
+    #[test]
+    fn of_two_registry_records_in_one_tick_the_later_ts_holds_whatever_they_say() {
+        let mut a = Admission::new(caps(4, 4), 1, &[]);
+        let active = |ts| Sighting { entity: 1, arm: 10, registers: Some((ts, true)) };
+        let retired = |ts| Sighting { entity: 1, arm: 10, registers: Some((ts, false)) };
+        a.decide(0, &mut vec![retired(9), active(5)]);
+        assert!(a.decide(5, &mut Vec::new()).forgotten_pairs == vec![(1, 10)], "retired last: forgotten");
+        a.decide(6, &mut vec![retired(5), active(9)]);
+        assert!(a.decide(12, &mut Vec::new()).forgotten_pairs.is_empty(), "active last: kept");
+    }
+
+    #[test]
+    fn a_flood_of_new_entities_holds_no_more_than_the_cap() {
+        let mut a = Admission::new(caps(100, 4), 5, &[]);
+        for tick in 0..100u64 {
+            let mut flood: Vec<Sighting> = (0..1000).map(|i| seen(tick * 1000 + i, 1)).collect();
+            let d = a.decide(tick, &mut flood);
+            assert_eq!(d.admitted.len() + d.refused.len(), 1000);
+            assert!(a.entities() <= 100);
+            // What is held is what the due queue knows about: nothing grows beside it.
+            assert!(a.due.values().map(Vec::len).sum::<usize>() <= 100);
+        }
+    }
+}
