@@ -761,7 +761,8 @@ fn a_record_the_weights_topic_refuses_for_good_goes_to_the_dead_letter_topic_wit
     for (letter, record) in letters.iter().zip(&big) {
         let sent: Value = serde_json::from_slice(&letter.payload).expect("the record as JSON");
         // Its version and entity, in order. (Not its every field: under load one intermediate
-        // record of `big` once counted an assignment fewer than replay's; see the closing note.)
+        // record of `big` once counted an assignment fewer than replay's: noticed, not
+        // root-caused.)
         assert_eq!((&sent["entity_id"], &sent["version"]), (&record["entity_id"], &record["version"]), "the refused record, in order");
         assert_eq!(letter.headers.get("version"), Some(&sent["version"].to_string()), "the header is the payload's version");
         assert_eq!(letter.key.as_deref(), Some(b"big".as_slice()));

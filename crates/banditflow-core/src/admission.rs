@@ -75,13 +75,13 @@ struct PairState {
     last: u64,
     /// Active on the arm registry (declared: never forgotten while so).
     registered: bool,
+    /// Declared in the job file's `[[arms]]`: never forgotten.
+    declared: bool,
 }
 
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 struct EntityState {
     arms: FxHashMap<NameId, PairState>,
-    /// Declared in the job file: never forgotten.
-    pinned: bool,
 }
 
 /// The admission replica; see the module documentation.
@@ -92,7 +92,7 @@ pub struct Admission {
     entities: FxHashMap<NameId, EntityState>,
     /// How many admitted pairs use each arm id.
     arm_uses: FxHashMap<NameId, u32>,
-    /// When to look again whether a pair can be forgotten: each admitted, unpinned pair is
+    /// When to look again whether a pair can be forgotten: each admitted pair not declared in the job file is
     /// here once, at or before its due tick (moved on lazily when it was sighted since).
     due: BTreeMap<u64, Vec<(NameId, NameId)>>,
     /// Every tick before this one is decided.
@@ -106,9 +106,8 @@ impl Admission {
         let mut admission = Admission { caps, span, entities: FxHashMap::default(), arm_uses: FxHashMap::default(), due: BTreeMap::new(), decided: 0 };
         for (entity, arms) in declared {
             let state = admission.entities.entry(*entity).or_default();
-            state.pinned = true;
             for arm in arms {
-                if state.arms.insert(*arm, PairState { last: 0, registered: false }).is_none() {
+                if state.arms.insert(*arm, PairState { last: 0, registered: false, declared: true }).is_none() {
                     *admission.arm_uses.entry(*arm).or_default() += 1;
                 }
             }
@@ -135,8 +134,8 @@ impl Admission {
     /// decide: it is held and cannot be forgotten before `tick`. (A source may let such a
     /// record through at once; any other waits for [`Admission::decide`] of its tick.)
     pub fn admits(&self, entity: NameId, arm: NameId, tick: u64) -> bool {
-        let held = self.entities.get(&entity).and_then(|e| e.arms.get(&arm).map(|p| (e.pinned, *p)));
-        held.is_some_and(|(pinned, p)| pinned || p.registered || p.last.saturating_add(self.span) >= tick)
+        let held = self.entities.get(&entity).and_then(|e| e.arms.get(&arm));
+        held.is_some_and(|p| p.declared || p.registered || p.last.saturating_add(self.span) >= tick)
     }
 
     /// Whether the pair is held now.
@@ -153,40 +152,30 @@ impl Admission {
         sightings.sort_unstable();
         sightings.dedup();
         let mut decided = Decided::default();
+        let caps = self.caps;
         for s in sightings.drain(..) {
             let pair = (s.entity, s.arm);
             if decided.refused.last().is_some_and(|(p, _)| *p == pair) {
                 continue;
             }
-            let caps = self.caps;
-            let new_entity = !self.entities.contains_key(&s.entity);
-            if new_entity && self.entities.len() >= caps.max_entities {
+            let arms = self.entities.get(&s.entity).map(|e| e.arms.len());
+            if arms.is_none() && self.entities.len() >= caps.max_entities {
                 decided.refused.push((pair, Refusal::MaxEntities));
                 continue;
             }
             let entity = self.entities.entry(s.entity).or_default();
-            let full = entity.arms.len() >= caps.max_arms_per_entity;
-            match entity.arms.get_mut(&s.arm) {
-                Some(p) => {
-                    p.last = p.last.max(tick);
-                    if let Some((_, active)) = s.registers {
-                        p.registered = active;
-                    }
+            if let Some(p) = entity.arms.get_mut(&s.arm) {
+                p.last = p.last.max(tick);
+                if let Some((_, active)) = s.registers {
+                    p.registered = active;
                 }
-                None if full => {
-                    decided.refused.push((pair, Refusal::MaxArmsPerEntity));
-                    if entity.arms.is_empty() && !entity.pinned {
-                        self.entities.remove(&s.entity);
-                    }
-                }
-                None => {
-                    entity.arms.insert(s.arm, PairState { last: tick, registered: s.registers.is_some_and(|(_, active)| active) });
-                    *self.arm_uses.entry(s.arm).or_default() += 1;
-                    if !entity.pinned {
-                        self.due.entry(tick.saturating_add(self.span).saturating_add(1)).or_default().push(pair);
-                    }
-                    decided.admitted.push(pair);
-                }
+            } else if arms.unwrap_or(0) >= caps.max_arms_per_entity {
+                decided.refused.push((pair, Refusal::MaxArmsPerEntity));
+            } else {
+                entity.arms.insert(s.arm, PairState { last: tick, registered: s.registers.is_some_and(|(_, active)| active), declared: false });
+                *self.arm_uses.entry(s.arm).or_default() += 1;
+                self.due.entry(tick.saturating_add(self.span).saturating_add(1)).or_default().push(pair);
+                decided.admitted.push(pair);
             }
         }
         self.forget_due(tick, &mut decided);
@@ -212,7 +201,7 @@ impl Admission {
                 }
                 entity.arms.remove(&arm);
                 decided.forgotten_pairs.push((entity_id, arm));
-                if entity.arms.is_empty() && !entity.pinned {
+                if entity.arms.is_empty() {
                     self.entities.remove(&entity_id);
                     decided.forgotten_entities.push(entity_id);
                 }
@@ -335,6 +324,15 @@ mod tests {
         assert!(a.decide(5, &mut Vec::new()).forgotten_pairs == vec![(1, 10)], "retired last: forgotten");
         a.decide(6, &mut vec![retired(5), active(9)]);
         assert!(a.decide(12, &mut Vec::new()).forgotten_pairs.is_empty(), "active last: kept");
+    }
+
+    #[test]
+    fn an_undeclared_arm_of_a_declared_entity_is_forgotten_like_any_other() {
+        let mut a = Admission::new(caps(4, 4), 1, &[(1, vec![10])]);
+        a.decide(0, &mut vec![seen(1, 11)]);
+        let d = a.decide(3, &mut Vec::new());
+        assert_eq!((d.forgotten_pairs, d.forgotten_entities, d.forgotten_arms), (vec![(1, 11)], vec![], vec![11]));
+        assert!(a.holds(1, 10));
     }
 
     #[test]
