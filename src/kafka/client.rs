@@ -122,6 +122,20 @@ pub fn brokers_seem_up(now_ms: i64) -> bool {
     at == 0 || now_ms - at <= 3_000
 }
 
+/// The latest wall-clock time the brokers are known to have been up at: `now_ms` when no
+/// statistics were ever received, their last report while they seem up, `None` once they do
+/// not. An idle partition's watermark follows the wall clock no further than this: in the
+/// seconds between an outage and its first missed report, "nothing new" may already mean
+/// "nothing read".
+pub fn brokers_up_until(now_ms: i64) -> Option<i64> {
+    let at = BROKERS_UP_AT.load(std::sync::atomic::Ordering::Relaxed);
+    if at == 0 {
+        Some(now_ms)
+    } else {
+        brokers_seem_up(now_ms).then_some(at.min(now_ms))
+    }
+}
+
 /// 1 once partitions were added to an input topic while the worker ran (it then stops).
 pub static PARTITIONS_ADDED: std::sync::atomic::AtomicI64 = std::sync::atomic::AtomicI64::new(0);
 

@@ -98,14 +98,13 @@ struct Partition {
 impl Partition {
     /// The watermark in event-time ms, `i64::MIN` while it holds time at the start. Idle
     /// (at its end, nothing new for `idle`) it follows the wall clock, but only while the
-    /// brokers are known to be up (`brokers_up`): an outage must hold time, not release it.
-    fn watermark(&self, now_ms: i64, lateness: i64, idle: Duration, brokers_up: bool) -> i64 {
-        if self.at_end && brokers_up && self.last_message.elapsed() >= idle {
-            self.max_ts.max(now_ms).saturating_sub(lateness)
-        } else if self.max_ts == i64::MIN {
-            i64::MIN
-        } else {
-            self.max_ts.saturating_sub(lateness)
+    /// brokers are known to be up, and only up to when they last were (`up_until`): an outage
+    /// must hold time, not release it.
+    fn watermark(&self, now_ms: i64, lateness: i64, idle: Duration, up_until: Option<i64>) -> i64 {
+        match up_until {
+            Some(up) if self.at_end && self.last_message.elapsed() >= idle => self.max_ts.max(up.min(now_ms)).saturating_sub(lateness),
+            _ if self.max_ts == i64::MIN => i64::MIN,
+            _ => self.max_ts.saturating_sub(lateness),
         }
     }
 
@@ -366,7 +365,7 @@ pub fn kafka_source<'scope>(scope: Scope<'scope, u64>, ctx: SourceContext) -> Re
             }
             control.messages_read.fetch_add(read, Ordering::Relaxed);
             emit_decoded(&mut batch, &mut names, floor_tick, cap, output);
-            let up = kafka::brokers_seem_up(now);
+            let up = kafka::brokers_up_until(now);
             let slowest = partitions.iter().min_by_key(|p| p.watermark(now, lateness, idle, up));
             let watermark = slowest.map_or(i64::MIN, |p| p.watermark(now, lateness, idle, up));
             if watermark > 0 {
@@ -450,12 +449,12 @@ mod tests {
     fn watermark_is_the_largest_ts_minus_lateness_and_holds_time_until_data_arrives() {
         let idle = Duration::from_secs(30);
         let mut p = partition();
-        assert_eq!(p.watermark(1_000_000, 500, idle, true), i64::MIN);
+        assert_eq!(p.watermark(1_000_000, 500, idle, Some(1_000_000)), i64::MIN);
         p.max_ts = 10_000;
-        assert_eq!(p.watermark(1_000_000, 500, idle, true), 9_500);
+        assert_eq!(p.watermark(1_000_000, 500, idle, Some(1_000_000)), 9_500);
         // At its end but not yet idle for `idle_timeout`: still the data's watermark.
         p.at_end = true;
-        assert_eq!(p.watermark(1_000_000, 500, idle, true), 9_500);
+        assert_eq!(p.watermark(1_000_000, 500, idle, Some(1_000_000)), 9_500);
     }
 
     #[test]
@@ -464,14 +463,16 @@ mod tests {
         p.max_ts = 10_000;
         p.at_end = true;
         p.last_message = Instant::now() - Duration::from_millis(50);
-        assert_eq!(p.watermark(1_000_000, 500, Duration::from_millis(10), true), 999_500);
+        assert_eq!(p.watermark(1_000_000, 500, Duration::from_millis(10), Some(1_000_000)), 999_500);
         // Unless the brokers are not known to be up: then nothing new means nothing read.
-        assert_eq!(p.watermark(1_000_000, 500, Duration::from_millis(10), false), 9_500);
+        assert_eq!(p.watermark(1_000_000, 500, Duration::from_millis(10), None), 9_500);
         // Never behind its own data, even with a clock behind it.
-        assert_eq!(p.watermark(5_000, 500, Duration::from_millis(10), true), 9_500);
+        assert_eq!(p.watermark(5_000, 500, Duration::from_millis(10), Some(5_000)), 9_500);
+        // Seen up last at 700 s (an outage not yet noticed): no further than that.
+        assert_eq!(p.watermark(1_000_000, 500, Duration::from_millis(10), Some(700_000)), 699_500);
         // A partition with unread data is slow, not idle.
         p.at_end = false;
-        assert_eq!(p.watermark(1_000_000, 500, Duration::from_millis(10), true), 9_500);
+        assert_eq!(p.watermark(1_000_000, 500, Duration::from_millis(10), Some(1_000_000)), 9_500);
     }
 
     #[test]
