@@ -266,7 +266,7 @@ pub fn replay(options: &ReplayOptions, progress: Arc<Progress>) -> Result<Replay
         let probe = worker.dataflow::<u64, _, _>(move |scope| {
             let (events, names) = file_source(scope, ctx);
             let records = bandit(events, names, &job, counters.clone(), &crate::dataflow::Recovery::default());
-            let done = publish(records, move |_tick, batch, decisions| {
+            let done = publish(records, move |_tick, batch, decisions, _forgotten| {
                 written.borrow_mut().records_written += batch.len() as u64;
                 written.borrow_mut().decisions_written += decisions.len() as u64;
                 if let Some(events) = &decision_memory {

@@ -298,7 +298,7 @@ pub fn run(options: &RunOptions, watch: Arc<Watch>) -> Result<RunSummary, Worker
             let records = bandit(events, catalog, &job, counters.clone(), &recovery);
             publish(
                 records,
-                move |tick, batch, decisions| {
+                move |tick, batch, decisions, forgotten| {
                     // A tick whose window the rebuild did not read in full goes out empty.
                     let (batch, decisions) = if tick < publish_from { (&[][..], &[][..]) } else { (batch, decisions) };
                     written.borrow_mut().records_written += batch.len() as u64;
@@ -313,6 +313,9 @@ pub fn run(options: &RunOptions, watch: Arc<Watch>) -> Result<RunSummary, Worker
                             }
                             for decision in decisions {
                                 state.decided(decision);
+                            }
+                            for entity in forgotten {
+                                state.forget(entity);
                             }
                         }
                         sink.submit(tick, batch, decisions);

@@ -7,13 +7,15 @@
 //! leave the window is due.
 
 use std::cell::RefCell;
+use std::collections::BTreeMap;
 use std::rc::Rc;
 
-use banditflow_core::attribution::{Attribution, AttributionRules};
+use banditflow_core::attribution::{Attribution, AttributionRules, Resolved};
 use banditflow_core::checkpoint::AttributionPart;
 use banditflow_core::event::AssignmentKey;
 use banditflow_core::counters::Counters;
-use banditflow_core::event::{Catalog, Event};
+
+use banditflow_core::event::{Catalog, Event, Forgotten, Name};
 use banditflow_core::window::{Departures, WindowFact};
 use timely::dataflow::channels::pact::{Exchange, Pipeline};
 use timely::dataflow::operators::generic::Operator;
@@ -22,6 +24,21 @@ use timely::dataflow::Stream;
 
 use super::frontier::first_open_tick;
 use super::recovery::Recovery;
+
+/// Settles `state` to `to` with the names and forgettings of the ticks on the way applied
+/// in time order: a tick's names before the tick is settled, what was forgotten at its end
+/// after.
+fn settle_to(state: &mut Attribution, naming: &mut BTreeMap<u64, (Vec<Name>, Vec<Forgotten>)>, to: u64, counters: &mut Counters, resolved: &mut Vec<Resolved>) {
+    while let Some(entry) = naming.first_entry().filter(|e| *e.key() < to) {
+        let tick = *entry.key();
+        let (names, forgotten) = entry.remove();
+        state.settle(tick, counters, resolved);
+        names.into_iter().for_each(|n| state.name(n));
+        state.settle(tick + 1, counters, resolved);
+        forgotten.iter().for_each(|f| state.forget(f));
+    }
+    state.settle(to, counters, resolved);
+}
 
 /// The attribution operator: exchanges events by assignment key, runs [`Attribution`] on
 /// each worker's share (every worker sees every arm registry change), and emits window
@@ -60,13 +77,17 @@ pub fn attribute<'scope>(
                 last_checkpoint = checkpoint.tick;
             }
             let collector = recovery.collector;
+            // Names and what admission forgot, by tick: applied in time order once the tick
+            // is complete, so a name announced again after it was forgotten stays.
+            let mut naming: BTreeMap<u64, (Vec<Name>, Vec<Forgotten>)> = BTreeMap::new();
             move |(input, frontier), (registry, registry_frontier), output| {
                 let mut counters = counters.borrow_mut();
-                registry.for_each(|_time, data| {
+                registry.for_each(|time, data| {
                     for entry in data.drain(..) {
                         match entry {
                             Catalog::Registration(r) => state.register(&r),
-                            Catalog::Name(n) => state.name(n),
+                            Catalog::Name(n) => naming.entry(time.least().copied().unwrap_or(0)).or_default().0.push(n),
+                            Catalog::Forget(f) => naming.entry(time.least().copied().unwrap_or(0)).or_default().1.push(f),
                         }
                     }
                 });
@@ -84,7 +105,7 @@ pub fn attribute<'scope>(
                 let frontier = next.unwrap_or(u64::MAX);
                 if let Some(tick) = collector.as_ref().and_then(|c| c.due(last_checkpoint, frontier)).filter(|t| *t >= state.settled()) {
                     // The state as of the checkpoint tick: settled exactly to it.
-                    state.settle(tick, &mut counters, &mut resolved);
+                    settle_to(&mut state, &mut naming, tick, &mut counters, &mut resolved);
                     departures.admit(&mut resolved, &mut updates);
                     departures.due(tick, &mut updates);
                     if let Some(collector) = &collector {
@@ -92,7 +113,7 @@ pub fn attribute<'scope>(
                     }
                     last_checkpoint = tick;
                 }
-                state.settle(frontier, &mut counters, &mut resolved);
+                settle_to(&mut state, &mut naming, frontier, &mut counters, &mut resolved);
                 // Gauges, exact after every activation: a run's final counters include what is
                 // still held at the end.
                 counters.pending_assignments = state.pending_assignments() as u64;

@@ -2,7 +2,8 @@
 //! graph in [`bandit`].
 //!
 //! events → [`attribute`] → [`arm_counts`] → [`weigh`] → [`publish`]. Sources (in `file/` and
-//! `kafka/`) hand their decoded records over through [`sources`].
+//! `kafka/`) hand their decoded records over through [`sources`] and [`admit`], which keeps
+//! the caps on entities and arms and says when they are forgotten.
 
 use std::cell::RefCell;
 use std::rc::Rc;
@@ -17,6 +18,7 @@ use banditflow_core::weights::WeightRules;
 use timely::dataflow::Stream;
 
 
+pub mod admit;
 pub mod agreement;
 pub mod arm_counts;
 pub mod attribute;

@@ -18,20 +18,20 @@ use banditflow_core::record::{EncodedDecision, EncodedRecord, Published};
 /// How often the operator looks again for acknowledgements it is waiting for.
 const ACK_POLL: Duration = Duration::from_millis(5);
 
-/// Hands each complete tick's records and decision events (sorted by `entity_id`) to
-/// `write`, on worker 0.
+/// Hands each complete tick's records, decision events (sorted by `entity_id`) and the
+/// entities forgotten at its end to `write`, on worker 0.
 /// `acked()` says below which tick everything handed over is acknowledged (`u64::MAX` for
 /// a synchronous writer). The returned stream carries nothing; probe it to know what is out.
 pub fn publish<'scope, W, A>(records: Stream<'scope, u64, Vec<Published>>, mut write: W, acked: A) -> Stream<'scope, u64, Vec<()>>
 where
-    W: FnMut(u64, &[EncodedRecord], &[EncodedDecision]) + 'static,
+    W: FnMut(u64, &[EncodedRecord], &[EncodedDecision], &[String]) + 'static,
     A: Fn() -> u64 + 'static,
 {
     let scope = records.scope();
     records.unary_frontier::<CapacityContainerBuilder<Vec<()>>, _, _, _>(Exchange::new(|_: &Published| 0), "Publish", move |capability, info| {
         let activator = scope.activator_for(info.address);
         let mut capability = Some(capability);
-        let mut stash: BTreeMap<u64, (Vec<EncodedRecord>, Vec<EncodedDecision>)> = BTreeMap::new();
+        let mut stash: BTreeMap<u64, (Vec<EncodedRecord>, Vec<EncodedDecision>, Vec<String>)> = BTreeMap::new();
         // The oldest tick handed to `write` and not yet acknowledged.
         let mut unacked: Option<u64> = None;
         move |(input, frontier), _output| {
@@ -41,6 +41,7 @@ where
                     match published {
                         Published::Weights(record) => slot.0.push(record),
                         Published::Decision(decision) => slot.1.push(decision),
+                        Published::Forgotten { entity_id, .. } => slot.2.push(entity_id),
                     }
                 }
             });
@@ -49,11 +50,12 @@ where
                 if next.is_some_and(|f| *entry.key() >= f) {
                     break;
                 }
-                let (tick, (mut batch, mut decisions)) = entry.remove_entry();
+                let (tick, (mut batch, mut decisions, mut forgotten)) = entry.remove_entry();
+                forgotten.sort_unstable();
                 batch.sort_by(|a, b| a.entity_id.cmp(&b.entity_id));
                 // Stable: an entity's events come from one worker, in the order taken.
                 decisions.sort_by(|a, b| a.entity_id.cmp(&b.entity_id));
-                write(tick, &batch, &decisions);
+                write(tick, &batch, &decisions, &forgotten);
                 unacked.get_or_insert(tick);
             }
             if unacked.is_some_and(|t| acked() > t) {

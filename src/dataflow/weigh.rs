@@ -16,7 +16,7 @@ use serde::{Deserialize, Serialize};
 use timely::dataflow::channels::pact::{Exchange, Pipeline};
 use timely::dataflow::operators::core::Concat;
 use timely::dataflow::operators::generic::Operator;
-use timely::dataflow::operators::vec::{Broadcast, Map};
+use timely::dataflow::operators::vec::{Broadcast, Filter, Map};
 use timely::dataflow::Stream;
 
 use super::frontier::first_open_tick;
@@ -54,7 +54,8 @@ pub fn weigh<'scope>(
     recovery: Recovery,
 ) -> Stream<'scope, u64, Vec<Published>> {
     let (worker, peers) = (counts.inner.scope().index(), counts.inner.scope().peers() as u64);
-    let names = catalog.clone().flat_map(|c| if let Catalog::Name(n) = c { Some(n) } else { None }).broadcast();
+    // Names and what admission forgot reach every worker.
+    let names = catalog.clone().filter(|c| !matches!(c, Catalog::Registration(_))).broadcast();
     let registered = catalog.flat_map(|c| if let Catalog::Registration(r) = c { Some(EntityChange::Registered(r)) } else { None });
     let served = facts.map(|((entity, arm, served), tick, (count, _))| EntityChange::Served { entity, arm, served, tick, count });
     let changes = counts
@@ -70,9 +71,13 @@ pub fn weigh<'scope>(
         };
         let collector = recovery.collector;
         move |(changes_in, changes_frontier), (names_in, names_frontier), output| {
-            names_in.for_each(|_time, data| {
-                for name in data.drain(..) {
-                    weigher.name(name);
+            names_in.for_each(|time, data| {
+                for entry in data.drain(..) {
+                    match entry {
+                        Catalog::Name(name) => weigher.name(time.least().copied().unwrap_or(0), name),
+                        Catalog::Forget(forgotten) => weigher.forget(time.least().copied().unwrap_or(0), forgotten),
+                        Catalog::Registration(_) => {}
+                    }
                 }
             });
             changes_in.for_each(|time, data| {

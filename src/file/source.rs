@@ -17,7 +17,7 @@ use banditflow_core::config::Dataflow;
 use banditflow_core::counters::Counters;
 use banditflow_core::event::{Catalog, Event};
 use banditflow_core::time::{now_ms, Ticks};
-use banditflow_core::wire::{Decoded, Decoder, RecordKind};
+use banditflow_core::wire::{Decoder, RecordKind};
 use timely::container::CapacityContainerBuilder;
 use timely::dataflow::operators::generic::operator::source;
 use timely::dataflow::{Scope, Stream};
@@ -25,7 +25,8 @@ use timely::dataflow::{Scope, Stream};
 use super::blocks::Lines;
 use super::rejects::Rejects;
 use super::{Failure, FileError, Input};
-use crate::dataflow::sources::{emit_decoded, split_decoded};
+use crate::dataflow::admit::{self, must_hold, Held, Origin, Sourced};
+use crate::dataflow::sources::emit_decoded;
 
 /// Lines a source reads before it yields to the rest of the dataflow.
 const LINES_PER_ACTIVATION: usize = 16 * 1024;
@@ -100,6 +101,8 @@ pub struct FileSource {
 struct Cursor {
     lines: Lines,
     records: RecordKind,
+    /// Its index among the inputs.
+    input: usize,
     name: String,
     /// Largest event time read (the watermark before lateness).
     max_ts: i64,
@@ -111,16 +114,22 @@ struct Cursor {
 /// The file source of one worker: its share of every input, decoded, at their ticks.
 pub fn file_source<'scope>(scope: Scope<'scope, u64>, ctx: FileSource) -> (Stream<'scope, u64, Vec<Event>>, Stream<'scope, u64, Vec<Catalog>>) {
     let (worker, peers) = (scope.index(), scope.peers());
-    let decoded = source::<_, CapacityContainerBuilder<Vec<Decoded>>, _, _>(scope, "FileSource", move |capability, info| {
+    let replica = admit::replica(&ctx.job);
+    let source_replica = replica.clone();
+    let (counters, rejects, failure) = (ctx.counters.clone(), ctx.rejects.clone(), ctx.failure.clone());
+    let sourced = source::<_, CapacityContainerBuilder<Vec<Sourced>>, _, _>(scope, "FileSource", move |capability, info| {
         let activator = scope.activator_for(info.address);
         let ticks = Ticks::new(ctx.job.tick_ms);
         let lateness = ctx.job.allowed_lateness_ms.min(i64::MAX as u64) as i64;
-        let mut decoder = Decoder::new(ctx.job.outcome_kinds.as_deref(), ctx.job.limits.for_history());
+        let mut decoder = Decoder::new(ctx.job.outcome_kinds.as_deref(), ctx.job.limits.for_history()).without_names();
+        let input_names: Vec<Arc<str>> = ctx.inputs.iter().map(|(_, input)| Arc::from(input.name())).collect();
         let mut cursors = Vec::new();
-        for (records, input) in &ctx.inputs {
+        for (index, (records, input)) in ctx.inputs.iter().enumerate() {
+            // Line numbers are counted when a refused line may have to say where it was.
             match Lines::open(input, ctx.blocks, ctx.min_block, worker, peers, ctx.rejects.is_some()) {
                 Ok(lines) => cursors.push(Cursor {
                     lines,
+                    input: index,
                     records: *records,
                     name: input.name(),
                     max_ts: i64::MIN,
@@ -137,7 +146,7 @@ pub fn file_source<'scope>(scope: Scope<'scope, u64>, ctx: FileSource) -> (Strea
         let mut reported = false;
         let mut buf = Vec::new();
         let mut names = Vec::new();
-        let mut batch: Vec<(u64, Decoded)> = Vec::new();
+        let mut batch: Vec<(u64, Sourced)> = Vec::new();
         let mut local_max = i64::MIN;
         let mut local_min = i64::MAX;
         move |output| {
@@ -185,11 +194,16 @@ pub fn file_source<'scope>(scope: Scope<'scope, u64>, ctx: FileSource) -> (Strea
                 }
                 read += 1;
                 match decoder.decode(cursor.records, &buf, now, &mut names, &mut counters) {
-                    Ok(Some((ts, record))) => {
+                    Ok(Some((ts, decoded))) => {
                         cursor.max_ts = cursor.max_ts.max(ts);
                         local_min = local_min.min(ts);
                         cursor.last_ts = ts;
-                        batch.push((ticks.tick_of(ts).max(floor_tick), record));
+                        let tick = ticks.tick_of(ts).max(floor_tick);
+                        let held = must_hold(&source_replica.borrow(), &decoded, tick).then(|| {
+                            let origin = Origin::Line { input: input_names[cursor.input].clone(), line: cursor.lines.line() };
+                            Box::new(Held { raw: buf.clone(), origin })
+                        });
+                        batch.push((tick, Sourced { decoded, held }));
                     }
                     Ok(None) => {}
                     Err(reason) => {
@@ -203,7 +217,7 @@ pub fn file_source<'scope>(scope: Scope<'scope, u64>, ctx: FileSource) -> (Strea
             }
             drop(counters);
             ctx.lines_read.fetch_add(read, Ordering::Relaxed);
-            emit_decoded(&mut batch, &mut names, floor_tick, cap, output);
+            emit_decoded(&mut batch, cap, output);
             for c in &cursors {
                 local_max = local_max.max(c.max_ts);
             }
@@ -224,6 +238,11 @@ pub fn file_source<'scope>(scope: Scope<'scope, u64>, ctx: FileSource) -> (Strea
             activator.activate();
         }
     });
-    split_decoded(decoded)
+    admit::admit(sourced, replica, counters, move |reason, held| {
+        let (Some(rejects), Origin::Line { input, line }) = (&rejects, &held.origin) else { return };
+        if let Err(error) = rejects.write(reason, input, *line, &held.raw) {
+            failure.fail(error);
+        }
+    })
 }
 

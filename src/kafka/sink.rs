@@ -60,8 +60,12 @@ impl ProducerContext for Deliveries {
 pub struct KafkaWriter {
     producer: BaseProducer<Deliveries>,
     topic: String,
-    /// Newest version out per entity.
+    /// Newest version out per entity. Versions are `as_of`, so an entry below a batch's
+    /// lowest version can never refuse a record again: such entries are pruned now and then,
+    /// and a forgotten entity's entry goes with them.
     published: HashMap<String, u64>,
+    /// Entries in `published` after the last pruning.
+    kept: usize,
     /// Before each batch: its first tick, and per partition the offset after every record
     /// delivered so far (so no record of that tick or later is before it).
     positions: Arc<Mutex<Positions>>,
@@ -108,12 +112,18 @@ impl KafkaWriter {
         if let Ok(mut p) = positions.lock() {
             *p = Positions { start: ends, before: std::collections::VecDeque::new() };
         }
-        Ok(KafkaWriter { producer, topic, published, positions, dead_letters })
+        Ok(KafkaWriter { producer, topic, kept: published.len(), published, positions, dead_letters })
     }
 
     /// Writes `batch` and waits for its delivery; on failure returns the records still to
     /// write (none at or below a version delivered since).
     pub fn write(&mut self, batch: Vec<EncodedRecord>) -> Result<(), (KafkaClientError, Vec<EncodedRecord>)> {
+        if self.published.len() > (2 * self.kept).max(4096) {
+            if let Some(lowest) = batch.iter().map(|r| r.version).min() {
+                self.published.retain(|_, v| *v >= lowest);
+                self.kept = self.published.len();
+            }
+        }
         if let (Some(first), Ok(delivered), Ok(mut positions)) = (batch.iter().map(|r| r.tick).min(), self.producer.context().delivered.lock(), self.positions.lock()) {
             positions.before.push_back((first, delivered.clone()));
             // Checkpoints are taken every minute or so: a few thousand batches reach back far.

@@ -29,13 +29,14 @@ use banditflow_core::config::Dataflow;
 use banditflow_core::counters::Counters;
 use banditflow_core::event::{Catalog, Event};
 use banditflow_core::time::{now_ms, Ticks};
-use banditflow_core::wire::{Decoded, Decoder, RecordKind};
+use banditflow_core::wire::{Decoder, RecordKind};
 
 use super::client::{self as kafka, KafkaConsumer};
 use super::control::{describe, Control, Topic};
 use super::dead_letter::{DeadLetters, Letter};
 use crate::checkpoint::Collector;
-use crate::dataflow::sources::{emit_decoded, split_decoded};
+use crate::dataflow::admit::{self, must_hold, Held, Origin, Sourced};
+use crate::dataflow::sources::emit_decoded;
 use crate::deployment::KafkaConfig;
 
 /// Messages a source takes per activation before it yields to the rest of the dataflow.
@@ -219,12 +220,17 @@ pub fn kafka_source<'scope>(scope: Scope<'scope, u64>, ctx: SourceContext) -> Re
         }
     }
     tracing::info!(worker = scope.index(), partitions = %describe(&mine), "source assigned");
-    let decoded = source::<_, CapacityContainerBuilder<Vec<Decoded>>, _, _>(scope, "KafkaSource", move |capability, info| {
+    let replica = admit::replica(&ctx.job);
+    let source_replica = replica.clone();
+    let (counters, letters) = (ctx.counters.clone(), ctx.dead_letters.clone());
+    let assignments_topic: Arc<str> = Arc::from(ctx.kafka.assignments_topic.as_str());
+    let sourced = source::<_, CapacityContainerBuilder<Vec<Sourced>>, _, _>(scope, "KafkaSource", move |capability, info| {
         let activator = scope.activator_for(info.address);
         let ticks = Ticks::new(ctx.job.tick_ms);
         let lateness = ctx.job.allowed_lateness_ms.min(i64::MAX as u64) as i64;
         let idle = Duration::from_millis(ctx.job.idle_timeout_ms);
-        let mut decoder = Decoder::new(ctx.job.outcome_kinds.as_deref(), ctx.job.limits);
+        let mut decoder = Decoder::new(ctx.job.outcome_kinds.as_deref(), ctx.job.limits).without_names();
+        let topic_names: [Arc<str>; 2] = [Topic::Assignments, Topic::Outcomes].map(|t| Arc::from(topic_name(&ctx.kafka, t)));
         let started = Instant::now();
         let resume = ctx.resume.clone();
         let mut partitions: Vec<Partition> = mine
@@ -246,7 +252,7 @@ pub fn kafka_source<'scope>(scope: Scope<'scope, u64>, ctx: SourceContext) -> Re
         }
         let worker_index = scope.index();
         let mut names = Vec::new();
-        let mut batch: Vec<(u64, Decoded)> = Vec::new();
+        let mut batch: Vec<(u64, Sourced)> = Vec::new();
         let mut last_commit = Instant::now();
         let mut stopping: Option<Instant> = None;
         let mut finished = false;
@@ -335,10 +341,15 @@ pub fn kafka_source<'scope>(scope: Scope<'scope, u64>, ctx: SourceContext) -> Re
                         Topic::Outcomes => RecordKind::Outcome,
                     };
                     let tick = match decoder.decode(kind, payload, now, &mut names, &mut counters) {
-                        Ok(Some((ts, record))) => {
+                        Ok(Some((ts, decoded))) => {
                             part.max_ts = part.max_ts.max(ts);
                             let tick = ticks.tick_of(ts).max(floor_tick);
-                            batch.push((tick, record));
+                            let held = must_hold(&source_replica.borrow(), &decoded, tick).then(|| {
+                                let topic = topic_names[topic as usize].clone();
+                                let origin = Origin::Message { topic, partition: message.partition(), offset: message.offset(), key: message.key().map(<[u8]>::to_vec) };
+                                Box::new(Held { raw: payload.to_vec(), origin })
+                            });
+                            batch.push((tick, Sourced { decoded, held }));
                             tick
                         }
                         Ok(None) => floor_tick,
@@ -364,7 +375,7 @@ pub fn kafka_source<'scope>(scope: Scope<'scope, u64>, ctx: SourceContext) -> Re
                 letters.poll();
             }
             control.messages_read.fetch_add(read, Ordering::Relaxed);
-            emit_decoded(&mut batch, &mut names, floor_tick, cap, output);
+            emit_decoded(&mut batch, cap, output);
             let up = kafka::brokers_up_until(now);
             let slowest = partitions.iter().min_by_key(|p| p.watermark(now, lateness, idle, up));
             let watermark = slowest.map_or(i64::MIN, |p| p.watermark(now, lateness, idle, up));
@@ -412,7 +423,14 @@ pub fn kafka_source<'scope>(scope: Scope<'scope, u64>, ctx: SourceContext) -> Re
             }
         }
     });
-    Ok(split_decoded(decoded))
+    Ok(admit::admit(sourced, replica, counters, move |reason, held| {
+        let Some(letters) = &letters else { return };
+        let (source_topic, source, key) = match held.origin {
+            Origin::Message { topic, partition, offset, key } => (topic, Some((partition, offset)), key),
+            Origin::Line { .. } => (assignments_topic.clone(), None, None),
+        };
+        letters.send(Letter { reason: reason.to_owned(), source_topic: source_topic.to_string(), source, key, payload: held.raw, extra: Vec::new() });
+    }))
 }
 
 /// Commits, per partition, the offset below which every message's tick is published and

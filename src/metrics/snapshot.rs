@@ -68,6 +68,14 @@ impl PublishedState {
         *self.decisions.entry(decision.rule.as_str()).or_insert(0) += 1;
     }
 
+    /// Forgets an entity the dataflow forgot (its watched arms too, should it be watched).
+    pub fn forget(&mut self, entity: &str) {
+        self.arms.remove(entity);
+        self.srm_flagged.remove(entity);
+        self.watched.remove(entity);
+        self.srm_watched.remove(entity);
+    }
+
     /// Takes in a record about to be published; `watch` are the opted-in entities.
     pub fn observe(&mut self, record: &EncodedRecord, watch: &[String]) {
         self.arms.insert(record.entity_id.clone(), record.arms);

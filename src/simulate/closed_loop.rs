@@ -72,7 +72,7 @@ pub fn run_rep(scenario: &Scenario, job: &Dataflow, rep: u32, at: &[u64], logs: 
             let records = bandit(events, catalog, &job, counters.clone(), &Recovery::default());
             let done = publish(
                 records,
-                move |_tick, batch, _decisions| {
+                move |_tick, batch, _decisions, _forgotten| {
                     // Records the dataflow itself encoded: they always read back.
                     sink.borrow_mut().extend(batch.iter().filter_map(|r| serde_json::from_str(&r.json).ok()));
                 },

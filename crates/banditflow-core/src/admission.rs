@@ -1,9 +1,8 @@
 //! Admission: which entities and arms the dataflow keeps state for, under the caps
 //! `max_entities` and `max_arms_per_entity`, and when it forgets them.
 //!
-//! Not wired into the dataflow yet (issue 14's caps and forgetting are in progress): this is
-//! the state machine the admission operator is to run. Every worker is to keep the same
-//! replica, fed the same [`Sighting`]s (broadcast) and deciding each tick once it is
+//! The admission operator (`dataflow/admit.rs`) runs this state machine: every worker keeps
+//! the same replica, fed the same [`Sighting`]s (broadcast) and deciding each tick once it is
 //! complete, in an order that does not depend on arrival ([`Admission::decide`]); so every
 //! worker count and every arrival order gives the same decisions.
 //!
@@ -33,7 +32,7 @@ pub struct Caps {
 /// A pair seen at a tick: by an assignment, or by an arm registry record (`registers`: its
 /// `ts` and whether it says `active`; of several in one tick the latest `ts` holds, as on
 /// the registry itself).
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize, serde::Deserialize)]
 pub struct Sighting {
     /// Entity id.
     pub entity: NameId,
@@ -52,6 +51,19 @@ pub enum Refusal {
     /// A new arm of an entity holding `max_arms_per_entity` arms.
     #[error("max_arms_per_entity")]
     MaxArmsPerEntity,
+}
+
+impl Refusal {
+    /// Every refusal, for checking that the reject schema names them all.
+    pub const ALL: [Refusal; 2] = [Refusal::MaxEntities, Refusal::MaxArmsPerEntity];
+
+    /// The reason as the dead-letter output and `banditflow_malformed_total` say it.
+    pub fn reason(self) -> &'static str {
+        match self {
+            Refusal::MaxEntities => "max_entities",
+            Refusal::MaxArmsPerEntity => "max_arms_per_entity",
+        }
+    }
 }
 
 /// What one tick's decision changed.
@@ -136,6 +148,12 @@ impl Admission {
     pub fn admits(&self, entity: NameId, arm: NameId, tick: u64) -> bool {
         let held = self.entities.get(&entity).and_then(|e| e.arms.get(&arm));
         held.is_some_and(|p| p.declared || p.registered || p.last.saturating_add(self.span) >= tick)
+    }
+
+    /// The next tick at which something may be forgotten, if any: a tick to decide even when
+    /// nothing is sighted in it, so that every replica forgets at the same ticks.
+    pub fn next_due(&self) -> Option<u64> {
+        self.due.keys().next().copied()
     }
 
     /// Whether the pair is held now.

@@ -12,7 +12,7 @@ use std::collections::BTreeMap;
 use rustc_hash::FxHashMap;
 
 use crate::counters::Counters;
-use crate::event::{Assignment, AssignmentKey, Name, NameId, Outcome, Registration};
+use crate::event::{Assignment, AssignmentKey, Forgotten, Name, NameId, Outcome, Registration};
 use crate::time::Ticks;
 
 /// The timing rules attribution needs from a dataflow.
@@ -304,6 +304,22 @@ impl Attribution {
     /// Learns a name (from the catalog).
     pub fn name(&mut self, name: Name) {
         self.names.insert(name.id, name.text);
+    }
+
+    /// Forgets what admission forgot: names and the arm registry history of pairs. (A
+    /// forgotten pair has nothing pending: admission forgets it only well after that.)
+    pub fn forget(&mut self, forgotten: &Forgotten) {
+        for id in forgotten.entities.iter().chain(&forgotten.arms) {
+            self.names.remove(id);
+        }
+        for pair in &forgotten.pairs {
+            self.registry.remove(pair);
+        }
+    }
+
+    /// Names held (for tests of forgetting).
+    pub fn names_held(&self) -> usize {
+        self.names.len()
     }
 
     /// Of several copies with the same `ts`, the pair with the smallest (entity_id, arm_id).

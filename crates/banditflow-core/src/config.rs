@@ -54,7 +54,8 @@ pub struct Dataflow {
     /// new for this long stops holding time back. Milliseconds.
     pub idle_timeout_ms: u64,
     /// `[limits]` (optional table): what an input record may be (`max_record_bytes`,
-    /// `max_id_bytes`, `max_future_skew`, `max_age`; see [`Limits`]). `max_future_skew` may
+    /// `max_id_bytes`, `max_future_skew`, `max_age`) and what the dataflow holds at once
+    /// (`max_entities`, `max_arms_per_entity`); see [`Limits`]. `max_future_skew` may
     /// also be written at the top level, its older place, but not in both.
     pub limits: Limits,
     /// `outcome_kinds` (optional, array of strings): the outcome `kind`s that count as a
@@ -682,6 +683,8 @@ struct RawLimits {
     max_id_bytes: Option<usize>,
     max_future_skew: Option<DurationText>,
     max_age: Option<DurationText>,
+    max_entities: Option<usize>,
+    max_arms_per_entity: Option<usize>,
 }
 
 impl RawLimits {
@@ -710,6 +713,8 @@ impl RawLimits {
             max_id_bytes: positive(self.max_id_bytes, "limits.max_id_bytes", default.max_id_bytes)?,
             max_future_skew_ms: skew.unwrap_or(default.max_future_skew_ms),
             max_age_ms: Some(max_age_ms),
+            max_entities: positive(self.max_entities, "limits.max_entities", default.max_entities)?,
+            max_arms_per_entity: positive(self.max_arms_per_entity, "limits.max_arms_per_entity", default.max_arms_per_entity)?,
         })
     }
 }
@@ -1462,8 +1467,8 @@ arm_ids = ["x"]
     #[test]
     fn limits_are_read_from_their_table_and_checked() {
         let with = |table: &str| Dataflow::from_toml_str(&format!("{MINIMAL}\n{table}"));
-        let limits = with("[limits]\nmax_record_bytes = 1000\nmax_id_bytes = 16\nmax_future_skew = \"5m\"\nmax_age = \"2d\"").unwrap().limits;
-        assert_eq!(limits, Limits { max_record_bytes: 1000, max_id_bytes: 16, max_future_skew_ms: 300_000, max_age_ms: Some(2 * 86_400_000) });
+        let limits = with("[limits]\nmax_record_bytes = 1000\nmax_id_bytes = 16\nmax_future_skew = \"5m\"\nmax_age = \"2d\"\nmax_entities = 9\nmax_arms_per_entity = 4").unwrap().limits;
+        assert_eq!(limits, Limits { max_record_bytes: 1000, max_id_bytes: 16, max_future_skew_ms: 300_000, max_age_ms: Some(2 * 86_400_000), max_entities: 9, max_arms_per_entity: 4 });
         let zero = with("[limits]\nmax_id_bytes = 0").unwrap_err().to_string();
         assert!(zero.contains("limits.max_id_bytes") && zero.contains("greater than zero"), "{zero}");
         let typo = with("[limits]\nmax_ids = 3").unwrap_err().to_string();

@@ -113,13 +113,27 @@ pub struct Registration {
     pub metadata: Option<String>,
 }
 
-/// What sources announce besides events, sent to every worker: names and arm registry
-/// changes.
+/// What admission forgot at the end of a tick: the dataflow holds nothing of these any more.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Forgotten {
+    /// Entities with no pair left.
+    pub entities: Vec<NameId>,
+    /// (entity, arm) pairs.
+    pub pairs: Vec<(NameId, NameId)>,
+    /// Arm ids no pair uses any more.
+    pub arms: Vec<NameId>,
+}
+
+/// What sources announce besides events, sent to every worker: names, arm registry changes,
+/// and what admission forgot.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Catalog {
     /// A name first seen by a source.
     Name(Name),
     /// An arm registry record.
     Registration(Registration),
+    /// Names and pairs forgotten at the end of the tick it is sent at: applied once that tick
+    /// is complete.
+    Forget(Forgotten),
 }
 

@@ -1,7 +1,9 @@
 //! The limits an input record must keep before it is decoded further (`[limits]` in the job
 //! file): its size, its ids' lengths, how far its `ts` may be from the wall clock. Each has a
 //! safe default; a record beyond one is malformed with that limit's own reason
-//! ([`crate::wire::Malformed`]).
+//! ([`crate::wire::Malformed`]). The caps on what the dataflow holds at once
+//! (`max_entities`, `max_arms_per_entity`) are here too; admission applies them
+//! ([`crate::admission`]).
 
 /// Default of [`Limits::max_record_bytes`]: 64 KiB.
 pub const DEFAULT_MAX_RECORD_BYTES: usize = 64 * 1024;
@@ -12,6 +14,10 @@ pub const DEFAULT_MAX_FUTURE_SKEW_MS: u64 = 3_600_000;
 /// Default of [`Limits::max_age_ms`]: 7 days (raised to the window plus attribution and
 /// lateness when those are longer, so no record that could still count is refused).
 pub const DEFAULT_MAX_AGE_MS: u64 = 7 * 24 * 3_600_000;
+/// Default of [`Limits::max_entities`]: 100,000 entities held at once.
+pub const DEFAULT_MAX_ENTITIES: usize = 100_000;
+/// Default of [`Limits::max_arms_per_entity`]: 256 arms held at once for one entity.
+pub const DEFAULT_MAX_ARMS_PER_ENTITY: usize = 256;
 
 /// What a record may be; see the module documentation.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -28,6 +34,12 @@ pub struct Limits {
     /// (`ts_too_old` beyond); replay reads history and does not apply it (`None`).
     /// Milliseconds.
     pub max_age_ms: Option<u64>,
+    /// `max_entities`: entities the dataflow holds at once (a record of a new entity beyond
+    /// it is refused, `max_entities`); see [`crate::admission`].
+    pub max_entities: usize,
+    /// `max_arms_per_entity`: arms one entity holds at once (a record of a new arm beyond it
+    /// is refused, `max_arms_per_entity`).
+    pub max_arms_per_entity: usize,
 }
 
 impl Default for Limits {
@@ -37,6 +49,8 @@ impl Default for Limits {
             max_id_bytes: DEFAULT_MAX_ID_BYTES,
             max_future_skew_ms: DEFAULT_MAX_FUTURE_SKEW_MS,
             max_age_ms: Some(DEFAULT_MAX_AGE_MS),
+            max_entities: DEFAULT_MAX_ENTITIES,
+            max_arms_per_entity: DEFAULT_MAX_ARMS_PER_ENTITY,
         }
     }
 }

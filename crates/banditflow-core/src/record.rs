@@ -183,6 +183,14 @@ pub enum Published {
     Weights(EncodedRecord),
     /// A decision event.
     Decision(EncodedDecision),
+    /// The entity was forgotten at the end of `tick`: nothing of it is left in the dataflow,
+    /// and the sinks and metrics may forget it too (its records stay where they were written).
+    Forgotten {
+        /// The tick it was forgotten at.
+        tick: u64,
+        /// Its `entity_id`.
+        entity_id: String,
+    },
 }
 
 impl Published {
@@ -191,6 +199,7 @@ impl Published {
         match self {
             Published::Weights(r) => r.tick,
             Published::Decision(d) => d.tick,
+            Published::Forgotten { tick, .. } => *tick,
         }
     }
 }

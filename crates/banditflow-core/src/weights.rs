@@ -17,7 +17,7 @@ use rustc_hash::FxHashMap;
 use crate::attribution::Served;
 use crate::config::{Dataflow, DecisionConfig, OnWinner, PolicyConfig, Prior};
 use crate::decision::{cap_stopped, shape, stopped_cap, ArmState, Change, Decisions, Standing};
-use crate::event::{arm_id_of, entity_id_of, Name, NameId, Registration};
+use crate::event::{arm_id_of, entity_id_of, Forgotten, Name, NameId, Registration};
 use crate::policy::{limit_step, target_weights, Status};
 use crate::posterior::{best_arm, Beta};
 use crate::record::{
@@ -369,6 +369,11 @@ pub struct Weigher {
     served: BTreeMap<u64, Vec<(NameId, NameId, Served, i64)>>,
     /// The first tick not yet computed.
     next_tick: u64,
+    /// What admission forgot, by the tick it is forgotten after.
+    forgets: BTreeMap<u64, Vec<Forgotten>>,
+    /// Names by the tick they were announced at: applied in time order with `forgets`, so a
+    /// name announced again after it was forgotten stays.
+    names: BTreeMap<u64, Vec<Name>>,
 }
 
 impl Weigher {
@@ -386,12 +391,62 @@ impl Weigher {
             redeclared: FxHashMap::default(),
             served: FxHashMap::default(),
         };
-        Weigher { policy, changes: BTreeMap::new(), registrations: BTreeMap::new(), served: BTreeMap::new(), next_tick: 0 }
+        Weigher { policy, changes: BTreeMap::new(), registrations: BTreeMap::new(), served: BTreeMap::new(), next_tick: 0, forgets: BTreeMap::new(), names: BTreeMap::new() }
     }
 
-    /// Learns a name (from the catalog).
-    pub fn name(&mut self, name: Name) {
-        self.policy.names.insert(name.id, name.text);
+    /// Learns a name (from the catalog) announced at `tick`; it is known from that tick on.
+    pub fn name(&mut self, tick: u64, name: Name) {
+        self.names.entry(tick).or_default().push(name);
+    }
+
+    /// Applies the names announced at or before `tick`.
+    fn apply_names(&mut self, tick: u64) {
+        while let Some(entry) = self.names.first_entry() {
+            if *entry.key() > tick {
+                break;
+            }
+            for name in entry.remove() {
+                self.policy.names.insert(name.id, name.text);
+            }
+        }
+    }
+
+    /// What admission forgot at the end of `tick`: dropped once that tick is computed, each
+    /// entity this weigher held announced as [`Published::Forgotten`].
+    pub fn forget(&mut self, tick: u64, forgotten: Forgotten) {
+        self.forgets.entry(tick).or_default().push(forgotten);
+    }
+
+    /// Entities with weight state here, and names known (for tests of forgetting).
+    pub fn held(&self) -> (usize, usize) {
+        (self.policy.entities.len(), self.policy.names.len())
+    }
+
+    fn apply_forgets(&mut self, tick: u64, records: &mut Vec<Published>) {
+        let p = &mut self.policy;
+        for forgotten in self.forgets.remove(&tick).unwrap_or_default() {
+            for (entity, arm) in &forgotten.pairs {
+                if let Some(standing) = p.registry.get_mut(entity) {
+                    standing.remove(arm);
+                }
+            }
+            for entity in &forgotten.entities {
+                let held = p.entities.remove(entity).is_some();
+                p.counts.remove(entity);
+                p.registry.remove(entity);
+                p.converging.remove(entity);
+                p.decisions.remove(entity);
+                p.deciding.remove(entity);
+                p.redeclared.remove(entity);
+                p.served.remove(entity);
+                if held {
+                    records.push(Published::Forgotten { tick, entity_id: p.name(*entity) });
+                }
+            }
+            for id in forgotten.entities.iter().chain(&forgotten.arms) {
+                p.names.remove(id);
+            }
+        }
     }
 
     /// The state as of now (call it once every tick before the checkpoint's is computed).
@@ -485,7 +540,8 @@ impl Weigher {
             let next_change = self.changes.first_key_value().map(|(t, _)| *t);
             let next_registration = self.registrations.first_key_value().map(|(t, _)| *t);
             let next_served = self.served.first_key_value().map(|(t, _)| *t);
-            let next_data = next_change.into_iter().chain(next_registration).chain(next_served).min();
+            let next_forget = self.forgets.first_key_value().map(|(t, _)| *t);
+            let next_data = next_change.into_iter().chain(next_registration).chain(next_served).chain(next_forget).min();
             let tick = if self.policy.converging.is_empty() && self.policy.deciding.is_empty() {
                 match next_data {
                     Some(t) => t,
@@ -497,6 +553,7 @@ impl Weigher {
             if frontier.is_some_and(|f| tick >= f) {
                 break;
             }
+            self.apply_names(tick);
             let mut changed: BTreeSet<NameId> = BTreeSet::new();
             if next_served == Some(tick) {
                 let ticks = self.policy.rules.ticks;
@@ -536,11 +593,16 @@ impl Weigher {
             for entity in walking {
                 records.extend(self.policy.step(entity, tick).map(Published::Weights));
             }
+            if next_forget == Some(tick) {
+                self.apply_forgets(tick, &mut records);
+            }
             if !records.is_empty() {
                 emit(tick, records);
             }
             self.next_tick = tick + 1;
         }
+        // Names of ticks with nothing computed yet, so a snapshot holds them.
+        self.apply_names(frontier.map_or(u64::MAX, |f| f.saturating_sub(1)));
     }
 }
 
@@ -570,8 +632,41 @@ mod tests {
         w.advance(from, Some(to), |_, records| out.extend(records.into_iter().map(|r| match r {
             Published::Weights(r) => r.json,
             Published::Decision(d) => d.json,
+            Published::Forgotten { entity_id, .. } => entity_id,
         })));
         out.into_iter().map(|j| j.split(",\"computed_at\"").next().unwrap_or_default().to_owned() + &j[j.find(",\"status\"").unwrap_or(0)..]).collect()
+    }
+
+    #[test]
+    fn a_forgotten_entity_leaves_nothing_behind_and_is_announced_once_its_tick_is_computed() {
+        let job = Dataflow::from_toml_str("name = \"t\"\ntick = \"1s\"\nwindow = \"3s\"\nattribution = \"1s\"\nallowed_lateness = \"0s\"\n").expect("job");
+        let mut w = Weigher::new(WeightRules::of(&job));
+        let baseline = w.held();
+        w.name(0, Name { id: 7, text: "e".into() });
+        w.name(0, Name { id: 70, text: "a".into() });
+        w.counted(7, vec![(70, 5, 1)], 1, 1);
+        w.counted(7, vec![(70, 5, 1)], 4, -1);
+        w.forget(6, Forgotten { entities: vec![7], pairs: vec![(7, 70)], arms: vec![70] });
+        let mut out = Vec::new();
+        w.advance(0, Some(6), |_, records| out.extend(records));
+        assert!(out.iter().all(|r| !matches!(r, Published::Weights(r) if r.entity_id != "e")), "named from its announcement on");
+        assert!(!out.iter().any(|r| matches!(r, Published::Forgotten { .. })), "not before its tick is computed");
+        assert_eq!(w.held().0, 1);
+        // Announced again (at tick 8) before the forgetting at 6 is applied: the name stays.
+        w.name(8, Name { id: 7, text: "e".into() });
+        w.name(8, Name { id: 70, text: "a".into() });
+        w.advance(0, Some(7), |_, records| out.extend(records));
+        assert_eq!(out.last(), Some(&Published::Forgotten { tick: 6, entity_id: "e".into() }));
+        assert_eq!(w.held(), baseline, "entity state and names gone");
+        // It comes back with a later version than any it had, under its name.
+        let before = out.iter().filter_map(|r| if let Published::Weights(r) = r { Some(r.version) } else { None }).max().unwrap_or(0);
+        w.counted(7, vec![(70, 2, 0)], 9, 1);
+        out.clear();
+        w.advance(0, Some(10), |_, records| out.extend(records));
+        let back: Vec<_> = out.iter().filter_map(|r| if let Published::Weights(r) = r { Some(r) } else { None }).collect();
+        assert!(back.iter().all(|r| r.entity_id == "e") && !back.is_empty());
+        let after = back.iter().map(|r| r.version).max().unwrap_or(0);
+        assert!(after > before, "{after} > {before}");
     }
 
     #[test]
@@ -601,7 +696,7 @@ mod tests {
     fn a_restored_weigher_publishes_what_the_original_would_step_limit_included() {
         let mut original = Weigher::new(rules());
         for (id, text) in [(1, "e1"), (2, "e2"), (10, "a"), (11, "b")] {
-            original.name(Name { id, text: text.into() });
+            original.name(0, Name { id, text: text.into() });
         }
         let before = feed(&mut original, 0, 8);
         assert!(!before.is_empty());

@@ -127,12 +127,34 @@ struct WireRegistration<'a> {
 #[derive(Deserialize)]
 struct Kind<'a>(#[serde(borrow)] Cow<'a, str>);
 
-/// Decodes wire records of one source, remembering which names it has announced.
+/// Decodes wire records of one source, remembering which names it has announced (unless
+/// [`Decoder::without_names`]).
 #[derive(Debug)]
 pub struct Decoder {
     outcome_kinds: Option<FxHashSet<String>>,
     limits: Limits,
     announced: FxHashSet<NameId>,
+    announces: bool,
+}
+
+/// The entity and arm ids of an assignment or arm registry line the decoder accepted.
+#[derive(Deserialize)]
+struct WireNames<'a> {
+    #[serde(borrow)]
+    entity_id: Cow<'a, str>,
+    #[serde(borrow)]
+    arm_id: Cow<'a, str>,
+}
+
+/// The entity and arm names of an assignment or arm registry `line` that decoded: for the
+/// admission operator, which announces the names of a pair when it admits it.
+pub fn names_of(line: &[u8]) -> Option<[Name; 2]> {
+    let text = std::str::from_utf8(line).ok()?;
+    let wire: WireNames<'_> = serde_json::from_str(text).ok()?;
+    Some([
+        Name { id: entity_id_of(&wire.entity_id), text: wire.entity_id.into_owned() },
+        Name { id: arm_id_of(&wire.arm_id), text: wire.arm_id.into_owned() },
+    ])
 }
 
 /// Why `line` did not decode: serde_json's error, refined by a look at the line.
@@ -184,7 +206,14 @@ impl Decoder {
     /// A decoder counting only `outcome_kinds` (all kinds when `None`) and refusing records
     /// beyond `limits`, times measured against the wall clock passed to each call.
     pub fn new(outcome_kinds: Option<&[String]>, limits: Limits) -> Self {
-        Decoder { outcome_kinds: outcome_kinds.map(|k| k.iter().cloned().collect()), limits, announced: FxHashSet::default() }
+        Decoder { outcome_kinds: outcome_kinds.map(|k| k.iter().cloned().collect()), limits, announced: FxHashSet::default(), announces: true }
+    }
+
+    /// The same decoder announcing no names and remembering none: for the dataflow's sources,
+    /// whose names admission announces (so a flood of ids grows no table here).
+    #[must_use]
+    pub fn without_names(self) -> Self {
+        Decoder { announces: false, ..self }
     }
 
     fn check_id(&self, id: &str) -> Result<(), Malformed> {
@@ -209,7 +238,7 @@ impl Decoder {
     }
 
     fn announce(&mut self, id: NameId, text: &str, names: &mut Vec<Name>) {
-        if self.announced.insert(id) {
+        if self.announces && self.announced.insert(id) {
             names.push(Name { id, text: text.to_owned() });
         }
     }
@@ -393,7 +422,7 @@ mod tests {
 
     #[test]
     fn limits_from_the_job_are_applied() {
-        let limits = Limits { max_record_bytes: 80, max_id_bytes: 4, max_future_skew_ms: 10, max_age_ms: Some(1000) };
+        let limits = Limits { max_record_bytes: 80, max_id_bytes: 4, max_future_skew_ms: 10, max_age_ms: Some(1000), ..Limits::default() };
         let mut d = Decoder::new(None, limits);
         let mut n = Vec::new();
         let line = |id: &str, ts: i64| format!(r#"{{"assignment_id":"{id}","entity_id":"e","arm_id":"x","ts":{ts}}}"#);
