@@ -247,8 +247,10 @@ pub fn run(options: &RunOptions, watch: Arc<Watch>) -> Result<RunSummary, Worker
     let scrape: SnapshotFn = {
         let ready_max_lag_ms = deployment.metrics.ready_max_lag_ms.min(i64::MAX as u64) as i64;
         let (reports, control, publisher, tick_ms, lag, published) = (reports.clone(), control.clone(), publisher.clone(), job.tick_ms, lag.clone(), published_state.clone());
+        let limits = job.limits;
         Arc::new(move || {
             let mut now = snapshot(&reports, &control, publisher.as_deref(), tick_ms);
+            now.cap_limits = [limits.max_entities as u64, limits.max_arms_per_entity as u64];
             now.consumer_lag = lag.lock().map(|l| l.clone()).unwrap_or_default();
             now.published = published.lock().map(|p| p.clone()).unwrap_or_default();
             now.ready_max_lag_ms = Some(ready_max_lag_ms);

@@ -150,3 +150,113 @@ fn bad_lines_change_no_record_and_each_is_in_the_rejects_file_with_its_reason() 
         }
     }
 }
+
+/// Runs `command` to the end, polling its peak resident set size (`VmHWM` in
+/// `/proc/PID/status`) while it runs; returns its standard error and the largest peak seen,
+/// in KiB.
+fn run_measured(command: &mut Command) -> (String, u64) {
+    let stderr_path = tempfile::NamedTempFile::new().expect("stderr file");
+    let mut child = command.stderr(stderr_path.reopen().expect("stderr")).spawn().expect("run banditflow");
+    let mut peak = 0u64;
+    let status = loop {
+        if let Ok(status) = std::fs::read_to_string(format!("/proc/{}/status", child.id())) {
+            let hwm = status.lines().find_map(|l| l.strip_prefix("VmHWM:")).and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok());
+            peak = peak.max(hwm.unwrap_or(0));
+        }
+        if let Some(status) = child.try_wait().expect("wait") {
+            break status;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    };
+    let stderr = std::fs::read_to_string(stderr_path.path()).unwrap_or_default();
+    assert!(status.success(), "{stderr}");
+    (stderr, peak)
+}
+
+/// A flood of `count` assignments of distinct ids (entity ids, or arm ids of one entity),
+/// within one minute of event time from `ts`, merged by `ts` into the valid stream `valid`.
+fn flood(valid: &Path, out: &Path, count: usize, ts: i64, line: impl Fn(usize, i64) -> String) {
+    use std::io::Write;
+    let text = std::fs::read_to_string(valid).expect("valid input");
+    let mut writer = std::io::BufWriter::new(std::fs::File::create(out).expect("flood file"));
+    let mut flood = (0..count).map(|i| (ts + (i as i64 * 60_000) / count as i64, i)).peekable();
+    for valid_line in text.lines() {
+        let at = serde_json::from_str::<Value>(valid_line).expect("valid JSON")["ts"].as_i64().expect("ts");
+        while let Some((t, i)) = flood.next_if(|(t, _)| *t <= at) {
+            writeln!(writer, "{}", line(i, t)).expect("write");
+        }
+        writeln!(writer, "{valid_line}").expect("write");
+    }
+    for (t, i) in flood {
+        writeln!(writer, "{}", line(i, t)).expect("write");
+    }
+}
+
+/// The bound the flood tests hold peak memory to, in KiB: what a replay of the valid stream
+/// alone needs, plus room for what admission and the rejects writer hold for one tick's
+/// flood (the flood's records are refused as their tick completes, never kept).
+const FLOOD_PEAK_ALLOWANCE_KIB: u64 = 256 * 1024;
+
+#[test]
+fn a_flood_of_new_entity_or_arm_ids_past_the_caps_is_refused_bounded_and_changes_no_good_record() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (a, o) = (dir.path().join("a.jsonl"), dir.path().join("o.jsonl"));
+    run(bin()
+        .args(["generate", "--count", "20000", "--entities", "2", "--arms", "3", "--duration-ms", "14400000", "--rate", "0.1", "--seed", "12"])
+        .arg("--assignments-out")
+        .arg(&a)
+        .arg("--outcomes-out")
+        .arg(&o));
+    let job = dir.path().join("capped.toml");
+    let default = std::fs::read_to_string(repo("dataflows/default.toml")).expect("default job");
+    std::fs::write(&job, format!("{default}\n[limits]\nmax_entities = 100\nmax_arms_per_entity = 8\n")).expect("job");
+    let first_ts = std::fs::read_to_string(&a).expect("a").lines().next().and_then(|l| serde_json::from_str::<Value>(l).ok()).and_then(|v| v["ts"].as_i64()).expect("ts");
+    let replay_capped = |assignments: &Path, rejects: &Path| {
+        let out = dir.path().join("w.jsonl");
+        let mut command = bin();
+        command.args(["replay", "--quiet", "--dataflow"]).arg(&job).arg("--assignments").arg(assignments).arg("--outcomes").arg(&o).arg("--out").arg(&out).arg("--rejects").arg(rejects);
+        let (stderr, peak) = run_measured(&mut command);
+        let records: Vec<Value> = std::fs::read_to_string(&out)
+            .expect("weights")
+            .lines()
+            .map(|l| {
+                let mut v: Value = serde_json::from_str(l).expect("a record");
+                v.as_object_mut().expect("object").remove("computed_at");
+                v
+            })
+            .collect();
+        (records, stderr, peak)
+    };
+    let good = |records: &[Value]| records.iter().filter(|r| r["entity_id"].as_str().is_some_and(|e| e.starts_with("entity-"))).cloned().collect::<Vec<_>>();
+    let (clean, _, clean_peak) = replay_capped(&a, &dir.path().join("none.jsonl"));
+    assert!(clean.len() > 100 && good(&clean).len() == clean.len());
+    const FLOOD: usize = 1_000_000;
+    // Half an hour in: both good entities are held by then.
+    let at = first_ts + 30 * 60_000;
+    let floods: [(&str, Box<dyn Fn(usize, i64) -> String>, &str, usize); 2] = [
+        ("entities", Box::new(|i, t| format!(r#"{{"assignment_id":"f{i}","entity_id":"flood-{i}","arm_id":"arm-0","ts":{t}}}"#)), "max_entities", 100 - 2),
+        ("arms", Box::new(|i, t| format!(r#"{{"assignment_id":"f{i}","entity_id":"flood","arm_id":"arm-{i}","ts":{t}}}"#)), "max_arms_per_entity", 8),
+    ];
+    for (what, line, reason, admitted) in floods {
+        let flooded = dir.path().join(format!("flood-{what}.jsonl"));
+        flood(&a, &flooded, FLOOD, at, line);
+        let rejects = dir.path().join(format!("rejects-{what}.jsonl"));
+        let (records, stderr, peak) = replay_capped(&flooded, &rejects);
+        eprintln!("flood of {what}: peak RSS {} MiB (valid stream alone {} MiB)", peak / 1024, clean_peak / 1024);
+        assert!(good(&records) == clean, "flood of {what}: the good entities' records changed");
+        // Every flood record is in the rejects file but those of the pairs admitted while
+        // there was room; nothing else is.
+        let mut refused = 0usize;
+        let mut ids = std::collections::HashSet::new();
+        for l in std::fs::read_to_string(&rejects).expect("rejects").lines() {
+            let reject: Value = serde_json::from_str(l).expect("a reject");
+            assert_eq!(reject["reason"], reason, "{l}");
+            let raw: Value = serde_json::from_str(reject["raw"].as_str().expect("raw")).expect("the flood line");
+            assert!(ids.insert(raw["assignment_id"].as_str().expect("id").to_owned()), "each once: {l}");
+            refused += 1;
+        }
+        assert_eq!(refused, FLOOD - admitted, "flood of {what}: refused lines");
+        assert!(stderr.contains(&format!("{refused} refused lines written to")), "{stderr}");
+        assert!(peak < clean_peak + FLOOD_PEAK_ALLOWANCE_KIB, "flood of {what}: peak RSS {peak} KiB over the bound {} KiB", clean_peak + FLOOD_PEAK_ALLOWANCE_KIB);
+    }
+}

@@ -217,7 +217,7 @@ pub fn admit<'scope>(
                     })));
                 }
             }
-            if worker == 0 && changed {
+            if changed {
                 counters.entities_held = replica.entities() as u64;
                 counters.most_arms_held = replica.most_arms() as u64;
             }

@@ -25,6 +25,8 @@ pub struct Exported {
     buffered: IntGauge,
     entities: IntGauge,
     arms: IntGauge,
+    cap_used: IntGaugeVec,
+    cap_limit: IntGaugeVec,
     rebuild: Gauge,
     checkpoints_written: IntCounterVec,
     rejected: IntCounterVec,
@@ -64,6 +66,8 @@ impl Exported {
         let pending = registered(&registry, IntGauge::new("banditflow_pending_assignments", "Assignments held until their attribution window ends.")?)?;
         let buffered = registered(&registry, IntGauge::new("banditflow_buffered_outcomes", "Outcomes held for an assignment or its resolution.")?)?;
         let entities = registered(&registry, IntGauge::new("banditflow_entities", "Entities with a published weight record.")?)?;
+        let cap_used = registered(&registry, IntGaugeVec::new(Opts::new("banditflow_cap_used", "What the dataflow holds against each cap of [limits]: entities (max_entities), the most arms of one entity (max_arms_per_entity)."), &["cap"])?)?;
+        let cap_limit = registered(&registry, IntGaugeVec::new(Opts::new("banditflow_cap_limit", "Each cap of [limits], as configured."), &["cap"])?)?;
         let arms = registered(&registry, IntGauge::new("banditflow_arms", "Arms in the newest published records of all entities.")?)?;
         let arm_weight = registered(&registry, GaugeVec::new(Opts::new("banditflow_arm_weight", "Published weight of an arm of a watched entity ([metrics] entities)."), &["entity", "arm"])?)?;
         let arm_p_best = registered(&registry, GaugeVec::new(Opts::new("banditflow_arm_p_best", "Probability that the arm is best, for watched entities."), &["entity", "arm"])?)?;
@@ -81,6 +85,8 @@ impl Exported {
             partitions_added: registered(&registry, IntGauge::new("banditflow_input_partitions_added", "1 once partitions were added to an input topic while the worker ran: it stops so that a restart reads them.")?)?,
             last_checkpoint: registered(&registry, Gauge::new("banditflow_last_checkpoint_timestamp_seconds", "Wall-clock time of the last checkpoint written (0: none).")?)?,
             entities,
+            cap_used,
+            cap_limit,
             arms,
             arm_weight,
             arm_p_best,
@@ -178,6 +184,10 @@ impl Exported {
         }
         for rule in ["winner", "winner_cleared", "stop", "redeclared"] {
             raise(&self.decisions, rule, snapshot.published.decisions.get(rule).copied().unwrap_or(0));
+        }
+        for (cap, used, limit) in [("max_entities", c.entities_held, snapshot.cap_limits[0]), ("max_arms_per_entity", c.most_arms_held, snapshot.cap_limits[1])] {
+            self.cap_used.with_label_values(&[cap]).set(used.min(i64::MAX as u64) as i64);
+            self.cap_limit.with_label_values(&[cap]).set(limit.min(i64::MAX as u64) as i64);
         }
         self.pending.set(c.pending_assignments.min(i64::MAX as u64) as i64);
         self.buffered.set(c.buffered_outcomes.min(i64::MAX as u64) as i64);

@@ -115,6 +115,8 @@ pub struct Snapshot {
     pub messages_read: u64,
     /// Largest event-time lag, in ms, at which the worker still counts as ready.
     pub ready_max_lag_ms: Option<i64>,
+    /// The caps `[max_entities, max_arms_per_entity]` (0: not known).
+    pub cap_limits: [u64; 2],
 }
 
 

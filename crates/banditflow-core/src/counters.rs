@@ -58,9 +58,10 @@ pub struct Counters {
     pub pending_assignments: u64,
     /// Gauge, not a count: outcomes held when last looked.
     pub buffered_outcomes: u64,
-    /// Gauge: entities admission holds (one worker's replica speaks for all; the others say 0).
+    /// Gauge: entities admission holds. Every worker's replica holds the same, so workers'
+    /// values merge by the largest, not the sum.
     pub entities_held: u64,
-    /// Gauge: the most arms one entity holds (as `entities_held`).
+    /// Gauge: the most arms one entity holds (merged as `entities_held`).
     pub most_arms_held: u64,
 }
 
@@ -95,8 +96,8 @@ impl Counters {
         self.decisions_written += other.decisions_written;
         self.pending_assignments += other.pending_assignments;
         self.buffered_outcomes += other.buffered_outcomes;
-        self.entities_held += other.entities_held;
-        self.most_arms_held += other.most_arms_held;
+        self.entities_held = self.entities_held.max(other.entities_held);
+        self.most_arms_held = self.most_arms_held.max(other.most_arms_held);
     }
 
     /// All malformed records, whatever the reason.
