@@ -15,11 +15,11 @@
 //! never by how far the frontier happened to move: the same ticks on every worker.
 
 use std::cell::RefCell;
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::rc::Rc;
 use std::sync::Arc;
 
-use banditflow_core::admission::{Admission, Caps, Sighting};
+use banditflow_core::admission::{Admission, Caps, Refusal, Sighting};
 use banditflow_core::config::Dataflow;
 use banditflow_core::counters::Counters;
 use banditflow_core::event::{arm_id_of, entity_id_of, Catalog, Event, Forgotten, NameId};
@@ -93,13 +93,129 @@ pub fn replica(job: &Dataflow) -> Replica {
     Rc::new(RefCell::new(Admission::new(caps, forget_span(job), &declared)))
 }
 
-/// Whether a source must hold `decoded` for admission at `tick`, or may let it through.
-pub fn must_hold(replica: &Admission, decoded: &Decoded, tick: u64) -> bool {
-    match decoded {
-        Decoded::Event(Event::Assignment(a)) => !replica.admits(a.entity, a.arm, tick),
-        Decoded::Event(Event::Outcome(_)) => false,
-        // Rare, and each may change whether its pair is declared: always decided.
-        Decoded::Catalog(_) => true,
+/// What a source does with a decoded record.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Screened {
+    /// Lets it through: its pair is admitted whatever the ticks before it decide.
+    Pass,
+    /// Holds it for the decision of its tick.
+    Hold,
+    /// Refuses it now: its tick's decision is sure to refuse it, for this reason.
+    Refuse(Refusal),
+}
+
+/// A source's screen in front of admission. Besides letting admitted pairs through, it
+/// refuses at once what its tick's decision is sure to refuse, so that a flood of new ids is
+/// not held until its tick completes (which would make memory grow with the flood).
+///
+/// Sure only when nothing can be forgotten before the record's tick (else room could open):
+/// - when the replica is full (no room for another entity, or another arm of a held
+///   entity), nothing new is admitted before the tick either, so a new id is refused;
+/// - [`Admission::decide`] admits a tick's new ids in id order while there is room, so a
+///   new id with at least as many smaller new ids sighted here at the same tick as there is
+///   room now is refused everywhere. "New" must be new at the tick itself: so this holds
+///   when every tick before it is decided, or, with one worker, when the id is not among
+///   those this source is holding for an earlier tick. Per tick it keeps only that many ids.
+#[derive(Debug)]
+pub struct Screen {
+    /// Every worker sees its own share of the sightings; one worker sees them all.
+    alone: bool,
+    /// Per tick: the smallest new entity ids seen, at most the room there was.
+    entities: BTreeMap<u64, (usize, BTreeSet<NameId>)>,
+    /// Per tick and held entity: the smallest new arm ids seen, at most its room.
+    arms: BTreeMap<u64, FxHashMap<NameId, (usize, BTreeSet<NameId>)>>,
+    /// With one worker: per undecided tick, the entities and pairs held for it (they may be
+    /// admitted before a later tick, so they are not new there).
+    held: BTreeMap<u64, (FxHashSet<NameId>, FxHashSet<(NameId, NameId)>)>,
+}
+
+/// Whether `id` is among the `room` smallest of `smallest` (kept at most `room` long), and
+/// takes its place there if so.
+fn among_smallest(room: usize, smallest: &mut BTreeSet<NameId>, id: NameId) -> bool {
+    if smallest.contains(&id) {
+        return true;
+    }
+    if smallest.len() < room {
+        smallest.insert(id);
+        return true;
+    }
+    match smallest.last().copied() {
+        Some(largest) if id < largest => {
+            smallest.remove(&largest);
+            smallest.insert(id);
+            true
+        }
+        _ => false,
+    }
+}
+
+impl Screen {
+    /// A screen for a source of one of `peers` workers.
+    pub fn new(peers: usize) -> Self {
+        Screen { alone: peers <= 1, entities: BTreeMap::new(), arms: BTreeMap::new(), held: BTreeMap::new() }
+    }
+
+    /// What to do with `decoded`, at `tick`, given the worker's `replica`.
+    pub fn screen(&mut self, replica: &Admission, decoded: &Decoded, tick: u64) -> Screened {
+        let Some(s) = sighting(decoded) else { return Screened::Pass };
+        let decided = replica.decided();
+        if self.entities.first_key_value().is_some_and(|(t, _)| *t < decided) {
+            self.entities = self.entities.split_off(&decided);
+        }
+        if self.arms.first_key_value().is_some_and(|(t, _)| *t < decided) {
+            self.arms = self.arms.split_off(&decided);
+        }
+        if self.held.first_key_value().is_some_and(|(t, _)| *t < decided) {
+            self.held = self.held.split_off(&decided);
+        }
+        let screened = match decoded {
+            // Rare, and each may change whether its pair is declared: always decided.
+            Decoded::Catalog(_) => Screened::Hold,
+            _ if replica.admits(s.entity, s.arm, tick) => Screened::Pass,
+            _ => self.new_pair(replica, s.entity, s.arm, tick),
+        };
+        if screened == Screened::Hold && self.alone {
+            let held = self.held.entry(tick).or_default();
+            held.0.insert(s.entity);
+            held.1.insert((s.entity, s.arm));
+        }
+        screened
+    }
+
+    /// The screen of an assignment whose pair is not surely admitted.
+    fn new_pair(&mut self, replica: &Admission, entity: NameId, arm: NameId, tick: u64) -> Screened {
+        let decided = replica.decided();
+        // Something forgotten before the tick could make room: the decision will tell.
+        if replica.next_due().is_some_and(|due| due < tick) || tick < decided {
+            return Screened::Hold;
+        }
+        let caps = replica.caps();
+        match replica.arms_of(entity) {
+            None => {
+                let room = caps.max_entities.saturating_sub(replica.entities());
+                if room == 0 {
+                    return Screened::Refuse(Refusal::MaxEntities);
+                }
+                let new_here = decided == tick || (self.alone && !self.held.range(decided..tick).any(|(_, (entities, _))| entities.contains(&entity)));
+                let (room, smallest) = self.entities.entry(tick).or_insert_with(|| (room, BTreeSet::new()));
+                if !among_smallest(*room, smallest, entity) && new_here {
+                    return Screened::Refuse(Refusal::MaxEntities);
+                }
+            }
+            Some(_) if replica.holds(entity, arm) => {}
+            Some(arms) => {
+                let room = caps.max_arms_per_entity.saturating_sub(arms);
+                if room == 0 {
+                    return Screened::Refuse(Refusal::MaxArmsPerEntity);
+                }
+                let new_here = decided == tick || (self.alone && !self.held.range(decided..tick).any(|(_, (_, pairs))| pairs.contains(&(entity, arm))));
+                let (room, smallest) = self.arms.entry(tick).or_default().entry(entity).or_insert_with(|| (room, BTreeSet::new()));
+                if !among_smallest(*room, smallest, arm) && new_here {
+                    return Screened::Refuse(Refusal::MaxArmsPerEntity);
+                }
+            }
+        }
+        Screened::Hold
     }
 }
 
@@ -228,4 +344,77 @@ pub fn admit<'scope>(
         }
     });
     split_decoded(decoded)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use banditflow_core::event::{Assignment, AssignmentKey};
+    use proptest::prelude::*;
+
+    fn assignment(entity: NameId, arm: NameId) -> Decoded {
+        Decoded::Event(Event::Assignment(Assignment { key: AssignmentKey(entity, arm), entity, arm, ts: 0, weights_version: 0 }))
+    }
+
+    proptest! {
+        /// What the screen refuses at once, the decision would have refused too, with the
+        /// same reason; and leaving those records out changes no decision. Ticks are read
+        /// ahead of the decisions by up to `lag` ticks, as a source does.
+        #[test]
+        fn the_screen_refuses_only_what_the_decision_refuses(
+            ticks in proptest::collection::vec(proptest::collection::vec((0u64..30, 0u64..6), 0..40), 1..16),
+            lag in 0usize..4,
+            declared in any::<bool>(),
+        ) {
+            let declared: Vec<(NameId, Vec<NameId>)> = if declared { vec![(0, vec![0])] } else { Vec::new() };
+            let caps = Caps { max_entities: 5, max_arms_per_entity: 3 };
+            let mut screened = Admission::new(caps, 3, &declared);
+            let mut every = screened.clone();
+            let mut screen = Screen::new(1);
+            let mut kept: Vec<Vec<Sighting>> = vec![Vec::new(); ticks.len()];
+            let mut refused_now: Vec<Vec<((NameId, NameId), Refusal)>> = vec![Vec::new(); ticks.len()];
+            let mut decided = 0;
+            for (tick, seen) in ticks.iter().enumerate() {
+                // Decide what is `lag` ticks behind the one being read.
+                while decided + lag < tick {
+                    let d = screened.decide(decided as u64, &mut kept[decided].clone());
+                    let all = every.decide(decided as u64, &mut ticks[decided].iter().map(|(e, a)| Sighting { entity: *e, arm: *a, registers: None }).collect());
+                    prop_assert_eq!(&d.admitted, &all.admitted);
+                    prop_assert_eq!(&d.forgotten_pairs, &all.forgotten_pairs);
+                    for (pair, why) in &refused_now[decided] {
+                        prop_assert!(all.refused.contains(&(*pair, *why)), "refused at once {:?} {:?}, decided {:?}", pair, why, all.refused);
+                    }
+                    decided += 1;
+                }
+                for (e, a) in seen {
+                    match screen.screen(&screened, &assignment(*e, *a), tick as u64) {
+                        Screened::Refuse(why) => refused_now[tick].push(((*e, *a), why)),
+                        _ => kept[tick].push(Sighting { entity: *e, arm: *a, registers: None }),
+                    }
+                }
+            }
+            while decided < ticks.len() {
+                let d = screened.decide(decided as u64, &mut kept[decided].clone());
+                let all = every.decide(decided as u64, &mut ticks[decided].iter().map(|(e, a)| Sighting { entity: *e, arm: *a, registers: None }).collect());
+                prop_assert_eq!(&d.admitted, &all.admitted);
+                for (pair, why) in &refused_now[decided] {
+                    prop_assert!(all.refused.contains(&(*pair, *why)), "end: refused at once {:?} {:?} at {}, decided {:?}", pair, why, decided, all);
+                }
+                decided += 1;
+            }
+        }
+    }
+
+    #[test]
+    fn a_flood_past_a_full_cap_is_refused_as_it_is_read() {
+        let caps = Caps { max_entities: 2, max_arms_per_entity: 2 };
+        let mut replica = Admission::new(caps, 100, &[]);
+        replica.decide(0, &mut vec![Sighting { entity: 1, arm: 1, registers: None }, Sighting { entity: 2, arm: 1, registers: None }]);
+        let mut screen = Screen::new(2);
+        // Several workers, ticks not yet decided: a full cap still refuses for sure.
+        assert_eq!(screen.screen(&replica, &assignment(9, 1), 5), Screened::Refuse(Refusal::MaxEntities));
+        assert_eq!(screen.screen(&replica, &assignment(1, 1), 5), Screened::Pass);
+        assert_eq!(screen.screen(&replica, &assignment(1, 2), 5), Screened::Hold, "room for one more arm");
+        assert_eq!(screen.screen(&replica, &assignment(9, 1), 200), Screened::Hold, "something may be forgotten by then");
+    }
 }

@@ -25,7 +25,7 @@ use timely::dataflow::{Scope, Stream};
 use super::blocks::Lines;
 use super::rejects::Rejects;
 use super::{Failure, FileError, Input};
-use crate::dataflow::admit::{self, must_hold, Held, Origin, Sourced};
+use crate::dataflow::admit::{self, Held, Origin, Screen, Screened, Sourced};
 use crate::dataflow::sources::emit_decoded;
 
 /// Lines a source reads before it yields to the rest of the dataflow.
@@ -122,6 +122,7 @@ pub fn file_source<'scope>(scope: Scope<'scope, u64>, ctx: FileSource) -> (Strea
         let ticks = Ticks::new(ctx.job.tick_ms);
         let lateness = ctx.job.allowed_lateness_ms.min(i64::MAX as u64) as i64;
         let mut decoder = Decoder::new(ctx.job.outcome_kinds.as_deref(), ctx.job.limits.for_history()).without_names();
+        let mut screen = Screen::new(scope.peers());
         let input_names: Vec<Arc<str>> = ctx.inputs.iter().map(|(_, input)| Arc::from(input.name())).collect();
         let mut cursors = Vec::new();
         for (index, (records, input)) in ctx.inputs.iter().enumerate() {
@@ -199,10 +200,19 @@ pub fn file_source<'scope>(scope: Scope<'scope, u64>, ctx: FileSource) -> (Strea
                         local_min = local_min.min(ts);
                         cursor.last_ts = ts;
                         let tick = ticks.tick_of(ts).max(floor_tick);
-                        let held = must_hold(&source_replica.borrow(), &decoded, tick).then(|| {
-                            let origin = Origin::Line { input: input_names[cursor.input].clone(), line: cursor.lines.line() };
-                            Box::new(Held { raw: buf.clone(), origin })
-                        });
+                        let held = match screen.screen(&source_replica.borrow(), &decoded, tick) {
+                            Screened::Pass => None,
+                            Screened::Hold => Some(Box::new(Held { raw: buf.clone(), origin: Origin::Line { input: input_names[cursor.input].clone(), line: cursor.lines.line() } })),
+                            Screened::Refuse(why) => {
+                                counters.malformed(why.reason());
+                                if let Some(rejects) = &ctx.rejects {
+                                    if let Err(error) = rejects.write(why.reason(), &cursor.name, cursor.lines.line(), &buf) {
+                                        ctx.failure.fail(error);
+                                    }
+                                }
+                                continue;
+                            }
+                        };
                         batch.push((tick, Sourced { decoded, held }));
                     }
                     Ok(None) => {}

@@ -35,7 +35,7 @@ use super::client::{self as kafka, KafkaConsumer};
 use super::control::{describe, Control, Topic};
 use super::dead_letter::{DeadLetters, Letter};
 use crate::checkpoint::Collector;
-use crate::dataflow::admit::{self, must_hold, Held, Origin, Sourced};
+use crate::dataflow::admit::{self, Held, Origin, Screen, Screened, Sourced};
 use crate::dataflow::sources::emit_decoded;
 use crate::deployment::KafkaConfig;
 
@@ -230,6 +230,7 @@ pub fn kafka_source<'scope>(scope: Scope<'scope, u64>, ctx: SourceContext) -> Re
         let lateness = ctx.job.allowed_lateness_ms.min(i64::MAX as u64) as i64;
         let idle = Duration::from_millis(ctx.job.idle_timeout_ms);
         let mut decoder = Decoder::new(ctx.job.outcome_kinds.as_deref(), ctx.job.limits).without_names();
+        let mut screen = Screen::new(scope.peers());
         let topic_names: [Arc<str>; 2] = [Topic::Assignments, Topic::Outcomes].map(|t| Arc::from(topic_name(&ctx.kafka, t)));
         let started = Instant::now();
         let resume = ctx.resume.clone();
@@ -340,33 +341,46 @@ pub fn kafka_source<'scope>(scope: Scope<'scope, u64>, ctx: SourceContext) -> Re
                         Topic::Assignments => RecordKind::Assignment,
                         Topic::Outcomes => RecordKind::Outcome,
                     };
+                    // Why the record is refused, if it is (the decoder, or a cap for sure).
+                    let mut refused: Option<String> = None;
                     let tick = match decoder.decode(kind, payload, now, &mut names, &mut counters) {
                         Ok(Some((ts, decoded))) => {
                             part.max_ts = part.max_ts.max(ts);
                             let tick = ticks.tick_of(ts).max(floor_tick);
-                            let held = must_hold(&source_replica.borrow(), &decoded, tick).then(|| {
-                                let topic = topic_names[topic as usize].clone();
-                                let origin = Origin::Message { topic, partition: message.partition(), offset: message.offset(), key: message.key().map(<[u8]>::to_vec) };
-                                Box::new(Held { raw: payload.to_vec(), origin })
-                            });
-                            batch.push((tick, Sourced { decoded, held }));
+                            let held = match screen.screen(&source_replica.borrow(), &decoded, tick) {
+                                Screened::Pass => None,
+                                Screened::Hold => {
+                                    let topic = topic_names[topic as usize].clone();
+                                    let origin = Origin::Message { topic, partition: message.partition(), offset: message.offset(), key: message.key().map(<[u8]>::to_vec) };
+                                    Some(Box::new(Held { raw: payload.to_vec(), origin }))
+                                }
+                                Screened::Refuse(why) => {
+                                    counters.malformed(why.reason());
+                                    refused = Some(why.reason().to_owned());
+                                    None
+                                }
+                            };
+                            if refused.is_none() {
+                                batch.push((tick, Sourced { decoded, held }));
+                            }
                             tick
                         }
                         Ok(None) => floor_tick,
                         Err(reason) => {
-                            if let Some(letters) = &ctx.dead_letters {
-                                letters.send(Letter {
-                                    reason: reason.to_string(),
-                                    source_topic: topic_name(&ctx.kafka, topic).to_owned(),
-                                    source: Some((message.partition(), message.offset())),
-                                    key: message.key().map(<[u8]>::to_vec),
-                                    payload: payload.to_vec(),
-                                    extra: Vec::new(),
-                                });
-                            }
+                            refused = Some(reason.to_string());
                             floor_tick
                         }
                     };
+                    if let (Some(reason), Some(letters)) = (refused.take(), &ctx.dead_letters) {
+                        letters.send(Letter {
+                            reason,
+                            source_topic: topic_name(&ctx.kafka, topic).to_owned(),
+                            source: Some((message.partition(), message.offset())),
+                            key: message.key().map(<[u8]>::to_vec),
+                            payload: payload.to_vec(),
+                            extra: Vec::new(),
+                        });
+                    }
                     part.checkpoint(tick, message.offset());
                 }
             }

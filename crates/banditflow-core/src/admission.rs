@@ -156,6 +156,16 @@ impl Admission {
         self.due.keys().next().copied()
     }
 
+    /// The caps it keeps.
+    pub fn caps(&self) -> Caps {
+        self.caps
+    }
+
+    /// How many arms `entity` holds, if it is held.
+    pub fn arms_of(&self, entity: NameId) -> Option<usize> {
+        self.entities.get(&entity).map(|e| e.arms.len())
+    }
+
     /// Whether the pair is held now.
     pub fn holds(&self, entity: NameId, arm: NameId) -> bool {
         self.entities.get(&entity).is_some_and(|e| e.arms.contains_key(&arm))
