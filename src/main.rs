@@ -9,6 +9,12 @@ use clap::{Parser, Subcommand};
 
 mod cli;
 
+/// jemalloc, whose background threads hand memory freed by forgotten entities back to the
+/// system (glibc's allocator keeps a long-running worker's peak), and which allocates the
+/// dataflow's many small records quickly.
+#[global_allocator]
+static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
+
 /// Streaming multi-armed-bandit weights from experiment traffic.
 #[derive(Parser)]
 #[command(name = "banditflow", version, about)]
@@ -63,6 +69,9 @@ fn main() -> ExitCode {
     if let Err(error) = init_logs(cli.log_format, log_file.as_deref()) {
         eprintln!("error: {error}");
         return ExitCode::FAILURE;
+    }
+    if let Err(error) = tikv_jemalloc_ctl::background_thread::write(true) {
+        tracing::warn!(%error, "cannot start the allocator's background threads: memory freed is returned to the system later");
     }
     let format = cli.log_format;
     let result = match cli.command {

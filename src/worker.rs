@@ -113,8 +113,20 @@ pub struct RunSummary {
 }
 
 
+/// How much merging an idle arrangement does per scheduling, in records: enough that the
+/// window's traces are compacted once traffic stops, rather than holding the retracted
+/// counts of forgotten entities until more traffic comes.
+const IDLE_MERGE_EFFORT: isize = 10_000;
+
 /// The timely configuration of `options`.
 fn timely_config(options: &RunOptions) -> Result<timely::Config, WorkerError> {
+    let mut config = cluster_config(options)?;
+    differential_dataflow::configure(&mut config.worker, &differential_dataflow::Config::default().idle_merge_effort(Some(IDLE_MERGE_EFFORT)));
+    Ok(config)
+}
+
+/// The communication of `options`: threads of one process, or a cluster.
+fn cluster_config(options: &RunOptions) -> Result<timely::Config, WorkerError> {
     let threads = options.workers.max(1);
     let Some(cluster) = options.cluster.as_ref().filter(|c| c.processes > 1) else {
         return Ok(timely::Config::process(threads));

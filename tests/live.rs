@@ -1047,6 +1047,103 @@ fn refused_records_go_to_the_dead_letter_topic_unchanged_and_their_offsets_are_c
 
 
 #[test]
+fn records_past_a_cap_go_to_the_dead_letter_topic_with_its_reason_and_change_no_good_record() {
+    // The traffic's three entities and their three arms fill both caps.
+    let mut scenario = Scenario::with_job("production", "[limits]\nmax_entities = 3\nmax_arms_per_entity = 3\n");
+    scenario.broker.create_topic("dead-letters", 1);
+    let (a, o) = past_traffic(scenario.dir.path(), 47);
+    let first = a.iter().filter_map(|l| serde_json::from_str::<Value>(l).ok()?["ts"].as_i64()).min().expect("ts");
+    scenario.produce(a, o);
+    // Twenty seconds in, well after every entity and arm was first seen: new entities, and
+    // new arms of a held entity.
+    let flood: Vec<(String, Vec<u8>, &str)> = (0..300)
+        .map(|i| (format!("fe-{i}"), format!(r#"{{"assignment_id":"fe-{i}","entity_id":"flood-{i}","arm_id":"arm-0","ts":{}}}"#, first + 20_000 + i).into_bytes(), "max_entities"))
+        .chain((0..300).map(|i| (format!("fa-{i}"), format!(r#"{{"assignment_id":"fa-{i}","entity_id":"entity-001","arm_id":"flood-{i}","ts":{}}}"#, first + 20_000 + i).into_bytes(), "max_arms_per_entity")))
+        .collect();
+    produce_raw(&scenario.broker.brokers(), "assignments", &flood.iter().map(|(k, v, _)| (k.clone(), v.clone())).collect::<Vec<_>>());
+    let expected = scenario.expected();
+    let env = [("BANDITFLOW_KAFKA_DEAD_LETTER_TOPIC", "dead-letters".to_owned())];
+    let mut worker = Worker::start_with(Path::new(env!("CARGO_BIN_EXE_banditflow")), &scenario.job, &[], &env, &scenario.dir.path().join("worker.log"));
+    scenario.await_topic("weights", &expected, &mut worker);
+    let brokers = scenario.broker.brokers();
+    let letters = read_raw(&brokers, "dead-letters", flood.len(), Duration::from_secs(60));
+    assert_eq!(letters.len(), flood.len(), "one letter per refused record");
+    for (key, value, reason) in &flood {
+        let letter = letters.iter().find(|l| l.key.as_deref() == Some(key.as_bytes())).unwrap_or_else(|| panic!("{key} is not in the dead-letter topic"));
+        assert!(letter.payload == *value, "{key}: the original bytes");
+        assert_eq!(letter.headers.get("reason").map(String::as_str), Some(*reason), "{key}");
+        assert_eq!(letter.headers.get("source_topic").map(String::as_str), Some("assignments"), "{key}");
+    }
+    // The caps' use is on the metrics page (workers report every quarter second), and
+    // everything read is committed.
+    let port = worker.metrics_port;
+    let wanted = [
+        ("banditflow_cap_used", r#"cap="max_entities""#, 3.0),
+        ("banditflow_cap_limit", r#"cap="max_entities""#, 3.0),
+        ("banditflow_cap_used", r#"cap="max_arms_per_entity""#, 3.0),
+        ("banditflow_malformed_total", r#"reason="max_entities""#, 300.0),
+        ("banditflow_malformed_total", r#"reason="max_arms_per_entity""#, 300.0),
+    ];
+    let shown = || http_get(port, "/metrics").is_some_and(|(_, page)| wanted.iter().all(|(name, labels, value)| metric(&page, name, labels) == Some(*value)));
+    assert!(wait_until(Duration::from_secs(30), shown), "{:?}", http_get(port, "/metrics"));
+    let ends: BTreeMap<i32, i64> = end_offsets(&brokers, "assignments");
+    let done = wait_until(Duration::from_secs(30), || committed(&brokers, GROUP, "assignments", 4) == ends);
+    assert!(done, "committed {:?}, ends {ends:?}", committed(&brokers, GROUP, "assignments", 4));
+    let (status, _) = worker.terminate();
+    assert!(status.success());
+}
+
+/// The resident set size of process `pid`, in KiB (`VmRSS` in `/proc/PID/status`).
+fn rss_kib(pid: u32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).expect("the worker's /proc status");
+    status.lines().find_map(|l| l.strip_prefix("VmRSS:")).and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok()).expect("VmRSS")
+}
+
+#[test]
+fn short_lived_entities_are_forgotten_and_memory_and_the_entities_gauge_return_to_their_baseline() {
+    // A window of three ticks: an entity seen once is forgotten about ten seconds later.
+    let scenario = Scenario::with_job("production", "window = \"3s\"\nattribution = \"1s\"\n[limits]\nmax_entities = 200000\n");
+    let mut worker = Worker::start(&scenario.job, &[], &scenario.dir.path().join("worker.log"));
+    let port = worker.metrics_port;
+    let gauges = || http_get(port, "/metrics").and_then(|(_, page)| Some((metric(&page, "banditflow_entities", "")?, metric(&page, "banditflow_cap_used", r#"cap="max_entities""#)?)));
+    assert!(wait_until(Duration::from_secs(60), || gauges().is_some()), "metrics up");
+    let baseline = gauges().expect("gauges");
+    assert_eq!(baseline, (0.0, 0.0), "nothing held before any traffic");
+    // Waves of entities that each get one assignment and are never seen again.
+    let wave = |n: usize, name: &str| {
+        let at = now_ms() - 2_000;
+        let lines: Vec<String> = (0..n).map(|i| format!(r#"{{"assignment_id":"{name}-{i}","entity_id":"{name}-{i}","arm_id":"a","ts":{}}}"#, at + (i % 1000) as i64)).collect();
+        produce(&scenario.broker.brokers(), "assignments", &lines, "assignment_id");
+    };
+    let allocated = || http_get(port, "/metrics").and_then(|(_, page)| metric(&page, "banditflow_memory_allocated_bytes", "")).expect("allocated bytes") as u64;
+    // Per wave: bytes allocated while it is held, and once it is forgotten; resident KiB then.
+    let mut seen: Vec<(u64, u64, u64)> = Vec::new();
+    for (n, name) in [(1_000, "warm-up"), (100_000, "first"), (100_000, "second")] {
+        wave(n, name);
+        // The wave is taken in (every entity held at once) and then forgotten.
+        let held = wait_until(Duration::from_secs(120), || gauges().is_some_and(|(_, used)| used >= n as f64));
+        assert!(held, "{name}: the wave was taken in: {:?}", gauges());
+        let at_peak = allocated();
+        let gone = wait_until(Duration::from_secs(180), || gauges() == Some(baseline));
+        assert!(gone, "{name}: the entities gauge and the cap's use returned to {baseline:?}: {:?}", gauges());
+        worker.assert_running();
+        seen.push((at_peak, allocated(), rss_kib(worker.child.id())));
+    }
+    eprintln!("per wave (allocated while held, allocated once forgotten, resident KiB): {seen:?}");
+    let (warm, first, second) = (seen[0], seen[1], seen[2]);
+    // Once a wave is forgotten, what stays allocated is within a fixed amount of the
+    // warm-up's (buffers sized by the largest batch seen; a wave held took 60 to 240 MB
+    // when this was written, as sampled while it was held) ...
+    let bound = warm.1 + (40 << 20);
+    assert!(first.1 <= bound && second.1 <= bound, "allocated once forgotten: {} and {} bytes, over {bound}", first.1, second.1);
+    // ... and a second wave leaves no more behind than the first: memory grows with the
+    // entities held at once, not with those ever seen.
+    assert!(second.1 <= first.1 + first.1 / 5 + (4 << 20), "allocated grew from {} to {} bytes over a second wave of forgotten entities", first.1, second.1);
+    let (status, _) = worker.terminate();
+    assert!(status.success());
+}
+
+#[test]
 fn a_tls_redis_with_its_password_from_the_environment_gets_every_entitys_newest_record() {
     let mut scenario = Scenario::new("production");
     let tls = TlsRedis::start(scenario.dir.path(), "tls-pass-5309");

@@ -23,6 +23,7 @@ use banditflow_core::admission::{Admission, Caps, Refusal, Sighting};
 use banditflow_core::config::Dataflow;
 use banditflow_core::counters::Counters;
 use banditflow_core::event::{arm_id_of, entity_id_of, Catalog, Event, Forgotten, NameId};
+use banditflow_core::sparse::shrink_set;
 use banditflow_core::wire::{names_of, Decoded};
 use rustc_hash::{FxHashMap, FxHashSet};
 use timely::dataflow::channels::pact::Pipeline;
@@ -325,6 +326,7 @@ pub fn admit<'scope>(
                 for id in decided.forgotten_entities.iter().chain(&decided.forgotten_arms) {
                     named.remove(id);
                 }
+                shrink_set(&mut named);
                 if worker == 0 && !decided.forgotten_pairs.is_empty() {
                     session.give(Decoded::Catalog(Catalog::Forget(Forgotten {
                         entities: decided.forgotten_entities,

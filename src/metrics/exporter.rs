@@ -27,6 +27,7 @@ pub struct Exported {
     arms: IntGauge,
     cap_used: IntGaugeVec,
     cap_limit: IntGaugeVec,
+    allocated: IntGauge,
     rebuild: Gauge,
     checkpoints_written: IntCounterVec,
     rejected: IntCounterVec,
@@ -67,6 +68,7 @@ impl Exported {
         let buffered = registered(&registry, IntGauge::new("banditflow_buffered_outcomes", "Outcomes held for an assignment or its resolution.")?)?;
         let entities = registered(&registry, IntGauge::new("banditflow_entities", "Entities with a published weight record.")?)?;
         let cap_used = registered(&registry, IntGaugeVec::new(Opts::new("banditflow_cap_used", "What the dataflow holds against each cap of [limits]: entities (max_entities), the most arms of one entity (max_arms_per_entity)."), &["cap"])?)?;
+        let allocated = registered(&registry, IntGauge::new("banditflow_memory_allocated_bytes", "Bytes the process has allocated and not freed, as its allocator (jemalloc) counts them.")?)?;
         let cap_limit = registered(&registry, IntGaugeVec::new(Opts::new("banditflow_cap_limit", "Each cap of [limits], as configured."), &["cap"])?)?;
         let arms = registered(&registry, IntGauge::new("banditflow_arms", "Arms in the newest published records of all entities.")?)?;
         let arm_weight = registered(&registry, GaugeVec::new(Opts::new("banditflow_arm_weight", "Published weight of an arm of a watched entity ([metrics] entities)."), &["entity", "arm"])?)?;
@@ -87,6 +89,7 @@ impl Exported {
             entities,
             cap_used,
             cap_limit,
+            allocated,
             arms,
             arm_weight,
             arm_p_best,
@@ -188,6 +191,12 @@ impl Exported {
         for (cap, used, limit) in [("max_entities", c.entities_held, snapshot.cap_limits[0]), ("max_arms_per_entity", c.most_arms_held, snapshot.cap_limits[1])] {
             self.cap_used.with_label_values(&[cap]).set(used.min(i64::MAX as u64) as i64);
             self.cap_limit.with_label_values(&[cap]).set(limit.min(i64::MAX as u64) as i64);
+        }
+        // The statistics are refreshed when the epoch advances.
+        if tikv_jemalloc_ctl::epoch::advance().is_ok() {
+            if let Ok(bytes) = tikv_jemalloc_ctl::stats::allocated::read() {
+                self.allocated.set(bytes.min(i64::MAX as usize) as i64);
+            }
         }
         self.pending.set(c.pending_assignments.min(i64::MAX as u64) as i64);
         self.buffered.set(c.buffered_outcomes.min(i64::MAX as u64) as i64);

@@ -74,6 +74,8 @@ impl PublishedState {
         self.srm_flagged.remove(entity);
         self.watched.remove(entity);
         self.srm_watched.remove(entity);
+        banditflow_core::sparse::shrink_map(&mut self.arms);
+        banditflow_core::sparse::shrink_set(&mut self.srm_flagged);
     }
 
     /// Takes in a record about to be published; `watch` are the opted-in entities.

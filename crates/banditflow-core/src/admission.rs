@@ -19,6 +19,7 @@ use std::collections::BTreeMap;
 use rustc_hash::FxHashMap;
 
 use crate::event::NameId;
+use crate::sparse::shrink_map;
 
 /// The caps of `[limits]` that admission keeps.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -241,6 +242,10 @@ impl Admission {
                     }
                 }
             }
+        }
+        if !decided.forgotten_pairs.is_empty() {
+            shrink_map(&mut self.entities);
+            shrink_map(&mut self.arm_uses);
         }
         decided.forgotten_pairs.sort_unstable();
         decided.forgotten_entities.sort_unstable();

@@ -12,6 +12,7 @@ use std::collections::BTreeMap;
 use rustc_hash::FxHashMap;
 
 use crate::counters::Counters;
+use crate::sparse::shrink_map;
 use crate::event::{Assignment, AssignmentKey, Forgotten, Name, NameId, Outcome, Registration};
 use crate::time::Ticks;
 
@@ -315,6 +316,9 @@ impl Attribution {
         for pair in &forgotten.pairs {
             self.registry.remove(pair);
         }
+        shrink_map(&mut self.names);
+        shrink_map(&mut self.registry);
+        shrink_map(&mut self.pair_index);
     }
 
     /// Names held (for tests of forgetting).
@@ -545,6 +549,12 @@ impl Attribution {
             }
         }
         self.settled = frontier;
+        // A burst of traffic leaves these tables at its peak once it has resolved.
+        shrink_map(&mut self.pending);
+        shrink_map(&mut self.outcomes);
+        shrink_map(&mut self.versions);
+        shrink_map(&mut self.delayed);
+        shrink_map(&mut self.ties);
     }
 }
 

@@ -24,6 +24,7 @@ pub mod record;
 pub mod record_json;
 pub mod regret;
 pub mod scenario;
+pub mod sparse;
 pub mod srm;
 pub mod statistics;
 pub mod time;

@@ -24,6 +24,7 @@ use crate::record::{
     ArmWeight, DecisionEvent, DecisionStatistics, EncodedDecision, EncodedRecord, Published, Thresholds, WeightRecord,
     DECISION_SCHEMA_VERSION, SCHEMA_VERSION,
 };
+use crate::sparse::shrink_map;
 use crate::srm::ServedCounts;
 use crate::statistics::{independence, mean, versus_control};
 use crate::time::{now_ms, Ticks};
@@ -447,6 +448,13 @@ impl Weigher {
                 p.names.remove(id);
             }
         }
+        shrink_map(&mut p.names);
+        shrink_map(&mut p.counts);
+        shrink_map(&mut p.registry);
+        shrink_map(&mut p.entities);
+        shrink_map(&mut p.decisions);
+        shrink_map(&mut p.redeclared);
+        shrink_map(&mut p.served);
     }
 
     /// The state as of now (call it once every tick before the checkpoint's is computed).
