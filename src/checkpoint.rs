@@ -15,6 +15,7 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
+use banditflow_core::admission::AdmissionState;
 use banditflow_core::checkpoint::{self, AttributionPart, Checkpoint, CheckpointError, JobTiming, PartitionPosition};
 use banditflow_core::config::Dataflow;
 use banditflow_core::weights::WeigherState;
@@ -224,6 +225,7 @@ struct Parts {
     attribution: BTreeMap<usize, AttributionPart>,
     weighers: BTreeMap<usize, WeigherState>,
     sources: BTreeMap<usize, Vec<PartitionPosition>>,
+    admission: Option<AdmissionState>,
 }
 
 /// Gathers the parts of checkpoints from a process's workers.
@@ -304,6 +306,13 @@ impl Collector {
         });
     }
 
+    /// Admission's replica at `tick` (from worker 0, which this process runs if it is process 0).
+    pub fn admission(&self, tick: u64, state: AdmissionState) {
+        self.with(tick, |p| {
+            p.admission = Some(state);
+        });
+    }
+
     /// Where worker `worker`'s partitions resume at `tick`.
     pub fn source(&self, worker: usize, tick: u64, positions: Vec<PartitionPosition>) {
         self.with(tick, |p| {
@@ -315,7 +324,7 @@ impl Collector {
     /// (every tick before it acknowledged by the sinks), taken out with everything older.
     pub fn take_complete(&self, acked: u64, timing: &JobTiming, written_ms: i64) -> Option<Checkpoint> {
         let mut parts = self.parts.lock().ok()?;
-        let complete = |p: &Parts| p.attribution.len() == self.workers && p.weighers.len() == self.workers && p.sources.len() == self.sources;
+        let complete = |p: &Parts| p.attribution.len() == self.workers && p.weighers.len() == self.workers && p.sources.len() == self.sources && (self.process != 0 || p.admission.is_some());
         let tick = *parts.iter().rev().find(|(t, p)| **t <= acked && complete(p))?.0;
         let mut older = parts.split_off(&(tick + 1));
         std::mem::swap(&mut older, &mut parts);
@@ -328,6 +337,7 @@ impl Collector {
             processes: self.processes as u32,
             attribution: taken.attribution.into_values().collect(),
             weighers: taken.weighers.into_values().collect(),
+            admission: taken.admission,
             partitions: taken.sources.into_values().flatten().collect(),
             weights_offsets: Vec::new(),
             decisions_offsets: Vec::new(),
@@ -351,6 +361,7 @@ mod tests {
             collector.weigher(w, tick, WeigherState { next_tick: tick, ..WeigherState::default() });
             collector.source(w, tick, vec![PartitionPosition { topic: "a".into(), partition: w as i32, offset: tick as i64, max_ts: 0 }]);
         }
+        collector.admission(tick, AdmissionState::default());
     }
 
     #[test]
@@ -421,6 +432,11 @@ mod tests {
                 collector.weigher(w, 10, WeigherState::default());
                 collector.source(w, 10, vec![PartitionPosition { topic: "a".into(), partition: w as i32, offset: 5, max_ts: 0 }]);
             }
+            if process == 0 {
+                // Worker 0's replica: process 0's part is incomplete without it.
+                assert!(collector.take_complete(u64::MAX, &timing(), 0).is_none());
+                collector.admission(10, AdmissionState { pairs: vec![(1, 2, 9, false)], decided: 10 });
+            }
             store.write(&collector.take_complete(u64::MAX, &timing(), 0).expect("complete")).expect("write");
         }
         // Every part in one directory: any layout resumes from the merged checkpoint.
@@ -428,6 +444,7 @@ mod tests {
             let (found, skipped) = Store::open(&shared, 3, process, processes).expect("store").candidates(|_| Ok(()), workers, false).expect("read");
             let whole = &found[&10];
             assert_eq!((whole.files.len(), whole.checkpoint.attribution.len(), whole.checkpoint.partitions.len(), skipped.len()), (2, 4, 4, 0));
+            assert_eq!(whole.checkpoint.admission.as_ref().map(|a| a.pairs.len()), Some(1), "process 0's replica");
         }
         // Its own part alone: only as it was laid out (2 processes, 4 workers in all).
         let store = Store::open(&alone, 3, 1, 2).expect("store");

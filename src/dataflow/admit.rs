@@ -19,7 +19,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::rc::Rc;
 use std::sync::Arc;
 
-use banditflow_core::admission::{Admission, Caps, Refusal, Sighting};
+use banditflow_core::admission::{Admission, AdmissionState, Caps, Refusal, Sighting};
 use banditflow_core::config::Dataflow;
 use banditflow_core::counters::Counters;
 use banditflow_core::event::{arm_id_of, entity_id_of, Catalog, Event, Forgotten, NameId};
@@ -32,6 +32,7 @@ use timely::dataflow::operators::vec::Broadcast;
 use timely::dataflow::Stream;
 
 use super::frontier::first_open_tick;
+use crate::checkpoint::Collector;
 
 /// Where a held record came from, for the refusal sink.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -87,11 +88,16 @@ pub fn forget_span(job: &Dataflow) -> u64 {
     held_ms.div_ceil(job.tick_ms.max(1)).saturating_add(2)
 }
 
-/// A worker's replica for `job`: its caps, its span, and its declared arms admitted for good.
-pub fn replica(job: &Dataflow) -> Replica {
+/// A worker's replica for `job`: its caps, its span, and its declared arms admitted for good;
+/// resumed from a checkpoint, what the checkpoint's replica held as well.
+pub fn replica(job: &Dataflow, restored: Option<&AdmissionState>) -> Replica {
     let caps = Caps { max_entities: job.limits.max_entities, max_arms_per_entity: job.limits.max_arms_per_entity };
     let declared: Vec<(NameId, Vec<NameId>)> = job.arms.iter().map(|d| (entity_id_of(&d.entity_id), d.arm_ids.iter().map(|a| arm_id_of(a)).collect())).collect();
-    Rc::new(RefCell::new(Admission::new(caps, forget_span(job), &declared)))
+    let admission = match restored {
+        Some(state) => Admission::restore(caps, forget_span(job), &declared, state),
+        None => Admission::new(caps, forget_span(job), &declared),
+    };
+    Rc::new(RefCell::new(admission))
 }
 
 /// What a source does with a decoded record.
@@ -246,9 +252,12 @@ pub fn admit<'scope>(
     sourced: Stream<'scope, u64, Vec<Sourced>>,
     replica: Replica,
     counters: Rc<RefCell<Counters>>,
+    collector: Option<Arc<Collector>>,
     mut refuse: impl FnMut(&'static str, Held) + 'static,
 ) -> (Stream<'scope, u64, Vec<Event>>, Stream<'scope, u64, Vec<Catalog>>) {
     let worker = sourced.scope().index();
+    // Every replica is the same: worker 0's goes into checkpoints.
+    let collector = collector.filter(|_| worker == 0);
     let sightings = sourced
         .clone()
         .unary(Pipeline, "Sightings", |_, _| {
@@ -272,6 +281,8 @@ pub fn admit<'scope>(
         let mut sighted: BTreeMap<u64, Vec<Sighting>> = BTreeMap::new();
         // Names this worker has announced, so a pair's first held records name it once.
         let mut named: FxHashSet<NameId> = FxHashSet::default();
+        // Every tick before this one is decided; and the last checkpoint tick handed over.
+        let (mut done, mut last_checkpoint) = (replica.borrow().decided(), 0);
         move |(records, records_frontier), (sightings, sightings_frontier), output| {
             records.for_each(|time, data| {
                 let tick = time.least().copied().unwrap_or(0);
@@ -288,13 +299,17 @@ pub fn admit<'scope>(
             let frontier = first_open_tick(&[records_frontier, sightings_frontier]);
             let mut replica = replica.borrow_mut();
             let mut counters = counters.borrow_mut();
-            // With every input done, only what was sighted is left to decide.
-            let due_until = frontier.unwrap_or(0);
+            // A checkpoint takes the replica as it is once every tick before the checkpoint's is
+            // decided: decide up to there first.
+            let checkpoint = collector.as_ref().and_then(|c| c.due(last_checkpoint, frontier.unwrap_or(u64::MAX))).filter(|c| *c >= done);
             let mut changed = false;
+            for (bound, take) in checkpoint.map(|c| (Some(c), true)).into_iter().chain([(frontier, false)]) {
+            // With every input done, only what was sighted is left to decide.
+            let due_until = bound.unwrap_or(0);
             loop {
                 let due = replica.next_due().filter(|t| *t < due_until);
                 let next = [sighted.keys().next().copied(), due, held.keys().next().copied()].into_iter().flatten().min();
-                let Some(tick) = next.filter(|t| frontier.is_none_or(|f| *t < f)) else { break };
+                let Some(tick) = next.filter(|t| bound.is_none_or(|f| *t < f)) else { break };
                 changed = true;
                 let mut seen = sighted.remove(&tick).unwrap_or_default();
                 let at = tick.max(replica.decided());
@@ -335,6 +350,15 @@ pub fn admit<'scope>(
                     })));
                 }
             }
+            if let (true, Some(at), Some(collector)) = (take, bound, &collector) {
+                let mut state = replica.snapshot();
+                // Ticks with nothing to decide are decided all the same.
+                state.decided = state.decided.max(at);
+                collector.admission(at, state);
+                last_checkpoint = at;
+            }
+            }
+            done = done.max(frontier.unwrap_or(u64::MAX));
             if changed {
                 counters.entities_held = replica.entities() as u64;
                 counters.most_arms_held = replica.most_arms() as u64;

@@ -114,7 +114,7 @@ struct Cursor {
 /// The file source of one worker: its share of every input, decoded, at their ticks.
 pub fn file_source<'scope>(scope: Scope<'scope, u64>, ctx: FileSource) -> (Stream<'scope, u64, Vec<Event>>, Stream<'scope, u64, Vec<Catalog>>) {
     let (worker, peers) = (scope.index(), scope.peers());
-    let replica = admit::replica(&ctx.job);
+    let replica = admit::replica(&ctx.job, None);
     let source_replica = replica.clone();
     let (counters, rejects, failure) = (ctx.counters.clone(), ctx.rejects.clone(), ctx.failure.clone());
     let sourced = source::<_, CapacityContainerBuilder<Vec<Sourced>>, _, _>(scope, "FileSource", move |capability, info| {
@@ -248,7 +248,7 @@ pub fn file_source<'scope>(scope: Scope<'scope, u64>, ctx: FileSource) -> (Strea
             activator.activate();
         }
     });
-    admit::admit(sourced, replica, counters, move |reason, held| {
+    admit::admit(sourced, replica, counters, None, move |reason, held| {
         let (Some(rejects), Origin::Line { input, line }) = (&rejects, &held.origin) else { return };
         if let Err(error) = rejects.write(reason, input, *line, &held.raw) {
             failure.fail(error);

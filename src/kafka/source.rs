@@ -220,9 +220,9 @@ pub fn kafka_source<'scope>(scope: Scope<'scope, u64>, ctx: SourceContext) -> Re
         }
     }
     tracing::info!(worker = scope.index(), partitions = %describe(&mine), "source assigned");
-    let replica = admit::replica(&ctx.job);
+    let replica = admit::replica(&ctx.job, ctx.resume.as_deref().and_then(|c| c.admission.as_ref()));
     let source_replica = replica.clone();
-    let (counters, letters) = (ctx.counters.clone(), ctx.dead_letters.clone());
+    let (counters, letters, collector) = (ctx.counters.clone(), ctx.dead_letters.clone(), ctx.collector.clone());
     let assignments_topic: Arc<str> = Arc::from(ctx.kafka.assignments_topic.as_str());
     let sourced = source::<_, CapacityContainerBuilder<Vec<Sourced>>, _, _>(scope, "KafkaSource", move |capability, info| {
         let activator = scope.activator_for(info.address);
@@ -437,7 +437,7 @@ pub fn kafka_source<'scope>(scope: Scope<'scope, u64>, ctx: SourceContext) -> Re
             }
         }
     });
-    Ok(admit::admit(sourced, replica, counters, move |reason, held| {
+    Ok(admit::admit(sourced, replica, counters, collector, move |reason, held| {
         let Some(letters) = &letters else { return };
         let (source_topic, source, key) = match held.origin {
             Origin::Message { topic, partition, offset, key } => (topic, Some((partition, offset)), key),

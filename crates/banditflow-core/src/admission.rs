@@ -97,6 +97,16 @@ struct EntityState {
     arms: FxHashMap<NameId, PairState>,
 }
 
+/// A replica's state in a checkpoint: every pair held but those the job file declares, and
+/// the first tick not decided.
+#[derive(Clone, Debug, Default, PartialEq, Eq, bincode::Encode, bincode::Decode)]
+pub struct AdmissionState {
+    /// `(entity, arm, last tick sighted, active on the registry)`, sorted.
+    pub pairs: Vec<(NameId, NameId, u64, bool)>,
+    /// Every tick before this one was decided.
+    pub decided: u64,
+}
+
 /// The admission replica; see the module documentation.
 #[derive(Clone, Debug)]
 pub struct Admission {
@@ -105,8 +115,9 @@ pub struct Admission {
     entities: FxHashMap<NameId, EntityState>,
     /// How many admitted pairs use each arm id.
     arm_uses: FxHashMap<NameId, u32>,
-    /// When to look again whether a pair can be forgotten: each admitted pair not declared in the job file is
-    /// here once, at or before its due tick (moved on lazily when it was sighted since).
+    /// When to look again whether a pair can be forgotten: each admitted pair neither declared
+    /// in the job file nor active on the registry is here, at or before its due tick (moved
+    /// on lazily when it was sighted since).
     due: BTreeMap<u64, Vec<(NameId, NameId)>>,
     /// Every tick before this one is decided.
     decided: u64,
@@ -123,6 +134,37 @@ impl Admission {
                 if state.arms.insert(*arm, PairState { last: 0, registered: false, declared: true }).is_none() {
                     *admission.arm_uses.entry(*arm).or_default() += 1;
                 }
+            }
+        }
+        admission
+    }
+
+    /// The state to checkpoint (the same on every worker).
+    pub fn snapshot(&self) -> AdmissionState {
+        let mut pairs: Vec<(NameId, NameId, u64, bool)> = self
+            .entities
+            .iter()
+            .flat_map(|(entity, state)| state.arms.iter().filter(|(_, p)| !p.declared).map(|(arm, p)| (*entity, *arm, p.last, p.registered)))
+            .collect();
+        pairs.sort_unstable();
+        AdmissionState { pairs, decided: self.decided }
+    }
+
+    /// A replica as [`Admission::new`] makes it, holding what `state` held as well: each pair
+    /// forgotten at the tick it would have been had there been no restart.
+    pub fn restore(caps: Caps, span: u64, declared: &[(NameId, Vec<NameId>)], state: &AdmissionState) -> Self {
+        let mut admission = Admission::new(caps, span, declared);
+        admission.decided = state.decided;
+        for &(entity, arm, last, registered) in &state.pairs {
+            let held = admission.entities.entry(entity).or_default();
+            if held.arms.contains_key(&arm) {
+                continue; // declared now
+            }
+            held.arms.insert(arm, PairState { last, registered, declared: false });
+            *admission.arm_uses.entry(arm).or_default() += 1;
+            if !registered {
+                let due = last.saturating_add(span).saturating_add(1).max(state.decided);
+                admission.due.entry(due).or_default().push((entity, arm));
             }
         }
         admission
@@ -196,6 +238,10 @@ impl Admission {
             if let Some(p) = entity.arms.get_mut(&s.arm) {
                 p.last = p.last.max(tick);
                 if let Some((_, active)) = s.registers {
+                    if p.registered && !active && !p.declared {
+                        // Retired: forgettable again, from its last sighting on.
+                        self.due.entry(tick.saturating_add(self.span).saturating_add(1)).or_default().push(pair);
+                    }
                     p.registered = active;
                 }
             } else if arms.unwrap_or(0) >= caps.max_arms_per_entity {
@@ -222,10 +268,14 @@ impl Admission {
                 let Some(entity) = self.entities.get_mut(&entity_id) else { continue };
                 let Some(p) = entity.arms.get(&arm).copied() else { continue };
                 let until = p.last.saturating_add(self.span);
-                if p.registered || until >= tick {
-                    // Sighted since, or declared on the registry: look again later.
-                    let again = if p.registered { tick.saturating_add(self.span).saturating_add(1) } else { until + 1 };
-                    self.due.entry(again).or_default().push((entity_id, arm));
+                if p.registered {
+                    // Active on the registry: a retirement puts it back here.
+                    continue;
+                }
+                if until >= tick {
+                    // Sighted since: look again when it can go. So a pair always goes at the
+                    // end of tick last + span + 1, whatever was looked at in between.
+                    self.due.entry(until + 1).or_default().push((entity_id, arm));
                     continue;
                 }
                 entity.arms.remove(&arm);
@@ -274,6 +324,40 @@ mod tests {
                 shuffled.sort_by_key(|s| (s.entity ^ seed, s.arm.rotate_left(seed as u32 % 64), s.registers));
                 prop_assert_eq!(one.decide(tick as u64, &mut sightings.clone()), two.decide(tick as u64, &mut shuffled));
                 prop_assert!(one.entities() <= 5 && one.most_arms() <= 3);
+            }
+        }
+    }
+
+    #[test]
+    fn a_restored_replica_decides_what_the_original_goes_on_to_decide() {
+        let declared = [(1, vec![10])];
+        let original = Admission::new(caps(3, 2), 2, &declared);
+        let ticks: Vec<Vec<Sighting>> = vec![
+            vec![seen(1, 10), seen(1, 11), seen(2, 10)],
+            vec![seen(3, 12), Sighting { entity: 2, arm: 13, registers: Some((5, true)) }],
+            vec![seen(4, 10)],
+            vec![],
+            vec![Sighting { entity: 2, arm: 13, registers: Some((9, false)) }, seen(1, 12)],
+            vec![seen(5, 10)],
+            vec![],
+            vec![],
+            vec![seen(6, 10), seen(2, 13)],
+            vec![],
+            vec![],
+            vec![],
+        ];
+        for cut in 0..ticks.len() {
+            let mut one = original.clone();
+            for (tick, seen) in ticks.iter().enumerate().take(cut) {
+                one.decide(tick as u64, &mut seen.clone());
+            }
+            let mut restored = Admission::restore(caps(3, 2), 2, &declared, &one.snapshot());
+            assert_eq!(restored.snapshot(), one.snapshot(), "cut {cut}");
+            for (tick, seen) in ticks.iter().enumerate().skip(cut) {
+                // The restored replica decides wherever the original does (and at its own due
+                // ticks, where nothing happens).
+                let (a, b) = (one.decide(tick as u64, &mut seen.clone()), restored.decide(tick as u64, &mut seen.clone()));
+                assert_eq!(a, b, "cut {cut}, tick {tick}");
             }
         }
     }

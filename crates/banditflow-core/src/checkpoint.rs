@@ -6,6 +6,7 @@
 //! (u32). A file that is shorter, longer, of another version, or whose checksum does not
 //! match is refused with the reason, never half read.
 
+use crate::admission::AdmissionState;
 use crate::attribution::AttributionState;
 use crate::weights::WeigherState;
 use crate::window::Departure;
@@ -13,7 +14,7 @@ use crate::window::Departure;
 /// The first bytes of every checkpoint.
 pub const MAGIC: &[u8; 6] = b"BFCKPT";
 /// The layout this build writes and reads.
-pub const FORMAT_VERSION: u16 = 3;
+pub const FORMAT_VERSION: u16 = 4;
 /// Magic, version and length.
 const HEADER_BYTES: usize = MAGIC.len() + 2 + 8;
 
@@ -71,6 +72,9 @@ pub struct Checkpoint {
     pub attribution: Vec<AttributionPart>,
     /// Each worker's weight state, by worker index.
     pub weighers: Vec<WeigherState>,
+    /// Admission's replica (the same on every worker; handed over by worker 0, so in the
+    /// file of process 0).
+    pub admission: Option<AdmissionState>,
     /// Where every input partition resumes.
     pub partitions: Vec<PartitionPosition>,
     /// Per partition of the weights topic, an offset at or before the first record of any
@@ -96,6 +100,7 @@ impl Checkpoint {
             }
             whole.attribution.extend(part.attribution);
             whole.weighers.extend(part.weighers);
+            whole.admission = whole.admission.or(part.admission);
             whole.partitions.extend(part.partitions);
             whole.weights_offsets.extend(part.weights_offsets);
             whole.decisions_offsets.extend(part.decisions_offsets);
@@ -234,6 +239,7 @@ mod tests {
             processes: 1,
             attribution: vec![AttributionPart { state, departures: vec![(80, 7, 9, crate::attribution::Served { version: 41_000, tick: 41 }, -3, -1)] }, AttributionPart::default()],
             weighers: vec![WeigherState { next_tick: 42, converging: vec![7], ..WeigherState::default() }, WeigherState::default()],
+            admission: Some(AdmissionState { pairs: vec![(7, 9, 40, false), (7, 11, 12, true)], decided: 42 }),
             partitions: vec![PartitionPosition { topic: "assignments".into(), partition: 3, offset: 1_234, max_ts: 41_999 }],
             weights_offsets: vec![(0, 77)],
             decisions_offsets: vec![(0, 5)],
