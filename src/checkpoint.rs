@@ -306,7 +306,7 @@ impl Collector {
         });
     }
 
-    /// Admission's replica at `tick` (from worker 0, which this process runs if it is process 0).
+    /// Admission's replica at `tick` (every worker's is the same; any one of this process's).
     pub fn admission(&self, tick: u64, state: AdmissionState) {
         self.with(tick, |p| {
             p.admission = Some(state);
@@ -324,7 +324,7 @@ impl Collector {
     /// (every tick before it acknowledged by the sinks), taken out with everything older.
     pub fn take_complete(&self, acked: u64, timing: &JobTiming, written_ms: i64) -> Option<Checkpoint> {
         let mut parts = self.parts.lock().ok()?;
-        let complete = |p: &Parts| p.attribution.len() == self.workers && p.weighers.len() == self.workers && p.sources.len() == self.sources && (self.process != 0 || p.admission.is_some());
+        let complete = |p: &Parts| p.attribution.len() == self.workers && p.weighers.len() == self.workers && p.sources.len() == self.sources && p.admission.is_some();
         let tick = *parts.iter().rev().find(|(t, p)| **t <= acked && complete(p))?.0;
         let mut older = parts.split_off(&(tick + 1));
         std::mem::swap(&mut older, &mut parts);
@@ -432,11 +432,9 @@ mod tests {
                 collector.weigher(w, 10, WeigherState::default());
                 collector.source(w, 10, vec![PartitionPosition { topic: "a".into(), partition: w as i32, offset: 5, max_ts: 0 }]);
             }
-            if process == 0 {
-                // Worker 0's replica: process 0's part is incomplete without it.
-                assert!(collector.take_complete(u64::MAX, &timing(), 0).is_none());
-                collector.admission(10, AdmissionState { pairs: vec![(1, 2, 9, false)], decided: 10 });
-            }
+            // Each process's part is incomplete without the replica.
+            assert!(collector.take_complete(u64::MAX, &timing(), 0).is_none());
+            collector.admission(10, AdmissionState { pairs: vec![(1, 2, 9, false)], decided: 10 });
             store.write(&collector.take_complete(u64::MAX, &timing(), 0).expect("complete")).expect("write");
         }
         // Every part in one directory: any layout resumes from the merged checkpoint.
@@ -444,7 +442,7 @@ mod tests {
             let (found, skipped) = Store::open(&shared, 3, process, processes).expect("store").candidates(|_| Ok(()), workers, false).expect("read");
             let whole = &found[&10];
             assert_eq!((whole.files.len(), whole.checkpoint.attribution.len(), whole.checkpoint.partitions.len(), skipped.len()), (2, 4, 4, 0));
-            assert_eq!(whole.checkpoint.admission.as_ref().map(|a| a.pairs.len()), Some(1), "process 0's replica");
+            assert_eq!(whole.checkpoint.admission.as_ref().map(|a| a.pairs.len()), Some(1), "the replica");
         }
         // Its own part alone: only as it was laid out (2 processes, 4 workers in all).
         let store = Store::open(&alone, 3, 1, 2).expect("store");

@@ -18,6 +18,17 @@ const SENTINEL: &str = "zz-sentinel";
 const PREFIX: &str = "bf";
 const GROUP: &str = "banditflow-live-test";
 
+/// Tests share the machine, and a few are timed by the wall clock (idle partitions, outages):
+/// a test that loads it heavily runs alone ([`Scenario::alone`]), the others side by side.
+static TURNS: std::sync::RwLock<()> = std::sync::RwLock::new(());
+
+/// A scenario's turn on the machine: shared with the other tests, or alone.
+#[allow(dead_code)] // held for its drop
+enum Turn {
+    Shared(std::sync::RwLockReadGuard<'static, ()>),
+    Alone(std::sync::RwLockWriteGuard<'static, ()>),
+}
+
 /// One scenario's services, topics, job file and traffic.
 struct Scenario {
     dir: tempfile::TempDir,
@@ -26,6 +37,8 @@ struct Scenario {
     job: PathBuf,
     assignments: Vec<String>,
     outcomes: Vec<String>,
+    /// Declared last, so dropped last: the services stop before the turn passes.
+    _turn: Turn,
 }
 
 fn job_text(brokers: &str, redis_url: &str, mode: &str) -> String {
@@ -104,8 +117,19 @@ impl Scenario {
         Scenario::with_topics(mode, extra, durable, &[])
     }
 
+    /// As [`Scenario::with_job`], run with no other test beside it.
+    fn alone(mode: &str, extra: &str) -> Scenario {
+        let turn = Turn::Alone(TURNS.write().unwrap_or_else(std::sync::PoisonError::into_inner));
+        Scenario::with_turn(turn, mode, extra, false, &[])
+    }
+
     /// As [`Scenario::with_broker`], the input topics created with `input_configs`.
     fn with_topics(mode: &str, extra: &str, durable: bool, input_configs: &[(&str, &str)]) -> Scenario {
+        let turn = Turn::Shared(TURNS.read().unwrap_or_else(std::sync::PoisonError::into_inner));
+        Scenario::with_turn(turn, mode, extra, durable, input_configs)
+    }
+
+    fn with_turn(turn: Turn, mode: &str, extra: &str, durable: bool, input_configs: &[(&str, &str)]) -> Scenario {
         let dir = tempfile::tempdir().expect("tempdir");
         let broker = if durable { Broker::start_durable(&dir.path().join("tansu.db")) } else { Broker::start() };
         for (topic, partitions) in [("assignments", 4), ("outcomes", 4), ("weights", 2), ("weights.shadow", 2), ("decisions", 2), ("decisions.shadow", 2)] {
@@ -125,7 +149,7 @@ impl Scenario {
             text = text.lines().map(|l| if l.starts_with(&format!("{key} =")) { line.to_owned() } else { l.to_owned() }).collect::<Vec<_>>().join("\n") + "\n";
         }
         std::fs::write(&job, format!("{text}{tables}")).expect("job file");
-        Scenario { dir, broker, redis, job, assignments: Vec::new(), outcomes: Vec::new() }
+        Scenario { _turn: turn, dir, broker, redis, job, assignments: Vec::new(), outcomes: Vec::new() }
     }
 
     /// Live traffic over `duration_ms` from 2 s from now (kept for the replay), produced in
@@ -1101,8 +1125,10 @@ fn rss_kib(pid: u32) -> u64 {
 
 #[test]
 fn short_lived_entities_are_forgotten_and_memory_and_the_entities_gauge_return_to_their_baseline() {
-    // A window of three ticks: an entity seen once is forgotten about ten seconds later.
-    let scenario = Scenario::with_job("production", "window = \"3s\"\nattribution = \"1s\"\n[limits]\nmax_entities = 200000\n");
+    // A window of three ticks: an entity seen once is forgotten about ten seconds later. Its
+    // waves load the machine: it runs alone, so the tests timed by the wall clock do not
+    // starve beside it.
+    let scenario = Scenario::alone("production", "window = \"3s\"\nattribution = \"1s\"\n[limits]\nmax_entities = 200000\n");
     let mut worker = Worker::start(&scenario.job, &[], &scenario.dir.path().join("worker.log"));
     let port = worker.metrics_port;
     let gauges = || http_get(port, "/metrics").and_then(|(_, page)| Some((metric(&page, "banditflow_entities", "")?, metric(&page, "banditflow_cap_used", r#"cap="max_entities""#)?)));

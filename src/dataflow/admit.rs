@@ -192,8 +192,9 @@ impl Screen {
     /// The screen of an assignment whose pair is not surely admitted.
     fn new_pair(&mut self, replica: &Admission, entity: NameId, arm: NameId, tick: u64) -> Screened {
         let decided = replica.decided();
-        // Something forgotten before the tick could make room: the decision will tell.
-        if replica.next_due().is_some_and(|due| due < tick) || tick < decided {
+        // Something forgotten before the tick could make room: the decision will tell. (Beyond
+        // a span from the ticks not decided yet, even an active pair retired in one of them.)
+        if replica.next_due().is_some_and(|due| due < tick) || tick < decided || tick > decided.saturating_add(replica.span()) {
             return Screened::Hold;
         }
         let caps = replica.caps();
@@ -256,8 +257,8 @@ pub fn admit<'scope>(
     mut refuse: impl FnMut(&'static str, Held) + 'static,
 ) -> (Stream<'scope, u64, Vec<Event>>, Stream<'scope, u64, Vec<Catalog>>) {
     let worker = sourced.scope().index();
-    // Every replica is the same: worker 0's goes into checkpoints.
-    let collector = collector.filter(|_| worker == 0);
+    // Every replica is the same; each worker hands its copy over, so that each process's
+    // part of a checkpoint holds one.
     let sightings = sourced
         .clone()
         .unary(Pipeline, "Sightings", |_, _| {
@@ -304,8 +305,9 @@ pub fn admit<'scope>(
             let checkpoint = collector.as_ref().and_then(|c| c.due(last_checkpoint, frontier.unwrap_or(u64::MAX))).filter(|c| *c >= done);
             let mut changed = false;
             for (bound, take) in checkpoint.map(|c| (Some(c), true)).into_iter().chain([(frontier, false)]) {
-            // With every input done, only what was sighted is left to decide.
-            let due_until = bound.unwrap_or(0);
+            // With every input done, what was sighted is left to decide, and what falls due
+            // before it.
+            let due_until = bound.unwrap_or_else(|| [sighted.keys().next_back(), held.keys().next_back()].into_iter().flatten().max().map_or(0, |t| t + 1));
             loop {
                 let due = replica.next_due().filter(|t| *t < due_until);
                 let next = [sighted.keys().next().copied(), due, held.keys().next().copied()].into_iter().flatten().min();

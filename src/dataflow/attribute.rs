@@ -15,7 +15,7 @@ use banditflow_core::checkpoint::AttributionPart;
 use banditflow_core::event::AssignmentKey;
 use banditflow_core::counters::Counters;
 
-use banditflow_core::event::{Catalog, Event, Forgotten, Name};
+use banditflow_core::event::{Catalog, Event, Forgotten, Name, Registration};
 use banditflow_core::window::{Departures, WindowFact};
 use timely::dataflow::channels::pact::{Exchange, Pipeline};
 use timely::dataflow::operators::generic::Operator;
@@ -25,15 +25,19 @@ use timely::dataflow::Stream;
 use super::frontier::first_open_tick;
 use super::recovery::Recovery;
 
-/// Settles `state` to `to` with the names and forgettings of the ticks on the way applied
+/// A tick's catalog as attribution applies it: names, arm registry records, forgettings.
+type Catalogued = (Vec<Name>, Vec<Registration>, Vec<Forgotten>);
+
+/// Settles `state` to `to` with the names, registry records and forgettings of the ticks on the way applied
 /// in time order: a tick's names before the tick is settled, what was forgotten at its end
 /// after.
-fn settle_to(state: &mut Attribution, naming: &mut BTreeMap<u64, (Vec<Name>, Vec<Forgotten>)>, to: u64, counters: &mut Counters, resolved: &mut Vec<Resolved>) {
+fn settle_to(state: &mut Attribution, naming: &mut BTreeMap<u64, Catalogued>, to: u64, counters: &mut Counters, resolved: &mut Vec<Resolved>) {
     while let Some(entry) = naming.first_entry().filter(|e| *e.key() < to) {
         let tick = *entry.key();
-        let (names, forgotten) = entry.remove();
+        let (names, registrations, forgotten) = entry.remove();
         state.settle(tick, counters, resolved);
         names.into_iter().for_each(|n| state.name(n));
+        registrations.iter().for_each(|r| state.register(r));
         state.settle(tick + 1, counters, resolved);
         forgotten.iter().for_each(|f| state.forget(f));
     }
@@ -77,17 +81,18 @@ pub fn attribute<'scope>(
                 last_checkpoint = checkpoint.tick;
             }
             let collector = recovery.collector;
-            // Names and what admission forgot, by tick: applied in time order once the tick
-            // is complete, so a name announced again after it was forgotten stays.
-            let mut naming: BTreeMap<u64, (Vec<Name>, Vec<Forgotten>)> = BTreeMap::new();
+            // Names, registry records and what admission forgot, by tick: applied in time order
+            // once the tick is complete, so what is announced again after it was forgotten
+            // stays.
+            let mut naming: BTreeMap<u64, Catalogued> = BTreeMap::new();
             move |(input, frontier), (registry, registry_frontier), output| {
                 let mut counters = counters.borrow_mut();
                 registry.for_each(|time, data| {
                     for entry in data.drain(..) {
                         match entry {
-                            Catalog::Registration(r) => state.register(&r),
                             Catalog::Name(n) => naming.entry(time.least().copied().unwrap_or(0)).or_default().0.push(n),
-                            Catalog::Forget(f) => naming.entry(time.least().copied().unwrap_or(0)).or_default().1.push(f),
+                            Catalog::Registration(r) => naming.entry(time.least().copied().unwrap_or(0)).or_default().1.push(r),
+                            Catalog::Forget(f) => naming.entry(time.least().copied().unwrap_or(0)).or_default().2.push(f),
                         }
                     }
                 });

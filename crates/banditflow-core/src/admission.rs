@@ -190,7 +190,13 @@ impl Admission {
     /// record through at once; any other waits for [`Admission::decide`] of its tick.)
     pub fn admits(&self, entity: NameId, arm: NameId, tick: u64) -> bool {
         let held = self.entities.get(&entity).and_then(|e| e.arms.get(&arm));
-        held.is_some_and(|p| p.declared || p.registered || p.last.saturating_add(self.span) >= tick)
+        // An active pair may be retired in a tick not decided yet, and then goes span ticks on.
+        held.is_some_and(|p| p.declared || (if p.registered { p.last.max(self.decided) } else { p.last }).saturating_add(self.span) >= tick)
+    }
+
+    /// Ticks after its last sighting a pair is forgotten.
+    pub fn span(&self) -> u64 {
+        self.span
     }
 
     /// The next tick at which something may be forgotten, if any: a tick to decide even when
@@ -275,7 +281,7 @@ impl Admission {
                 if until >= tick {
                     // Sighted since: look again when it can go. So a pair always goes at the
                     // end of tick last + span + 1, whatever was looked at in between.
-                    self.due.entry(until + 1).or_default().push((entity_id, arm));
+                    self.due.entry(until.saturating_add(1)).or_default().push((entity_id, arm));
                     continue;
                 }
                 entity.arms.remove(&arm);
@@ -326,6 +332,17 @@ mod tests {
                 prop_assert!(one.entities() <= 5 && one.most_arms() <= 3);
             }
         }
+    }
+
+    #[test]
+    fn an_active_pair_is_sure_only_a_span_beyond_the_ticks_not_decided() {
+        let mut a = Admission::new(caps(1, 1), 3, &[]);
+        a.decide(0, &mut vec![Sighting { entity: 1, arm: 1, registers: Some((0, true)) }]);
+        assert!(a.admits(1, 1, 4));
+        assert!(!a.admits(1, 1, 6), "retired in tick 1 (not decided yet), it is forgotten at the end of tick 5");
+        let mut retired = a.clone();
+        retired.decide(1, &mut vec![Sighting { entity: 1, arm: 1, registers: Some((1, false)) }]);
+        assert!(retired.decide(5, &mut vec![]).forgotten_pairs == vec![(1, 1)]);
     }
 
     #[test]

@@ -72,8 +72,7 @@ pub struct Checkpoint {
     pub attribution: Vec<AttributionPart>,
     /// Each worker's weight state, by worker index.
     pub weighers: Vec<WeigherState>,
-    /// Admission's replica (the same on every worker; handed over by worker 0, so in the
-    /// file of process 0).
+    /// Admission's replica (the same on every worker, so in every process's file).
     pub admission: Option<AdmissionState>,
     /// Where every input partition resumes.
     pub partitions: Vec<PartitionPosition>,
