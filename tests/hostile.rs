@@ -24,6 +24,31 @@ fn run(command: &mut Command) -> String {
     String::from_utf8_lossy(&out.stderr).into_owned()
 }
 
+/// A valid stream of 20,000 assignments (2 entities, 3 arms, 4 hours) and its outcomes.
+fn generated(dir: &Path, seed: u64) -> (PathBuf, PathBuf) {
+    let (a, o) = (dir.join("a.jsonl"), dir.join("o.jsonl"));
+    run(bin()
+        .args(["generate", "--count", "20000", "--entities", "2", "--arms", "3", "--duration-ms", "14400000", "--rate", "0.1", "--seed", &seed.to_string()])
+        .arg("--assignments-out")
+        .arg(&a)
+        .arg("--outcomes-out")
+        .arg(&o));
+    (a, o)
+}
+
+/// The weight records of a replay's output, `computed_at` left out.
+fn records_in(out: &Path) -> Vec<Value> {
+    std::fs::read_to_string(out)
+        .expect("weights")
+        .lines()
+        .map(|l| {
+            let mut v: Value = serde_json::from_str(l).expect("a record");
+            v.as_object_mut().expect("object").remove("computed_at");
+            v
+        })
+        .collect()
+}
+
 /// The bad lines of an assignment stream, each with the reason it must be refused for.
 fn bad_assignments() -> Vec<(Vec<u8>, &'static str)> {
     let ts = 1_767_225_700_000_i64;
@@ -94,28 +119,13 @@ fn replay(dir: &Path, assignments: &Path, outcomes: &Path, workers: usize, rejec
         command.arg("--rejects").arg(path);
     }
     let stderr = run(&mut command);
-    let records = std::fs::read_to_string(&out)
-        .expect("weights")
-        .lines()
-        .map(|l| {
-            let mut v: Value = serde_json::from_str(l).expect("a record");
-            v.as_object_mut().expect("object").remove("computed_at");
-            v
-        })
-        .collect();
-    (records, stderr)
+    (records_in(&out), stderr)
 }
 
 #[test]
 fn bad_lines_change_no_record_and_each_is_in_the_rejects_file_with_its_reason() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let (a, o) = (dir.path().join("a.jsonl"), dir.path().join("o.jsonl"));
-    run(bin()
-        .args(["generate", "--count", "20000", "--entities", "2", "--arms", "3", "--duration-ms", "14400000", "--rate", "0.1", "--seed", "11"])
-        .arg("--assignments-out")
-        .arg(&a)
-        .arg("--outcomes-out")
-        .arg(&o));
+    let (a, o) = generated(dir.path(), 11);
     let (bad_a, bad_o) = (dir.path().join("bad-a.jsonl"), dir.path().join("bad-o.jsonl"));
     let placed_a = mix(&a, &bad_assignments(), &bad_a);
     let placed_o = mix(&o, &bad_outcomes(), &bad_o);
@@ -202,13 +212,7 @@ const FLOOD_PEAK_ALLOWANCE_KIB: u64 = 64 * 1024;
 #[test]
 fn a_flood_of_new_entity_or_arm_ids_past_the_caps_is_refused_bounded_and_changes_no_good_record() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let (a, o) = (dir.path().join("a.jsonl"), dir.path().join("o.jsonl"));
-    run(bin()
-        .args(["generate", "--count", "20000", "--entities", "2", "--arms", "3", "--duration-ms", "14400000", "--rate", "0.1", "--seed", "12"])
-        .arg("--assignments-out")
-        .arg(&a)
-        .arg("--outcomes-out")
-        .arg(&o));
+    let (a, o) = generated(dir.path(), 12);
     let job = dir.path().join("capped.toml");
     let default = std::fs::read_to_string(repo("dataflows/default.toml")).expect("default job");
     std::fs::write(&job, format!("{default}\n[limits]\nmax_entities = 100\nmax_arms_per_entity = 8\n")).expect("job");
@@ -218,16 +222,7 @@ fn a_flood_of_new_entity_or_arm_ids_past_the_caps_is_refused_bounded_and_changes
         let mut command = bin();
         command.args(["replay", "--quiet", "--dataflow"]).arg(&job).arg("--assignments").arg(assignments).arg("--outcomes").arg(&o).arg("--out").arg(&out).arg("--rejects").arg(rejects);
         let (stderr, peak) = run_measured(&mut command);
-        let records: Vec<Value> = std::fs::read_to_string(&out)
-            .expect("weights")
-            .lines()
-            .map(|l| {
-                let mut v: Value = serde_json::from_str(l).expect("a record");
-                v.as_object_mut().expect("object").remove("computed_at");
-                v
-            })
-            .collect();
-        (records, stderr, peak)
+        (records_in(&out), stderr, peak)
     };
     let good = |records: &[Value]| records.iter().filter(|r| r["entity_id"].as_str().is_some_and(|e| e.starts_with("entity-"))).cloned().collect::<Vec<_>>();
     let (clean, _, clean_peak) = replay_capped(&a, &dir.path().join("none.jsonl"));
