@@ -316,15 +316,13 @@ pub fn admit<'scope>(
                 let mut seen = sighted.remove(&tick).unwrap_or_default();
                 let at = tick.max(replica.decided());
                 let decided = replica.decide(at, &mut seen);
-                let mut refusals: FxHashMap<(NameId, NameId), &'static str> = FxHashMap::default();
-                for (pair, why) in &decided.refused {
-                    refusals.insert(*pair, why.reason());
-                }
                 let time = cap.delayed(&tick);
                 let mut session = output.session(&time);
                 for (decoded, h) in held.remove(&tick).unwrap_or_default() {
                     let pair = sighting(&decoded).map(|s| (s.entity, s.arm));
-                    if let Some(why) = pair.and_then(|p| refusals.get(&p)) {
+                    // `refused` is sorted by pair, one entry each.
+                    let refusal = pair.and_then(|p| decided.refused.binary_search_by_key(&p, |(q, _)| *q).ok());
+                    if let Some(why) = refusal.map(|i| decided.refused[i].1.reason()) {
                         counters.malformed(why);
                         refuse(why, *h);
                         continue;
