@@ -259,6 +259,8 @@ pub fn kafka_source<'scope>(scope: Scope<'scope, u64>, ctx: SourceContext) -> Re
         let mut finished = false;
         let mut caught_up = false;
         let mut last_error: Option<Instant> = None;
+        // Whether the brokers seemed up at the last activation.
+        let mut brokers_were_up = true;
         move |output| {
             if finished {
                 return;
@@ -391,6 +393,9 @@ pub fn kafka_source<'scope>(scope: Scope<'scope, u64>, ctx: SourceContext) -> Re
             control.messages_read.fetch_add(read, Ordering::Relaxed);
             emit_decoded(&mut batch, cap, output);
             let up = kafka::brokers_up_until(now);
+            if back_from_an_outage(&mut partitions, up.is_some(), &mut brokers_were_up) {
+                tracing::info!("brokers seem up again; idle partitions wait idle_timeout before following the wall clock");
+            }
             let slowest = partitions.iter().min_by_key(|p| p.watermark(now, lateness, idle, up));
             let watermark = slowest.map_or(i64::MIN, |p| p.watermark(now, lateness, idle, up));
             if watermark > 0 {
@@ -447,6 +452,22 @@ pub fn kafka_source<'scope>(scope: Scope<'scope, u64>, ctx: SourceContext) -> Re
     }))
 }
 
+/// Notes whether the brokers seem up; when they are back from an outage, restarts every
+/// partition's idle clock and says so. Nothing was read while they were away, so no
+/// partition has been idle: a producer that buffered through the outage gets `idle_timeout`
+/// to deliver before an idle partition's watermark follows the wall clock again.
+fn back_from_an_outage(partitions: &mut [Partition], up: bool, were_up: &mut bool) -> bool {
+    let back = up && !*were_up;
+    if back {
+        let now = Instant::now();
+        for part in partitions {
+            part.last_message = now;
+        }
+    }
+    *were_up = up;
+    back
+}
+
 /// Commits, per partition, the offset below which every message's tick is published and
 /// every refused message is in the dead-letter topic.
 fn commit(consumer: &KafkaConsumer, topic: Topic, kafka: &KafkaConfig, partitions: &mut [Partition], published: &ProbeHandle<u64>, letters: Option<&DeadLetters>, mode: CommitMode) {
@@ -487,6 +508,28 @@ mod tests {
         // At its end but not yet idle for `idle_timeout`: still the data's watermark.
         p.at_end = true;
         assert_eq!(p.watermark(1_000_000, 500, idle, Some(1_000_000)), 9_500);
+    }
+
+    #[test]
+    fn brokers_back_from_an_outage_restart_the_idle_clocks() {
+        let idle = Duration::from_millis(200);
+        let mut partitions = vec![partition()];
+        partitions[0].max_ts = 10_000;
+        partitions[0].at_end = true;
+        partitions[0].last_message = Instant::now() - Duration::from_secs(60);
+        let mut were_up = true;
+        // Still up: nothing changes, the partition is idle and follows the clock.
+        assert!(!back_from_an_outage(&mut partitions, true, &mut were_up));
+        assert_eq!(partitions[0].watermark(1_000_000, 500, idle, Some(1_000_000)), 999_500);
+        // Down, then up again: idle no longer, until `idle` has passed since.
+        assert!(!back_from_an_outage(&mut partitions, false, &mut were_up));
+        assert!(back_from_an_outage(&mut partitions, true, &mut were_up));
+        assert_eq!(partitions[0].watermark(1_000_000, 500, idle, Some(1_000_000)), 9_500);
+        assert!(!back_from_an_outage(&mut partitions, true, &mut were_up));
+        while partitions[0].last_message.elapsed() < idle {
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        assert_eq!(partitions[0].watermark(1_000_000, 500, idle, Some(1_000_000)), 999_500);
     }
 
     #[test]
