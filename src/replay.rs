@@ -264,8 +264,8 @@ pub fn replay(options: &ReplayOptions, progress: Arc<Progress>) -> Result<Replay
         };
         let job = options.job.clone();
         let probe = worker.dataflow::<u64, _, _>(move |scope| {
-            let (events, names) = file_source(scope, ctx);
-            let records = bandit(events, names, &job, counters.clone(), &crate::dataflow::Recovery::default());
+            let (events, names, refuse) = file_source(scope, ctx);
+            let records = bandit(events, names, &job, counters.clone(), &crate::dataflow::Recovery::default(), refuse);
             let done = publish(records, move |_tick, batch, decisions, _forgotten| {
                 written.borrow_mut().records_written += batch.len() as u64;
                 written.borrow_mut().decisions_written += decisions.len() as u64;

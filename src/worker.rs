@@ -262,7 +262,7 @@ pub fn run(options: &RunOptions, watch: Arc<Watch>) -> Result<RunSummary, Worker
         let limits = job.limits;
         Arc::new(move || {
             let mut now = snapshot(&reports, &control, publisher.as_deref(), tick_ms);
-            now.cap_limits = [limits.max_entities as u64, limits.max_arms_per_entity as u64];
+            now.cap_limits = [limits.max_entities, limits.max_arms_per_entity, limits.max_pending_assignments, limits.max_outcomes_per_assignment].map(|cap| cap as u64);
             now.consumer_lag = lag.lock().map(|l| l.clone()).unwrap_or_default();
             now.published = published.lock().map(|p| p.clone()).unwrap_or_default();
             now.ready_max_lag_ms = Some(ready_max_lag_ms);
@@ -308,8 +308,8 @@ pub fn run(options: &RunOptions, watch: Arc<Watch>) -> Result<RunSummary, Worker
         let (state, watch) = (worker_published.clone(), deployment.metrics.entities.clone());
         let job = job.clone();
         let built = worker.dataflow::<u64, _, _>(|scope| {
-            let (events, catalog) = kafka_source(scope, ctx)?;
-            let records = bandit(events, catalog, &job, counters.clone(), &recovery);
+            let (events, catalog, refuse) = kafka_source(scope, ctx)?;
+            let records = bandit(events, catalog, &job, counters.clone(), &recovery, refuse);
             publish(
                 records,
                 move |tick, batch, decisions, forgotten| {

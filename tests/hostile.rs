@@ -266,3 +266,91 @@ fn a_flood_of_new_entity_or_arm_ids_past_the_caps_is_refused_bounded_and_changes
         assert!(peak < clean_peak + FLOOD_PEAK_ALLOWANCE_KIB, "flood of {what}: peak RSS {peak} KiB over the bound {} KiB", clean_peak + FLOOD_PEAK_ALLOWANCE_KIB);
     }
 }
+
+/// The rejects of a replay: (reason, raw line) each.
+fn rejects_in(path: &Path) -> Vec<(String, String)> {
+    std::fs::read_to_string(path)
+        .expect("rejects")
+        .lines()
+        .map(|l| {
+            let reject: Value = serde_json::from_str(l).expect("a reject");
+            (reject["reason"].as_str().expect("reason").to_owned(), reject["raw"].as_str().expect("raw").to_owned())
+        })
+        .collect()
+}
+
+/// Replays with the default job plus `limits`, and `--rejects`; returns the stderr.
+fn replay_limited(dir: &Path, limits: &str, assignments: &Path, outcomes: &Path, workers: usize, rejects: &Path) -> String {
+    let job = dir.join("limited.toml");
+    let default = std::fs::read_to_string(repo("dataflows/default.toml")).expect("default job");
+    std::fs::write(&job, format!("{default}\n[limits]\n{limits}\n")).expect("job");
+    let mut command = bin();
+    command.args(["replay", "--quiet", "--dataflow"]).arg(&job).arg("--assignments").arg(assignments).arg("--outcomes").arg(outcomes);
+    command.arg("--workers").arg(workers.to_string()).arg("--out").arg(dir.join("w.jsonl")).arg("--rejects").arg(rejects);
+    run(&mut command)
+}
+
+#[test]
+fn records_attribution_refuses_and_records_past_the_outcome_cap_are_in_the_rejects_file() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (a, o) = generated(dir.path(), 13);
+    let first_ts = std::fs::read_to_string(&a).expect("a").lines().next().and_then(|l| serde_json::from_str::<Value>(l).ok()).and_then(|v| v["ts"].as_i64()).expect("ts");
+    // Assignments a minute into the stream, read at its end (four hours on): their
+    // attribution interval closed long before, so they are too late.
+    let late: Vec<String> = (0..5).map(|i| format!(r#"{{"assignment_id":"late-{i}","entity_id":"entity-000","arm_id":"arm-0","ts":{}}}"#, first_ts + 60_000 + i)).collect();
+    // And an assignment with six outcomes a second apart, two hours in: with at most four
+    // held per assignment, two are refused.
+    let at = first_ts + 2 * 3_600_000;
+    let with_late = dir.path().join("late-a.jsonl");
+    flood(&a, &with_late, std::iter::once((at, format!(r#"{{"assignment_id":"busy","entity_id":"entity-001","arm_id":"arm-1","ts":{at}}}"#))));
+    let mut text = std::fs::read_to_string(&with_late).expect("a");
+    text.extend(late.iter().map(|l| format!("{l}\n")));
+    std::fs::write(&with_late, text).expect("write");
+    let busy: Vec<String> = (1..=6).map(|i| format!(r#"{{"assignment_id":"busy","ts":{}}}"#, at + i * 1_000)).collect();
+    let with_busy = dir.path().join("busy-o.jsonl");
+    flood(&o, &with_busy, busy.iter().enumerate().map(|(i, l)| (at + (i as i64 + 1) * 1_000, l.clone())));
+    for workers in [1, 2] {
+        let rejects = dir.path().join(format!("rejects-{workers}.jsonl"));
+        let stderr = replay_limited(dir.path(), "max_outcomes_per_assignment = 4", &with_late, &with_busy, workers, &rejects);
+        let found = rejects_in(&rejects);
+        let too_late: Vec<&String> = found.iter().filter(|(r, _)| r == "too_late").map(|(_, raw)| raw).collect();
+        if workers == 1 {
+            assert_eq!(too_late, late.iter().collect::<Vec<_>>(), "the late assignments, unchanged and in order");
+        } else {
+            // With two, the other worker may still hold time at the start when they are read:
+            // then they are late but on time for attribution, and counted.
+            assert!(too_late.iter().all(|raw| late.contains(raw)), "{too_late:?}");
+        }
+        let capped: Vec<&String> = found.iter().filter(|(r, _)| r == "max_outcomes_per_assignment").map(|(_, raw)| raw).collect();
+        assert_eq!(capped.len(), 2, "{workers} workers: {found:?}");
+        assert!(capped.iter().all(|raw| busy.contains(raw)), "{workers} workers: {capped:?}");
+        assert_eq!(found.len(), too_late.len() + 2, "{workers} workers, nothing else: {found:?}");
+        assert!(stderr.contains(&format!("{} refused lines written to", found.len())), "{stderr}");
+    }
+}
+
+#[test]
+fn assignments_past_the_pending_cap_are_refused_and_in_the_rejects_file() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (a, o) = generated(dir.path(), 14);
+    let lines: std::collections::HashSet<String> = std::fs::read_to_string(&a).expect("a").lines().map(str::to_owned).collect();
+    // About 2,500 assignments are pending at a time (30 minutes of attribution at ~83 a
+    // minute): a cap of 1,000 refuses many.
+    for workers in [1, 2] {
+        let rejects = dir.path().join(format!("rejects-{workers}.jsonl"));
+        let stderr = replay_limited(dir.path(), "max_pending_assignments = 1000", &a, &o, workers, &rejects);
+        let found = rejects_in(&rejects);
+        assert!(found.len() > 1_000, "{workers} workers: {} refused", found.len());
+        let mut seen = std::collections::HashSet::new();
+        for (reason, raw) in &found {
+            assert_eq!(reason, "max_pending_assignments");
+            assert!(lines.contains(raw), "an input line, unchanged: {raw}");
+            assert!(seen.insert(raw.clone()), "each once: {raw}");
+        }
+        assert!(stderr.contains(&format!("{} refused lines written to", found.len())), "{stderr}");
+        // Under the cap, nothing is refused.
+        let under = dir.path().join(format!("under-{workers}.jsonl"));
+        replay_limited(dir.path(), "max_pending_assignments = 100000", &a, &o, workers, &under);
+        assert!(rejects_in(&under).is_empty());
+    }
+}

@@ -1073,11 +1073,17 @@ fn refused_records_go_to_the_dead_letter_topic_unchanged_and_their_offsets_are_c
 #[test]
 fn records_past_a_cap_go_to_the_dead_letter_topic_with_its_reason_and_change_no_good_record() {
     // The traffic's three entities and their three arms fill both caps.
-    let mut scenario = Scenario::with_job("production", "[limits]\nmax_entities = 3\nmax_arms_per_entity = 3\n");
+    let mut scenario = Scenario::with_job("production", "[limits]\nmax_entities = 3\nmax_arms_per_entity = 3\nmax_outcomes_per_assignment = 2\n");
     scenario.broker.create_topic("dead-letters", 1);
     let (a, o) = past_traffic(scenario.dir.path(), 47);
     let first = a.iter().filter_map(|l| serde_json::from_str::<Value>(l).ok()?["ts"].as_i64()).min().expect("ts");
+    let pair: Value = serde_json::from_str(&a[0]).expect("an assignment");
     scenario.produce(a, o);
+    // An assignment of a held pair with four outcomes, one key: the last two are past the
+    // outcome cap (replay, which gives the expected records, refuses them too).
+    let busy = format!(r#"{{"assignment_id":"busy","entity_id":{},"arm_id":{},"ts":{}}}"#, pair["entity_id"], pair["arm_id"], first + 5_000);
+    let busy_outcomes: Vec<String> = (1..=4).map(|i| format!(r#"{{"assignment_id":"busy","ts":{}}}"#, first + 5_000 + i)).collect();
+    scenario.produce(vec![busy], busy_outcomes.clone());
     // Twenty seconds in, well after every entity and arm was first seen: new entities, and
     // new arms of a held entity.
     let flood: Vec<(String, Vec<u8>, &str)> = (0..300)
@@ -1090,8 +1096,12 @@ fn records_past_a_cap_go_to_the_dead_letter_topic_with_its_reason_and_change_no_
     let mut worker = Worker::start_with(Path::new(env!("CARGO_BIN_EXE_banditflow")), &scenario.job, &[], &env, &scenario.dir.path().join("worker.log"));
     scenario.await_topic("weights", &expected, &mut worker);
     let brokers = scenario.broker.brokers();
-    let letters = read_raw(&brokers, "dead-letters", flood.len(), Duration::from_secs(60));
-    assert_eq!(letters.len(), flood.len(), "one letter per refused record");
+    let letters = read_raw(&brokers, "dead-letters", flood.len() + 2, Duration::from_secs(60));
+    assert_eq!(letters.len(), flood.len() + 2, "one letter per refused record");
+    let capped: Vec<Vec<u8>> = letters.iter().filter(|l| l.headers.get("reason").map(String::as_str) == Some("max_outcomes_per_assignment")).map(|l| l.payload.clone()).collect();
+    let past_cap: Vec<Vec<u8>> = busy_outcomes[2..].iter().map(|o| o.as_bytes().to_vec()).collect();
+    assert_eq!(capped, past_cap, "the outcomes past the cap, in order");
+    assert!(letters.iter().filter(|l| l.payload.starts_with(br#"{"assignment_id":"busy""#)).all(|l| l.key.as_deref() == Some(b"busy".as_slice()) && l.headers.get("source_topic").map(String::as_str) == Some("outcomes")));
     for (key, value, reason) in &flood {
         let letter = letters.iter().find(|l| l.key.as_deref() == Some(key.as_bytes())).unwrap_or_else(|| panic!("{key} is not in the dead-letter topic"));
         assert!(letter.payload == *value, "{key}: the original bytes");
@@ -1107,12 +1117,17 @@ fn records_past_a_cap_go_to_the_dead_letter_topic_with_its_reason_and_change_no_
         ("banditflow_cap_used", r#"cap="max_arms_per_entity""#, 3.0),
         ("banditflow_malformed_total", r#"reason="max_entities""#, 300.0),
         ("banditflow_malformed_total", r#"reason="max_arms_per_entity""#, 300.0),
+        ("banditflow_malformed_total", r#"reason="max_outcomes_per_assignment""#, 2.0),
+        ("banditflow_cap_limit", r#"cap="max_outcomes_per_assignment""#, 2.0),
     ];
     let shown = || http_get(port, "/metrics").is_some_and(|(_, page)| wanted.iter().all(|(name, labels, value)| metric(&page, name, labels) == Some(*value)));
     assert!(wait_until(Duration::from_secs(30), shown), "{:?}", http_get(port, "/metrics"));
     let ends: BTreeMap<i32, i64> = end_offsets(&brokers, "assignments");
     let done = wait_until(Duration::from_secs(30), || committed(&brokers, GROUP, "assignments", 4) == ends);
     assert!(done, "committed {:?}, ends {ends:?}", committed(&brokers, GROUP, "assignments", 4));
+    let ends: BTreeMap<i32, i64> = end_offsets(&brokers, "outcomes");
+    let done = wait_until(Duration::from_secs(30), || committed(&brokers, GROUP, "outcomes", 4) == ends);
+    assert!(done, "outcomes committed {:?}, ends {ends:?}", committed(&brokers, GROUP, "outcomes", 4));
     let (status, _) = worker.terminate();
     assert!(status.success());
 }

@@ -285,10 +285,11 @@ fn reject_schema_takes_raw_or_base64_and_known_reasons_only() {
     assert!(!rejects.is_valid(&json!({"reason": "invalid_json", "input": "a.jsonl", "line": 1})), "neither");
     assert!(!rejects.is_valid(&json!({"reason": "made_up", "input": "a.jsonl", "line": 1, "raw": "x"})), "unknown reason");
     assert!(!rejects.is_valid(&json!({"reason": "invalid_json", "input": "a.jsonl", "line": 0, "raw": "x"})), "lines count from 1");
-    // The reasons it allows are exactly the decoder's and admission's.
+    // The reasons it allows are exactly the decoder's, the caps' and attribution's.
     let text = std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("schemas/reject.schema.json")).expect("schema");
     let listed: Value = serde_json::from_str::<Value>(&text).expect("JSON")["properties"]["reason"]["enum"].clone();
     let mut reasons: Vec<String> = banditflow_core::wire::Malformed::ALL.iter().map(ToString::to_string).collect();
     reasons.extend(banditflow_core::admission::Refusal::ALL.iter().map(|r| r.reason().to_owned()));
+    reasons.extend(banditflow_core::attribution::Refused::ALL.iter().map(|r| r.reason().to_owned()));
     assert_eq!(listed, json!(reasons));
 }

@@ -23,7 +23,9 @@ use banditflow_core::admission::{Admission, AdmissionState, Caps, Refusal, Sight
 use banditflow_core::config::Dataflow;
 use banditflow_core::counters::Counters;
 use banditflow_core::event::{arm_id_of, entity_id_of, Catalog, Event, Forgotten, NameId};
+use banditflow_core::pending_cap::PendingCap;
 use banditflow_core::sparse::shrink_set;
+use banditflow_core::time::Ticks;
 use banditflow_core::wire::{names_of, Decoded};
 use rustc_hash::{FxHashMap, FxHashSet};
 use timely::dataflow::channels::pact::Pipeline;
@@ -35,7 +37,7 @@ use super::frontier::first_open_tick;
 use crate::checkpoint::Collector;
 
 /// Where a held record came from, for the refusal sink.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub enum Origin {
     /// A line of a replay input (1-based, blank lines counted).
     Line {
@@ -57,8 +59,10 @@ pub enum Origin {
     },
 }
 
-/// A record waiting for admission: its bytes as read, and where from.
-#[derive(Clone, Debug, PartialEq, Eq)]
+/// A record's bytes as read, and where from: kept while it waits for admission, or while
+/// attribution may still refuse it ([`at_risk`]), so that a refusal goes to the dead-letter
+/// output unchanged.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Held {
     /// The record as read.
     pub raw: Vec<u8>,
@@ -66,14 +70,40 @@ pub struct Held {
     pub origin: Origin,
 }
 
-/// A decoded record from a source: let through at once (`held: None`), or held for
-/// admission.
+/// A decoded record from a source: let through at once, or held for admission (`waits`).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Sourced {
     /// The record.
     pub decoded: Decoded,
-    /// Its bytes and origin, when it waits for admission.
+    /// Its bytes and origin: kept when it waits, or when attribution may refuse it.
     pub held: Option<Box<Held>>,
+    /// Whether it waits for its tick's admission decision (then `held` is kept).
+    pub waits: bool,
+}
+
+/// An event on its way to attribution, with its bytes when attribution may refuse it.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct Arrival {
+    /// The assignment or outcome.
+    pub event: Event,
+    /// Its bytes and origin, for the dead-letter output; `None` when it cannot be refused.
+    pub raw: Option<Box<Held>>,
+}
+
+/// Where a worker sends the records the dataflow refuses, with their reason: replay's
+/// `--rejects` file or the live worker's dead-letter topic.
+pub type Refuse = Rc<dyn Fn(&'static str, Held)>;
+
+/// Whether attribution may refuse `decoded` arriving at `tick` (docs/semantics.md,
+/// "Attribution"): every outcome may be past `max_outcomes_per_assignment` for its key, and
+/// an assignment behind its source's time may be too old or too late. An assignment on time
+/// never is: attribution has settled nothing past its own tick yet.
+pub fn at_risk(decoded: &Decoded, tick: u64, ticks: Ticks) -> bool {
+    match decoded {
+        Decoded::Event(Event::Outcome(_)) => true,
+        Decoded::Event(Event::Assignment(a)) => ticks.tick_of(a.ts) < tick,
+        Decoded::Catalog(_) => false,
+    }
 }
 
 /// One worker's admission replica, shared by its sources (which ask it what they may let
@@ -123,8 +153,14 @@ pub enum Screened {
 ///   room now is refused everywhere. "New" must be new at the tick itself: so this holds
 ///   when every tick before it is decided, or, with one worker, when the id is not among
 ///   those this source is holding for an earlier tick. Per tick it keeps only that many ids.
+///
+/// With a [`PendingCap`] it also keeps the source's share of `max_pending_assignments`: an
+/// assignment past it is refused before anything else is looked at (so it is never sighted).
 #[derive(Debug)]
 pub struct Screen {
+    /// The source's share of `max_pending_assignments`, and the rules that say when an
+    /// assignment's attribution interval closes.
+    pending: Option<(PendingCap, Ticks, u64)>,
     /// Every worker sees its own share of the sightings; one worker sees them all.
     alone: bool,
     /// Per tick: the smallest new entity ids seen, at most the room there was.
@@ -159,11 +195,50 @@ fn among_smallest(room: usize, smallest: &mut BTreeSet<NameId>, id: NameId) -> b
 impl Screen {
     /// A screen for a source of one of `peers` workers.
     pub fn new(peers: usize) -> Self {
-        Screen { alone: peers <= 1, entities: BTreeMap::new(), arms: BTreeMap::new(), held: BTreeMap::new() }
+        Screen { pending: None, alone: peers <= 1, entities: BTreeMap::new(), arms: BTreeMap::new(), held: BTreeMap::new() }
+    }
+
+    /// The screen of a source of one of `peers` workers of `job`, keeping its share of
+    /// `max_pending_assignments` too.
+    pub fn of(job: &Dataflow, peers: usize) -> Self {
+        let pending = PendingCap::new(job.limits.max_pending_assignments, peers);
+        Screen { pending: Some((pending, Ticks::new(job.tick_ms), job.attribution_ms)), ..Screen::new(peers) }
+    }
+
+    /// The source's time has reached `tick`: assignments whose attribution interval closed
+    /// before it no longer count against the pending cap.
+    pub fn advance(&mut self, tick: u64) {
+        if let Some((cap, ..)) = &mut self.pending {
+            cap.advance(tick);
+        }
+    }
+
+    /// Assignments counted against the source's share of the pending cap.
+    pub fn pending(&self) -> usize {
+        self.pending.as_ref().map_or(0, |(cap, ..)| cap.counted())
     }
 
     /// What to do with `decoded`, at `tick`, given the worker's `replica`.
     pub fn screen(&mut self, replica: &Admission, decoded: &Decoded, tick: u64) -> Screened {
+        let assignment_ts = match decoded {
+            Decoded::Event(Event::Assignment(a)) => Some(a.ts),
+            _ => None,
+        };
+        if let (Some(_), Some((cap, ..))) = (assignment_ts, &self.pending) {
+            if !cap.fits() {
+                return Screened::Refuse(Refusal::MaxPendingAssignments);
+            }
+        }
+        let screened = self.screen_pair(replica, decoded, tick);
+        if let (Some(ts), Some((cap, ticks, attribution_ms)), false) = (assignment_ts, &mut self.pending, matches!(screened, Screened::Refuse(_))) {
+            // Resolved at the close of its interval, or at its tick if that is later.
+            cap.count(ticks.settle_tick(ts, *attribution_ms).max(tick));
+        }
+        screened
+    }
+
+    /// [`Screen::screen`] as far as the pair caps go.
+    fn screen_pair(&mut self, replica: &Admission, decoded: &Decoded, tick: u64) -> Screened {
         let Some(s) = sighting(decoded) else { return Screened::Pass };
         let decided = replica.decided();
         if self.entities.first_key_value().is_some_and(|(t, _)| *t < decided) {
@@ -227,11 +302,12 @@ impl Screen {
     }
 }
 
-/// Splits admitted records into the event stream and the catalog stream.
-fn split_decoded<'scope>(decoded: Stream<'scope, u64, Vec<Decoded>>) -> (Stream<'scope, u64, Vec<Event>>, Stream<'scope, u64, Vec<Catalog>>) {
+/// Splits admitted records into the event stream (with the bytes kept of those attribution
+/// may refuse) and the catalog stream.
+fn split_decoded<'scope>(decoded: Stream<'scope, u64, Vec<(Decoded, Option<Box<Held>>)>>) -> (Stream<'scope, u64, Vec<Arrival>>, Stream<'scope, u64, Vec<Catalog>>) {
     use timely::dataflow::operators::core::OkErr;
-    decoded.ok_err(|d| match d {
-        Decoded::Event(e) => Ok(e),
+    decoded.ok_err(|(d, raw)| match d {
+        Decoded::Event(event) => Ok(Arrival { event, raw }),
         Decoded::Catalog(c) => Err(c),
     })
 }
@@ -254,8 +330,9 @@ pub fn admit<'scope>(
     replica: Replica,
     counters: Rc<RefCell<Counters>>,
     collector: Option<Arc<Collector>>,
-    mut refuse: impl FnMut(&'static str, Held) + 'static,
-) -> (Stream<'scope, u64, Vec<Event>>, Stream<'scope, u64, Vec<Catalog>>) {
+    ticks: Ticks,
+    refuse: Refuse,
+) -> (Stream<'scope, u64, Vec<Arrival>>, Stream<'scope, u64, Vec<Catalog>>) {
     let worker = sourced.scope().index();
     // Every replica is the same; each worker hands its copy over, so that each process's
     // part of a checkpoint holds one.
@@ -290,8 +367,8 @@ pub fn admit<'scope>(
                 let mut session = output.session(&time);
                 for record in data.drain(..) {
                     match record.held {
-                        None => session.give(record.decoded),
-                        Some(h) => held.entry(tick).or_default().push((record.decoded, h)),
+                        Some(h) if record.waits => held.entry(tick).or_default().push((record.decoded, h)),
+                        raw => session.give((record.decoded, raw)),
                     }
                 }
             });
@@ -331,23 +408,24 @@ pub fn admit<'scope>(
                         if !(named.contains(&entity) && named.contains(&arm)) {
                             for name in names_of(&h.raw).into_iter().flatten() {
                                 if named.insert(name.id) {
-                                    session.give(Decoded::Catalog(Catalog::Name(name)));
+                                    session.give((Decoded::Catalog(Catalog::Name(name)), None));
                                 }
                             }
                         }
                     }
-                    session.give(decoded);
+                    let raw = at_risk(&decoded, tick, ticks).then_some(h);
+                    session.give((decoded, raw));
                 }
                 for id in decided.forgotten_entities.iter().chain(&decided.forgotten_arms) {
                     named.remove(id);
                 }
                 shrink_set(&mut named);
                 if worker == 0 && !decided.forgotten_pairs.is_empty() {
-                    session.give(Decoded::Catalog(Catalog::Forget(Forgotten {
+                    session.give((Decoded::Catalog(Catalog::Forget(Forgotten {
                         entities: decided.forgotten_entities,
                         pairs: decided.forgotten_pairs,
                         arms: decided.forgotten_arms,
-                    })));
+                    })), None));
                 }
             }
             if let (true, Some(at), Some(collector)) = (take, bound, &collector) {

@@ -2,7 +2,8 @@
 //!
 //! Events are exchanged by the key's hash, so each worker runs the attribution state machine
 //! ([`Attribution`]) over its share of the keys; every worker sees every arm registry change
-//! and name. When a tick completes, the assignments resolving in it become window updates
+//! and name. A record refused on arrival (too old, too late, past the outcome cap) goes to
+//! the worker's refusal sink when its source kept its bytes. When a tick completes, the assignments resolving in it become window updates
 //! at their entry tick, and [`Departures`] hands over their retractions once the tick they
 //! leave the window is due.
 
@@ -22,6 +23,7 @@ use timely::dataflow::operators::generic::Operator;
 use timely::dataflow::operators::vec::Broadcast;
 use timely::dataflow::Stream;
 
+use super::admit::{Arrival, Refuse};
 use super::frontier::first_open_tick;
 use super::recovery::Recovery;
 
@@ -50,16 +52,17 @@ fn settle_to(state: &mut Attribution, naming: &mut BTreeMap<u64, Catalogued>, to
 /// keys it owns (whatever the worker count that wrote it) and starts the window from the
 /// checkpoint's counts; with a collector, it hands over its state at every checkpoint tick.
 pub fn attribute<'scope>(
-    events: Stream<'scope, u64, Vec<Event>>,
+    events: Stream<'scope, u64, Vec<Arrival>>,
     catalog: Stream<'scope, u64, Vec<Catalog>>,
     rules: AttributionRules,
     counters: Rc<RefCell<Counters>>,
     recovery: Recovery,
+    refuse: Refuse,
 ) -> Stream<'scope, u64, Vec<WindowFact>> {
     let (worker, peers) = (events.scope().index(), events.scope().peers() as u64);
     events.binary_frontier(
         catalog.broadcast(),
-        Exchange::new(|e: &Event| e.key().route()),
+        Exchange::new(|a: &Arrival| a.event.key().route()),
         Pipeline,
         "Attribution",
         move |capability, _info| {
@@ -98,10 +101,14 @@ pub fn attribute<'scope>(
                 });
                 input.for_each(|time, data| {
                     let arrival = time.least().copied().unwrap_or(0);
-                    for event in data.drain(..) {
-                        match event {
+                    for Arrival { event, raw } in data.drain(..) {
+                        let refused = match event {
                             Event::Assignment(a) => state.assignment(a, arrival, &mut counters),
                             Event::Outcome(o) => state.outcome(o, &mut counters),
+                        };
+                        // Counted either way; to the dead-letter output when its bytes were kept.
+                        if let (Some(why), Some(raw)) = (refused, raw) {
+                            refuse(why.reason(), *raw);
                         }
                     }
                 });
@@ -123,6 +130,7 @@ pub fn attribute<'scope>(
                 // still held at the end.
                 counters.pending_assignments = state.pending_assignments() as u64;
                 counters.buffered_outcomes = state.buffered_outcomes() as u64;
+                counters.most_outcomes_held = state.most_outcomes_held() as u64;
                 departures.admit(&mut resolved, &mut updates);
                 departures.due(frontier, &mut updates);
                 if !updates.is_empty() {

@@ -11,7 +11,9 @@ use std::rc::Rc;
 use banditflow_core::attribution::AttributionRules;
 use banditflow_core::config::Dataflow;
 use banditflow_core::counters::Counters;
-use banditflow_core::event::{Catalog, Event};
+use banditflow_core::event::Catalog;
+
+pub use admit::{Arrival, Refuse};
 use banditflow_core::record::Published;
 use banditflow_core::time::Ticks;
 use banditflow_core::weights::WeightRules;
@@ -37,18 +39,23 @@ pub use weigh::weigh;
 /// Builds the dataflow of `job` over decoded `events` (at their ticks) and the `catalog`
 /// (names, arm registry) their sources announced; returns the weight records and decision
 /// events (serialized), each at its tick.
+///
+/// What attribution refuses on arrival goes to `refuse`, with its bytes when its source kept
+/// them ([`admit::at_risk`]).
 pub fn bandit<'scope>(
-    events: Stream<'scope, u64, Vec<Event>>,
+    events: Stream<'scope, u64, Vec<Arrival>>,
     catalog: Stream<'scope, u64, Vec<Catalog>>,
     job: &Dataflow,
     counters: Rc<RefCell<Counters>>,
     recovery: &Recovery,
+    refuse: Refuse,
 ) -> Stream<'scope, u64, Vec<Published>> {
     let rules = AttributionRules {
         ticks: Ticks::new(job.tick_ms),
         attribution_ms: job.attribution_ms,
         window_ms: job.window_ms,
+        max_outcomes_per_assignment: job.limits.max_outcomes_per_assignment,
     };
-    let facts = attribute(events, catalog.clone(), rules, counters, recovery.clone());
+    let facts = attribute(events, catalog.clone(), rules, counters, recovery.clone(), refuse);
     weigh(arm_counts(facts.clone()), facts, catalog, WeightRules::of(job), recovery.clone())
 }

@@ -15,7 +15,7 @@ use std::time::Duration;
 
 use banditflow_core::config::Dataflow;
 use banditflow_core::counters::Counters;
-use banditflow_core::event::{Catalog, Event};
+use banditflow_core::event::Catalog;
 use banditflow_core::time::{now_ms, Ticks};
 use banditflow_core::wire::{Decoder, RecordKind};
 use timely::container::CapacityContainerBuilder;
@@ -25,7 +25,7 @@ use timely::dataflow::{Scope, Stream};
 use super::blocks::Lines;
 use super::rejects::Rejects;
 use super::{Failure, FileError, Input};
-use crate::dataflow::admit::{self, Held, Origin, Screen, Screened, Sourced};
+use crate::dataflow::admit::{self, at_risk, Arrival, Held, Origin, Refuse, Screen, Screened, Sourced};
 use crate::dataflow::sources::emit_decoded;
 
 /// Lines a source reads before it yields to the rest of the dataflow.
@@ -112,17 +112,19 @@ struct Cursor {
 }
 
 /// The file source of one worker: its share of every input, decoded, at their ticks.
-pub fn file_source<'scope>(scope: Scope<'scope, u64>, ctx: FileSource) -> (Stream<'scope, u64, Vec<Event>>, Stream<'scope, u64, Vec<Catalog>>) {
+pub fn file_source<'scope>(scope: Scope<'scope, u64>, ctx: FileSource) -> (Stream<'scope, u64, Vec<Arrival>>, Stream<'scope, u64, Vec<Catalog>>, Refuse) {
     let (worker, peers) = (scope.index(), scope.peers());
     let replica = admit::replica(&ctx.job, None);
     let source_replica = replica.clone();
     let (counters, rejects, failure) = (ctx.counters.clone(), ctx.rejects.clone(), ctx.failure.clone());
+    let tick_ms = ctx.job.tick_ms;
     let sourced = source::<_, CapacityContainerBuilder<Vec<Sourced>>, _, _>(scope, "FileSource", move |capability, info| {
         let activator = scope.activator_for(info.address);
         let ticks = Ticks::new(ctx.job.tick_ms);
         let lateness = ctx.job.allowed_lateness_ms.min(i64::MAX as u64) as i64;
         let mut decoder = Decoder::new(ctx.job.outcome_kinds.as_deref(), ctx.job.limits.for_history()).without_names();
-        let mut screen = Screen::new(scope.peers());
+        let mut screen = Screen::of(&ctx.job, scope.peers());
+        let keeps = ctx.rejects.is_some();
         let input_names: Vec<Arc<str>> = ctx.inputs.iter().map(|(_, input)| Arc::from(input.name())).collect();
         let mut cursors = Vec::new();
         for (index, (records, input)) in ctx.inputs.iter().enumerate() {
@@ -174,6 +176,7 @@ pub fn file_source<'scope>(scope: Scope<'scope, u64>, ctx: FileSource) -> (Strea
             }
             let now = now_ms();
             let floor_tick = *cap.time();
+            screen.advance(floor_tick);
             let mut counters = ctx.counters.borrow_mut();
             let mut read = 0u64;
             for _ in 0..LINES_PER_ACTIVATION {
@@ -200,9 +203,9 @@ pub fn file_source<'scope>(scope: Scope<'scope, u64>, ctx: FileSource) -> (Strea
                         local_min = local_min.min(ts);
                         cursor.last_ts = ts;
                         let tick = ticks.tick_of(ts).max(floor_tick);
-                        let held = match screen.screen(&source_replica.borrow(), &decoded, tick) {
-                            Screened::Pass => None,
-                            Screened::Hold => Some(Box::new(Held { raw: buf.clone(), origin: Origin::Line { input: input_names[cursor.input].clone(), line: cursor.lines.line() } })),
+                        let waits = match screen.screen(&source_replica.borrow(), &decoded, tick) {
+                            Screened::Pass => false,
+                            Screened::Hold => true,
                             Screened::Refuse(why) => {
                                 counters.malformed(why.reason());
                                 if let Some(rejects) = &ctx.rejects {
@@ -213,7 +216,9 @@ pub fn file_source<'scope>(scope: Scope<'scope, u64>, ctx: FileSource) -> (Strea
                                 continue;
                             }
                         };
-                        batch.push((tick, Sourced { decoded, held }));
+                        // Bytes are kept for attribution only when a refusal has somewhere to go.
+                        let held = (waits || (keeps && at_risk(&decoded, tick, ticks))).then(|| Box::new(Held { raw: buf.clone(), origin: Origin::Line { input: input_names[cursor.input].clone(), line: cursor.lines.line() } }));
+                        batch.push((tick, Sourced { decoded, held, waits }));
                     }
                     Ok(None) => {}
                     Err(reason) => {
@@ -248,11 +253,13 @@ pub fn file_source<'scope>(scope: Scope<'scope, u64>, ctx: FileSource) -> (Strea
             activator.activate();
         }
     });
-    admit::admit(sourced, replica, counters, None, move |reason, held| {
+    let refuse: Refuse = Rc::new(move |reason, held: Held| {
         let (Some(rejects), Origin::Line { input, line }) = (&rejects, &held.origin) else { return };
         if let Err(error) = rejects.write(reason, input, *line, &held.raw) {
             failure.fail(error);
         }
-    })
+    });
+    let (events, catalog) = admit::admit(sourced, replica, counters, None, Ticks::new(tick_ms), refuse.clone());
+    (events, catalog, refuse)
 }
 

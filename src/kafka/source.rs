@@ -27,7 +27,7 @@ use timely::dataflow::{Scope, Stream};
 use banditflow_core::checkpoint::{Checkpoint, PartitionPosition};
 use banditflow_core::config::Dataflow;
 use banditflow_core::counters::Counters;
-use banditflow_core::event::{Catalog, Event};
+use banditflow_core::event::Catalog;
 use banditflow_core::time::{now_ms, Ticks};
 use banditflow_core::wire::{Decoder, RecordKind};
 
@@ -35,7 +35,7 @@ use super::client::{self as kafka, KafkaConsumer};
 use super::control::{describe, Control, Topic};
 use super::dead_letter::{DeadLetters, Letter};
 use crate::checkpoint::Collector;
-use crate::dataflow::admit::{self, Held, Origin, Screen, Screened, Sourced};
+use crate::dataflow::admit::{self, at_risk, Arrival, Held, Origin, Refuse, Screen, Screened, Sourced};
 use crate::dataflow::sources::emit_decoded;
 use crate::deployment::KafkaConfig;
 
@@ -209,7 +209,7 @@ fn topic_name(kafka: &KafkaConfig, topic: Topic) -> &str {
 }
 
 /// The live source of one worker: its partitions, decoded, at their ticks.
-pub fn kafka_source<'scope>(scope: Scope<'scope, u64>, ctx: SourceContext) -> Result<(Stream<'scope, u64, Vec<Event>>, Stream<'scope, u64, Vec<Catalog>>), SourceError> {
+pub fn kafka_source<'scope>(scope: Scope<'scope, u64>, ctx: SourceContext) -> Result<(Stream<'scope, u64, Vec<Arrival>>, Stream<'scope, u64, Vec<Catalog>>, Refuse), SourceError> {
     let mine = kafka::owned_by(&ctx.partitions, scope.index(), scope.peers());
     let mut consumers = Vec::new();
     let mut starts: Vec<(Topic, i32, Option<i64>, bool)> = Vec::new();
@@ -224,13 +224,14 @@ pub fn kafka_source<'scope>(scope: Scope<'scope, u64>, ctx: SourceContext) -> Re
     let source_replica = replica.clone();
     let (counters, letters, collector) = (ctx.counters.clone(), ctx.dead_letters.clone(), ctx.collector.clone());
     let assignments_topic: Arc<str> = Arc::from(ctx.kafka.assignments_topic.as_str());
+    let tick_ms = ctx.job.tick_ms;
     let sourced = source::<_, CapacityContainerBuilder<Vec<Sourced>>, _, _>(scope, "KafkaSource", move |capability, info| {
         let activator = scope.activator_for(info.address);
         let ticks = Ticks::new(ctx.job.tick_ms);
         let lateness = ctx.job.allowed_lateness_ms.min(i64::MAX as u64) as i64;
         let idle = Duration::from_millis(ctx.job.idle_timeout_ms);
         let mut decoder = Decoder::new(ctx.job.outcome_kinds.as_deref(), ctx.job.limits).without_names();
-        let mut screen = Screen::new(scope.peers());
+        let mut screen = Screen::of(&ctx.job, scope.peers());
         let topic_names: [Arc<str>; 2] = [Topic::Assignments, Topic::Outcomes].map(|t| Arc::from(topic_name(&ctx.kafka, t)));
         let started = Instant::now();
         let resume = ctx.resume.clone();
@@ -310,6 +311,7 @@ pub fn kafka_source<'scope>(scope: Scope<'scope, u64>, ctx: SourceContext) -> Re
             };
             let now = now_ms();
             let floor_tick = *cap.time();
+            screen.advance(floor_tick);
             let mut counters = ctx.counters.borrow_mut();
             let mut read = 0u64;
             for (topic, consumer) in &consumers {
@@ -349,21 +351,24 @@ pub fn kafka_source<'scope>(scope: Scope<'scope, u64>, ctx: SourceContext) -> Re
                         Ok(Some((ts, decoded))) => {
                             part.max_ts = part.max_ts.max(ts);
                             let tick = ticks.tick_of(ts).max(floor_tick);
-                            let held = match screen.screen(&source_replica.borrow(), &decoded, tick) {
-                                Screened::Pass => None,
-                                Screened::Hold => {
-                                    let topic = topic_names[topic as usize].clone();
-                                    let origin = Origin::Message { topic, partition: message.partition(), offset: message.offset(), key: message.key().map(<[u8]>::to_vec) };
-                                    Some(Box::new(Held { raw: payload.to_vec(), origin }))
-                                }
+                            let waits = match screen.screen(&source_replica.borrow(), &decoded, tick) {
+                                Screened::Pass => Some(false),
+                                Screened::Hold => Some(true),
                                 Screened::Refuse(why) => {
                                     counters.malformed(why.reason());
                                     refused = Some(why.reason().to_owned());
                                     None
                                 }
                             };
-                            if refused.is_none() {
-                                batch.push((tick, Sourced { decoded, held }));
+                            if let Some(waits) = waits {
+                                // Bytes are kept for attribution only when a refusal has
+                                // somewhere to go.
+                                let held = (waits || (ctx.dead_letters.is_some() && at_risk(&decoded, tick, ticks))).then(|| {
+                                    let topic = topic_names[topic as usize].clone();
+                                    let origin = Origin::Message { topic, partition: message.partition(), offset: message.offset(), key: message.key().map(<[u8]>::to_vec) };
+                                    Box::new(Held { raw: payload.to_vec(), origin })
+                                });
+                                batch.push((tick, Sourced { decoded, held, waits }));
                             }
                             tick
                         }
@@ -442,14 +447,16 @@ pub fn kafka_source<'scope>(scope: Scope<'scope, u64>, ctx: SourceContext) -> Re
             }
         }
     });
-    Ok(admit::admit(sourced, replica, counters, collector, move |reason, held| {
+    let refuse: Refuse = Rc::new(move |reason, held: Held| {
         let Some(letters) = &letters else { return };
         let (source_topic, source, key) = match held.origin {
             Origin::Message { topic, partition, offset, key } => (topic, Some((partition, offset)), key),
             Origin::Line { .. } => (assignments_topic.clone(), None, None),
         };
         letters.send(Letter { reason: reason.to_owned(), source_topic: source_topic.to_string(), source, key, payload: held.raw, extra: Vec::new() });
-    }))
+    });
+    let (events, catalog) = admit::admit(sourced, replica, counters, collector, Ticks::new(tick_ms), refuse.clone());
+    Ok((events, catalog, refuse))
 }
 
 /// Notes whether the brokers seem up; when they are back from an outage, restarts every

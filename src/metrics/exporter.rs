@@ -67,7 +67,7 @@ impl Exported {
         let pending = registered(&registry, IntGauge::new("banditflow_pending_assignments", "Assignments held until their attribution window ends.")?)?;
         let buffered = registered(&registry, IntGauge::new("banditflow_buffered_outcomes", "Outcomes held for an assignment or its resolution.")?)?;
         let entities = registered(&registry, IntGauge::new("banditflow_entities", "Entities with a published weight record.")?)?;
-        let cap_used = registered(&registry, IntGaugeVec::new(Opts::new("banditflow_cap_used", "What the dataflow holds against each cap of [limits]: entities (max_entities), the most arms of one entity (max_arms_per_entity)."), &["cap"])?)?;
+        let cap_used = registered(&registry, IntGaugeVec::new(Opts::new("banditflow_cap_used", "What the dataflow holds against each cap of [limits]: entities (max_entities), the most arms of one entity (max_arms_per_entity), pending assignments (max_pending_assignments), the most outcomes held for one assignment (max_outcomes_per_assignment)."), &["cap"])?)?;
         let allocated = registered(&registry, IntGauge::new("banditflow_memory_allocated_bytes", "Bytes the process has allocated and not freed, as its allocator (jemalloc) counts them.")?)?;
         let cap_limit = registered(&registry, IntGaugeVec::new(Opts::new("banditflow_cap_limit", "Each cap of [limits], as configured."), &["cap"])?)?;
         let arms = registered(&registry, IntGauge::new("banditflow_arms", "Arms in the newest published records of all entities.")?)?;
@@ -188,7 +188,13 @@ impl Exported {
         for rule in ["winner", "winner_cleared", "stop", "redeclared"] {
             raise(&self.decisions, rule, snapshot.published.decisions.get(rule).copied().unwrap_or(0));
         }
-        for (cap, used, limit) in [("max_entities", c.entities_held, snapshot.cap_limits[0]), ("max_arms_per_entity", c.most_arms_held, snapshot.cap_limits[1])] {
+        let caps = [
+            ("max_entities", c.entities_held),
+            ("max_arms_per_entity", c.most_arms_held),
+            ("max_pending_assignments", c.pending_assignments),
+            ("max_outcomes_per_assignment", c.most_outcomes_held),
+        ];
+        for ((cap, used), limit) in caps.into_iter().zip(snapshot.cap_limits) {
             self.cap_used.with_label_values(&[cap]).set(used.min(i64::MAX as u64) as i64);
             self.cap_limit.with_label_values(&[cap]).set(limit.min(i64::MAX as u64) as i64);
         }

@@ -117,8 +117,9 @@ pub struct Snapshot {
     pub messages_read: u64,
     /// Largest event-time lag, in ms, at which the worker still counts as ready.
     pub ready_max_lag_ms: Option<i64>,
-    /// The caps `[max_entities, max_arms_per_entity]` (0: not known).
-    pub cap_limits: [u64; 2],
+    /// The caps `[max_entities, max_arms_per_entity, max_pending_assignments,
+    /// max_outcomes_per_assignment]` (0: not known).
+    pub cap_limits: [u64; 4],
 }
 
 

@@ -20,7 +20,7 @@ use timely::dataflow::operators::vec::Input;
 use timely::dataflow::operators::Probe;
 
 use super::logs::Logs;
-use crate::dataflow::{bandit, publish, Recovery};
+use crate::dataflow::{bandit, publish, Arrival, Recovery};
 
 /// What one repetition measured.
 #[derive(Clone, Debug)]
@@ -67,9 +67,10 @@ pub fn run_rep(scenario: &Scenario, job: &Dataflow, rep: u32, at: &[u64], logs: 
         let sink = read.clone();
         let counters = Rc::new(RefCell::new(Counters::default()));
         let (mut events_in, mut catalog_in, probe) = worker.dataflow::<u64, _, _>(|scope| {
-            let (events_in, events) = scope.new_input::<Event>();
+            let (events_in, events) = scope.new_input::<Arrival>();
             let (catalog_in, catalog) = scope.new_input::<Catalog>();
-            let records = bandit(events, catalog, &job, counters.clone(), &Recovery::default());
+            // The simulator makes only records attribution takes: nothing to refuse.
+            let records = bandit(events, catalog, &job, counters.clone(), &Recovery::default(), Rc::new(|_, _| {}));
             let done = publish(
                 records,
                 move |_tick, batch, _decisions, _forgotten| {
@@ -136,7 +137,7 @@ pub fn run_rep(scenario: &Scenario, job: &Dataflow, rep: u32, at: &[u64], logs: 
                     let id = format!("e{e}-{step}");
                     let key = AssignmentKey::of(&id);
                     let name = arm_name(arm.number);
-                    events_in.send(Event::Assignment(Assignment { key, entity: served.entity, arm: arm_id_of(&name), ts: step as i64, weights_version: served.version }));
+                    events_in.send(Arrival { event: Event::Assignment(Assignment { key, entity: served.entity, arm: arm_id_of(&name), ts: step as i64, weights_version: served.version }), raw: None });
                     if let Some(logs) = logs.as_mut() {
                         logs.assignment(&id, &served.name, &name, step as i64, served.version);
                     }
@@ -150,7 +151,7 @@ pub fn run_rep(scenario: &Scenario, job: &Dataflow, rep: u32, at: &[u64], logs: 
             }
             // Outcomes due in this tick go in with its events (they are at their own ts).
             for (ts, id) in pending.remove(&tick).unwrap_or_default() {
-                events_in.send(Event::Outcome(Outcome { key: AssignmentKey::of(&id), ts }));
+                events_in.send(Arrival { event: Event::Outcome(Outcome { key: AssignmentKey::of(&id), ts }), raw: None });
                 if let Some(logs) = logs.as_mut() {
                     logs.outcome(&id, ts);
                 }

@@ -52,17 +52,22 @@ pub enum Refusal {
     /// A new arm of an entity holding `max_arms_per_entity` arms.
     #[error("max_arms_per_entity")]
     MaxArmsPerEntity,
+    /// An assignment past its source's share of `max_pending_assignments`
+    /// ([`crate::pending_cap`]): a source refuses it as it reads it, never a decision.
+    #[error("max_pending_assignments")]
+    MaxPendingAssignments,
 }
 
 impl Refusal {
     /// Every refusal, for checking that the reject schema names them all.
-    pub const ALL: [Refusal; 2] = [Refusal::MaxEntities, Refusal::MaxArmsPerEntity];
+    pub const ALL: [Refusal; 3] = [Refusal::MaxEntities, Refusal::MaxArmsPerEntity, Refusal::MaxPendingAssignments];
 
     /// The reason as the dead-letter output and `banditflow_malformed_total` say it.
     pub fn reason(self) -> &'static str {
         match self {
             Refusal::MaxEntities => "max_entities",
             Refusal::MaxArmsPerEntity => "max_arms_per_entity",
+            Refusal::MaxPendingAssignments => "max_pending_assignments",
         }
     }
 }

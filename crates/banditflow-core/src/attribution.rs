@@ -25,6 +25,9 @@ pub struct AttributionRules {
     pub attribution_ms: u64,
     /// How far back the posterior looks, ms.
     pub window_ms: u64,
+    /// `[limits] max_outcomes_per_assignment`: outcomes held at once for one key; one past
+    /// it is refused.
+    pub max_outcomes_per_assignment: usize,
 }
 
 /// Which weight record an assignment was served under, as far as the assignment tells: the
@@ -133,6 +136,42 @@ pub struct Attribution {
     versions: KeyMap<u64>,
     /// Outcomes held in `outcomes`, kept up to date so the gauge costs nothing to read.
     buffered: usize,
+    /// `holding[n]`: keys holding `n` outcomes (n >= 1; at most the cap), so the most held for
+    /// one key is known without a scan.
+    holding: Vec<usize>,
+}
+
+/// Why attribution refused a record on arrival.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum Refused {
+    /// Its `ts` is so old that the window has moved past it (`too_old`).
+    #[error("too_old")]
+    TooOld,
+    /// An assignment whose attribution interval closed before it arrived (`too_late`).
+    #[error("too_late")]
+    TooLate,
+    /// An outcome for a tick already settled, with no assignment pending for it
+    /// (`late_outcome`).
+    #[error("late_outcome")]
+    LateOutcome,
+    /// An outcome past `max_outcomes_per_assignment` for its key.
+    #[error("max_outcomes_per_assignment")]
+    MaxOutcomesPerAssignment,
+}
+
+impl Refused {
+    /// Every refusal, for checking that the reject schema names them all.
+    pub const ALL: [Refused; 4] = [Refused::TooOld, Refused::TooLate, Refused::LateOutcome, Refused::MaxOutcomesPerAssignment];
+
+    /// The reason, as the dead-letter output and the counters say it.
+    pub fn reason(self) -> &'static str {
+        match self {
+            Refused::TooOld => "too_old",
+            Refused::TooLate => "too_late",
+            Refused::LateOutcome => "late_outcome",
+            Refused::MaxOutcomesPerAssignment => "max_outcomes_per_assignment",
+        }
+    }
 }
 
 impl Attribution {
@@ -155,7 +194,32 @@ impl Attribution {
             delayed: KeyMap::default(),
             versions: KeyMap::default(),
             buffered: 0,
+            holding: Vec::new(),
         }
+    }
+
+    /// A key's outcomes went from `before` to `after` held.
+    fn holds(&mut self, before: usize, after: usize) {
+        if before == after {
+            return;
+        }
+        if before > 0 {
+            self.holding[before] -= 1;
+        }
+        if after > 0 {
+            if self.holding.len() <= after {
+                self.holding.resize(after + 1, 0);
+            }
+            self.holding[after] += 1;
+        }
+        while self.holding.last() == Some(&0) {
+            self.holding.pop();
+        }
+    }
+
+    /// The most outcomes held for one key.
+    pub fn most_outcomes_held(&self) -> usize {
+        self.holding.len().saturating_sub(1)
     }
 
     /// The state as of now, portable (sorted, so the same state encodes the same bytes).
@@ -234,7 +298,11 @@ impl Attribution {
                     state.expire_at.entry(rules.ticks.tick_of(*ts)).or_default().push(*key);
                 }
                 state.buffered += times.len();
-                state.outcomes.entry(*key).or_default().extend(times.iter().copied());
+                let held = state.outcomes.entry(*key).or_default();
+                let before = held.len();
+                held.extend(times.iter().copied());
+                let after = held.len();
+                state.holds(before, after);
             }
         }
         for keys in state.resolve_at.values_mut().chain(state.expire_at.values_mut()) {
@@ -354,25 +422,28 @@ impl Attribution {
 
     /// Applies one assignment (docs/semantics.md: late, too_late, too_old, duplicates, conflicts)
     /// that arrived at tick `arrival`.
-    pub fn assignment(&mut self, a: Assignment, arrival: u64, counters: &mut Counters) {
+    ///
+    /// Returns why it was refused, if it was (counted already); duplicates and conflicts are
+    /// not refusals (docs/semantics.md), nor is the worker's table of pairs being full.
+    pub fn assignment(&mut self, a: Assignment, arrival: u64, counters: &mut Counters) -> Option<Refused> {
         let rules = self.rules;
         if rules.ticks.settle_tick(a.ts, rules.window_ms) < self.settled {
             counters.too_old += 1;
-            return;
+            return Some(Refused::TooOld);
         }
         let resolves = rules.ticks.settle_tick(a.ts, rules.attribution_ms);
         if resolves < self.settled {
             counters.too_late += 1;
-            return;
+            return Some(Refused::TooLate);
         }
         if !(0..1 << TS_BITS).contains(&a.ts) {
             counters.malformed("ts_out_of_range");
-            return;
+            return None;
         }
         let late = rules.ticks.tick_of(a.ts) < self.settled;
         let Some(pair) = self.intern(a.entity, a.arm) else {
             counters.malformed("too_many_arms");
-            return;
+            return None;
         };
         let held = match self.pending.entry(a.key) {
             Entry::Vacant(slot) => {
@@ -426,6 +497,7 @@ impl Attribution {
             }
         }
         self.release_if_unused(pair);
+        None
     }
 
     /// The tick `key` resolves at: `resolves`, or its arrival tick if that is later.
@@ -442,24 +514,36 @@ impl Attribution {
     }
 
     /// Applies one outcome of a counted kind.
-    pub fn outcome(&mut self, o: Outcome, counters: &mut Counters) {
+    ///
+    /// Returns why it was refused, if it was (counted already).
+    pub fn outcome(&mut self, o: Outcome, counters: &mut Counters) -> Option<Refused> {
         let rules = self.rules;
         if rules.ticks.settle_tick(o.ts, rules.window_ms) < self.settled {
             counters.too_old += 1;
-            return;
+            return Some(Refused::TooOld);
         }
         let tick = rules.ticks.tick_of(o.ts);
         let late = tick < self.settled;
         if !self.pending.contains_key(&o.key) && late {
             counters.late_outcome += 1;
-            return;
+            return Some(Refused::LateOutcome);
+        }
+        let held = self.outcomes.entry(o.key).or_default();
+        // (The cap is at least 1, so a key refused here holds outcomes: no empty entry stays.)
+        if held.len() >= rules.max_outcomes_per_assignment {
+            let reason = Refused::MaxOutcomesPerAssignment;
+            counters.malformed(reason.reason());
+            return Some(reason);
         }
         if late {
             counters.late += 1;
         }
-        self.outcomes.entry(o.key).or_default().push(o.ts);
+        held.push(o.ts);
+        let after = held.len();
+        self.holds(after - 1, after);
         self.buffered += 1;
         self.expire_at.entry(tick).or_default().push(o.key);
+        None
     }
 
     /// Completes every tick before `frontier`: resolves the assignments due and drops the
@@ -505,10 +589,12 @@ impl Attribution {
                         }
                         false
                     });
-                    self.buffered -= before - times.len();
-                    if times.is_empty() {
+                    let after = times.len();
+                    self.buffered -= before - after;
+                    if after == 0 {
                         self.outcomes.remove(&key);
                     }
+                    self.holds(before, after);
                 }
                 let tied = if self.ties.is_empty() { None } else { self.ties.remove(&key) };
                 let pair = match &tied {
@@ -540,11 +626,13 @@ impl Attribution {
                 if let Some(times) = self.outcomes.get_mut(&key) {
                     let before = times.len();
                     times.retain(|ts| rules.ticks.tick_of(*ts) > tick);
-                    counters.unmatched_outcome += (before - times.len()) as u64;
-                    self.buffered -= before - times.len();
-                    if times.is_empty() {
+                    let after = times.len();
+                    counters.unmatched_outcome += (before - after) as u64;
+                    self.buffered -= before - after;
+                    if after == 0 {
                         self.outcomes.remove(&key);
                     }
+                    self.holds(before, after);
                 }
             }
         }
@@ -565,7 +653,7 @@ mod tests {
     const TICK: u64 = 1_000;
 
     fn rules() -> AttributionRules {
-        AttributionRules { ticks: Ticks::new(TICK), attribution_ms: 3_000, window_ms: 10_000 }
+        AttributionRules { ticks: Ticks::new(TICK), attribution_ms: 3_000, window_ms: 10_000, max_outcomes_per_assignment: 100 }
     }
 
     fn assignment(id: &str, arm: u64, ts: i64) -> Assignment {
@@ -589,6 +677,48 @@ mod tests {
         assert_eq!(out, vec![Resolved { entity: 1, arm: 7, enter: 4, leave: 11, success: true, served: out[0].served }]);
         assert_eq!(c.outcomes_applied, 1);
         assert_eq!(s.pending_assignments(), 0);
+    }
+
+    #[test]
+    fn outcomes_past_the_cap_for_one_key_are_refused_and_the_most_held_is_known() {
+        let mut s = Attribution::new(AttributionRules { max_outcomes_per_assignment: 2, ..rules() }, 0);
+        let mut c = Counters::default();
+        let mut out = Vec::new();
+        assert_eq!(s.assignment(assignment("a", 7, 1_000), 0, &mut c), None);
+        assert_eq!(s.outcome(outcome("a", 1_100), &mut c), None);
+        assert_eq!(s.outcome(outcome("b", 1_100), &mut c), None);
+        assert_eq!(s.most_outcomes_held(), 1);
+        assert_eq!(s.outcome(outcome("a", 1_200), &mut c), None);
+        assert_eq!(s.most_outcomes_held(), 2);
+        assert_eq!(s.outcome(outcome("a", 1_300), &mut c), Some(Refused::MaxOutcomesPerAssignment));
+        assert_eq!(c.malformed.get("max_outcomes_per_assignment"), Some(&1));
+        // The refused one is not held; another key has room still.
+        assert_eq!(s.buffered_outcomes(), 3);
+        assert_eq!(s.outcome(outcome("b", 1_300), &mut c), None);
+        // Once "a" resolves and "b" expires unclaimed, nothing is held.
+        s.settle(10, &mut c, &mut out);
+        assert!(out[0].success);
+        assert_eq!((s.buffered_outcomes(), s.most_outcomes_held()), (0, 0));
+        // With room again, "a"'s key takes outcomes (for a new copy of it).
+        assert_eq!(s.outcome(outcome("a", 10_500), &mut c), None);
+        assert_eq!(s.most_outcomes_held(), 1);
+    }
+
+    #[test]
+    fn records_refused_on_arrival_say_why() {
+        let mut s = Attribution::new(rules(), 0);
+        let mut c = Counters::default();
+        s.settle(20, &mut c, &mut Vec::new());
+        // Window 10 s: a `ts` of 5 s left it at tick 15.
+        assert_eq!(s.assignment(assignment("old", 7, 5_000), 20, &mut c), Some(Refused::TooOld));
+        assert_eq!(s.outcome(outcome("old", 5_000), &mut c), Some(Refused::TooOld));
+        // Attribution 3 s: at 15 s its interval closed at tick 18.
+        assert_eq!(s.assignment(assignment("late", 7, 15_000), 20, &mut c), Some(Refused::TooLate));
+        assert_eq!(s.outcome(outcome("nobody", 15_000), &mut c), Some(Refused::LateOutcome));
+        assert_eq!((c.too_old, c.too_late, c.late_outcome), (2, 1, 1));
+        // On time: taken.
+        assert_eq!(s.assignment(assignment("now", 7, 20_000), 20, &mut c), None);
+        assert_eq!(Refused::ALL.map(Refused::reason), ["too_old", "too_late", "late_outcome", "max_outcomes_per_assignment"]);
     }
 
     #[test]

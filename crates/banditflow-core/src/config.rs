@@ -55,7 +55,8 @@ pub struct Dataflow {
     pub idle_timeout_ms: u64,
     /// `[limits]` (optional table): what an input record may be (`max_record_bytes`,
     /// `max_id_bytes`, `max_future_skew`, `max_age`) and what the dataflow holds at once
-    /// (`max_entities`, `max_arms_per_entity`); see [`Limits`]. `max_future_skew` may
+    /// (`max_entities`, `max_arms_per_entity`, `max_pending_assignments`,
+    /// `max_outcomes_per_assignment`); see [`Limits`]. `max_future_skew` may
     /// also be written at the top level, its older place, but not in both.
     pub limits: Limits,
     /// `outcome_kinds` (optional, array of strings): the outcome `kind`s that count as a
@@ -685,6 +686,8 @@ struct RawLimits {
     max_age: Option<DurationText>,
     max_entities: Option<usize>,
     max_arms_per_entity: Option<usize>,
+    max_pending_assignments: Option<usize>,
+    max_outcomes_per_assignment: Option<usize>,
 }
 
 impl RawLimits {
@@ -715,6 +718,8 @@ impl RawLimits {
             max_age_ms: Some(max_age_ms),
             max_entities: positive(self.max_entities, "limits.max_entities", default.max_entities)?,
             max_arms_per_entity: positive(self.max_arms_per_entity, "limits.max_arms_per_entity", default.max_arms_per_entity)?,
+            max_pending_assignments: positive(self.max_pending_assignments, "limits.max_pending_assignments", default.max_pending_assignments)?,
+            max_outcomes_per_assignment: positive(self.max_outcomes_per_assignment, "limits.max_outcomes_per_assignment", default.max_outcomes_per_assignment)?,
         })
     }
 }
@@ -1467,8 +1472,8 @@ arm_ids = ["x"]
     #[test]
     fn limits_are_read_from_their_table_and_checked() {
         let with = |table: &str| Dataflow::from_toml_str(&format!("{MINIMAL}\n{table}"));
-        let limits = with("[limits]\nmax_record_bytes = 1000\nmax_id_bytes = 16\nmax_future_skew = \"5m\"\nmax_age = \"2d\"\nmax_entities = 9\nmax_arms_per_entity = 4").unwrap().limits;
-        assert_eq!(limits, Limits { max_record_bytes: 1000, max_id_bytes: 16, max_future_skew_ms: 300_000, max_age_ms: Some(2 * 86_400_000), max_entities: 9, max_arms_per_entity: 4 });
+        let limits = with("[limits]\nmax_record_bytes = 1000\nmax_id_bytes = 16\nmax_future_skew = \"5m\"\nmax_age = \"2d\"\nmax_entities = 9\nmax_arms_per_entity = 4\nmax_pending_assignments = 7\nmax_outcomes_per_assignment = 2").unwrap().limits;
+        assert_eq!(limits, Limits { max_record_bytes: 1000, max_id_bytes: 16, max_future_skew_ms: 300_000, max_age_ms: Some(2 * 86_400_000), max_entities: 9, max_arms_per_entity: 4, max_pending_assignments: 7, max_outcomes_per_assignment: 2 });
         let zero = with("[limits]\nmax_id_bytes = 0").unwrap_err().to_string();
         assert!(zero.contains("limits.max_id_bytes") && zero.contains("greater than zero"), "{zero}");
         let typo = with("[limits]\nmax_ids = 3").unwrap_err().to_string();

@@ -63,6 +63,9 @@ pub struct Counters {
     pub entities_held: u64,
     /// Gauge: the most arms one entity holds (merged as `entities_held`).
     pub most_arms_held: u64,
+    /// Gauge: the most outcomes held for one assignment key on this worker (workers merge by
+    /// the largest).
+    pub most_outcomes_held: u64,
 }
 
 impl Counters {
@@ -98,6 +101,7 @@ impl Counters {
         self.buffered_outcomes += other.buffered_outcomes;
         self.entities_held = self.entities_held.max(other.entities_held);
         self.most_arms_held = self.most_arms_held.max(other.most_arms_held);
+        self.most_outcomes_held = self.most_outcomes_held.max(other.most_outcomes_held);
     }
 
     /// All malformed records, whatever the reason.

@@ -18,6 +18,7 @@ pub mod decision;
 pub mod environment;
 pub mod event;
 pub mod limits;
+pub mod pending_cap;
 pub mod policy;
 pub mod posterior;
 pub mod record;

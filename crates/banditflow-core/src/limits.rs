@@ -1,9 +1,10 @@
 //! The limits an input record must keep before it is decoded further (`[limits]` in the job
 //! file): its size, its ids' lengths, how far its `ts` may be from the wall clock. Each has a
 //! safe default; a record beyond one is malformed with that limit's own reason
-//! ([`crate::wire::Malformed`]). The caps on what the dataflow holds at once
-//! (`max_entities`, `max_arms_per_entity`) are here too; admission applies them
-//! ([`crate::admission`]).
+//! ([`crate::wire::Malformed`]). The caps on what the dataflow holds at once are here too:
+//! `max_entities` and `max_arms_per_entity` (admission applies them, [`crate::admission`]),
+//! `max_pending_assignments` (the sources apply it, [`crate::pending_cap`]) and
+//! `max_outcomes_per_assignment` (attribution applies it).
 
 /// Default of [`Limits::max_record_bytes`]: 64 KiB.
 pub const DEFAULT_MAX_RECORD_BYTES: usize = 64 * 1024;
@@ -18,6 +19,12 @@ pub const DEFAULT_MAX_AGE_MS: u64 = 7 * 24 * 3_600_000;
 pub const DEFAULT_MAX_ENTITIES: usize = 100_000;
 /// Default of [`Limits::max_arms_per_entity`]: 256 arms held at once for one entity.
 pub const DEFAULT_MAX_ARMS_PER_ENTITY: usize = 256;
+/// Default of [`Limits::max_pending_assignments`]: 10,000,000 assignments waiting for their
+/// attribution interval to close (about 1 GB at the ~100 bytes each costs).
+pub const DEFAULT_MAX_PENDING_ASSIGNMENTS: usize = 10_000_000;
+/// Default of [`Limits::max_outcomes_per_assignment`]: 100 outcomes held for one assignment
+/// key.
+pub const DEFAULT_MAX_OUTCOMES_PER_ASSIGNMENT: usize = 100;
 
 /// What a record may be; see the module documentation.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -40,6 +47,13 @@ pub struct Limits {
     /// `max_arms_per_entity`: arms one entity holds at once (a record of a new arm beyond it
     /// is refused, `max_arms_per_entity`).
     pub max_arms_per_entity: usize,
+    /// `max_pending_assignments`: assignments held at once until their attribution interval
+    /// closes, over all workers (an assignment beyond it is refused,
+    /// `max_pending_assignments`); see [`crate::pending_cap`].
+    pub max_pending_assignments: usize,
+    /// `max_outcomes_per_assignment`: outcomes held at once for one assignment key (an
+    /// outcome beyond it is refused, `max_outcomes_per_assignment`).
+    pub max_outcomes_per_assignment: usize,
 }
 
 impl Default for Limits {
@@ -51,6 +65,8 @@ impl Default for Limits {
             max_age_ms: Some(DEFAULT_MAX_AGE_MS),
             max_entities: DEFAULT_MAX_ENTITIES,
             max_arms_per_entity: DEFAULT_MAX_ARMS_PER_ENTITY,
+            max_pending_assignments: DEFAULT_MAX_PENDING_ASSIGNMENTS,
+            max_outcomes_per_assignment: DEFAULT_MAX_OUTCOMES_PER_ASSIGNMENT,
         }
     }
 }
