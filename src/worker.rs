@@ -285,6 +285,7 @@ pub fn run(options: &RunOptions, watch: Arc<Watch>) -> Result<RunSummary, Worker
     };
     let (worker_control, worker_publisher, worker_failure, worker_reports, worker_lag) = (control.clone(), publisher.clone(), failure.clone(), reports, lag);
     let worker_published = published_state;
+    let checkpoint_letters = dead_letters.clone();
     let guards = timely::execute(config, move |worker| {
         let counters = Rc::new(RefCell::new(Counters::default()));
         let published = ProbeHandle::new();
@@ -363,9 +364,9 @@ pub fn run(options: &RunOptions, watch: Arc<Watch>) -> Result<RunSummary, Worker
     })
     .map_err(WorkerError::Dataflow)?;
     let watcher = control;
-    let writer = (collector, store, publisher.clone(), timing, watched_topics, failure.clone());
+    let writer = (collector, store, publisher.clone(), timing, watched_topics, failure.clone(), checkpoint_letters);
     let readiness = std::thread::spawn(move || {
-        let (collector, store, publisher, timing, (kafka_config, started_with), failure) = writer;
+        let (collector, store, publisher, timing, (kafka_config, started_with), failure, letters) = writer;
         let mut failing = false;
         let mut looked = Instant::now();
         while !watcher.finished() {
@@ -393,6 +394,18 @@ pub fn run(options: &RunOptions, watch: Arc<Watch>) -> Result<RunSummary, Worker
             if let (Some(collector), Some(store)) = (&collector, &store) {
                 let acked = publisher.as_ref().map_or(u64::MAX, |p| p.acked());
                 if let Some(mut checkpoint) = collector.take_complete(acked, &timing, now_ms()) {
+                    // Every record refused before the checkpoint's tick (by a source, admission
+                    // or attribution, all of which have handed over their parts) is queued for
+                    // the dead-letter topic by now; a resumed run reads past them, so they must
+                    // be delivered first. If they are not, this checkpoint is not written: the
+                    // next one tries again.
+                    if let Some(letters) = &letters {
+                        if !letters.drain(Duration::from_secs(5)) {
+                            tracing::warn!(topic = letters.topic(), tick = checkpoint.tick, "checkpoint not written: refused records are not yet in the dead-letter topic");
+                            checkpoint::WRITE_FAILURES.fetch_add(1, Ordering::Relaxed);
+                            continue;
+                        }
+                    }
                     checkpoint.weights_offsets = publisher.as_ref().map(|p| p.weights_offsets_before(checkpoint.tick)).unwrap_or_default();
                     checkpoint.decisions_offsets = publisher.as_ref().map(|p| p.decisions_offsets_before(checkpoint.tick)).unwrap_or_default();
                     write_checkpoint(store, &checkpoint, &mut failing);
