@@ -26,9 +26,14 @@ fn run(command: &mut Command) -> String {
 
 /// A valid stream of 20,000 assignments (2 entities, 3 arms, 4 hours) and its outcomes.
 fn generated(dir: &Path, seed: u64) -> (PathBuf, PathBuf) {
+    generated_count(dir, seed, 20_000)
+}
+
+/// [`generated`] with `count` assignments.
+fn generated_count(dir: &Path, seed: u64, count: u64) -> (PathBuf, PathBuf) {
     let (a, o) = (dir.join("a.jsonl"), dir.join("o.jsonl"));
     run(bin()
-        .args(["generate", "--count", "20000", "--entities", "2", "--arms", "3", "--duration-ms", "14400000", "--rate", "0.1", "--seed", &seed.to_string()])
+        .args(["generate", "--count", &count.to_string(), "--entities", "2", "--arms", "3", "--duration-ms", "14400000", "--rate", "0.1", "--seed", &seed.to_string()])
         .arg("--assignments-out")
         .arg(&a)
         .arg("--outcomes-out")
@@ -293,7 +298,9 @@ fn replay_limited(dir: &Path, limits: &str, assignments: &Path, outcomes: &Path,
 #[test]
 fn records_attribution_refuses_and_records_past_the_outcome_cap_are_in_the_rejects_file() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let (a, o) = generated(dir.path(), 13);
+    // Long enough that the source reads it in several activations (16,384 lines each), so
+    // attribution has settled hours past the start by the time the last lines are read.
+    let (a, o) = generated_count(dir.path(), 13, 100_000);
     let first_ts = std::fs::read_to_string(&a).expect("a").lines().next().and_then(|l| serde_json::from_str::<Value>(l).ok()).and_then(|v| v["ts"].as_i64()).expect("ts");
     // Assignments a minute into the stream, read at its end (four hours on): their
     // attribution interval closed long before, so they are too late.

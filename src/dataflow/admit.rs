@@ -68,6 +68,8 @@ pub struct Held {
     pub raw: Vec<u8>,
     /// Where it was read.
     pub origin: Origin,
+    /// The worker that read it: its refusal is sent from there.
+    pub worker: u32,
 }
 
 /// A decoded record from a source: let through at once, or held for admission (`waits`).

@@ -11,19 +11,22 @@ use std::cell::RefCell;
 use std::collections::BTreeMap;
 use std::rc::Rc;
 
-use banditflow_core::attribution::{Attribution, AttributionRules, Resolved};
+use banditflow_core::attribution::{Attribution, AttributionRules, Refused, Resolved};
 use banditflow_core::checkpoint::AttributionPart;
 use banditflow_core::event::AssignmentKey;
 use banditflow_core::counters::Counters;
 
 use banditflow_core::event::{Catalog, Event, Forgotten, Name, Registration};
 use banditflow_core::window::{Departures, WindowFact};
+use banditflow_core::record::Published;
+use timely::container::CapacityContainerBuilder;
 use timely::dataflow::channels::pact::{Exchange, Pipeline};
-use timely::dataflow::operators::generic::Operator;
+use timely::dataflow::operators::generic::builder_rc::OperatorBuilder;
+use timely::dataflow::operators::generic::{Operator, OutputBuilder};
 use timely::dataflow::operators::vec::Broadcast;
 use timely::dataflow::Stream;
 
-use super::admit::{Arrival, Refuse};
+use super::admit::{Arrival, Held, Refuse};
 use super::frontier::first_open_tick;
 use super::recovery::Recovery;
 
@@ -57,95 +60,124 @@ pub fn attribute<'scope>(
     rules: AttributionRules,
     counters: Rc<RefCell<Counters>>,
     recovery: Recovery,
-    refuse: Refuse,
-) -> Stream<'scope, u64, Vec<WindowFact>> {
-    let (worker, peers) = (events.scope().index(), events.scope().peers() as u64);
-    events.binary_frontier(
-        catalog.broadcast(),
-        Exchange::new(|a: &Arrival| a.event.key().route()),
-        Pipeline,
-        "Attribution",
-        move |capability, _info| {
-            let mut capability = Some(capability);
-            let mut state = Attribution::new(rules, 0);
-            let mut departures = Departures::default();
-            let mut resolved = Vec::new();
-            let mut updates: Vec<WindowFact> = Vec::new();
-            let mut last_checkpoint = 0;
-            if let Some(checkpoint) = &recovery.restored {
-                let owns = |k: &AssignmentKey| k.route() % peers == worker as u64;
-                state = Attribution::restore(rules, checkpoint.attribution.iter().map(|p| &p.state), owns);
-                for part in &checkpoint.attribution {
-                    let mine: Vec<_> = part.departures.iter().filter(|d| d.1 % peers == worker as u64).copied().collect();
-                    departures.restore(&mine);
-                }
-                // The window starts where the checkpoint left it.
-                updates.extend(departures.in_window().into_iter().map(|(fact, counts)| (fact, checkpoint.tick, counts)));
-                last_checkpoint = checkpoint.tick;
+) -> (Stream<'scope, u64, Vec<WindowFact>>, Stream<'scope, u64, Vec<Refusal>>) {
+    let scope = events.scope();
+    let (worker, peers) = (scope.index(), scope.peers() as u64);
+    let mut builder = OperatorBuilder::new("Attribution".to_owned(), scope);
+    let mut input = builder.new_input(events, Exchange::new(|a: &Arrival| a.event.key().route()));
+    let mut registry = builder.new_input(catalog.broadcast(), Pipeline);
+    let (facts_out, facts) = builder.new_output::<Vec<WindowFact>>();
+    let (refusals_out, refusals) = builder.new_output::<Vec<Refusal>>();
+    let mut facts_out = OutputBuilder::<u64, CapacityContainerBuilder<Vec<WindowFact>>>::from(facts_out);
+    let mut refusals_out = OutputBuilder::<u64, CapacityContainerBuilder<Vec<Refusal>>>::from(refusals_out);
+    builder.build(move |mut capabilities| {
+        // One capability per output, in the order they were made: facts, then refusals.
+        // Refusals go out at their record's own time, so only the facts' one is kept.
+        drop(capabilities.pop());
+        let mut capability = capabilities.pop();
+        let mut state = Attribution::new(rules, 0);
+        let mut departures = Departures::default();
+        let mut resolved = Vec::new();
+        let mut updates: Vec<WindowFact> = Vec::new();
+        let mut last_checkpoint = 0;
+        if let Some(checkpoint) = &recovery.restored {
+            let owns = |k: &AssignmentKey| k.route() % peers == worker as u64;
+            state = Attribution::restore(rules, checkpoint.attribution.iter().map(|p| &p.state), owns);
+            for part in &checkpoint.attribution {
+                let mine: Vec<_> = part.departures.iter().filter(|d| d.1 % peers == worker as u64).copied().collect();
+                departures.restore(&mine);
             }
-            let collector = recovery.collector;
-            // Names, registry records and what admission forgot, by tick: applied in time order
-            // once the tick is complete, so what is announced again after it was forgotten
-            // stays.
-            let mut naming: BTreeMap<u64, Catalogued> = BTreeMap::new();
-            move |(input, frontier), (registry, registry_frontier), output| {
-                let mut counters = counters.borrow_mut();
-                registry.for_each(|time, data| {
-                    for entry in data.drain(..) {
-                        match entry {
-                            Catalog::Name(n) => naming.entry(time.least().copied().unwrap_or(0)).or_default().0.push(n),
-                            Catalog::Registration(r) => naming.entry(time.least().copied().unwrap_or(0)).or_default().1.push(r),
-                            Catalog::Forget(f) => naming.entry(time.least().copied().unwrap_or(0)).or_default().2.push(f),
-                        }
+            // The window starts where the checkpoint left it.
+            updates.extend(departures.in_window().into_iter().map(|(fact, counts)| (fact, checkpoint.tick, counts)));
+            last_checkpoint = checkpoint.tick;
+        }
+        let collector = recovery.collector;
+        // Names, registry records and what admission forgot, by tick: applied in time order
+        // once the tick is complete, so what is announced again after it was forgotten
+        // stays.
+        let mut naming: BTreeMap<u64, Catalogued> = BTreeMap::new();
+        move |frontiers| {
+            let (frontier, registry_frontier) = (&frontiers[0], &frontiers[1]);
+            let mut output = facts_out.activate();
+            let mut refused_out = refusals_out.activate();
+            let mut counters = counters.borrow_mut();
+            registry.for_each(|time, data| {
+                for entry in data.drain(..) {
+                    match entry {
+                        Catalog::Name(n) => naming.entry(time.least().copied().unwrap_or(0)).or_default().0.push(n),
+                        Catalog::Registration(r) => naming.entry(time.least().copied().unwrap_or(0)).or_default().1.push(r),
+                        Catalog::Forget(f) => naming.entry(time.least().copied().unwrap_or(0)).or_default().2.push(f),
                     }
-                });
-                input.for_each(|time, data| {
-                    let arrival = time.least().copied().unwrap_or(0);
-                    for Arrival { event, raw } in data.drain(..) {
-                        let refused = match event {
-                            Event::Assignment(a) => state.assignment(a, arrival, &mut counters),
-                            Event::Outcome(o) => state.outcome(o, &mut counters),
-                        };
-                        // Counted either way; to the dead-letter output when its bytes were kept.
-                        if let (Some(why), Some(raw)) = (refused, raw) {
-                            refuse(why.reason(), *raw);
-                        }
-                    }
-                });
-                let next = first_open_tick(&[frontier, registry_frontier]);
-                let Some(cap) = capability.as_mut() else { return };
-                let frontier = next.unwrap_or(u64::MAX);
-                if let Some(tick) = collector.as_ref().and_then(|c| c.due(last_checkpoint, frontier)).filter(|t| *t >= state.settled()) {
-                    // The state as of the checkpoint tick: settled exactly to it.
-                    settle_to(&mut state, &mut naming, tick, &mut counters, &mut resolved);
-                    departures.admit(&mut resolved, &mut updates);
-                    departures.due(tick, &mut updates);
-                    if let Some(collector) = &collector {
-                        collector.attribution(worker, tick, AttributionPart { state: state.snapshot(), departures: departures.snapshot() });
-                    }
-                    last_checkpoint = tick;
                 }
-                settle_to(&mut state, &mut naming, frontier, &mut counters, &mut resolved);
-                // Gauges, exact after every activation: a run's final counters include what is
-                // still held at the end.
-                counters.pending_assignments = state.pending_assignments() as u64;
-                counters.buffered_outcomes = state.buffered_outcomes() as u64;
-                counters.most_outcomes_held = state.most_outcomes_held() as u64;
+            });
+            input.for_each(|time, data| {
+                let arrival = time.least().copied().unwrap_or(0);
+                let mut refused_here = refused_out.session(&time);
+                for Arrival { event, raw } in data.drain(..) {
+                    let refused = match event {
+                        Event::Assignment(a) => state.assignment(a, arrival, &mut counters),
+                        Event::Outcome(o) => state.outcome(o, &mut counters),
+                    };
+                    // Counted either way; to the refusal sink when its bytes were kept.
+                    if let (Some(why), Some(raw)) = (refused, raw) {
+                        refused_here.give((why, raw));
+                    }
+                }
+            });
+            let next = first_open_tick(&[frontier, registry_frontier]);
+            let Some(cap) = capability.as_mut() else { return };
+            let frontier = next.unwrap_or(u64::MAX);
+            if let Some(tick) = collector.as_ref().and_then(|c| c.due(last_checkpoint, frontier)).filter(|t| *t >= state.settled()) {
+                // The state as of the checkpoint tick: settled exactly to it.
+                settle_to(&mut state, &mut naming, tick, &mut counters, &mut resolved);
                 departures.admit(&mut resolved, &mut updates);
-                departures.due(frontier, &mut updates);
-                if !updates.is_empty() {
-                    updates.sort_unstable_by_key(|u| u.1);
-                    for run in updates.chunk_by(|a, b| a.1 == b.1) {
-                        output.session(&cap.delayed(&run[0].1)).give_iterator(run.iter().copied());
-                    }
-                    updates.clear();
+                departures.due(tick, &mut updates);
+                if let Some(collector) = &collector {
+                    collector.attribution(worker, tick, AttributionPart { state: state.snapshot(), departures: departures.snapshot() });
                 }
-                match next {
-                    Some(t) => cap.downgrade(&t),
-                    None => capability = None,
-                }
+                last_checkpoint = tick;
             }
-        },
-    )
+            settle_to(&mut state, &mut naming, frontier, &mut counters, &mut resolved);
+            // Gauges, exact after every activation: a run's final counters include what is
+            // still held at the end.
+            counters.pending_assignments = state.pending_assignments() as u64;
+            counters.buffered_outcomes = state.buffered_outcomes() as u64;
+            counters.most_outcomes_held = state.most_outcomes_held() as u64;
+            departures.admit(&mut resolved, &mut updates);
+            departures.due(frontier, &mut updates);
+            if !updates.is_empty() {
+                updates.sort_unstable_by_key(|u| u.1);
+                for run in updates.chunk_by(|a, b| a.1 == b.1) {
+                    output.session(&cap.delayed(&run[0].1)).give_iterator(run.iter().copied());
+                }
+                updates.clear();
+            }
+            match next {
+                Some(t) => cap.downgrade(&t),
+                None => capability = None,
+            }
+        }
+    });
+    (facts, refusals)
+}
+
+/// A record attribution refused on arrival, with its bytes, for the worker that read it.
+pub type Refusal = (Refused, Box<Held>);
+
+/// Hands every refusal to `refuse` on the worker that read the record (whose process commits
+/// its offset, and so must have sent its dead letter first). The returned stream carries
+/// nothing; its frontier passes a tick only once that tick's refusals are handed over, so
+/// joined to the records on their way to the sinks it holds back what waits for them (offset
+/// commits, checkpoints).
+pub fn refusal_sink<'scope>(refusals: Stream<'scope, u64, Vec<Refusal>>, refuse: Refuse) -> Stream<'scope, u64, Vec<Published>> {
+    refusals.unary::<CapacityContainerBuilder<Vec<Published>>, _, _, _>(Exchange::new(|(_, held): &Refusal| held.worker as u64), "Refusals", move |_, _| {
+        move |input, _output| {
+            input.for_each(|_, data| {
+                for (why, held) in data.drain(..) {
+                    refuse(why.reason(), *held);
+                }
+            });
+        }
+    })
 }
 

@@ -1,7 +1,8 @@
 //! The bandit dataflow, the same for replay and the live worker: one operator per file, the
 //! graph in [`bandit`].
 //!
-//! events → [`attribute`] → [`arm_counts`] → [`weigh`] → [`publish`]. Sources (in `file/` and
+//! events → [`attribute`] → [`arm_counts`] → [`weigh`] → [`publish`], and what attribution
+//! refuses → [`attribute::refusal_sink`] (on the worker that read it), joined to the records. Sources (in `file/` and
 //! `kafka/`) hand their decoded records over through [`sources`] and [`admit`], which keeps
 //! the caps on entities and arms and says when they are forgotten.
 
@@ -17,6 +18,7 @@ pub use admit::{Arrival, Refuse};
 use banditflow_core::record::Published;
 use banditflow_core::time::Ticks;
 use banditflow_core::weights::WeightRules;
+use timely::dataflow::operators::core::Concat;
 use timely::dataflow::Stream;
 
 
@@ -56,6 +58,7 @@ pub fn bandit<'scope>(
         window_ms: job.window_ms,
         max_outcomes_per_assignment: job.limits.max_outcomes_per_assignment,
     };
-    let facts = attribute(events, catalog.clone(), rules, counters, recovery.clone(), refuse);
-    weigh(arm_counts(facts.clone()), facts, catalog, WeightRules::of(job), recovery.clone())
+    let (facts, refusals) = attribute(events, catalog.clone(), rules, counters, recovery.clone());
+    let refused = attribute::refusal_sink(refusals, refuse);
+    weigh(arm_counts(facts.clone()), facts, catalog, WeightRules::of(job), recovery.clone()).concat(refused)
 }

@@ -217,7 +217,7 @@ pub fn file_source<'scope>(scope: Scope<'scope, u64>, ctx: FileSource) -> (Strea
                             }
                         };
                         // Bytes are kept for attribution only when a refusal has somewhere to go.
-                        let held = (waits || (keeps && at_risk(&decoded, tick, ticks))).then(|| Box::new(Held { raw: buf.clone(), origin: Origin::Line { input: input_names[cursor.input].clone(), line: cursor.lines.line() } }));
+                        let held = (waits || (keeps && at_risk(&decoded, tick, ticks))).then(|| Box::new(Held { raw: buf.clone(), origin: Origin::Line { input: input_names[cursor.input].clone(), line: cursor.lines.line() }, worker: worker as u32 }));
                         batch.push((tick, Sourced { decoded, held, waits }));
                     }
                     Ok(None) => {}

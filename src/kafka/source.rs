@@ -366,7 +366,7 @@ pub fn kafka_source<'scope>(scope: Scope<'scope, u64>, ctx: SourceContext) -> Re
                                 let held = (waits || (ctx.dead_letters.is_some() && at_risk(&decoded, tick, ticks))).then(|| {
                                     let topic = topic_names[topic as usize].clone();
                                     let origin = Origin::Message { topic, partition: message.partition(), offset: message.offset(), key: message.key().map(<[u8]>::to_vec) };
-                                    Box::new(Held { raw: payload.to_vec(), origin })
+                                    Box::new(Held { raw: payload.to_vec(), origin, worker: worker_index as u32 })
                                 });
                                 batch.push((tick, Sourced { decoded, held, waits }));
                             }

@@ -142,7 +142,7 @@ pub struct Attribution {
 }
 
 /// Why attribution refused a record on arrival.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error, serde::Serialize, serde::Deserialize)]
 pub enum Refused {
     /// Its `ts` is so old that the window has moved past it (`too_old`).
     #[error("too_old")]
