@@ -11,15 +11,16 @@
 //! Which record is refused once a source's share is full depends on how the records are
 //! spread over the workers; below the cap nothing does.
 
-use std::collections::BTreeMap;
+use std::collections::VecDeque;
 
 /// One source's share of the cap and the assignments it counts against it.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct PendingCap {
     /// Assignments this source may count at once.
     share: usize,
-    /// Assignments counted, by the tick their attribution interval closes at.
-    closing: BTreeMap<u64, usize>,
+    /// Assignments counted, by the tick their attribution interval closes at, in tick order
+    /// (a deque: records come mostly in time order, so most land at its back).
+    closing: VecDeque<(u64, usize)>,
     /// Their sum.
     counted: usize,
 }
@@ -28,17 +29,18 @@ impl PendingCap {
     /// The share of one of `sources` sources of a cap of `max` (both at least 1).
     #[must_use]
     pub fn new(max: usize, sources: usize) -> Self {
-        PendingCap { share: max.div_ceil(sources.max(1)).max(1), closing: BTreeMap::new(), counted: 0 }
+        PendingCap { share: max.div_ceil(sources.max(1)).max(1), closing: VecDeque::new(), counted: 0 }
     }
 
     /// Stops counting the assignments whose interval closes before `tick`: the source's time
     /// has passed it, so attribution resolves them.
     pub fn advance(&mut self, tick: u64) {
-        while let Some(entry) = self.closing.first_entry() {
-            if *entry.key() >= tick {
+        while let Some(&(closes, count)) = self.closing.front() {
+            if closes >= tick {
                 break;
             }
-            self.counted -= entry.remove();
+            self.counted -= count;
+            self.closing.pop_front();
         }
     }
 
@@ -50,7 +52,14 @@ impl PendingCap {
 
     /// Counts an assignment passed on, whose interval closes at tick `closes`.
     pub fn count(&mut self, closes: u64) {
-        *self.closing.entry(closes).or_default() += 1;
+        match self.closing.back_mut() {
+            Some((last, count)) if *last == closes => *count += 1,
+            Some((last, _)) if *last > closes => match self.closing.binary_search_by_key(&closes, |(t, _)| *t) {
+                Ok(i) => self.closing[i].1 += 1,
+                Err(i) => self.closing.insert(i, (closes, 1)),
+            },
+            _ => self.closing.push_back((closes, 1)),
+        }
         self.counted += 1;
     }
 
@@ -76,6 +85,7 @@ mod tests {
         // A cap of 5 over 2 sources: 3 each.
         let mut cap = PendingCap::new(5, 2);
         assert_eq!(cap.share(), 3);
+        // Out of order too: 10 after 12.
         for closes in [10, 12, 10] {
             assert!(cap.fits());
             cap.count(closes);
@@ -89,6 +99,14 @@ mod tests {
         assert!(cap.fits());
         cap.advance(13);
         assert_eq!(cap.counted(), 0);
+        // Ticks in any order are counted where they belong.
+        for closes in [20, 25, 22, 20, 25, 21] {
+            cap.count(closes);
+        }
+        cap.advance(22);
+        assert_eq!(cap.counted(), 3, "22, 25, 25 are left");
+        cap.advance(25);
+        assert_eq!(cap.counted(), 2);
     }
 
     #[test]
