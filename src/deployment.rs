@@ -83,6 +83,10 @@ pub struct KafkaConfig {
     pub assignments_topic: String,
     /// `outcomes_topic` (required).
     pub outcomes_topic: String,
+    /// `arms_topic` (optional): the arm registry, one record per `entity_id/arm_id` key
+    /// (`schemas/arm.schema.json`; compacted, so it holds each arm's latest record). Always
+    /// read from its beginning, like replay's `--arms`.
+    pub arms_topic: Option<String>,
     /// `weights_topic` (optional): where weight records are published, key `entity_id`.
     /// Without it the worker publishes to Redis only, and `[redis]` is required.
     pub weights_topic: Option<String>,
@@ -125,6 +129,7 @@ impl std::fmt::Debug for KafkaConfig {
             .field("brokers", &self.brokers)
             .field("assignments_topic", &self.assignments_topic)
             .field("outcomes_topic", &self.outcomes_topic)
+            .field("arms_topic", &self.arms_topic)
             .field("weights_topic", &self.weights_topic)
             .field("decisions_topic", &self.decisions_topic)
             .field("dead_letter_topic", &self.dead_letter_topic)
@@ -188,6 +193,7 @@ struct RawKafka {
     brokers: Option<String>,
     assignments_topic: Option<String>,
     outcomes_topic: Option<String>,
+    arms_topic: Option<String>,
     weights_topic: Option<String>,
     decisions_topic: Option<String>,
     dead_letter_topic: Option<String>,
@@ -309,6 +315,7 @@ impl RawDeployment {
                         "brokers" => &mut kafka.brokers,
                         "assignments_topic" => &mut kafka.assignments_topic,
                         "outcomes_topic" => &mut kafka.outcomes_topic,
+                        "arms_topic" => &mut kafka.arms_topic,
                         "weights_topic" => &mut kafka.weights_topic,
                         "decisions_topic" => &mut kafka.decisions_topic,
                         "dead_letter_topic" => &mut kafka.dead_letter_topic,
@@ -353,6 +360,7 @@ impl RawDeployment {
                     brokers: required(k.brokers, "kafka.brokers")?,
                     assignments_topic: required(k.assignments_topic, "kafka.assignments_topic")?,
                     outcomes_topic: required(k.outcomes_topic, "kafka.outcomes_topic")?,
+                    arms_topic: k.arms_topic.filter(|t| !t.is_empty()),
                     weights_topic: k.weights_topic.filter(|t| !t.is_empty()),
                     decisions_topic: k.decisions_topic.filter(|t| !t.is_empty()),
                     dead_letter_topic: k.dead_letter_topic.filter(|t| !t.is_empty()),

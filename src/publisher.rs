@@ -544,6 +544,7 @@ mod tests {
             brokers: "b:1".into(),
             assignments_topic: "a".into(),
             outcomes_topic: "o".into(),
+            arms_topic: None,
             weights_topic: Some("w".into()),
             decisions_topic: Some("d".into()),
             dead_letter_topic: Some("dl".into()),

@@ -591,11 +591,13 @@ fn added_partitions(started_with: &[(Topic, i32)], now: &[(Topic, i32)]) -> Opti
     (!added.is_empty()).then(|| crate::kafka::control::describe(&added))
 }
 
-/// Every partition of both input topics, in a fixed order.
+/// Every partition of the input topics (the arm registry's too, when configured), in a fixed
+/// order.
 fn input_partitions(kafka_config: &KafkaConfig) -> Result<Vec<(Topic, i32)>, WorkerError> {
     let consumer = kafka::consumer(kafka_config)?;
     let mut all = Vec::new();
-    for (topic, name) in [(Topic::Assignments, &kafka_config.assignments_topic), (Topic::Outcomes, &kafka_config.outcomes_topic)] {
+    let topics = [(Topic::Assignments, Some(&kafka_config.assignments_topic)), (Topic::Outcomes, Some(&kafka_config.outcomes_topic)), (Topic::Arms, kafka_config.arms_topic.as_ref())];
+    for (topic, name) in topics.into_iter().filter_map(|(t, name)| Some((t, name?))) {
         all.extend(kafka::partitions(&consumer, name)?.into_iter().map(|p| (topic, p)));
     }
     kafka::close_in_background(consumer);

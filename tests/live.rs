@@ -37,6 +37,8 @@ struct Scenario {
     job: PathBuf,
     assignments: Vec<String>,
     outcomes: Vec<String>,
+    /// Arm registry records on the arms topic (replay reads them as `--arms`).
+    arms: Vec<String>,
     /// Declared last, so dropped last: the services stop before the turn passes.
     _turn: Turn,
 }
@@ -149,7 +151,7 @@ impl Scenario {
             text = text.lines().map(|l| if l.starts_with(&format!("{key} =")) { line.to_owned() } else { l.to_owned() }).collect::<Vec<_>>().join("\n") + "\n";
         }
         std::fs::write(&job, format!("{text}{tables}")).expect("job file");
-        Scenario { _turn: turn, dir, broker, redis, job, assignments: Vec::new(), outcomes: Vec::new() }
+        Scenario { _turn: turn, dir, broker, redis, job, assignments: Vec::new(), outcomes: Vec::new(), arms: Vec::new() }
     }
 
     /// Live traffic over `duration_ms` from 2 s from now (kept for the replay), produced in
@@ -185,7 +187,13 @@ impl Scenario {
         write_lines(&a, &assignments);
         write_lines(&o, &self.outcomes);
         let job = Dataflow::load(&self.job).expect("job");
-        let (records, decisions, _) = replay_with_decisions(&ReplayOptions::new(job, Input::File(a), Input::File(o))).expect("replay");
+        let mut options = ReplayOptions::new(job, Input::File(a), Input::File(o));
+        if !self.arms.is_empty() {
+            let arms = self.dir.path().join("replay-arms.jsonl");
+            write_lines(&arms, &self.arms);
+            options.arms = Some(Input::File(arms));
+        }
+        let (records, decisions, _) = replay_with_decisions(&options).expect("replay");
         let values: Vec<Value> = records.iter().map(|r| serde_json::to_value(r).expect("record")).collect();
         let mut expected = by_entity(&values);
         expected.remove(SENTINEL);
@@ -1247,4 +1255,37 @@ fn passwords_from_the_environment_appear_in_no_log_error_or_metrics_of_runs_that
         assert!(!pages.contains(secret), "{secret} on its HTTP pages");
         assert!(!said.contains(secret), "{secret} in what the failed run printed");
     }
+}
+
+#[test]
+fn the_arm_registry_topic_declares_and_retires_arms_as_replay_with_arms_does() {
+    let mut scenario = Scenario::new("production");
+    scenario.broker.create_topic("arms", 2);
+    let (a, o) = past_traffic(scenario.dir.path(), 53);
+    let first = a.iter().filter_map(|l| serde_json::from_str::<Value>(l).ok()?["ts"].as_i64()).min().expect("ts");
+    // A new model declared before the traffic (it has no assignments: it shows with the
+    // prior), with its metadata; an arm retired a third of the way in; and, declared long ago
+    // (older than the worker's `max_age`), a second new arm of another entity.
+    let registry = [
+        ("entity-000/arm-new", format!(r#"{{"entity_id":"entity-000","arm_id":"arm-new","state":"active","ts":{},"metadata":{{"model_version":"v2","trained_at":"2026-11-30T00:00:00Z","labels":{{"team":"search"}}}}}}"#, first - 5_000)),
+        ("entity-001/arm-1", format!(r#"{{"entity_id":"entity-001","arm_id":"arm-1","state":"retired","ts":{}}}"#, first + 10_000)),
+        ("entity-002/arm-old", format!(r#"{{"entity_id":"entity-002","arm_id":"arm-old","state":"active","ts":{}}}"#, first - 30 * 86_400_000)),
+    ];
+    produce_raw(&scenario.broker.brokers(), "arms", &registry.iter().map(|(k, v)| ((*k).to_owned(), v.clone().into_bytes())).collect::<Vec<_>>());
+    scenario.arms = registry.iter().map(|(_, v)| v.clone()).collect();
+    scenario.produce(a, o);
+    let expected = scenario.expected();
+    // What replay makes of the registry, so the comparison below means something.
+    let arms_of = |record: &Value| record["arms"].as_array().expect("arms").iter().map(|a| a["arm_id"].as_str().expect("id").to_owned()).collect::<Vec<_>>();
+    let last = |entity: &str| expected[entity].last().expect("records").clone();
+    assert!(arms_of(&last("entity-000")).contains(&"arm-new".to_owned()), "{}", last("entity-000"));
+    assert!(!arms_of(&last("entity-001")).contains(&"arm-1".to_owned()), "{}", last("entity-001"));
+    assert!(arms_of(&last("entity-002")).contains(&"arm-old".to_owned()), "{}", last("entity-002"));
+    let env = [("BANDITFLOW_KAFKA_ARMS_TOPIC", "arms".to_owned())];
+    let mut worker = Worker::start_with(Path::new(env!("CARGO_BIN_EXE_banditflow")), &scenario.job, &[], &env, &scenario.dir.path().join("worker.log"));
+    scenario.await_topic("weights", &expected, &mut worker);
+    let new_arm = last("entity-000")["arms"].as_array().expect("arms").iter().find(|a| a["arm_id"] == "arm-new").cloned().expect("arm-new");
+    assert_eq!(new_arm["metadata"]["model_version"], "v2", "metadata unchanged: {new_arm}");
+    let (status, _) = worker.terminate();
+    assert!(status.success());
 }

@@ -14,21 +14,27 @@ pub enum Topic {
     Assignments,
     /// The outcomes topic.
     Outcomes,
+    /// The arm registry topic (`[kafka] arms_topic`).
+    Arms,
 }
 
 impl Topic {
-    /// `assignments` or `outcomes`, as logs and metrics name it.
+    /// Every input topic, in the order their partitions are listed.
+    pub const ALL: [Topic; 3] = [Topic::Assignments, Topic::Outcomes, Topic::Arms];
+
+    /// `assignments`, `outcomes` or `arms`, as logs and metrics name it.
     pub fn as_str(&self) -> &'static str {
         match self {
             Topic::Assignments => "assignments",
             Topic::Outcomes => "outcomes",
+            Topic::Arms => "arms",
         }
     }
 }
 
 /// Partitions in plain words: `assignments/1,3 outcomes/1,3` (`none` for none).
 pub fn describe(partitions: &[(Topic, i32)]) -> String {
-    let words: Vec<String> = [Topic::Assignments, Topic::Outcomes]
+    let words: Vec<String> = Topic::ALL
         .into_iter()
         .filter_map(|topic| {
             let ids: Vec<String> = partitions.iter().filter(|(t, _)| *t == topic).map(|(_, p)| p.to_string()).collect();

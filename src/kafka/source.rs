@@ -172,7 +172,10 @@ fn consumer_for(
     let consumer = kafka::consumer_with_lag(kafka, Some(lag.clone()))?;
     let by_time: Vec<i32> = ids.iter().copied().filter(|&p| resumed(resume, name, p).is_none()).collect();
     let mut offsets: Vec<(i32, Offset)> = ids.iter().filter_map(|&p| resumed(resume, name, p).map(|r| (p, Offset::Offset(r.offset)))).collect();
-    if !by_time.is_empty() {
+    if topic == Topic::Arms {
+        // The registry is a table: every arm's latest record counts, however old.
+        offsets.extend(by_time.iter().map(|&p| (p, Offset::Beginning)));
+    } else if !by_time.is_empty() {
         match kafka::offsets_at(&consumer, name, &by_time, from_ms) {
             Ok(found) => offsets.extend(found),
             Err(error) => {
@@ -205,6 +208,8 @@ fn topic_name(kafka: &KafkaConfig, topic: Topic) -> &str {
     match topic {
         Topic::Assignments => &kafka.assignments_topic,
         Topic::Outcomes => &kafka.outcomes_topic,
+        // Only asked for when it is configured: its partitions are listed only then.
+        Topic::Arms => kafka.arms_topic.as_deref().unwrap_or_default(),
     }
 }
 
@@ -213,7 +218,7 @@ pub fn kafka_source<'scope>(scope: Scope<'scope, u64>, ctx: SourceContext) -> Re
     let mine = kafka::owned_by(&ctx.partitions, scope.index(), scope.peers());
     let mut consumers = Vec::new();
     let mut starts: Vec<(Topic, i32, Option<i64>, bool)> = Vec::new();
-    for topic in [Topic::Assignments, Topic::Outcomes] {
+    for topic in Topic::ALL {
         if let Some((topic, consumer, from)) = consumer_for(&ctx.kafka, topic, &mine, ctx.rebuild_from_ms, &ctx.lag, ctx.resume.as_deref())? {
             starts.extend(from.into_iter().map(|(p, o, at_end)| (topic, p, o, at_end)));
             consumers.push((topic, consumer));
@@ -232,7 +237,7 @@ pub fn kafka_source<'scope>(scope: Scope<'scope, u64>, ctx: SourceContext) -> Re
         let idle = Duration::from_millis(ctx.job.idle_timeout_ms);
         let mut decoder = Decoder::new(ctx.job.outcome_kinds.as_deref(), ctx.job.limits).without_names();
         let mut screen = Screen::of(&ctx.job, scope.peers());
-        let topic_names: [Arc<str>; 2] = [Topic::Assignments, Topic::Outcomes].map(|t| Arc::from(topic_name(&ctx.kafka, t)));
+        let topic_names: [Arc<str>; 3] = Topic::ALL.map(|t| Arc::from(topic_name(&ctx.kafka, t)));
         let started = Instant::now();
         let resume = ctx.resume.clone();
         let mut partitions: Vec<Partition> = mine
@@ -344,6 +349,7 @@ pub fn kafka_source<'scope>(scope: Scope<'scope, u64>, ctx: SourceContext) -> Re
                     let kind = match topic {
                         Topic::Assignments => RecordKind::Assignment,
                         Topic::Outcomes => RecordKind::Outcome,
+                        Topic::Arms => RecordKind::Registration,
                     };
                     // Why the record is refused, if it is (the decoder, or a cap for sure).
                     let mut refused: Option<String> = None;

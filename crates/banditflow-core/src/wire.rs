@@ -227,10 +227,15 @@ impl Decoder {
     }
 
     fn check_ts(&self, ts: i64, now_ms: i64) -> Result<(), Malformed> {
+        self.check_ts_aged(ts, now_ms, self.limits.max_age_ms)
+    }
+
+    /// [`Decoder::check_ts`] with `max_age` given (`None`: any age).
+    fn check_ts_aged(&self, ts: i64, now_ms: i64, max_age_ms: Option<u64>) -> Result<(), Malformed> {
         let skew = self.limits.max_future_skew_ms.min(i64::MAX as u64 / 2) as i64;
         if ts < 0 || ts > now_ms.saturating_add(skew) {
             Err(Malformed::TsOutOfRange)
-        } else if self.limits.max_age_ms.is_some_and(|age| ts < now_ms.saturating_sub(age.min(i64::MAX as u64 / 2) as i64)) {
+        } else if max_age_ms.is_some_and(|age| ts < now_ms.saturating_sub(age.min(i64::MAX as u64 / 2) as i64)) {
             Err(Malformed::TsTooOld)
         } else {
             Ok(())
@@ -280,7 +285,9 @@ impl Decoder {
         let wire: WireRegistration<'_> = parse(line, &self.limits)?;
         self.check_id(&wire.entity_id)?;
         self.check_id(&wire.arm_id)?;
-        self.check_ts(wire.ts, now_ms)?;
+        // The registry is a table, not a stream: an arm declared long ago still stands, so
+        // `max_age` does not apply (the future bound does).
+        self.check_ts_aged(wire.ts, now_ms, None)?;
         let active = match wire.state.as_ref() {
             "active" => true,
             "retired" => false,
@@ -430,6 +437,10 @@ mod tests {
         assert_eq!(d.assignment(line("abcde", NOW).as_bytes(), NOW, &mut n), Err(Malformed::IdLength));
         assert_eq!(d.assignment(line("a", NOW + 11).as_bytes(), NOW, &mut n), Err(Malformed::TsOutOfRange));
         assert_eq!(d.assignment(line("a", NOW - 1001).as_bytes(), NOW, &mut n), Err(Malformed::TsTooOld));
+        // An arm registry record of any age stands (but not one from the future).
+        let registry = |ts: i64| format!(r#"{{"entity_id":"e","arm_id":"a","state":"active","ts":{ts}}}"#);
+        assert!(d.registration(registry(NOW - 1_000_000).as_bytes(), NOW, &mut n).is_ok());
+        assert_eq!(d.registration(registry(NOW + 11).as_bytes(), NOW, &mut n), Err(Malformed::TsOutOfRange));
         assert!(d.assignment(line("a", NOW - 1000).as_bytes(), NOW, &mut n).is_ok());
         let long = format!(r#"{{"assignment_id":"a","entity_id":"e","arm_id":"x","ts":{NOW},"pad":"{}"}}"#, "p".repeat(30));
         assert_eq!(d.assignment(long.as_bytes(), NOW, &mut n), Err(Malformed::TooLarge));
