@@ -273,6 +273,12 @@ fn arm_registry_schema_accepts_active_and_retired_records_with_metadata() {
     assert_accepts(&validator, &json!({"entity_id": "e", "arm_id": "m", "state": "retired", "ts": 1, "note": "ignored"}));
     assert_rejects(&validator, &json!({"entity_id": "e", "arm_id": "m", "state": "paused", "ts": 1}));
     assert_rejects(&validator, &json!({"entity_id": "e", "arm_id": "m", "ts": 1}));
+    // The documented metadata fields, and what they must be.
+    let with = |metadata: Value| json!({"entity_id": "e", "arm_id": "m", "state": "active", "ts": 1, "metadata": metadata});
+    assert_accepts(&validator, &with(json!({"model_version": "v7", "trained_at": "2026-11-30T12:00:00Z", "labels": {"team": "search"}, "other": 1})));
+    assert_accepts(&validator, &with(json!("a note")));
+    assert_rejects(&validator, &with(json!({"model_version": 7})));
+    assert_rejects(&validator, &with(json!({"labels": {"team": 1}})));
 }
 
 #[test]
