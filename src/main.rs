@@ -54,6 +54,9 @@ enum Command {
     /// Run the dataflow in a closed loop against simulated arms whose true rates are known,
     /// and report the regret of its weights against a uniform split and an oracle.
     Simulate(cli::simulate::Args),
+    /// Read or write the arm registry topic of a job: list every arm's standing, declare an
+    /// arm (with its model version, training time and labels), retire one.
+    Arms(cli::arms::Args),
     /// Draw a weights file (and its decision events) as one HTML page, or summarize it in
     /// markdown: per entity its weights, posteriors and decisions over time.
     Report(cli::report::Args),
@@ -76,6 +79,7 @@ fn main() -> ExitCode {
     let format = cli.log_format;
     let result = match cli.command {
         Command::Replay(args) => cli::replay::run(args),
+        Command::Arms(args) => cli::arms::run(args),
         Command::Demo(args) => cli::demo::run(args, log_file.as_deref()),
         Command::Generate(args) => cli::generate::run(args),
         Command::Run(args) => cli::run::run(args),

@@ -1289,3 +1289,53 @@ fn the_arm_registry_topic_declares_and_retires_arms_as_replay_with_arms_does() {
     let (status, _) = worker.terminate();
     assert!(status.success());
 }
+
+#[test]
+fn arms_set_retire_and_list_round_trip_through_the_registry_topic() {
+    let scenario = Scenario::new("production");
+    scenario.broker.create_topic("arms", 2);
+    let arms = |args: &[&str]| {
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_banditflow"))
+            .arg("arms")
+            .args(&args[..1])
+            .arg("--dataflow")
+            .arg(&scenario.job)
+            .args(&args[1..])
+            .env("BANDITFLOW_KAFKA_ARMS_TOPIC", "arms")
+            .output()
+            .expect("run banditflow arms");
+        assert!(out.status.success(), "arms {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+        (String::from_utf8_lossy(&out.stdout).into_owned(), String::from_utf8_lossy(&out.stderr).into_owned())
+    };
+    let (_, said) = arms(&["set", "entity-000", "model-b", "--model-version", "v3", "--trained-at", "2026-11-30T12:00:00Z", "--label", "team=search", "--label", "stage=canary"]);
+    assert!(said.contains("entity-000/model-b is active from"), "{said}");
+    arms(&["set", "entity-000", "model-c"]);
+    arms(&["set", "entity-001", "model-a", "--model-version", "v1"]);
+    arms(&["retire", "entity-000", "model-b"]);
+    let (listed, _) = arms(&["list", "--json", "--entity", "entity-000"]);
+    let records: Vec<Value> = listed.lines().map(|l| serde_json::from_str(l).expect("a registry record")).collect();
+    let states: Vec<(&str, &str)> = records.iter().map(|r| (r["arm_id"].as_str().expect("arm"), r["state"].as_str().expect("state"))).collect();
+    assert_eq!(states, [("model-b", "retired"), ("model-c", "active")], "{listed}");
+    // What was written is a registry record the dataflow reads, under its key.
+    let schema: Value = serde_json::from_str(&std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("schemas/arm.schema.json")).expect("schema")).expect("JSON");
+    let validator = jsonschema::draft202012::new(&schema).expect("schema compiles");
+    let written = read_raw(&scenario.broker.brokers(), "arms", 4, Duration::from_secs(30));
+    assert_eq!(written.len(), 4);
+    for message in &written {
+        let record: Value = serde_json::from_slice(&message.payload).expect("JSON");
+        assert!(validator.is_valid(&record), "{record}");
+        let key = format!("{}/{}", record["entity_id"].as_str().expect("entity"), record["arm_id"].as_str().expect("arm"));
+        assert_eq!(message.key.as_deref(), Some(key.as_bytes()));
+    }
+    let first = written.iter().map(|m| serde_json::from_slice::<Value>(&m.payload).expect("JSON")).find(|r| r["state"] == "active" && r["arm_id"] == "model-b").expect("the first record");
+    assert_eq!(first["metadata"], serde_json::json!({"model_version": "v3", "trained_at": "2026-11-30T12:00:00Z", "labels": {"team": "search", "stage": "canary"}}));
+    // The table: every arm of every entity, metadata in its columns.
+    let (table, _) = arms(&["list"]);
+    let lines: Vec<&str> = table.lines().collect();
+    assert!(lines[0].starts_with("entity") && lines[0].contains("model_version"), "{table}");
+    assert_eq!(lines.len(), 4, "{table}");
+    assert!(lines.iter().any(|l| l.contains("entity-001") && l.contains("model-a") && l.contains("active") && l.contains("v1")), "{table}");
+    // Without a registry topic in the job, it says so.
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_banditflow")).args(["arms", "list", "--dataflow"]).arg(&scenario.job).output().expect("run");
+    assert!(!out.status.success() && String::from_utf8_lossy(&out.stderr).contains("arms_topic"), "{}", String::from_utf8_lossy(&out.stderr));
+}

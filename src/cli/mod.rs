@@ -3,6 +3,7 @@
 use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
 
+pub mod arms;
 pub mod demo;
 pub mod generate;
 pub mod replay;

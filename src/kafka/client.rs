@@ -423,14 +423,37 @@ pub fn retentions(kafka: &KafkaConfig, topics: &[&str]) -> Result<Vec<Option<i64
 /// progress line every 10 s, while a topic that stops answering fails after
 /// [`REQUEST_TIMEOUT`] with no message.
 pub fn published_versions(kafka: &KafkaConfig, topic: &str, from: &[(i32, i64)]) -> Result<ReadBack, KafkaClientError> {
+    let mut versions: HashMap<String, u64> = HashMap::new();
+    let ends = read_to_end(kafka, topic, from, "reading the weights topic back", |message| {
+        let Some(entity) = message.key().and_then(|k| std::str::from_utf8(k).ok()) else { return };
+        let header = message.headers().and_then(|h| {
+            h.iter().find(|h| h.key == VERSION_HEADER).and_then(|h| h.value).and_then(|v| std::str::from_utf8(v).ok()).and_then(|v| v.parse().ok())
+        });
+        let version = header.or_else(|| {
+            message.payload().and_then(|p| serde_json::from_slice::<serde_json::Value>(p).ok()).and_then(|v| v.get("version").and_then(|v| v.as_u64()))
+        });
+        if let Some(version) = version {
+            let newest = versions.entry(entity.to_owned()).or_insert(version);
+            *newest = (*newest).max(version);
+        }
+    })?;
+    Ok(ReadBack { versions, ends })
+}
+
+/// Reads every partition of `topic` to its end, from the start or from the offsets in `from`
+/// for the partitions it names, handing each message to `each`; returns, per partition, the
+/// offset after the last message read (or where reading started). No deadline: a large topic
+/// is read to its end with a progress line (`doing`) every 10 s, while a topic that stops
+/// answering fails after [`REQUEST_TIMEOUT`] with no message.
+pub fn read_to_end(kafka: &KafkaConfig, topic: &str, from: &[(i32, i64)], doing: &str, mut each: impl FnMut(&rdkafka::message::BorrowedMessage<'_>)) -> Result<HashMap<i32, i64>, KafkaClientError> {
     let consumer = consumer(kafka)?;
     let parts = partitions(&consumer, topic)?;
     let mut assignment = TopicPartitionList::new();
-    let mut read = ReadBack::default();
+    let mut ends = HashMap::new();
     for &p in &parts {
         let start = from.iter().find(|(q, _)| *q == p).map(|(_, o)| *o).filter(|o| *o >= 0);
         if let Some(o) = start {
-            read.ends.insert(p, o);
+            ends.insert(p, o);
         }
         assignment.add_partition_offset(topic, p, start.map_or(Offset::Beginning, Offset::Offset)).map_err(client_error("assignment"))?;
     }
@@ -444,11 +467,11 @@ pub fn published_versions(kafka: &KafkaConfig, topic: &str, from: &[(i32, i64)])
     // is where every partition reported it and nothing came for a moment.
     while at_end.len() < parts.len() || last_message.elapsed() < END_QUIET {
         if last_message.elapsed() > REQUEST_TIMEOUT && at_end.len() < parts.len() {
-            return Err(KafkaClientError::Client { what: format!("reading {topic} back"), source: KafkaError::NoMessageReceived });
+            return Err(KafkaClientError::Client { what: format!("reading {topic}"), source: KafkaError::NoMessageReceived });
         }
         if reported.elapsed() >= Duration::from_secs(10) {
             reported = Instant::now();
-            tracing::info!(topic, messages, entities = read.versions.len(), "reading the weights topic back");
+            tracing::info!(topic, messages, "{doing}");
         }
         match consumer.poll(Duration::from_millis(100)) {
             None => {}
@@ -458,29 +481,19 @@ pub fn published_versions(kafka: &KafkaConfig, topic: &str, from: &[(i32, i64)])
                     all_at_end.get_or_insert(started.elapsed());
                 }
             }
-            Some(Err(source)) => return Err(KafkaClientError::Client { what: format!("reading {topic} back"), source }),
+            Some(Err(source)) => return Err(KafkaClientError::Client { what: format!("reading {topic}"), source }),
             Some(Ok(message)) => {
                 at_end.remove(&message.partition());
                 last_message = Instant::now();
                 messages += 1;
-                read.ends.insert(message.partition(), message.offset() + 1);
-                let Some(entity) = message.key().and_then(|k| std::str::from_utf8(k).ok()) else { continue };
-                let header = message.headers().and_then(|h| {
-                    h.iter().find(|h| h.key == VERSION_HEADER).and_then(|h| h.value).and_then(|v| std::str::from_utf8(v).ok()).and_then(|v| v.parse().ok())
-                });
-                let version = header.or_else(|| {
-                    message.payload().and_then(|p| serde_json::from_slice::<serde_json::Value>(p).ok()).and_then(|v| v.get("version").and_then(|v| v.as_u64()))
-                });
-                if let Some(version) = version {
-                    let newest = read.versions.entry(entity.to_owned()).or_insert(version);
-                    *newest = (*newest).max(version);
-                }
+                ends.insert(message.partition(), message.offset() + 1);
+                each(&message);
             }
         }
     }
     close_in_background(consumer);
-    tracing::debug!(topic, messages, first_all_at_end_ms = all_at_end.map(|d| d.as_millis() as u64), elapsed_ms = started.elapsed().as_millis() as u64, "weights topic read back");
-    Ok(read)
+    tracing::debug!(topic, messages, first_all_at_end_ms = all_at_end.map(|d| d.as_millis() as u64), elapsed_ms = started.elapsed().as_millis() as u64, "topic read to its end");
+    Ok(ends)
 }
 
 #[cfg(test)]
