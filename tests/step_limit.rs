@@ -13,6 +13,11 @@ const MAX_STEP: f64 = 0.05;
 const FLOOR: f64 = 0.02;
 
 fn run(workers: usize, dir: &std::path::Path) -> Vec<WeightRecord> {
+    run_with(workers, dir, None)
+}
+
+/// [`run`], with an arm registry file if given.
+fn run_with(workers: usize, dir: &std::path::Path, arms: Option<&std::path::Path>) -> Vec<WeightRecord> {
     let spec = TrafficSpec {
         assignments_out: dir.join("a.jsonl"),
         outcomes_out: dir.join("o.jsonl"),
@@ -33,6 +38,7 @@ fn run(workers: usize, dir: &std::path::Path) -> Vec<WeightRecord> {
     .expect("valid job");
     let options = ReplayOptions {
         workers,
+        arms: arms.map(|a| Input::File(a.to_path_buf())),
         ..ReplayOptions::new(job, Input::File(spec.assignments_out.clone()), Input::File(spec.outcomes_out))
     };
     replay_records(&options).expect("replay").0
@@ -78,6 +84,57 @@ fn weights_walk_to_their_target_by_at_most_max_step_per_tick() {
         }
     }
     assert!(binding_steps > 0, "the step limit was never binding: the test data is too tame");
+}
+
+#[test]
+fn the_step_limit_holds_when_arms_are_declared_and_retired() {
+    // The traffic's arms, then a new arm declared an hour in (for an entity out of burn-in by
+    // then) and an arm retired at ninety minutes.
+    let dir = tempfile::tempdir().expect("tempdir");
+    let first = run(1, dir.path());
+    let t0 = first.iter().map(|r| r.as_of).min().expect("records");
+    let arms = dir.path().join("arms.jsonl");
+    std::fs::write(
+        &arms,
+        format!(
+            "{{\"entity_id\":\"entity-000\",\"arm_id\":\"arm-new\",\"state\":\"active\",\"ts\":{}}}\n\
+             {{\"entity_id\":\"entity-001\",\"arm_id\":\"arm-1\",\"state\":\"retired\",\"ts\":{}}}\n",
+            t0 + 3_600_000,
+            t0 + 5_400_000
+        ),
+    )
+    .expect("registry");
+    let records = run_with(2, dir.path(), Some(&arms));
+    let mut by_entity: BTreeMap<&str, Vec<&WeightRecord>> = BTreeMap::new();
+    for r in &records {
+        by_entity.entry(&r.entity_id).or_default().push(r);
+    }
+    let mut changes = 0;
+    for (entity, rs) in &by_entity {
+        for pair in rs.windows(2) {
+            let (before, after) = (pair[0], pair[1]);
+            if before.arms.iter().map(|a| &a.arm_id).eq(after.arms.iter().map(|a| &a.arm_id)) {
+                continue;
+            }
+            // (A new arm without trials sends its entity back to burn-in; the walk to the
+            // uniform split is step-limited too.)
+            changes += 1;
+            // From the last weights carried over (a new arm at 0, a retired arm's weight
+            // shared by the others), every arm moves at most `max_step`.
+            let previous: Vec<(&str, f64)> = before.arms.iter().map(|a| (a.arm_id.as_str(), a.weight)).collect();
+            let names: Vec<&str> = after.arms.iter().map(|a| a.arm_id.as_str()).collect();
+            let carried = banditflow_core::policy::carried_over(&previous, &names).expect("an arm is kept");
+            for (a, c) in after.arms.iter().zip(&carried) {
+                assert!((a.weight - c).abs() <= MAX_STEP + 1e-12, "{entity} {} jumped from {c} to {} at {}", a.arm_id, a.weight, after.version);
+            }
+            let sum: f64 = after.arms.iter().map(|a| a.weight).sum();
+            assert!((sum - 1.0).abs() < 1e-9);
+        }
+    }
+    assert_eq!(changes, 2, "one declaration and one retirement, each a change of arms");
+    // The new arm ramps up from nothing, a step at a time.
+    let new_arm: Vec<f64> = by_entity["entity-000"].iter().filter_map(|r| r.arms.iter().find(|a| a.arm_id == "arm-new").map(|a| a.weight)).collect();
+    assert!(new_arm[0] <= MAX_STEP + 1e-12 && new_arm.len() > 1, "{new_arm:?}");
 }
 
 #[test]

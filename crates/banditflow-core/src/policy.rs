@@ -105,10 +105,39 @@ pub fn limit_step(previous: &[f64], target: &[f64], max_step: f64) -> Vec<f64> {
     weights
 }
 
+/// The weights an entity's last record gave, carried over to its current arms (`arms`, by
+/// id, in record order) for the step limit to walk from: a kept arm keeps its weight, a new
+/// arm starts from 0, and the weight of arms that left (retired) is shared by the kept ones
+/// in proportion to their weights, at once (it has to go somewhere: that one move is not
+/// step-limited). `None` when no arm with weight is kept: nothing to walk from.
+///
+/// # Examples
+/// ```
+/// use banditflow_core::policy::carried_over;
+/// // "b" retired (0.5 of the traffic), "d" new: "a" and "c" share b's weight 1:3, d starts at 0.
+/// let before = carried_over(&[("a", 0.125), ("b", 0.5), ("c", 0.375)], &["a", "c", "d"]).unwrap();
+/// assert_eq!(before, vec![0.25, 0.75, 0.0]);
+/// ```
+#[must_use]
+pub fn carried_over(previous: &[(&str, f64)], arms: &[&str]) -> Option<Vec<f64>> {
+    let kept: Vec<f64> = arms.iter().map(|arm| previous.iter().find(|(p, _)| p == arm).map_or(0.0, |(_, w)| w.max(0.0))).collect();
+    let total: f64 = kept.iter().sum();
+    (total > 0.0 && total.is_finite()).then(|| kept.iter().map(|w| w / total).collect())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use proptest::prelude::*;
+
+    #[test]
+    fn carried_over_weights_keep_kept_arms_start_new_ones_at_zero_and_share_what_left() {
+        assert_eq!(carried_over(&[("a", 0.5), ("b", 0.5)], &["a", "b"]), Some(vec![0.5, 0.5]));
+        assert_eq!(carried_over(&[("a", 0.5), ("b", 0.5)], &["a", "b", "c"]), Some(vec![0.5, 0.5, 0.0]));
+        assert_eq!(carried_over(&[("a", 0.2), ("b", 0.8)], &["a"]), Some(vec![1.0]));
+        assert_eq!(carried_over(&[("a", 1.0)], &["b", "c"]), None, "nothing kept");
+        assert_eq!(carried_over(&[], &["a"]), None);
+    }
 
     fn sum(w: &[f64]) -> f64 {
         w.iter().sum()

@@ -18,7 +18,7 @@ use crate::attribution::Served;
 use crate::config::{Dataflow, DecisionConfig, OnWinner, PolicyConfig, Prior};
 use crate::decision::{cap_stopped, shape, stopped_cap, ArmState, Change, Decisions, Standing};
 use crate::event::{arm_id_of, entity_id_of, Forgotten, Name, NameId, Registration};
-use crate::policy::{limit_step, target_weights, Status};
+use crate::policy::{carried_over, limit_step, target_weights, Status};
 use crate::posterior::{best_arm, Beta};
 use crate::record::{
     ArmWeight, DecisionEvent, DecisionStatistics, EncodedDecision, EncodedRecord, Published, Thresholds, WeightRecord,
@@ -204,14 +204,15 @@ impl Policy {
         }
         shape(&mut target, &states, &self.rules.decision, self.rules.policy.floor);
 
-        let previous = self.entities.get(&entity).map(|e| &e.last).filter(|last| {
-            last.arms.len() == arms.len() && last.arms.iter().zip(&arms).all(|(a, b)| a.arm_id == b.1)
+        // The step limit walks from the last record's weights, carried over to the arms of
+        // now (a new arm from 0, a retired arm's weight shared by the rest).
+        let before = self.entities.get(&entity).and_then(|e| {
+            let previous: Vec<(&str, f64)> = e.last.arms.iter().map(|a| (a.arm_id.as_str(), a.weight)).collect();
+            let names: Vec<&str> = arms.iter().map(|a| a.1.as_str()).collect();
+            carried_over(&previous, &names)
         });
-        let mut weights = match (previous, self.rules.policy.max_step) {
-            (Some(last), Some(max_step)) => {
-                let before: Vec<f64> = last.arms.iter().map(|a| a.weight).collect();
-                limit_step(&before, &target, max_step)
-            }
+        let mut weights = match (before, self.rules.policy.max_step) {
+            (Some(before), Some(max_step)) => limit_step(&before, &target, max_step),
             _ => target.clone(),
         };
         // A stop takes effect at once, whatever the step limit.
