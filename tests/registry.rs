@@ -130,3 +130,51 @@ fn late_registration_takes_effect_when_it_arrives_instead_of_rewriting_the_past(
     versions.dedup();
     assert_eq!(versions.len(), e.len(), "versions strictly increase");
 }
+
+#[test]
+fn with_require_declared_arms_assignments_of_undeclared_arms_are_refused_into_the_rejects_file() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    // "a" is declared in the job, "b" on the registry from 5 s on, "z" never.
+    let mut assignments = Vec::new();
+    for i in 0..40i64 {
+        let arm = ["a", "b", "z", "b"][i as usize % 4];
+        assignments.push(format!(r#"{{"assignment_id":"x{i}","entity_id":"e","arm_id":"{arm}","ts":{}}}"#, T0 + i * 250));
+    }
+    write(&dir.path().join("a.jsonl"), &assignments);
+    write(&dir.path().join("o.jsonl"), &[]);
+    write(&dir.path().join("r.jsonl"), &[format!(r#"{{"entity_id":"e","arm_id":"b","state":"active","ts":{}}}"#, T0 + 5_000)]);
+    let job = Dataflow::from_toml_str(
+        "name = \"declared\"\ntick = \"1s\"\nwindow = \"20s\"\nattribution = \"2s\"\nallowed_lateness = \"1s\"\n\
+         [policy]\nmin_trials = 1\nfloor = 0.1\n[limits]\nrequire_declared_arms = true\n[[arms]]\nentity_id = \"e\"\narm_ids = [\"a\"]\n",
+    )
+    .expect("valid job");
+    for workers in [1, 2] {
+        let rejects = dir.path().join(format!("rejects-{workers}.jsonl"));
+        let options = ReplayOptions {
+            arms: Some(Input::File(dir.path().join("r.jsonl"))),
+            workers,
+            rejects: Some(rejects.clone()),
+            ..ReplayOptions::new(job.clone(), Input::File(dir.path().join("a.jsonl")), Input::File(dir.path().join("o.jsonl")))
+        };
+        let (records, summary) = replay_records(&options).expect("replay");
+        // Refused: every "z", and the "b"s before b's declaration (ts below 5 s: i < 20).
+        let refused: Vec<String> = assignments.iter().enumerate().filter(|(i, _)| i % 4 == 2 || (i % 2 == 1 && *i < 20)).map(|(_, l)| l.clone()).collect();
+        let mut found: Vec<String> = std::fs::read_to_string(&rejects)
+            .expect("rejects")
+            .lines()
+            .map(|l| {
+                let v: serde_json::Value = serde_json::from_str(l).expect("JSON");
+                assert_eq!(v["reason"], "undeclared_arm", "{l}");
+                v["raw"].as_str().expect("raw").to_owned()
+            })
+            .collect();
+        found.sort();
+        let mut expected = refused.clone();
+        expected.sort();
+        assert_eq!(found, expected, "{workers} workers");
+        assert_eq!(summary.counters.malformed.get("undeclared_arm"), Some(&(refused.len() as u64)));
+        assert!(records.iter().all(|r| !arm_ids(r).contains(&"z")), "z never enters a record");
+        let last = records.last().expect("records");
+        assert_eq!(arm_ids(last), ["a", "b"]);
+    }
+}

@@ -123,7 +123,7 @@ pub fn forget_span(job: &Dataflow) -> u64 {
 /// A worker's replica for `job`: its caps, its span, and its declared arms admitted for good;
 /// resumed from a checkpoint, what the checkpoint's replica held as well.
 pub fn replica(job: &Dataflow, restored: Option<&AdmissionState>) -> Replica {
-    let caps = Caps { max_entities: job.limits.max_entities, max_arms_per_entity: job.limits.max_arms_per_entity };
+    let caps = Caps { max_entities: job.limits.max_entities, max_arms_per_entity: job.limits.max_arms_per_entity, require_declared_arms: job.limits.require_declared_arms };
     let declared: Vec<(NameId, Vec<NameId>)> = job.arms.iter().map(|d| (entity_id_of(&d.entity_id), d.arm_ids.iter().map(|a| arm_id_of(a)).collect())).collect();
     let admission = match restored {
         Some(state) => Admission::restore(caps, forget_span(job), &declared, state),
@@ -275,6 +275,9 @@ impl Screen {
             return Screened::Hold;
         }
         let caps = replica.caps();
+        // With undeclared arms refused, a smaller new id may not take the room it seems to:
+        // only a full cap is sure.
+        let ranked = !caps.require_declared_arms;
         match replica.arms_of(entity) {
             None => {
                 let room = caps.max_entities.saturating_sub(replica.entities());
@@ -283,7 +286,7 @@ impl Screen {
                 }
                 let new_here = decided == tick || (self.alone && !self.held.range(decided..tick).any(|(_, (entities, _))| entities.contains(&entity)));
                 let (room, smallest) = self.entities.entry(tick).or_insert_with(|| (room, BTreeSet::new()));
-                if !among_smallest(*room, smallest, entity) && new_here {
+                if ranked && !among_smallest(*room, smallest, entity) && new_here {
                     return Screened::Refuse(Refusal::MaxEntities);
                 }
             }
@@ -295,7 +298,7 @@ impl Screen {
                 }
                 let new_here = decided == tick || (self.alone && !self.held.range(decided..tick).any(|(_, (_, pairs))| pairs.contains(&(entity, arm))));
                 let (room, smallest) = self.arms.entry(tick).or_default().entry(entity).or_insert_with(|| (room, BTreeSet::new()));
-                if !among_smallest(*room, smallest, arm) && new_here {
+                if ranked && !among_smallest(*room, smallest, arm) && new_here {
                     return Screened::Refuse(Refusal::MaxArmsPerEntity);
                 }
             }
@@ -473,7 +476,7 @@ mod tests {
             declared in any::<bool>(),
         ) {
             let declared: Vec<(NameId, Vec<NameId>)> = if declared { vec![(0, vec![0])] } else { Vec::new() };
-            let caps = Caps { max_entities: 5, max_arms_per_entity: 3 };
+            let caps = Caps { max_entities: 5, max_arms_per_entity: 3, require_declared_arms: false };
             let mut screened = Admission::new(caps, 3, &declared);
             let mut every = screened.clone();
             let mut screen = Screen::new(1);
@@ -513,7 +516,7 @@ mod tests {
 
     #[test]
     fn a_flood_past_a_full_cap_is_refused_as_it_is_read() {
-        let caps = Caps { max_entities: 2, max_arms_per_entity: 2 };
+        let caps = Caps { max_entities: 2, max_arms_per_entity: 2, require_declared_arms: false };
         let mut replica = Admission::new(caps, 100, &[]);
         replica.decide(0, &mut vec![Sighting { entity: 1, arm: 1, registers: None }, Sighting { entity: 2, arm: 1, registers: None }]);
         let mut screen = Screen::new(2);

@@ -28,6 +28,9 @@ pub struct Caps {
     pub max_entities: usize,
     /// Arms held at once for one entity.
     pub max_arms_per_entity: usize,
+    /// `[limits] require_declared_arms`: a pair that is neither declared in `[[arms]]` nor
+    /// active on the arm registry (by a record of its tick or before) is refused.
+    pub require_declared_arms: bool,
 }
 
 /// A pair seen at a tick: by an assignment, or by an arm registry record (`registers`: its
@@ -56,11 +59,15 @@ pub enum Refusal {
     /// ([`crate::pending_cap`]): a source refuses it as it reads it, never a decision.
     #[error("max_pending_assignments")]
     MaxPendingAssignments,
+    /// With `require_declared_arms`, an assignment of an arm never declared (in `[[arms]]`,
+    /// or active on the arm registry by its tick).
+    #[error("undeclared_arm")]
+    UndeclaredArm,
 }
 
 impl Refusal {
     /// Every refusal, for checking that the reject schema names them all.
-    pub const ALL: [Refusal; 3] = [Refusal::MaxEntities, Refusal::MaxArmsPerEntity, Refusal::MaxPendingAssignments];
+    pub const ALL: [Refusal; 4] = [Refusal::MaxEntities, Refusal::MaxArmsPerEntity, Refusal::MaxPendingAssignments, Refusal::UndeclaredArm];
 
     /// The reason as the dead-letter output and `banditflow_malformed_total` say it.
     pub fn reason(self) -> &'static str {
@@ -68,6 +75,7 @@ impl Refusal {
             Refusal::MaxEntities => "max_entities",
             Refusal::MaxArmsPerEntity => "max_arms_per_entity",
             Refusal::MaxPendingAssignments => "max_pending_assignments",
+            Refusal::UndeclaredArm => "undeclared_arm",
         }
     }
 }
@@ -235,6 +243,13 @@ impl Admission {
         sightings.dedup();
         let mut decided = Decided::default();
         let caps = self.caps;
+        // Pairs an arm registry record of this tick declares active: their assignments of
+        // this tick count as declared (the tick does not order them).
+        let declared_here: Vec<(NameId, NameId)> = if caps.require_declared_arms {
+            sightings.iter().filter(|s| s.registers.is_some_and(|(_, active)| active)).map(|s| (s.entity, s.arm)).collect()
+        } else {
+            Vec::new()
+        };
         for s in sightings.drain(..) {
             let pair = (s.entity, s.arm);
             if decided.refused.last().is_some_and(|(p, _)| *p == pair) {
@@ -243,6 +258,13 @@ impl Admission {
             let arms = self.entities.get(&s.entity).map(|e| e.arms.len());
             if arms.is_none() && self.entities.len() >= caps.max_entities {
                 decided.refused.push((pair, Refusal::MaxEntities));
+                continue;
+            }
+            // After the caps, so a record the screen refuses for a cap is refused for the same
+            // reason here; before the entity is taken in, so a refused one leaves nothing.
+            let held = self.entities.get(&s.entity).is_some_and(|e| e.arms.contains_key(&s.arm));
+            if caps.require_declared_arms && !held && arms.unwrap_or(0) < caps.max_arms_per_entity && s.registers.is_none() && !declared_here.contains(&pair) {
+                decided.refused.push((pair, Refusal::UndeclaredArm));
                 continue;
             }
             let entity = self.entities.entry(s.entity).or_default();
@@ -389,7 +411,26 @@ mod tests {
     }
 
     fn caps(max_entities: usize, max_arms_per_entity: usize) -> Caps {
-        Caps { max_entities, max_arms_per_entity }
+        Caps { max_entities, max_arms_per_entity, require_declared_arms: false }
+    }
+
+    #[test]
+    fn with_declared_arms_required_only_declared_and_registered_pairs_are_admitted() {
+        let strict = Caps { require_declared_arms: true, ..caps(10, 10) };
+        let mut a = Admission::new(strict, 5, &[(1, vec![10])]);
+        let active = |entity, arm| Sighting { entity, arm, registers: Some((0, true)) };
+        // 1/10 is declared in the job; 1/11 is on the registry in the same tick; 1/12 and
+        // the new entity 2 are neither.
+        let d = a.decide(0, &mut vec![seen(1, 10), seen(1, 11), active(1, 11), seen(1, 12), seen(2, 20)]);
+        assert_eq!(d.admitted, vec![(1, 11)]);
+        assert_eq!(d.refused, vec![((1, 12), Refusal::UndeclaredArm), ((2, 20), Refusal::UndeclaredArm)]);
+        assert!(!a.holds(2, 20) && a.arms_of(2).is_none(), "a refused entity leaves nothing");
+        // Declared later, it is admitted from then on.
+        let d = a.decide(1, &mut vec![active(1, 12), seen(1, 12)]);
+        assert_eq!(d.admitted, vec![(1, 12)]);
+        // The caps still come first, with their own reason.
+        let mut full = Admission::new(Caps { require_declared_arms: true, ..caps(1, 10) }, 5, &[(1, vec![10])]);
+        assert_eq!(full.decide(0, &mut vec![seen(2, 20)]).refused, vec![((2, 20), Refusal::MaxEntities)]);
     }
 
     #[test]

@@ -688,6 +688,7 @@ struct RawLimits {
     max_arms_per_entity: Option<usize>,
     max_pending_assignments: Option<usize>,
     max_outcomes_per_assignment: Option<usize>,
+    require_declared_arms: Option<bool>,
 }
 
 impl RawLimits {
@@ -720,6 +721,7 @@ impl RawLimits {
             max_arms_per_entity: positive(self.max_arms_per_entity, "limits.max_arms_per_entity", default.max_arms_per_entity)?,
             max_pending_assignments: positive(self.max_pending_assignments, "limits.max_pending_assignments", default.max_pending_assignments)?,
             max_outcomes_per_assignment: positive(self.max_outcomes_per_assignment, "limits.max_outcomes_per_assignment", default.max_outcomes_per_assignment)?,
+            require_declared_arms: self.require_declared_arms.unwrap_or(default.require_declared_arms),
         })
     }
 }
@@ -1472,8 +1474,8 @@ arm_ids = ["x"]
     #[test]
     fn limits_are_read_from_their_table_and_checked() {
         let with = |table: &str| Dataflow::from_toml_str(&format!("{MINIMAL}\n{table}"));
-        let limits = with("[limits]\nmax_record_bytes = 1000\nmax_id_bytes = 16\nmax_future_skew = \"5m\"\nmax_age = \"2d\"\nmax_entities = 9\nmax_arms_per_entity = 4\nmax_pending_assignments = 7\nmax_outcomes_per_assignment = 2").unwrap().limits;
-        assert_eq!(limits, Limits { max_record_bytes: 1000, max_id_bytes: 16, max_future_skew_ms: 300_000, max_age_ms: Some(2 * 86_400_000), max_entities: 9, max_arms_per_entity: 4, max_pending_assignments: 7, max_outcomes_per_assignment: 2 });
+        let limits = with("[limits]\nmax_record_bytes = 1000\nmax_id_bytes = 16\nmax_future_skew = \"5m\"\nmax_age = \"2d\"\nmax_entities = 9\nmax_arms_per_entity = 4\nmax_pending_assignments = 7\nmax_outcomes_per_assignment = 2\nrequire_declared_arms = true").unwrap().limits;
+        assert_eq!(limits, Limits { max_record_bytes: 1000, max_id_bytes: 16, max_future_skew_ms: 300_000, max_age_ms: Some(2 * 86_400_000), max_entities: 9, max_arms_per_entity: 4, max_pending_assignments: 7, max_outcomes_per_assignment: 2, require_declared_arms: true });
         let zero = with("[limits]\nmax_id_bytes = 0").unwrap_err().to_string();
         assert!(zero.contains("limits.max_id_bytes") && zero.contains("greater than zero"), "{zero}");
         let typo = with("[limits]\nmax_ids = 3").unwrap_err().to_string();

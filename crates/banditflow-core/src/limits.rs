@@ -54,6 +54,9 @@ pub struct Limits {
     /// `max_outcomes_per_assignment`: outcomes held at once for one assignment key (an
     /// outcome beyond it is refused, `max_outcomes_per_assignment`).
     pub max_outcomes_per_assignment: usize,
+    /// `require_declared_arms` (default `false`): an assignment of an arm neither declared in
+    /// `[[arms]]` nor active on the arm registry is refused (`undeclared_arm`), not applied.
+    pub require_declared_arms: bool,
 }
 
 impl Default for Limits {
@@ -67,6 +70,7 @@ impl Default for Limits {
             max_arms_per_entity: DEFAULT_MAX_ARMS_PER_ENTITY,
             max_pending_assignments: DEFAULT_MAX_PENDING_ASSIGNMENTS,
             max_outcomes_per_assignment: DEFAULT_MAX_OUTCOMES_PER_ASSIGNMENT,
+            require_declared_arms: false,
         }
     }
 }
