@@ -474,9 +474,16 @@ mod tests {
             ticks in proptest::collection::vec(proptest::collection::vec((0u64..30, 0u64..6), 0..40), 1..16),
             lag in 0usize..4,
             declared in any::<bool>(),
+            strict in any::<bool>(),
         ) {
-            let declared: Vec<(NameId, Vec<NameId>)> = if declared { vec![(0, vec![0])] } else { Vec::new() };
-            let caps = Caps { max_entities: 5, max_arms_per_entity: 3, require_declared_arms: false };
+            // With `strict` (require_declared_arms), five declared entities fill the entity cap:
+            // a new entity is refused for the cap, a new arm of one for being undeclared.
+            let declared: Vec<(NameId, Vec<NameId>)> = match (strict, declared) {
+                (true, _) => (0..5).map(|e| (e, vec![0])).collect(),
+                (false, true) => vec![(0, vec![0])],
+                (false, false) => Vec::new(),
+            };
+            let caps = Caps { max_entities: 5, max_arms_per_entity: 3, require_declared_arms: strict };
             let mut screened = Admission::new(caps, 3, &declared);
             let mut every = screened.clone();
             let mut screen = Screen::new(1);
