@@ -178,3 +178,41 @@ fn with_require_declared_arms_assignments_of_undeclared_arms_are_refused_into_th
         assert_eq!(arm_ids(last), ["a", "b"]);
     }
 }
+
+#[test]
+fn an_entity_whose_last_arm_leaves_says_so_once_and_then_waits_for_arms() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut assignments = Vec::new();
+    for i in 0..20i64 {
+        let arm = if i % 2 == 0 { "a" } else { "b" };
+        assignments.push(format!(r#"{{"assignment_id":"x{i}","entity_id":"e","arm_id":"{arm}","ts":{}}}"#, T0 + i * 500));
+    }
+    // Past the data, a sentinel entity keeps time going to 30 s.
+    assignments.push(format!(r#"{{"assignment_id":"s","entity_id":"sentinel","arm_id":"a","ts":{}}}"#, T0 + 30_000));
+    write(&dir.path().join("a.jsonl"), &assignments);
+    write(&dir.path().join("o.jsonl"), &[]);
+    let registry = [
+        format!(r#"{{"entity_id":"e","arm_id":"a","state":"retired","ts":{}}}"#, T0 + 12_000),
+        format!(r#"{{"entity_id":"e","arm_id":"b","state":"retired","ts":{}}}"#, T0 + 12_000),
+        format!(r#"{{"entity_id":"e","arm_id":"c","state":"active","ts":{}}}"#, T0 + 16_000),
+    ];
+    write(&dir.path().join("r.jsonl"), &registry);
+    for workers in [1, 2] {
+        let options = ReplayOptions {
+            arms: Some(Input::File(dir.path().join("r.jsonl"))),
+            workers,
+            ..ReplayOptions::new(job(), Input::File(dir.path().join("a.jsonl")), Input::File(dir.path().join("o.jsonl")))
+        };
+        let (records, _) = replay_records(&options).expect("replay");
+        let e: Vec<&WeightRecord> = records.iter().filter(|r| r.entity_id == "e").collect();
+        let empty: Vec<&&WeightRecord> = e.iter().filter(|r| r.status == banditflow_core::policy::Status::Empty).collect();
+        assert_eq!(empty.len(), 1, "{workers} workers: one empty record");
+        assert!(empty[0].arms.is_empty());
+        assert_eq!(empty[0].as_of, T0 + 12_999, "at the tick of the retirements");
+        // Nothing between it and the declaration of c; then c, alone.
+        let after: Vec<&&WeightRecord> = e.iter().filter(|r| r.as_of > empty[0].as_of).collect();
+        assert_eq!(after.first().map(|r| r.as_of), Some(T0 + 16_999), "{workers} workers");
+        assert!(after.iter().all(|r| arm_ids(r) == ["c"]));
+        assert!(e.iter().filter(|r| r.as_of < empty[0].as_of).all(|r| !r.arms.is_empty()));
+    }
+}

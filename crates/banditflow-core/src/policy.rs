@@ -12,16 +12,21 @@ pub enum Status {
     Adaptive,
     /// Out of burn-in with a confirmed winner (`docs/semantics.md`, "Decisions").
     Winner,
+    /// Its last arm left (retired): one record with no arms says so, then none until it has
+    /// arms again.
+    Empty,
 }
 
 impl Status {
-    /// The status as written in the weight record: "burn_in" or "adaptive".
+    /// The status as written in the weight record: "burn_in", "adaptive", "winner" or
+    /// "empty".
     #[must_use]
     pub fn as_str(&self) -> &'static str {
         match self {
             Status::BurnIn => "burn_in",
             Status::Adaptive => "adaptive",
             Status::Winner => "winner",
+            Status::Empty => "empty",
         }
     }
 }

@@ -199,7 +199,7 @@ mod tests {
     }
 
     fn any_record() -> impl Strategy<Value = WeightRecord> {
-        let head = (any_id(), any::<u64>(), any::<i64>(), any::<i64>(), prop_oneof![Just(Status::BurnIn), Just(Status::Adaptive), Just(Status::Winner)]);
+        let head = (any_id(), any::<u64>(), any::<i64>(), any::<i64>(), prop_oneof![Just(Status::BurnIn), Just(Status::Adaptive), Just(Status::Winner), Just(Status::Empty)]);
         let chi = (any_float(), any::<u32>(), any_float()).prop_map(|(statistic, dof, p_value)| ChiSquare { statistic, dof, p_value });
         let srm = (proptest::option::of(any_float()), any::<u32>(), any_float(), any::<bool>(), any::<u64>(), any::<u64>())
             .prop_map(|(statistic, dof, p_value, flagged, matched, unmatched)| SampleRatio { statistic, dof, p_value, flagged, matched, unmatched });

@@ -175,6 +175,11 @@ impl Policy {
             .map(|(arm, t, s)| (*arm, self.name(*arm), (*t).max(0) as u64, (*s).max(0) as u64, standing(arm).and_then(|r| r.metadata.clone())))
             .collect();
         arms.sort_by(|a, b| a.1.cmp(&b.1));
+        // An entity whose last arm left: one record saying so, then none until it has arms.
+        let was_empty = self.entities.get(&entity).is_some_and(|e| e.last.arms.is_empty());
+        if arms.is_empty() && (was_empty || !self.entities.contains_key(&entity)) {
+            return;
+        }
         let posteriors: Vec<Beta> = arms
             .iter()
             .map(|(_, _, t, s, _)| Beta { alpha: self.rules.prior.alpha + *s as f64, beta: self.rules.prior.beta + (*t - (*s).min(*t)) as f64 })
@@ -195,7 +200,13 @@ impl Policy {
         let mut changes = self.redeclared.remove(&entity).unwrap_or_default();
         changes.extend(decisions.evaluate(&self.rules.decision, tick, &standings, status == Status::BurnIn));
         let states: Vec<ArmState> = arm_ids.iter().map(|a| decisions.state(*a)).collect();
-        let status = if decisions.has_winner() { Status::Winner } else { status };
+        let status = if arms.is_empty() {
+            Status::Empty
+        } else if decisions.has_winner() {
+            Status::Winner
+        } else {
+            status
+        };
         // After a change the others' rules see a new standing: look again at the next tick.
         if decisions.deciding() || !changes.is_empty() {
             self.deciding.insert(entity);
