@@ -216,3 +216,53 @@ fn an_entity_whose_last_arm_leaves_says_so_once_and_then_waits_for_arms() {
         assert!(e.iter().filter(|r| r.as_of < empty[0].as_of).all(|r| !r.arms.is_empty()));
     }
 }
+
+#[test]
+fn a_reactivated_arm_keeps_its_counts_or_starts_from_the_prior_as_on_reactivate_says() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut assignments = Vec::new();
+    let mut outcomes = Vec::new();
+    for i in 0..16i64 {
+        let arm = if i % 2 == 0 { "a" } else { "b" };
+        let ts = T0 + i * 500;
+        assignments.push(format!(r#"{{"assignment_id":"x{i}","entity_id":"e","arm_id":"{arm}","ts":{ts}}}"#));
+        outcomes.push(format!(r#"{{"assignment_id":"x{i}","ts":{}}}"#, ts + 100));
+    }
+    // Past the data, a sentinel entity keeps time going.
+    assignments.push(format!(r#"{{"assignment_id":"s","entity_id":"sentinel","arm_id":"a","ts":{}}}"#, T0 + 20_000));
+    write(&dir.path().join("a.jsonl"), &assignments);
+    write(&dir.path().join("o.jsonl"), &outcomes);
+    // b is retired at 10 s and, retrained, declared active again at 14 s: its 8 trials are
+    // still in the 20 s window then.
+    let registry = [
+        format!(r#"{{"entity_id":"e","arm_id":"b","state":"retired","ts":{}}}"#, T0 + 10_000),
+        format!(r#"{{"entity_id":"e","arm_id":"b","state":"active","ts":{},"metadata":{{"model_version":"v2"}}}}"#, T0 + 14_000),
+    ];
+    write(&dir.path().join("r.jsonl"), &registry);
+    let b_at_reactivation = |on_reactivate: &str, workers: usize| {
+        let job = Dataflow::from_toml_str(&format!(
+            "name = \"reactivate\"\ntick = \"1s\"\nwindow = \"20s\"\nattribution = \"2s\"\nallowed_lateness = \"1s\"\n\
+             [policy]\nmin_trials = 1\nfloor = 0.1\non_reactivate = \"{on_reactivate}\"\n"
+        ))
+        .expect("valid job");
+        let options = ReplayOptions {
+            arms: Some(Input::File(dir.path().join("r.jsonl"))),
+            workers,
+            ..ReplayOptions::new(job, Input::File(dir.path().join("a.jsonl")), Input::File(dir.path().join("o.jsonl")))
+        };
+        let (records, _) = replay_records(&options).expect("replay");
+        let record = records.iter().find(|r| r.entity_id == "e" && r.as_of == T0 + 14_999).expect("a record at the reactivation").clone();
+        let b = record.arms.iter().find(|a| a.arm_id == "b").expect("b is back").clone();
+        let a = record.arms.iter().find(|a| a.arm_id == "a").expect("a").clone();
+        (a.trials, b.trials, b.alpha, b.beta)
+    };
+    for workers in [1, 2] {
+        let (a_kept, b_kept, ..) = b_at_reactivation("keep", workers);
+        assert_eq!((a_kept, b_kept), (8, 8), "keep: b's trials stay ({workers} workers)");
+        let (a_reset, b_reset, alpha, beta) = b_at_reactivation("reset", workers);
+        assert_eq!((a_reset, b_reset), (8, 0), "reset: b starts again, a is untouched ({workers} workers)");
+        assert_eq!((alpha, beta), (1.0, 1.0), "from the prior");
+    }
+    let bad = Dataflow::from_toml_str("name = \"x\"\ntick = \"1s\"\nwindow = \"20s\"\nattribution = \"2s\"\nallowed_lateness = \"1s\"\n[policy]\non_reactivate = \"forget\"\n");
+    assert!(bad.is_err_and(|e| e.to_string().contains("on_reactivate")));
+}

@@ -36,13 +36,22 @@ type Catalogued = (Vec<Name>, Vec<Registration>, Vec<Forgotten>);
 /// Settles `state` to `to` with the names, registry records and forgettings of the ticks on the way applied
 /// in time order: a tick's names before the tick is settled, what was forgotten at its end
 /// after.
-fn settle_to(state: &mut Attribution, naming: &mut BTreeMap<u64, Catalogued>, to: u64, counters: &mut Counters, resolved: &mut Vec<Resolved>) {
+///
+/// With `reset_on_reactivate`, an arm declared active again at `tick` has its facts still in
+/// the window leave it at `tick` (those resolved before it: admitted to `departures` first).
+fn settle_to(state: &mut Attribution, naming: &mut BTreeMap<u64, Catalogued>, to: u64, counters: &mut Counters, resolved: &mut Vec<Resolved>, departures: &mut Departures, updates: &mut Vec<WindowFact>) {
     while let Some(entry) = naming.first_entry().filter(|e| *e.key() < to) {
         let tick = *entry.key();
         let (names, registrations, forgotten) = entry.remove();
         state.settle(tick, counters, resolved);
         names.into_iter().for_each(|n| state.name(n));
-        registrations.iter().for_each(|r| state.register(r));
+        for r in &registrations {
+            if state.rules().reset_on_reactivate && state.reactivates(r) {
+                departures.admit(resolved, updates);
+                departures.leave_now(r.entity, r.arm, tick, updates);
+            }
+            state.register(r);
+        }
         state.settle(tick + 1, counters, resolved);
         forgotten.iter().for_each(|f| state.forget(f));
     }
@@ -129,7 +138,7 @@ pub fn attribute<'scope>(
             let frontier = next.unwrap_or(u64::MAX);
             if let Some(tick) = collector.as_ref().and_then(|c| c.due(last_checkpoint, frontier)).filter(|t| *t >= state.settled()) {
                 // The state as of the checkpoint tick: settled exactly to it.
-                settle_to(&mut state, &mut naming, tick, &mut counters, &mut resolved);
+                settle_to(&mut state, &mut naming, tick, &mut counters, &mut resolved, &mut departures, &mut updates);
                 departures.admit(&mut resolved, &mut updates);
                 departures.due(tick, &mut updates);
                 if let Some(collector) = &collector {
@@ -137,7 +146,7 @@ pub fn attribute<'scope>(
                 }
                 last_checkpoint = tick;
             }
-            settle_to(&mut state, &mut naming, frontier, &mut counters, &mut resolved);
+            settle_to(&mut state, &mut naming, frontier, &mut counters, &mut resolved, &mut departures, &mut updates);
             // Gauges, exact after every activation: a run's final counters include what is
             // still held at the end.
             counters.pending_assignments = state.pending_assignments() as u64;

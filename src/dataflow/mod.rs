@@ -57,6 +57,7 @@ pub fn bandit<'scope>(
         attribution_ms: job.attribution_ms,
         window_ms: job.window_ms,
         max_outcomes_per_assignment: job.limits.max_outcomes_per_assignment,
+        reset_on_reactivate: job.policy.reset_on_reactivate,
     };
     let (facts, refusals) = attribute(events, catalog.clone(), rules, counters, recovery.clone());
     let refused = attribute::refusal_sink(refusals, refuse);

@@ -28,6 +28,8 @@ pub struct AttributionRules {
     /// `[limits] max_outcomes_per_assignment`: outcomes held at once for one key; one past
     /// it is refused.
     pub max_outcomes_per_assignment: usize,
+    /// `[policy] on_reactivate = "reset"`: a reactivated arm's counts leave the window.
+    pub reset_on_reactivate: bool,
 }
 
 /// Which weight record an assignment was served under, as far as the assignment tells: the
@@ -312,6 +314,11 @@ impl Attribution {
         state
     }
 
+    /// The rules it runs by.
+    pub fn rules(&self) -> AttributionRules {
+        self.rules
+    }
+
     /// Every tick before this one is settled.
     pub fn settled(&self) -> u64 {
         self.settled
@@ -410,6 +417,12 @@ impl Attribution {
         let history = self.registry.entry((r.entity, r.arm)).or_default();
         history.push((r.ts, r.active));
         history.sort_unstable();
+    }
+
+    /// Whether `r` declares active again an arm that is retired just before it: a
+    /// reactivation (a retrained model).
+    pub fn reactivates(&self, r: &Registration) -> bool {
+        r.active && self.registry.get(&(r.entity, r.arm)).and_then(|h| h.iter().rev().find(|(at, _)| *at <= r.ts)).is_some_and(|(_, active)| !active)
     }
 
     /// Whether the arm was retired at `ts` (its latest registry change at or before `ts`).
@@ -653,7 +666,7 @@ mod tests {
     const TICK: u64 = 1_000;
 
     fn rules() -> AttributionRules {
-        AttributionRules { ticks: Ticks::new(TICK), attribution_ms: 3_000, window_ms: 10_000, max_outcomes_per_assignment: 100 }
+        AttributionRules { ticks: Ticks::new(TICK), attribution_ms: 3_000, window_ms: 10_000, max_outcomes_per_assignment: 100, reset_on_reactivate: false }
     }
 
     fn assignment(id: &str, arm: u64, ts: i64) -> Assignment {

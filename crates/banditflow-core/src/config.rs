@@ -176,15 +176,20 @@ pub struct PolicyConfig {
     /// `max_step` (optional, number in `(0, 1]`, default absent = no limit): the most any
     /// arm's weight may change from one published record to the next.
     pub max_step: Option<f64>,
+    /// `on_reactivate` (optional, `"keep"` or `"reset"`, default `"keep"`): when a retired arm
+    /// is declared active again (a retrained model), whether its counts still in the window
+    /// stay (`keep`) or leave it at once, so the arm starts again from the prior (`reset`).
+    pub reset_on_reactivate: bool,
 }
 
 impl Default for PolicyConfig {
-    /// 100 trials of burn-in, no floor, no step limit.
+    /// 100 trials of burn-in, no floor, no step limit, counts kept on reactivation.
     fn default() -> Self {
         PolicyConfig {
             min_trials: DEFAULT_MIN_TRIALS,
             floor: 0.0,
             max_step: None,
+            reset_on_reactivate: false,
         }
     }
 }
@@ -430,6 +435,12 @@ pub enum ConfigError {
         range: &'static str,
         /// The value given.
         value: f64,
+    },
+    /// `policy.on_reactivate` is not one of its words.
+    #[error("invalid `policy.on_reactivate`: \"{value}\" (expected \"keep\" or \"reset\")")]
+    BadOnReactivate {
+        /// The value given.
+        value: String,
     },
     /// `decision.on_winner` is not one of its words.
     #[error("invalid `decision.on_winner`: \"{value}\" (expected \"keep_exploring\" or \"exploit\")")]
@@ -739,6 +750,7 @@ struct RawPolicy {
     min_trials: Option<u64>,
     floor: Option<f64>,
     max_step: Option<f64>,
+    on_reactivate: Option<String>,
 }
 
 #[derive(Deserialize)]
@@ -804,7 +816,7 @@ impl RawDataflow {
             limits: self.limits.into_limits(self.max_future_skew, counting_ms)?,
             outcome_kinds: self.outcome_kinds,
             prior: self.prior.into_prior(),
-            policy: self.policy.into_policy(),
+            policy: self.policy.into_policy()?,
             arms: self
                 .arms
                 .into_iter()
@@ -826,13 +838,20 @@ impl RawPrior {
 }
 
 impl RawPolicy {
-    fn into_policy(self) -> PolicyConfig {
+    fn into_policy(self) -> Result<PolicyConfig, ConfigError> {
         let default = PolicyConfig::default();
-        PolicyConfig {
+        let reset_on_reactivate = match self.on_reactivate.as_deref() {
+            None => default.reset_on_reactivate,
+            Some("keep") => false,
+            Some("reset") => true,
+            Some(other) => return Err(ConfigError::BadOnReactivate { value: other.to_owned() }),
+        };
+        Ok(PolicyConfig {
             min_trials: self.min_trials.unwrap_or(default.min_trials),
             floor: self.floor.unwrap_or(default.floor),
             max_step: self.max_step.or(default.max_step),
-        }
+            reset_on_reactivate,
+        })
     }
 }
 
@@ -1063,6 +1082,7 @@ arm_ids = ["x"]
                 min_trials: 50,
                 floor: 0.05,
                 max_step: Some(0.2),
+                reset_on_reactivate: false,
             },
             arms: vec![
                 ArmDeclaration {
@@ -1130,7 +1150,8 @@ arm_ids = ["x"]
             PolicyConfig {
                 min_trials: 100,
                 floor: 0.0,
-                max_step: None
+                max_step: None,
+                reset_on_reactivate: false
             }
         );
         assert!(dataflow.arms.is_empty());

@@ -67,6 +67,21 @@ impl Departures {
         }
     }
 
+    /// Makes every fact of `(entity, arm)` still in the window leave it at `tick` instead of
+    /// later (an arm reactivated with `on_reactivate = "reset"`).
+    pub fn leave_now(&mut self, entity: NameId, arm: NameId, tick: u64, facts: &mut Vec<WindowFact>) {
+        for (_, leaving) in self.by_tick.range_mut(tick.saturating_add(1)..) {
+            leaving.retain(|fact, diff| {
+                let of_pair = fact.0 == entity && fact.1 == arm;
+                if of_pair {
+                    facts.push((*fact, tick, *diff));
+                }
+                !of_pair
+            });
+        }
+        self.by_tick.retain(|_, leaving| !leaving.is_empty());
+    }
+
     /// The scheduled departures, sorted, for checkpoints.
     pub fn snapshot(&self) -> Vec<Departure> {
         let mut all: Vec<Departure> = self
@@ -117,6 +132,24 @@ mod tests {
 
     fn fact(enter: u64, leave: u64, success: bool) -> Resolved {
         Resolved { entity: 1, arm: 2, enter, leave, success, served: Served { version: 0, tick: 1 } }
+    }
+
+    #[test]
+    fn a_pair_made_to_leave_now_leaves_once_and_others_stay() {
+        let mut departures = Departures::default();
+        let other = Resolved { arm: 3, ..fact(4, 11, true) };
+        let mut resolved = vec![fact(4, 11, true), fact(5, 13, false), fact(2, 6, true), other];
+        departures.admit(&mut resolved, &mut Vec::new());
+        let mut facts = Vec::new();
+        departures.leave_now(1, 2, 7, &mut facts);
+        facts.sort();
+        let plain = Served { version: 0, tick: 1 };
+        // The two leaving after tick 7 leave at 7; the one leaving at 6 is left to `due`.
+        assert_eq!(facts, vec![((1, 2, plain), 7, (-1, -1)), ((1, 2, plain), 7, (-1, 0))]);
+        facts.clear();
+        departures.due(u64::MAX, &mut facts);
+        facts.sort();
+        assert_eq!(facts, vec![((1, 2, plain), 6, (-1, -1)), ((1, 3, plain), 11, (-1, -1))], "nothing of the pair twice");
     }
 
     #[test]
