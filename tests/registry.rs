@@ -25,17 +25,24 @@ fn write(path: &Path, lines: &[String]) {
     }
 }
 
-fn run(dir: &Path, workers: usize) -> (Vec<WeightRecord>, ReplaySummary) {
+/// `n` assignments of entity "e", every 500 ms from `T0`, to arms "a" and "b" in turn, and an
+/// outcome 100 ms after every `converting`-th.
+fn alternating(n: i64, converting: i64) -> (Vec<String>, Vec<String>) {
     let mut assignments = Vec::new();
     let mut outcomes = Vec::new();
-    for i in 0..30i64 {
+    for i in 0..n {
         let arm = if i % 2 == 0 { "a" } else { "b" };
         let ts = T0 + i * 500;
         assignments.push(format!(r#"{{"assignment_id":"x{i}","entity_id":"e","arm_id":"{arm}","ts":{ts}}}"#));
-        if i % 3 == 0 {
+        if i % converting == 0 {
             outcomes.push(format!(r#"{{"assignment_id":"x{i}","ts":{}}}"#, ts + 100));
         }
     }
+    (assignments, outcomes)
+}
+
+fn run(dir: &Path, workers: usize) -> (Vec<WeightRecord>, ReplaySummary) {
+    let (assignments, outcomes) = alternating(30, 3);
     let arms = vec![
         format!(r#"{{"entity_id":"e","arm_id":"c","state":"active","ts":{},"metadata":{{"model":"c-v1"}}}}"#, T0 + 5_000),
         format!(r#"{{"entity_id":"e","arm_id":"b","state":"retired","ts":{}}}"#, T0 + 8_000),
@@ -220,14 +227,7 @@ fn an_entity_whose_last_arm_leaves_says_so_once_and_then_waits_for_arms() {
 #[test]
 fn a_reactivated_arm_keeps_its_counts_or_starts_from_the_prior_as_on_reactivate_says() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let mut assignments = Vec::new();
-    let mut outcomes = Vec::new();
-    for i in 0..16i64 {
-        let arm = if i % 2 == 0 { "a" } else { "b" };
-        let ts = T0 + i * 500;
-        assignments.push(format!(r#"{{"assignment_id":"x{i}","entity_id":"e","arm_id":"{arm}","ts":{ts}}}"#));
-        outcomes.push(format!(r#"{{"assignment_id":"x{i}","ts":{}}}"#, ts + 100));
-    }
+    let (mut assignments, outcomes) = alternating(16, 1);
     // Past the data, a sentinel entity keeps time going.
     assignments.push(format!(r#"{{"assignment_id":"s","entity_id":"sentinel","arm_id":"a","ts":{}}}"#, T0 + 20_000));
     write(&dir.path().join("a.jsonl"), &assignments);
