@@ -84,7 +84,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
                 print_table(&shown);
             }
             if unreadable > 0 {
-                eprintln!("arms: {unreadable} records on {topic} are not registry records (skipped)");
+                eprintln!("arms: {unreadable} records on {topic} are not registry records and are not listed");
             }
         }
         Command::Set { dataflow, entity, arm, model_version, trained_at, labels } => {

@@ -215,11 +215,6 @@ impl Screen {
         }
     }
 
-    /// Assignments counted against the source's share of the pending cap.
-    pub fn pending(&self) -> usize {
-        self.pending.as_ref().map_or(0, |(cap, ..)| cap.counted())
-    }
-
     /// What to do with `decoded`, at `tick`, given the worker's `replica`.
     pub fn screen(&mut self, replica: &Admission, decoded: &Decoded, tick: u64) -> Screened {
         let assignment_ts = match decoded {

@@ -3,7 +3,8 @@
 //! Events are exchanged by the key's hash, so each worker runs the attribution state machine
 //! ([`Attribution`]) over its share of the keys; every worker sees every arm registry change
 //! and name. A record refused on arrival (too old, too late, past the outcome cap) goes to
-//! the worker's refusal sink when its source kept its bytes. When a tick completes, the assignments resolving in it become window updates
+//! the refusal sink of the worker that read it, when its source kept its bytes. When a tick
+//! completes, the assignments resolving in it become window updates
 //! at their entry tick, and [`Departures`] hands over their retractions once the tick they
 //! leave the window is due.
 

@@ -414,13 +414,8 @@ pub fn kafka_source<'scope>(scope: Scope<'scope, u64>, ctx: SourceContext) -> Re
                 if tick > *cap.time() {
                     if let Some(collector) = &ctx.collector {
                         if let Some(at) = collector.due(last_checkpoint, tick) {
-                            // A checkpoint resumes past every record read: the refused ones
-                            // among them must be in the dead-letter topic first.
-                            if let Some(letters) = &ctx.dead_letters {
-                                if !letters.drain(Duration::from_secs(5)) {
-                                    tracing::warn!(topic = letters.topic(), tick = at, "checkpoint taken with dead letters undelivered: a crash now would lose them from the dead-letter topic (they are counted)");
-                                }
-                            }
+                            // (A checkpoint resumes past every record read: its writer waits
+                            // for the refused ones to be in the dead-letter topic.)
                             let positions = partitions
                                 .iter()
                                 .map(|p| PartitionPosition { topic: topic_name(&ctx.kafka, p.topic).to_owned(), partition: p.id, offset: p.resume_offset(at), max_ts: p.max_ts })
