@@ -21,7 +21,7 @@ use timely::dataflow::operators::Probe;
 
 use crate::dataflow::{bandit, publish};
 use crate::file::rejects::Rejects;
-use crate::file::sink::JsonLines;
+use crate::file::sink::{Background, JsonLines};
 use crate::file::source::{file_source, FileSource, Horizon};
 use crate::file::{Failure, FileError};
 pub use crate::file::Input;
@@ -225,7 +225,7 @@ pub fn replay(options: &ReplayOptions, progress: Arc<Progress>) -> Result<Replay
             Output::File(path) => Some(Some(path.as_path())),
             Output::Memory(_) => None,
         };
-        let mut writer = match file.filter(|_| worker.index() == 0).map(JsonLines::create) {
+        let writer = match file.filter(|_| worker.index() == 0).map(JsonLines::create) {
             Some(Ok(w)) => Some(w),
             Some(Err(e)) => {
                 failure_in.fail(e);
@@ -237,7 +237,7 @@ pub fn replay(options: &ReplayOptions, progress: Arc<Progress>) -> Result<Replay
             Output::Memory(records) => Some(records.clone()),
             _ => None,
         };
-        let (mut decision_file, decision_memory) = match (&options.decisions, worker.index()) {
+        let (decision_file, decision_memory) = match (&options.decisions, worker.index()) {
             (Some(DecisionOutput::File(path)), 0) => match JsonLines::create(Some(path)) {
                 Ok(w) => (Some(w), None),
                 Err(e) => {
@@ -248,9 +248,19 @@ pub fn replay(options: &ReplayOptions, progress: Arc<Progress>) -> Result<Replay
             (Some(DecisionOutput::Memory(events)), _) => (None, Some(events.clone())),
             _ => (None, None),
         };
+        // Files are written on a thread of their own; it is joined when the dataflow is dropped.
+        let background = match (writer.is_some() || decision_file.is_some(), failure_in.failed()) {
+            (true, false) => match Background::spawn(writer, decision_file, failure_in.clone()) {
+                Ok(b) => Some(b),
+                Err(e) => {
+                    failure_in.fail(e);
+                    None
+                }
+            },
+            _ => None,
+        };
         let written = counters.clone();
         let progress_out = progress.clone();
-        let failure_out = failure_in.clone();
         let ctx = FileSource {
             job: options.job.clone(),
             inputs: inputs.clone(),
@@ -269,26 +279,19 @@ pub fn replay(options: &ReplayOptions, progress: Arc<Progress>) -> Result<Replay
             let done = publish(records, move |_tick, batch, decisions, _forgotten| {
                 written.borrow_mut().records_written += batch.len() as u64;
                 written.borrow_mut().decisions_written += decisions.len() as u64;
+                progress_out.records_written.fetch_add(batch.len() as u64, Ordering::Relaxed);
                 if let Some(events) = &decision_memory {
                     if let Ok(mut events) = events.lock() {
                         events.extend(decisions.iter().filter_map(|d| serde_json::from_str(&d.json).ok()));
                     }
                 }
-                if let (Some(w), false, false) = (decision_file.as_mut(), failure_out.failed(), decisions.is_empty()) {
-                    if let Err(error) = w.write_lines(decisions.iter().map(|d| d.json.as_str())) {
-                        failure_out.fail(error);
-                    }
-                }
-                progress_out.records_written.fetch_add(batch.len() as u64, Ordering::Relaxed);
                 if let Some(records) = &memory {
                     if let Ok(mut records) = records.lock() {
                         records.extend(batch.iter().filter_map(|r| serde_json::from_str(&r.json).ok()));
                     }
                 }
-                if let (Some(w), false) = (writer.as_mut(), failure_out.failed()) {
-                    if let Err(error) = w.write(batch) {
-                        failure_out.fail(error);
-                    }
+                if let Some(background) = &background {
+                    background.write(batch, decisions);
                 }
             }, || u64::MAX);
             done.probe().0

@@ -315,7 +315,7 @@ pub fn run(options: &RunOptions, watch: Arc<Watch>) -> Result<RunSummary, Worker
                 records,
                 move |tick, batch, decisions, forgotten| {
                     // A tick whose window the rebuild did not read in full goes out empty.
-                    let (batch, decisions) = if tick < publish_from { (&[][..], &[][..]) } else { (batch, decisions) };
+                    let (batch, decisions) = if tick < publish_from { (Vec::new(), Vec::new()) } else { (batch, decisions) };
                     written.borrow_mut().records_written += batch.len() as u64;
                     written.borrow_mut().decisions_written += decisions.len() as u64;
                     if let Some(sink) = &sink {
@@ -323,17 +323,17 @@ pub fn run(options: &RunOptions, watch: Arc<Watch>) -> Result<RunSummary, Worker
                             metrics::TICK_PROCESSING.observe(at.elapsed().as_secs_f64());
                         }
                         if let Ok(mut state) = state.lock() {
-                            for record in batch {
+                            for record in &batch {
                                 state.observe(record, &watch);
                             }
-                            for decision in decisions {
+                            for decision in &decisions {
                                 state.decided(decision);
                             }
-                            for entity in forgotten {
+                            for entity in &forgotten {
                                 state.forget(entity);
                             }
                         }
-                        sink.submit(tick, batch, decisions);
+                        sink.submit(tick, &batch, &decisions);
                     }
                 },
                 move || acked.as_ref().map_or(u64::MAX, |p| p.acked()),

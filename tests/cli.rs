@@ -198,6 +198,27 @@ fn replay_with_an_unwritable_output_fails_on_every_worker_count_without_hanging(
 }
 
 #[test]
+fn replay_whose_output_device_is_full_fails_naming_it_on_every_worker_count() {
+    // Opening /dev/full works; every write to it fails, on the thread that writes the output.
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (a, o) = generate(dir.path());
+    for workers in ["1", "2"] {
+        let out = bin()
+            .args(["replay", "--quiet", "--workers", workers, "--out", "/dev/full", "--dataflow"])
+            .arg(repo("dataflows/bench.toml"))
+            .arg("--assignments")
+            .arg(&a)
+            .arg("--outcomes")
+            .arg(&o)
+            .output()
+            .expect("run");
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success(), "--out /dev/full with {workers} workers succeeded");
+        assert!(stderr.contains("/dev/full"), "{stderr}");
+    }
+}
+
+#[test]
 fn run_without_a_kafka_section_says_so_and_fails() {
     let out = bin().args(["run", "--dataflow"]).arg(repo("dataflows/default.toml")).output().expect("run");
     assert!(!out.status.success());

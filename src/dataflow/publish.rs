@@ -19,12 +19,12 @@ use banditflow_core::record::{EncodedDecision, EncodedRecord, Published};
 const ACK_POLL: Duration = Duration::from_millis(5);
 
 /// Hands each complete tick's records, decision events (sorted by `entity_id`) and the
-/// entities forgotten at its end to `write`, on worker 0.
+/// entities forgotten at its end to `write`, on worker 0, to keep.
 /// `acked()` says below which tick everything handed over is acknowledged (`u64::MAX` for
 /// a synchronous writer). The returned stream carries nothing; probe it to know what is out.
 pub fn publish<'scope, W, A>(records: Stream<'scope, u64, Vec<Published>>, mut write: W, acked: A) -> Stream<'scope, u64, Vec<()>>
 where
-    W: FnMut(u64, &[EncodedRecord], &[EncodedDecision], &[String]) + 'static,
+    W: FnMut(u64, Vec<EncodedRecord>, Vec<EncodedDecision>, Vec<String>) + 'static,
     A: Fn() -> u64 + 'static,
 {
     let scope = records.scope();
@@ -55,7 +55,7 @@ where
                 batch.sort_by(|a, b| a.entity_id.cmp(&b.entity_id));
                 // Stable: an entity's events come from one worker, in the order taken.
                 decisions.sort_by(|a, b| a.entity_id.cmp(&b.entity_id));
-                write(tick, &batch, &decisions, &forgotten);
+                write(tick, batch, decisions, forgotten);
                 unacked.get_or_insert(tick);
             }
             if unacked.is_some_and(|t| acked() > t) {

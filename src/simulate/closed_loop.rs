@@ -75,7 +75,7 @@ pub fn run_rep(scenario: &Scenario, job: &Dataflow, rep: u32, at: &[u64], logs: 
                 records,
                 move |_tick, batch, _decisions, _forgotten| {
                     // Records the dataflow itself encoded: they always read back.
-                    sink.borrow_mut().extend(batch.iter().filter_map(|r| serde_json::from_str(&r.json).ok()));
+                    sink.borrow_mut().extend(batch.into_iter().filter_map(|r| serde_json::from_str(&r.json).ok()));
                 },
                 || u64::MAX,
             );
