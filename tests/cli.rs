@@ -178,20 +178,25 @@ fn demo_runs_the_closed_loop_and_its_weights_favour_the_best_true_rates() {
     assert_eq!(html.matches("data-chart=\"served\"").count(), arms.len(), "cumulative assignments per entity");
 }
 
+/// Replays the generated traffic of `dir` into `out` on `workers` workers.
+fn replay_into(dir: &Path, out: &str, workers: &str) -> std::process::Output {
+    let (a, o) = generate(dir);
+    bin()
+        .args(["replay", "--quiet", "--workers", workers, "--out", out, "--dataflow"])
+        .arg(repo("dataflows/bench.toml"))
+        .arg("--assignments")
+        .arg(&a)
+        .arg("--outcomes")
+        .arg(&o)
+        .output()
+        .expect("run")
+}
+
 #[test]
 fn replay_with_an_unwritable_output_fails_on_every_worker_count_without_hanging() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let (a, o) = generate(dir.path());
     for workers in ["1", "2"] {
-        let out = bin()
-            .args(["replay", "--quiet", "--workers", workers, "--out", "/nonexistent/dir/weights.jsonl", "--dataflow"])
-            .arg(repo("dataflows/bench.toml"))
-            .arg("--assignments")
-            .arg(&a)
-            .arg("--outcomes")
-            .arg(&o)
-            .output()
-            .expect("run");
+        let out = replay_into(dir.path(), "/nonexistent/dir/weights.jsonl", workers);
         assert!(!out.status.success());
         assert!(String::from_utf8_lossy(&out.stderr).contains("/nonexistent/dir/weights.jsonl"));
     }
@@ -201,17 +206,8 @@ fn replay_with_an_unwritable_output_fails_on_every_worker_count_without_hanging(
 fn replay_whose_output_device_is_full_fails_naming_it_on_every_worker_count() {
     // Opening /dev/full works; every write to it fails, on the thread that writes the output.
     let dir = tempfile::tempdir().expect("tempdir");
-    let (a, o) = generate(dir.path());
     for workers in ["1", "2"] {
-        let out = bin()
-            .args(["replay", "--quiet", "--workers", workers, "--out", "/dev/full", "--dataflow"])
-            .arg(repo("dataflows/bench.toml"))
-            .arg("--assignments")
-            .arg(&a)
-            .arg("--outcomes")
-            .arg(&o)
-            .output()
-            .expect("run");
+        let out = replay_into(dir.path(), "/dev/full", workers);
         let stderr = String::from_utf8_lossy(&out.stderr);
         assert!(!out.status.success(), "--out /dev/full with {workers} workers succeeded");
         assert!(stderr.contains("/dev/full"), "{stderr}");
