@@ -5,7 +5,7 @@
 //! arms within a couple of standard deviations of each other.
 #![allow(missing_docs)] // criterion_group! and criterion_main! generate undocumented functions
 
-use banditflow_core::policy::target_weights;
+use banditflow_core::policy::{target_weights, BurnIn};
 use banditflow_core::posterior::{best_arm, p_best, Beta};
 use banditflow_core::srm::ServedCounts;
 use banditflow_core::statistics::{independence, mean, versus_control};
@@ -41,7 +41,7 @@ fn entity_weights(c: &mut Criterion) {
         group.bench_with_input(BenchmarkId::from_parameter(k), &(arms, trials), |b, (arms, trials)| {
             b.iter(|| {
                 let p = p_best(black_box(arms));
-                target_weights(&p, black_box(trials), 100, 0.01)
+                target_weights(&p, black_box(trials), &BurnIn::new(100), 0.01)
             });
         });
     }
@@ -56,7 +56,7 @@ fn entity_weights(c: &mut Criterion) {
     group.bench_function("typical4", |b| {
         b.iter(|| {
             let p = p_best(black_box(&typical));
-            target_weights(&p, black_box(&typical_trials), 100, 0.01)
+            target_weights(&p, black_box(&typical_trials), &BurnIn::new(100), 0.01)
         });
     });
     group.finish();

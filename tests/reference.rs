@@ -135,8 +135,8 @@ fn write_files(dir: &std::path::Path, seed: u64, a: &[A], o: &[O]) -> (std::path
 
 type Counts = BTreeMap<String, (u64, u64)>;
 
-/// What the reference expects of a record: per arm (trials, successes, state).
-type Expected = BTreeMap<String, (u64, u64, &'static str)>;
+/// What the reference expects of a record: its status, and per arm (trials, successes, state).
+type Expected = (&'static str, BTreeMap<String, (u64, u64, &'static str)>);
 
 /// One arm's decision state in the reference: its state, and the state a running streak
 /// leads to with the tick it started.
@@ -147,11 +147,16 @@ struct Track {
 }
 
 /// The decision rules of docs/semantics.md at one tick, over arms in record order with their
-/// (trials, p_best, expected loss); returns whether a streak runs or a state changed.
-fn decide(tracks: &mut BTreeMap<String, Track>, tick: i64, arms: &[(String, u64, f64, f64)]) -> bool {
+/// (trials, p_best, expected loss), for an entity that has `left` burn-in or not; returns the
+/// record's status (before a winner) and whether a streak runs or a state changed.
+fn decide(tracks: &mut BTreeMap<String, Track>, tick: i64, arms: &[(String, u64, f64, f64)], left: bool) -> (&'static str, bool) {
     let (wp, wl, confirm, sp, min_trials) = (0.6, 0.05, 2, 0.15, 2);
     tracks.retain(|arm, _| arms.iter().any(|a| &a.0 == arm));
-    let burn_in = arms.iter().any(|a| a.1 < min_trials);
+    // Burn-in: the entity's while it has not left it (or no arm has its trials), else each
+    // short arm's own.
+    let short = arms.iter().filter(|a| a.1 < min_trials).count();
+    let entity_burn_in = short > 0 && (!left || short == arms.len());
+    let status = if arms.is_empty() { "empty" } else if entity_burn_in { "burn_in" } else { "adaptive" };
     let state = |tracks: &BTreeMap<String, Track>, arm: &str| tracks.get(arm).map_or("exploring", |t| t.state);
     let has_winner = arms.iter().any(|a| state(tracks, &a.0) == "winner");
     let open = arms.iter().filter(|a| state(tracks, &a.0) != "stopped").count();
@@ -163,7 +168,8 @@ fn decide(tracks: &mut BTreeMap<String, Track>, tick: i64, arms: &[(String, u64,
         }
     }
     let mut busy = false;
-    for (arm, _, p, loss) in arms {
+    for (arm, trials, p, loss) in arms {
+        let burn_in = entity_burn_in || *trials < min_trials;
         let wins = *p >= wp && *loss <= wl;
         let track = tracks.entry(arm.clone()).or_insert(Track { state: "exploring", toward: None });
         let goal = match track.state {
@@ -188,7 +194,7 @@ fn decide(tracks: &mut BTreeMap<String, Track>, tick: i64, arms: &[(String, u64,
         }
         busy |= track.toward.is_some();
     }
-    busy
+    (status, busy)
 }
 
 /// docs/semantics.md, recomputed from scratch at every tick: the expected (entity, version) →
@@ -209,6 +215,8 @@ fn reference(a: &[A], o: &[O]) -> BTreeMap<(String, u64), Expected> {
     let mut previous: HashMap<String, Counts> = HashMap::new();
     let mut tracks: HashMap<String, BTreeMap<String, Track>> = HashMap::new();
     let mut again: HashMap<String, bool> = HashMap::new();
+    // Per entity, whether its last record was out of burn-in.
+    let mut left: HashMap<String, bool> = HashMap::new();
     let mut expected = BTreeMap::new();
     for tick in first_tick..=last_tick {
         let as_of = (tick + 1) * TICK - 1;
@@ -231,9 +239,12 @@ fn reference(a: &[A], o: &[O]) -> BTreeMap<(String, u64), Expected> {
                 let arms: Vec<(String, u64, f64, f64)> =
                     counts.iter().enumerate().map(|(i, (arm, (t, _)))| (arm.clone(), *t, odds.p_best[i], odds.expected_loss[i])).collect();
                 let entity_tracks = tracks.entry(entity.clone()).or_default();
-                again.insert(entity.clone(), decide(entity_tracks, tick, &arms));
-                let states = counts.iter().map(|(arm, (t, s))| (arm.clone(), (*t, *s, entity_tracks[arm].state))).collect();
-                expected.insert((entity.clone(), as_of as u64), states);
+                let (status, busy) = decide(entity_tracks, tick, &arms, left.get(entity).copied().unwrap_or(false));
+                again.insert(entity.clone(), busy);
+                let states: BTreeMap<_, _> = counts.iter().map(|(arm, (t, s))| (arm.clone(), (*t, *s, entity_tracks[arm].state))).collect();
+                let status = if states.values().any(|s| s.2 == "winner") { "winner" } else { status };
+                left.insert(entity.clone(), status != "burn_in");
+                expected.insert((entity.clone(), as_of as u64), (status, states));
             }
             previous.insert(entity.clone(), counts);
         }
@@ -266,7 +277,7 @@ proptest! {
         let mut got = BTreeMap::new();
         for r in &records {
             let job = job();
-            let mut counts = Expected::new();
+            let mut counts = BTreeMap::new();
             for arm in &r.arms {
                 prop_assert_eq!(arm.alpha, job.prior.alpha + arm.successes as f64);
                 prop_assert_eq!(arm.beta, job.prior.beta + (arm.trials - arm.successes) as f64);
@@ -284,7 +295,7 @@ proptest! {
             if r.arms.iter().any(|a| a.state == ArmState::Stopped) {
                 prop_assert!(r.arms.iter().filter(|a| a.state == ArmState::Stopped).all(|a| a.weight <= job.policy.floor + 1e-12), "{:?}", r);
             }
-            prop_assert!(got.insert((r.entity_id.clone(), r.version), counts).is_none(), "one record per entity and tick");
+            prop_assert!(got.insert((r.entity_id.clone(), r.version), (r.status.as_str(), counts)).is_none(), "one record per entity and tick");
         }
         prop_assert_eq!(got, expected);
     }

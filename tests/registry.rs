@@ -86,7 +86,9 @@ fn registry_adds_and_retires_arms_at_the_tick_holding_their_ts() {
     assert_eq!(arm_ids(entered), vec!["a", "b", "c"]);
     let c = &entered.arms[2];
     assert_eq!((c.trials, c.alpha, c.beta), (0, 1.0, 1.0));
-    assert!(c.weight >= 0.1 - 1e-12);
+    // e is out of burn-in: c gets the new-arm weight, 1/K, at once (no step limit here).
+    assert!((c.weight - 1.0 / 3.0).abs() < 1e-12, "{entered:?}");
+    assert_eq!(entered.status.as_str(), "adaptive");
     assert_eq!(c.metadata, Some(serde_json::json!({"model": "c-v1"})));
     assert!(e.iter().filter(|r| r.version < tick(5_000)).all(|r| !arm_ids(r).contains(&"c")));
 
@@ -265,4 +267,67 @@ fn a_reactivated_arm_keeps_its_counts_or_starts_from_the_prior_as_on_reactivate_
     }
     let bad = Dataflow::from_toml_str("name = \"x\"\ntick = \"1s\"\nwindow = \"20s\"\nattribution = \"2s\"\nallowed_lateness = \"1s\"\n[policy]\non_reactivate = \"forget\"\n");
     assert!(bad.is_err_and(|e| e.to_string().contains("on_reactivate")));
+}
+
+#[test]
+fn a_new_arm_gets_its_new_arm_weight_and_does_not_send_an_adaptive_entity_back_to_burn_in() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    // a converts every time, b never: well out of burn-in (3 trials each) by 8 s.
+    let (mut assignments, outcomes) = alternating(40, 2);
+    // c, declared at 8 s, is served from 12 s on: 2 trials by 15 s, 3 by 16 s (each resolves
+    // 2 s after its ts, and every outcome is a's).
+    for (i, ts) in [12_000, 13_000, 14_000, 15_000].iter().enumerate() {
+        assignments.push(format!(r#"{{"assignment_id":"c{i}","entity_id":"e","arm_id":"c","ts":{}}}"#, T0 + ts));
+    }
+    assignments.sort_by_key(|line| serde_json::from_str::<serde_json::Value>(line).expect("json")["ts"].as_i64());
+    write(&dir.path().join("a.jsonl"), &assignments);
+    write(&dir.path().join("o.jsonl"), &outcomes);
+    write(&dir.path().join("r.jsonl"), &[format!(r#"{{"entity_id":"e","arm_id":"c","state":"active","ts":{}}}"#, T0 + 8_000)]);
+    let run = |policy: &str, workers: usize| {
+        let job = Dataflow::from_toml_str(&format!(
+            "name = \"new-arm\"\ntick = \"1s\"\nwindow = \"60s\"\nattribution = \"2s\"\nallowed_lateness = \"1s\"\n\
+             [policy]\nmin_trials = 3\n{policy}\n[decision]\nstop_p_best = 0\n"
+        ))
+        .expect("valid job");
+        let options = ReplayOptions {
+            arms: Some(Input::File(dir.path().join("r.jsonl"))),
+            workers,
+            ..ReplayOptions::new(job, Input::File(dir.path().join("a.jsonl")), Input::File(dir.path().join("o.jsonl")))
+        };
+        let (mut records, _) = replay_records(&options).expect("replay");
+        for r in &mut records {
+            r.computed_at = 0;
+        }
+        records.retain(|r| r.entity_id == "e");
+        records
+    };
+    let weight = |r: &WeightRecord, arm: &str| r.arms.iter().find(|a| a.arm_id == arm).map(|a| a.weight);
+    for (policy, new_arm, floor) in [("floor = 0.02", 1.0 / 3.0, 0.02), ("floor = 0.02\nnew_arm_weight = 0.05", 0.05, 0.02), ("floor = 0.1\nnew_arm_weight = 0.05", 0.1, 0.1)] {
+        let records = run(policy, 1);
+        assert_eq!(records, run(policy, 2), "{policy}: the same for 1 and 2 workers");
+        let before = records.iter().rfind(|r| r.as_of < T0 + 8_000).expect("a record before c");
+        assert_ne!(before.status.as_str(), "burn_in", "{policy}: out of burn-in before c: {before:?}");
+        let with_c: Vec<&WeightRecord> = records.iter().filter(|r| weight(r, "c").is_some()).collect();
+        assert_eq!(with_c[0].as_of, T0 + 8_999, "{policy}: c enters at its tick");
+        let short: Vec<&&WeightRecord> = with_c.iter().filter(|r| r.arms[2].trials < 3).collect();
+        assert!(short.len() >= 5 && short.iter().any(|r| r.arms[2].trials == 2), "{policy}: c short of min_trials for a while: {short:?}");
+        for r in short {
+            let c = &r.arms[2];
+            // Not back in burn-in: c has its new-arm weight, a and b share the rest by their
+            // p_best (a may stay the winner: with on_winner = "keep_exploring" that changes no
+            // weight).
+            assert_ne!(r.status.as_str(), "burn_in", "{policy}: {r:?}");
+            assert!((c.weight - new_arm).abs() < 1e-12, "{policy}: c has {} at {}", c.weight, r.as_of);
+            let (a, b) = (&r.arms[0], &r.arms[1]);
+            let rest = 1.0 - new_arm;
+            let spare = rest - 2.0 * floor;
+            let total = a.p_best + b.p_best;
+            assert!((a.weight - (floor + spare * a.p_best / total)).abs() < 1e-12, "{policy}: {r:?}");
+            assert!((b.weight - (floor + spare * b.p_best / total)).abs() < 1e-12, "{policy}: {r:?}");
+            assert!(a.weight > 0.5 && b.weight < 0.2, "a leads: {r:?}");
+        }
+        // Once c has its trials it follows its posterior like the others (no successes: the floor).
+        let settled = with_c.iter().find(|r| r.arms[2].trials >= 3).expect("c reaches min_trials");
+        assert!((weight(settled, "c").expect("c") - (floor + (1.0 - 3.0 * floor) * settled.arms[2].p_best)).abs() < 1e-12, "{policy}: {settled:?}");
+    }
 }

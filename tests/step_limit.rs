@@ -116,8 +116,7 @@ fn the_step_limit_holds_when_arms_are_declared_and_retired() {
             if before.arms.iter().map(|a| &a.arm_id).eq(after.arms.iter().map(|a| &a.arm_id)) {
                 continue;
             }
-            // (A new arm without trials sends its entity back to burn-in; the walk to the
-            // uniform split is step-limited too.)
+            // (The entity stays out of burn-in: the new arm walks up to its new-arm weight.)
             changes += 1;
             // From the last weights carried over (a new arm at 0, a retired arm's weight
             // shared by the others), every arm moves at most `max_step`.
@@ -135,6 +134,8 @@ fn the_step_limit_holds_when_arms_are_declared_and_retired() {
     // The new arm ramps up from nothing, a step at a time.
     let new_arm: Vec<f64> = by_entity["entity-000"].iter().filter_map(|r| r.arms.iter().find(|a| a.arm_id == "arm-new").map(|a| a.weight)).collect();
     assert!(new_arm[0] <= MAX_STEP + 1e-12 && new_arm.len() > 1, "{new_arm:?}");
+    let declared = by_entity["entity-000"].iter().find(|r| r.arms.iter().any(|a| a.arm_id == "arm-new")).expect("declared");
+    assert_eq!(declared.status.as_str(), "adaptive", "a new arm does not send the entity back to burn-in: {declared:?}");
 }
 
 #[test]

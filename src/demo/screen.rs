@@ -48,7 +48,7 @@ pub fn legend(min_trials: u64, floor: f64, max_step: Option<f64>) -> Vec<String>
         "p_best    the probability that the arm's conversion rate is the highest, given what was seen".to_owned(),
         "trials    resolved assignments of the arm in the window; observed = their conversion rate".to_owned(),
         "true      the rate the demo's traffic really converts at (unknown to the bandit)".to_owned(),
-        format!("status    burn_in: uniform until every arm has {min_trials} trials; adaptive: weights follow p_best (floor {:.0}%, {step})", floor * 100.0),
+        format!("status    burn_in: uniform until every arm has {min_trials} trials; adaptive: weights follow p_best (floor {:.0}%, {step}; a new arm gets 1/K until it has {min_trials})", floor * 100.0),
         "version   the end of the tick the record is computed as of (ms since 1970): serving keeps the newest".to_owned(),
     ]
 }

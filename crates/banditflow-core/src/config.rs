@@ -166,8 +166,9 @@ impl Default for Prior {
 /// `[policy]`: how `p_best` becomes published weights (burn-in, floor, step limit).
 #[derive(Clone, Debug, PartialEq)]
 pub struct PolicyConfig {
-    /// `min_trials` (optional, integer >= 0, default 100): weights stay uniform (burn-in)
-    /// until every arm of the entity has at least this many resolved trials in the window.
+    /// `min_trials` (optional, integer >= 0, default 100): a new entity's weights stay
+    /// uniform (burn-in) until every arm has at least this many resolved trials in the
+    /// window; later an arm short of them gets `new_arm_weight`.
     pub min_trials: u64,
     /// `floor` (optional, number in `[0, 1)`, default 0): the least weight any arm gets,
     /// `w = floor + (1 - K * floor) * p_best` for `K` arms. For an entity declared in
@@ -176,6 +177,11 @@ pub struct PolicyConfig {
     /// `max_step` (optional, number in `(0, 1]`, default absent = no limit): the most any
     /// arm's weight may change from one published record to the next.
     pub max_step: Option<f64>,
+    /// `new_arm_weight` (optional, number in `(0, 1)`, default absent = 1/K for K arms): the
+    /// weight of an arm with fewer than `min_trials` trials in an entity that has left
+    /// burn-in (a newly declared or newly seen arm), while the others follow their
+    /// posteriors; never below `floor`.
+    pub new_arm_weight: Option<f64>,
     /// `on_reactivate` (optional, `"keep"` or `"reset"`, default `"keep"`): when a retired arm
     /// is declared active again (a retrained model), whether its counts still in the window
     /// stay (`keep`) or leave it at once, so the arm starts again from the prior (`reset`).
@@ -189,6 +195,7 @@ impl Default for PolicyConfig {
             min_trials: DEFAULT_MIN_TRIALS,
             floor: 0.0,
             max_step: None,
+            new_arm_weight: None,
             reset_on_reactivate: false,
         }
     }
@@ -390,6 +397,12 @@ pub enum ConfigError {
         /// How many arms it declares.
         arms: usize,
     },
+    /// `new_arm_weight` outside `(0, 1)`.
+    #[error("invalid `policy.new_arm_weight`: must be greater than 0 and less than 1 (got {weight})")]
+    NewArmWeightOutOfRange {
+        /// The value given.
+        weight: f64,
+    },
     /// `max_step` outside `(0, 1]`.
     #[error("invalid `policy.max_step`: must be greater than 0 and at most 1 (got {max_step})")]
     MaxStepOutOfRange {
@@ -576,6 +589,11 @@ impl PolicyConfig {
                 return Err(ConfigError::MaxStepOutOfRange { max_step });
             }
         }
+        if let Some(weight) = self.new_arm_weight {
+            if !(weight > 0.0 && weight < 1.0) {
+                return Err(ConfigError::NewArmWeightOutOfRange { weight });
+            }
+        }
         Ok(())
     }
 }
@@ -750,6 +768,7 @@ struct RawPolicy {
     min_trials: Option<u64>,
     floor: Option<f64>,
     max_step: Option<f64>,
+    new_arm_weight: Option<f64>,
     on_reactivate: Option<String>,
 }
 
@@ -850,6 +869,7 @@ impl RawPolicy {
             min_trials: self.min_trials.unwrap_or(default.min_trials),
             floor: self.floor.unwrap_or(default.floor),
             max_step: self.max_step.or(default.max_step),
+            new_arm_weight: self.new_arm_weight.or(default.new_arm_weight),
             reset_on_reactivate,
         })
     }
@@ -1082,6 +1102,7 @@ arm_ids = ["x"]
                 min_trials: 50,
                 floor: 0.05,
                 max_step: Some(0.2),
+                new_arm_weight: None,
                 reset_on_reactivate: false,
             },
             arms: vec![
@@ -1151,6 +1172,7 @@ arm_ids = ["x"]
                 min_trials: 100,
                 floor: 0.0,
                 max_step: None,
+                new_arm_weight: None,
                 reset_on_reactivate: false
             }
         );
@@ -1379,6 +1401,15 @@ arm_ids = ["x"]
             arms("hero", &["a", "b", "c", "d"])
         ));
         assert_eq!(Dataflow::from_toml_str(&text).unwrap().policy.floor, 0.24);
+    }
+
+    #[test]
+    fn new_arm_weight_outside_zero_to_one_is_rejected() {
+        for weight in ["0", "1", "-0.1", "1.5"] {
+            assert_error_names(&with(&format!("[policy]\nnew_arm_weight = {weight}\n")), &["invalid `policy.new_arm_weight`"]);
+        }
+        let job = Dataflow::from_toml_str(&with("[policy]\nnew_arm_weight = 0.1\n")).expect("valid");
+        assert_eq!(job.policy.new_arm_weight, Some(0.1));
     }
 
     #[test]

@@ -2,8 +2,9 @@
 //! rule whose condition held for `confirm_ticks` consecutive ticks, and what the states do to
 //! the weights (docs/semantics.md, "Decisions").
 //!
-//! The rules, evaluated at every tick an entity's record is computed, once it is out of
-//! burn-in:
+//! The rules, evaluated at every tick an entity's record is computed, for the arms out of
+//! burn-in (the entity's, or an arm's own while it is short of `min_trials`: such an arm is
+//! neither stopped nor made the winner, and a winner that falls short is cleared):
 //! - `winner`: the arm with the largest `p_best` has `p_best >= winner_p_best` and expected
 //!   loss `<= winner_max_loss` (only one arm is winner at a time, and a lone arm never is);
 //! - `winner_cleared`: the winner no longer meets that condition (or the entity is back in
@@ -73,6 +74,8 @@ pub struct Standing {
     pub p_best: f64,
     /// Its expected loss.
     pub expected_loss: f64,
+    /// Whether it is in burn-in: the entity's, or its own (fewer than `min_trials` trials).
+    pub burn_in: bool,
 }
 
 /// A state change of one arm.
@@ -151,9 +154,9 @@ impl Decisions {
         Some(Change { arm, from: ArmState::Stopped, to: ArmState::Exploring, rule: Rule::Redeclared })
     }
 
-    /// Applies the rules at `tick` to the arms' standings (record order); `burn_in` says the
-    /// entity is still in burn-in. Returns the state changes, in arm order.
-    pub fn evaluate(&mut self, rules: &DecisionConfig, tick: u64, arms: &[Standing], burn_in: bool) -> Vec<Change> {
+    /// Applies the rules at `tick` to the arms' standings (record order). Returns the state
+    /// changes, in arm order.
+    pub fn evaluate(&mut self, rules: &DecisionConfig, tick: u64, arms: &[Standing]) -> Vec<Change> {
         let confirm = u64::from(rules.confirm_ticks.max(1));
         let meets_winner = |s: &Standing| s.p_best >= rules.winner_p_best && s.expected_loss <= rules.winner_max_loss;
         // The leading arm: the largest p_best, the first in record order among equals.
@@ -168,8 +171,8 @@ impl Decisions {
             let track = self.arms.entry(standing.arm).or_default();
             let goal = match track.state {
                 ArmState::Stopped => None,
-                ArmState::Winner => (burn_in || !meets_winner(standing)).then_some(ArmState::Exploring),
-                ArmState::Exploring if burn_in => None,
+                ArmState::Winner => (standing.burn_in || !meets_winner(standing)).then_some(ArmState::Exploring),
+                ArmState::Exploring if standing.burn_in => None,
                 ArmState::Exploring => {
                     let leads = top.is_some_and(|t| t.arm == standing.arm);
                     if !has_winner && leads && arms.len() > 1 && meets_winner(standing) {
@@ -205,13 +208,18 @@ impl Decisions {
 /// Shapes policy weights (record order) by the arms' states: a stopped arm gets at most `cap`
 /// (0 with `allow_stop`, else the floor) and what it gives up goes to the arms not stopped in
 /// proportion to their weights; with `on_winner = "exploit"`, every other arm gets the floor
-/// (stopped ones their cap) and the winner the rest.
-pub fn shape(weights: &mut [f64], states: &[ArmState], rules: &DecisionConfig, floor: f64) {
+/// (stopped ones their cap, arms in their own burn-in, `short`, keep their new-arm weight)
+/// and the winner the rest.
+pub fn shape(weights: &mut [f64], states: &[ArmState], short: &[bool], rules: &DecisionConfig, floor: f64) {
     let cap = stopped_cap(rules, floor);
     if rules.on_winner == OnWinner::Exploit {
         if let Some(winner) = states.iter().position(|s| *s == ArmState::Winner) {
-            for (w, s) in weights.iter_mut().zip(states) {
-                *w = if *s == ArmState::Stopped { cap } else { floor };
+            for ((w, s), short) in weights.iter_mut().zip(states).zip(short) {
+                *w = match (s, short) {
+                    (ArmState::Stopped, _) => cap,
+                    (_, true) => *w,
+                    _ => floor,
+                };
             }
             let others: f64 = weights.iter().enumerate().filter(|(i, _)| *i != winner).map(|(_, w)| w).sum();
             weights[winner] = (1.0 - others).max(0.0);
@@ -260,7 +268,7 @@ mod tests {
     }
 
     fn standing(arm: NameId, p_best: f64, expected_loss: f64) -> Standing {
-        Standing { arm, p_best, expected_loss }
+        Standing { arm, p_best, expected_loss, burn_in: false }
     }
 
     #[test]
@@ -269,19 +277,19 @@ mod tests {
         let mut d = Decisions::default();
         let leading = [standing(1, 0.96, 0.0005), standing(2, 0.04, 0.02)];
         let behind = [standing(1, 0.94, 0.0005), standing(2, 0.06, 0.02)];
-        assert!(d.evaluate(&rules, 10, &leading, false).is_empty());
-        assert!(d.evaluate(&rules, 11, &leading, false).is_empty());
+        assert!(d.evaluate(&rules, 10, &leading).is_empty());
+        assert!(d.evaluate(&rules, 11, &leading).is_empty());
         // The streak breaks at 12: it starts again at 13.
-        assert!(d.evaluate(&rules, 12, &behind, false).is_empty());
-        assert!(d.evaluate(&rules, 13, &leading, false).is_empty());
-        assert!(d.evaluate(&rules, 14, &leading, false).is_empty());
+        assert!(d.evaluate(&rules, 12, &behind).is_empty());
+        assert!(d.evaluate(&rules, 13, &leading).is_empty());
+        assert!(d.evaluate(&rules, 14, &leading).is_empty());
         assert!(d.deciding());
-        let changes = d.evaluate(&rules, 15, &leading, false);
+        let changes = d.evaluate(&rules, 15, &leading);
         assert_eq!(changes, vec![Change { arm: 1, from: ArmState::Exploring, to: ArmState::Winner, rule: Rule::Winner }]);
         assert!(d.has_winner() && !d.deciding());
-        assert!(d.evaluate(&rules, 16, &behind, false).is_empty());
-        assert!(d.evaluate(&rules, 17, &behind, false).is_empty());
-        let changes = d.evaluate(&rules, 18, &behind, false);
+        assert!(d.evaluate(&rules, 16, &behind).is_empty());
+        assert!(d.evaluate(&rules, 17, &behind).is_empty());
+        let changes = d.evaluate(&rules, 18, &behind);
         assert_eq!(changes, vec![Change { arm: 1, from: ArmState::Winner, to: ArmState::Exploring, rule: Rule::WinnerCleared }]);
     }
 
@@ -291,7 +299,7 @@ mod tests {
         let (wp, wl, sp) = (rules.winner_p_best, rules.winner_max_loss, rules.stop_p_best);
         let fires = |arm: Standing| {
             let mut d = Decisions::default();
-            d.evaluate(&rules, 1, &[arm, standing(2, 1.0 - arm.p_best, 0.5)], false).iter().find(|c| c.arm == 1).map(|c| c.rule)
+            d.evaluate(&rules, 1, &[arm, standing(2, 1.0 - arm.p_best, 0.5)]).iter().find(|c| c.arm == 1).map(|c| c.rule)
         };
         assert_eq!(fires(standing(1, wp, wl)), Some(Rule::Winner), "at both thresholds");
         assert_eq!(fires(standing(1, wp.next_down(), wl)), None, "p_best just below");
@@ -300,12 +308,12 @@ mod tests {
         assert_eq!(fires(standing(1, sp, 0.5)), None, "at stop_p_best: not below it");
         let never = DecisionConfig { stop_p_best: 0.0, confirm_ticks: 1, ..DecisionConfig::default() };
         let mut d = Decisions::default();
-        assert!(d.evaluate(&never, 1, &[standing(1, 0.0, 0.5), standing(2, 1.0, 0.0)], false).iter().all(|c| c.rule != Rule::Stop));
+        assert!(d.evaluate(&never, 1, &[standing(1, 0.0, 0.5), standing(2, 1.0, 0.0)]).iter().all(|c| c.rule != Rule::Stop));
         // confirm_ticks: the change lands at the confirm_ticks-th tick, not one before.
         for confirm in [1u32, 2, 5] {
             let rules = DecisionConfig { confirm_ticks: confirm, ..DecisionConfig::default() };
             let mut d = Decisions::default();
-            let fired: Vec<u64> = (10..20).filter(|&t| !d.evaluate(&rules, t, &[standing(1, 0.99, 0.0), standing(2, 0.01, 0.01)], false).is_empty()).collect();
+            let fired: Vec<u64> = (10..20).filter(|&t| !d.evaluate(&rules, t, &[standing(1, 0.99, 0.0), standing(2, 0.01, 0.01)]).is_empty()).collect();
             assert_eq!(fired, vec![10 + u64::from(confirm) - 1], "confirm_ticks = {confirm}");
         }
     }
@@ -314,21 +322,28 @@ mod tests {
     fn a_stop_is_final_until_the_arm_is_redeclared_and_never_takes_the_last_arm() {
         let rules = rules(1);
         let mut d = Decisions::default();
-        let changes = d.evaluate(&rules, 1, &[standing(1, 0.9995, 0.0), standing(2, 0.0005, 0.1)], true);
+        let burning = |s: Standing| Standing { burn_in: true, ..s };
+        let changes = d.evaluate(&rules, 1, &[burning(standing(1, 0.9995, 0.0)), burning(standing(2, 0.0005, 0.1))]);
         assert!(changes.is_empty(), "no rule applies in burn-in");
-        let changes = d.evaluate(&rules, 2, &[standing(1, 0.9995, 0.0), standing(2, 0.0005, 0.1)], false);
+        // An arm in its own burn-in is neither stopped nor made the winner; the others are judged.
+        let changes = d.evaluate(&rules, 1, &[standing(1, 0.9995, 0.0), burning(standing(2, 0.0005, 0.1))]);
+        assert_eq!(changes.iter().map(|c| (c.arm, c.rule)).collect::<Vec<_>>(), vec![(1, Rule::Winner)]);
+        let changes = d.evaluate(&rules, 2, &[burning(standing(1, 0.9995, 0.0)), standing(2, 0.0005, 0.1)]);
+        assert_eq!(changes.iter().map(|c| (c.arm, c.rule)).collect::<Vec<_>>(), vec![(1, Rule::WinnerCleared), (2, Rule::Stop)]);
+        let mut d = Decisions::default();
+        let changes = d.evaluate(&rules, 2, &[standing(1, 0.9995, 0.0), standing(2, 0.0005, 0.1)]);
         assert_eq!(changes.iter().map(|c| (c.arm, c.rule)).collect::<Vec<_>>(), vec![(1, Rule::Winner), (2, Rule::Stop)]);
-        assert!(d.evaluate(&rules, 3, &[standing(1, 0.5, 0.0), standing(2, 0.5, 0.1)], false).iter().all(|c| c.arm == 1));
+        assert!(d.evaluate(&rules, 3, &[standing(1, 0.5, 0.0), standing(2, 0.5, 0.1)]).iter().all(|c| c.arm == 1));
         assert_eq!(d.state(2), ArmState::Stopped);
         assert_eq!(d.redeclared(2).map(|c| c.rule), Some(Rule::Redeclared));
         assert_eq!(d.state(2), ArmState::Exploring);
         // With every other arm stopped, the last one is never stopped.
         let mut d = Decisions::default();
         let three = [standing(1, 0.0004, 0.1), standing(2, 0.0004, 0.1), standing(3, 0.9992, 0.0)];
-        d.evaluate(&rules, 1, &three, false);
+        d.evaluate(&rules, 1, &three);
         let lone = [standing(1, 0.0004, 0.1), standing(2, 0.0004, 0.1), standing(3, 0.0002, 0.0)];
-        assert_eq!(d.evaluate(&rules, 2, &lone, false).iter().map(|c| c.rule).collect::<Vec<_>>(), vec![Rule::WinnerCleared]);
-        assert!(d.evaluate(&rules, 3, &lone, false).is_empty());
+        assert_eq!(d.evaluate(&rules, 2, &lone).iter().map(|c| c.rule).collect::<Vec<_>>(), vec![Rule::WinnerCleared]);
+        assert!(d.evaluate(&rules, 3, &lone).is_empty());
         assert_eq!(d.state(3), ArmState::Exploring);
     }
 
@@ -336,14 +351,18 @@ mod tests {
     fn stopped_arms_give_their_weight_to_the_others_and_exploit_leaves_the_floor() {
         let states = [ArmState::Exploring, ArmState::Stopped, ArmState::Exploring];
         let mut w = vec![0.3, 0.2, 0.5];
-        shape(&mut w, &states, &DecisionConfig { allow_stop: true, ..DecisionConfig::default() }, 0.05);
+        shape(&mut w, &states, &[false; 3], &DecisionConfig { allow_stop: true, ..DecisionConfig::default() }, 0.05);
         assert!((w[0] - 0.375).abs() < 1e-12 && w[1] == 0.0 && (w[2] - 0.625).abs() < 1e-12, "{w:?}");
         let mut w = vec![0.3, 0.2, 0.5];
-        shape(&mut w, &states, &DecisionConfig::default(), 0.05);
+        shape(&mut w, &states, &[false; 3], &DecisionConfig::default(), 0.05);
         assert!((w[1] - 0.05).abs() < 1e-12 && (w.iter().sum::<f64>() - 1.0).abs() < 1e-12, "{w:?}");
         let exploit = DecisionConfig { on_winner: OnWinner::Exploit, allow_stop: true, ..DecisionConfig::default() };
         let mut w = vec![0.3, 0.2, 0.5];
-        shape(&mut w, &[ArmState::Exploring, ArmState::Stopped, ArmState::Winner], &exploit, 0.05);
+        shape(&mut w, &[ArmState::Exploring, ArmState::Stopped, ArmState::Winner], &[false; 3], &exploit, 0.05);
         assert_eq!(w, vec![0.05, 0.0, 0.95]);
+        // An arm in its own burn-in keeps its new-arm weight under exploit.
+        let mut w = vec![0.25, 0.25, 0.5];
+        shape(&mut w, &[ArmState::Exploring, ArmState::Exploring, ArmState::Winner], &[true, false, false], &exploit, 0.05);
+        assert_eq!(w, vec![0.25, 0.05, 0.7]);
     }
 }

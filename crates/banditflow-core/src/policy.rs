@@ -1,4 +1,4 @@
-//! The weight policy: burn-in, then a floor under `p_best`, then an optional step limit
+//! The weight policy: burn-in (per entity, then per arm), then a floor under `p_best`, then an optional step limit
 //! from the previously published weights (docs/semantics.md, "Weights"). Pure functions on
 //! slices in arm order; the caller keeps the arms aligned.
 
@@ -6,7 +6,8 @@
 #[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Status {
-    /// Some arm has fewer than `min_trials` resolved trials: weights stay uniform.
+    /// A new entity some of whose arms have fewer than `min_trials` resolved trials (or one
+    /// none of whose arms has them): weights stay uniform.
     BurnIn,
     /// Every arm has enough trials: weights follow `p_best`, floored.
     Adaptive,
@@ -31,8 +32,35 @@ impl Status {
     }
 }
 
-/// Burn-in then floor: uniform until every arm has `min_trials` trials; then
-/// w(k) = floor + (1 - K*floor) p_best(k); uniform if K*floor >= 1.
+/// What burn-in needs to know of an entity besides its arms' trials.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct BurnIn {
+    /// Resolved trials an arm needs in the window to follow its posterior.
+    pub min_trials: u64,
+    /// The weight of an arm still short of `min_trials` in an entity that has left burn-in
+    /// (`None`: the share it would have in uniform burn-in, 1/K); never below the floor.
+    pub new_arm_weight: Option<f64>,
+    /// Whether the entity has left burn-in already (its last record was not `burn_in`).
+    pub left: bool,
+}
+
+impl BurnIn {
+    /// Entity-wide burn-in only: `min_trials` for every arm of an entity not yet out of it.
+    #[must_use]
+    pub fn new(min_trials: u64) -> Self {
+        BurnIn { min_trials, new_arm_weight: None, left: false }
+    }
+}
+
+/// Burn-in then floor.
+///
+/// An entity in burn-in (it has not left it, and some arm has fewer than `min_trials`
+/// trials; or no arm has them) gets uniform weights and status `BurnIn`. Once every arm has
+/// `min_trials`, w(k) = floor + (1 - K*floor) p_best(k) (uniform if K*floor >= 1), status
+/// `Adaptive`. An entity that has left burn-in does not go back when an arm short of
+/// `min_trials` joins (or falls short): each such arm gets the new-arm weight, and the arms
+/// with their trials share the rest by the same floor rule over their own `p_best`. If the
+/// short arms would leave the others nothing, or less than the floor each, every arm gets 1/K.
 ///
 /// `p_best` and `trials` are in the same arm order. `p_best` is clamped at 0 and
 /// renormalised first, so the weights sum to 1 within rounding even if it is slightly off;
@@ -41,33 +69,51 @@ impl Status {
 ///
 /// # Examples
 /// ```
-/// use banditflow_core::policy::{target_weights, Status};
-/// let (w, status) = target_weights(&[0.7, 0.3], &[40, 500], 100, 0.1);
+/// use banditflow_core::policy::{target_weights, BurnIn, Status};
+/// let (w, status) = target_weights(&[0.7, 0.3], &[40, 500], &BurnIn::new(100), 0.1);
 /// assert_eq!((w, status), (vec![0.5, 0.5], Status::BurnIn));
-/// let (w, status) = target_weights(&[0.7, 0.3], &[400, 500], 100, 0.1);
+/// let (w, status) = target_weights(&[0.7, 0.3], &[400, 500], &BurnIn::new(100), 0.1);
 /// assert_eq!(status, Status::Adaptive);
 /// assert!((w[0] - (0.1 + 0.8 * 0.7)).abs() < 1e-12 && (w[1] - (0.1 + 0.8 * 0.3)).abs() < 1e-12);
+/// // Out of burn-in, a third arm joins: it gets 1/3, the two others share 2/3 by their p_best.
+/// let settled = BurnIn { left: true, ..BurnIn::new(100) };
+/// let (w, status) = target_weights(&[0.6, 0.3, 0.1], &[400, 500, 0], &settled, 0.1);
+/// assert_eq!(status, Status::Adaptive);
+/// assert!((w[2] - 1.0 / 3.0).abs() < 1e-12 && (w[0] - (0.1 + (2.0 / 3.0 - 0.2) * 0.6 / 0.9)).abs() < 1e-12);
 /// ```
 ///
 /// # Panics
 /// If `p_best` and `trials` differ in length.
 #[must_use]
-pub fn target_weights(p_best: &[f64], trials: &[u64], min_trials: u64, floor: f64) -> (Vec<f64>, Status) {
+pub fn target_weights(p_best: &[f64], trials: &[u64], burn_in: &BurnIn, floor: f64) -> (Vec<f64>, Status) {
     assert_eq!(p_best.len(), trials.len(), "p_best and trials must describe the same arms");
     let k = p_best.len();
     let uniform = vec![1.0 / k as f64; k];
-    if !trials.iter().all(|&t| t >= min_trials) {
+    let ready: Vec<bool> = trials.iter().map(|&t| t >= burn_in.min_trials).collect();
+    let short = ready.iter().filter(|r| !**r).count();
+    if short > 0 && (!burn_in.left || short == k) {
         return (uniform, Status::BurnIn);
     }
     let floor = if floor.is_nan() { 0.0 } else { floor.max(0.0) };
-    let spare = 1.0 - k as f64 * floor;
-    let clean: Vec<f64> = p_best.iter().map(|&p| if p.is_finite() { p.max(0.0) } else { 0.0 }).collect();
-    let total: f64 = clean.iter().sum();
-    if spare <= 0.0 || total <= 0.0 {
-        // No room above the floors (or no information at all): share equally.
+    let new_arm = burn_in.new_arm_weight.unwrap_or(1.0 / k as f64).max(floor);
+    let rest = 1.0 - short as f64 * new_arm;
+    // The arms with their trials share `rest` by the floor rule over their own p_best.
+    let spare = rest - (k - short) as f64 * floor;
+    if short > 0 && (spare < 0.0 || rest <= 0.0) {
         return (uniform, Status::Adaptive);
     }
-    let weights = clean.iter().map(|&p| floor + spare * (p / total)).collect();
+    let clean: Vec<f64> = p_best.iter().zip(&ready).map(|(&p, &r)| if r && p.is_finite() { p.max(0.0) } else { 0.0 }).collect();
+    let total: f64 = clean.iter().sum();
+    let weights = clean
+        .iter()
+        .zip(&ready)
+        .map(|(&p, &r)| match (r, spare > 0.0 && total > 0.0) {
+            (false, _) => new_arm,
+            (true, true) => floor + spare * (p / total),
+            // No room above the floors (or no information at all): share equally.
+            (true, false) => rest / (k - short) as f64,
+        })
+        .collect();
     (weights, Status::Adaptive)
 }
 
@@ -156,16 +202,41 @@ mod tests {
 
     #[test]
     fn burn_in_is_uniform_until_every_arm_has_min_trials() {
-        let (w, status) = target_weights(&[0.9, 0.05, 0.05], &[500, 500, 99], 100, 0.05);
+        let (w, status) = target_weights(&[0.9, 0.05, 0.05], &[500, 500, 99], &BurnIn::new(100), 0.05);
         assert_eq!(status, Status::BurnIn);
         assert_eq!(w, vec![1.0 / 3.0; 3]);
-        let (_, status) = target_weights(&[0.9, 0.05, 0.05], &[500, 500, 100], 100, 0.05);
+        let (_, status) = target_weights(&[0.9, 0.05, 0.05], &[500, 500, 100], &BurnIn::new(100), 0.05);
         assert_eq!(status, Status::Adaptive);
     }
 
     #[test]
+    fn out_of_burn_in_a_short_arm_gets_the_new_arm_weight_and_the_others_follow_p_best() {
+        let settled = BurnIn { left: true, ..BurnIn::new(100) };
+        // Default: the share of uniform burn-in, 1/K.
+        let (w, status) = target_weights(&[0.5, 0.5, 0.0, 0.0], &[500, 500, 3, 0], &settled, 0.05);
+        assert_eq!(status, Status::Adaptive);
+        assert_eq!((w[2], w[3]), (0.25, 0.25));
+        assert!((w[0] - 0.25).abs() < 1e-15 && (w[1] - 0.25).abs() < 1e-15, "{w:?}");
+        let (w, _) = target_weights(&[0.9, 0.1, 0.0], &[500, 500, 0], &settled, 0.05);
+        let rest = 1.0 - 1.0 / 3.0;
+        assert!((w[0] - (0.05 + (rest - 0.1) * 0.9)).abs() < 1e-15 && (w[1] - (0.05 + (rest - 0.1) * 0.1)).abs() < 1e-15, "{w:?}");
+        assert!((sum(&w) - 1.0).abs() < 1e-12);
+        // A configured weight, never below the floor.
+        let (w, _) = target_weights(&[0.9, 0.1, 0.0], &[500, 500, 0], &BurnIn { new_arm_weight: Some(0.1), ..settled }, 0.05);
+        assert!((w[2] - 0.1).abs() < 1e-15 && (sum(&w) - 1.0).abs() < 1e-12, "{w:?}");
+        let (w, _) = target_weights(&[0.9, 0.1, 0.0], &[500, 500, 0], &BurnIn { new_arm_weight: Some(0.01), ..settled }, 0.05);
+        assert!((w[2] - 0.05).abs() < 1e-15, "{w:?}");
+        // Short arms that would take everything: uniform.
+        let (w, status) = target_weights(&[0.9, 0.1, 0.0], &[500, 0, 0], &BurnIn { new_arm_weight: Some(0.5), ..settled }, 0.0);
+        assert_eq!((w, status), (vec![1.0 / 3.0; 3], Status::Adaptive));
+        // No arm with its trials, or an entity that never left burn-in: uniform burn-in.
+        assert_eq!(target_weights(&[0.9, 0.1], &[5, 0], &settled, 0.05), (vec![0.5; 2], Status::BurnIn));
+        assert_eq!(target_weights(&[0.9, 0.1], &[500, 0], &BurnIn::new(100), 0.05), (vec![0.5; 2], Status::BurnIn));
+    }
+
+    #[test]
     fn floor_mixes_p_best_with_the_floor() {
-        let (w, status) = target_weights(&[0.7, 0.2, 0.1, 0.0], &[10; 4], 0, 0.05);
+        let (w, status) = target_weights(&[0.7, 0.2, 0.1, 0.0], &[10; 4], &BurnIn::new(0), 0.05);
         assert_eq!(status, Status::Adaptive);
         let expected = [0.05 + 0.8 * 0.7, 0.05 + 0.8 * 0.2, 0.05 + 0.8 * 0.1, 0.05];
         for (a, b) in w.iter().zip(expected) {
@@ -176,16 +247,16 @@ mod tests {
 
     #[test]
     fn floor_too_large_for_the_arms_gives_uniform() {
-        let (w, status) = target_weights(&[1.0, 0.0, 0.0, 0.0], &[10; 4], 0, 0.25);
+        let (w, status) = target_weights(&[1.0, 0.0, 0.0, 0.0], &[10; 4], &BurnIn::new(0), 0.25);
         assert_eq!(status, Status::Adaptive);
         assert_eq!(w, vec![0.25; 4]);
-        let (w, _) = target_weights(&[1.0, 0.0, 0.0], &[10; 3], 0, 0.5);
+        let (w, _) = target_weights(&[1.0, 0.0, 0.0], &[10; 3], &BurnIn::new(0), 0.5);
         assert_eq!(w, vec![1.0 / 3.0; 3]);
     }
 
     #[test]
     fn no_arms_give_no_weights() {
-        let (w, status) = target_weights(&[], &[], 100, 0.1);
+        let (w, status) = target_weights(&[], &[], &BurnIn::new(100), 0.1);
         assert!(w.is_empty());
         assert_eq!(status, Status::Adaptive);
         assert!(limit_step(&[], &[], 0.1).is_empty());
@@ -224,7 +295,7 @@ mod tests {
     }
 
     /// K arms with p_best values, trials, a floor and previous weights that obey it.
-    fn scenario() -> impl Strategy<Value = (Vec<f64>, Vec<f64>, Vec<u64>, u64, f64, f64)> {
+    fn scenario() -> impl Strategy<Value = (Vec<f64>, Vec<f64>, Vec<u64>, u64, f64, f64, Option<f64>, bool)> {
         (1usize..=20).prop_flat_map(|k| {
             (
                 prop::collection::vec(0.0f64..1.0, k),
@@ -233,6 +304,8 @@ mod tests {
                 0u64..150,
                 prop_oneof![Just(0.0), 0.0f64..(1.0 / k as f64), 0.0f64..0.3],
                 prop_oneof![0.001f64..0.2, 0.2f64..1.0],
+                prop_oneof![Just(None), (0.0f64..0.5).prop_map(Some)],
+                any::<bool>(),
             )
         })
     }
@@ -249,12 +322,13 @@ mod tests {
     proptest! {
         #[test]
         fn policy_weights_are_distributions_that_keep_floors_and_step_limit(
-            (p_raw, prev_raw, trials, min_trials, floor, max_step) in scenario()
+            (p_raw, prev_raw, trials, min_trials, floor, max_step, new_arm_weight, left) in scenario()
         ) {
             let k = p_raw.len();
             let p = normalised(&p_raw);
-            let (target, status) = target_weights(&p, &trials, min_trials, floor);
-            let (previous, _) = target_weights(&normalised(&prev_raw), &vec![u64::MAX; k], 0, floor);
+            let burn_in = BurnIn { min_trials, new_arm_weight, left };
+            let (target, status) = target_weights(&p, &trials, &burn_in, floor);
+            let (previous, _) = target_weights(&normalised(&prev_raw), &vec![u64::MAX; k], &BurnIn::new(0), floor);
             let floors_apply = status == Status::Adaptive && (k as f64) * floor < 1.0;
             let check = |w: &[f64]| -> Result<(), TestCaseError> {
                 prop_assert!(w.iter().all(|&x| x >= 0.0), "negative weight {:?}", w);

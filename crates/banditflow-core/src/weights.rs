@@ -18,7 +18,7 @@ use crate::attribution::Served;
 use crate::config::{Dataflow, DecisionConfig, OnWinner, PolicyConfig, Prior};
 use crate::decision::{cap_stopped, shape, stopped_cap, ArmState, Change, Decisions, Standing};
 use crate::event::{arm_id_of, entity_id_of, Forgotten, Name, NameId, Registration};
-use crate::policy::{carried_over, limit_step, target_weights, Status};
+use crate::policy::{carried_over, limit_step, target_weights, BurnIn, Status};
 use crate::posterior::{best_arm, Beta};
 use crate::record::{
     ArmWeight, DecisionEvent, DecisionStatistics, EncodedDecision, EncodedRecord, Published, Thresholds, WeightRecord,
@@ -186,7 +186,12 @@ impl Policy {
             .collect();
         let odds = best_arm(&posteriors);
         let trials: Vec<u64> = arms.iter().map(|a| a.2).collect();
-        let (mut target, status) = target_weights(&odds.p_best, &trials, self.rules.policy.min_trials, self.rules.policy.floor);
+        // An entity out of burn-in stays out when an arm joins: the arm has a burn-in of its own.
+        let left = self.entities.get(&entity).is_some_and(|e| e.last.status != Status::BurnIn);
+        let policy = &self.rules.policy;
+        let burn_in = BurnIn { min_trials: policy.min_trials, new_arm_weight: policy.new_arm_weight, left };
+        let (mut target, status) = target_weights(&odds.p_best, &trials, &burn_in, policy.floor);
+        let short: Vec<bool> = trials.iter().map(|&t| status == Status::BurnIn || t < policy.min_trials).collect();
 
         // Decisions first: the states shape the weights.
         let arm_ids: Vec<NameId> = arms.iter().map(|a| a.0).collect();
@@ -195,10 +200,10 @@ impl Policy {
         let standings: Vec<Standing> = arms
             .iter()
             .enumerate()
-            .map(|(i, a)| Standing { arm: a.0, p_best: odds.p_best[i], expected_loss: odds.expected_loss[i] })
+            .map(|(i, a)| Standing { arm: a.0, p_best: odds.p_best[i], expected_loss: odds.expected_loss[i], burn_in: short[i] })
             .collect();
         let mut changes = self.redeclared.remove(&entity).unwrap_or_default();
-        changes.extend(decisions.evaluate(&self.rules.decision, tick, &standings, status == Status::BurnIn));
+        changes.extend(decisions.evaluate(&self.rules.decision, tick, &standings));
         let states: Vec<ArmState> = arm_ids.iter().map(|a| decisions.state(*a)).collect();
         let status = if arms.is_empty() {
             Status::Empty
@@ -213,7 +218,7 @@ impl Policy {
         } else {
             self.deciding.remove(&entity);
         }
-        shape(&mut target, &states, &self.rules.decision, self.rules.policy.floor);
+        shape(&mut target, &states, &short, &self.rules.decision, self.rules.policy.floor);
 
         // The step limit walks from the last record's weights, carried over to the arms of
         // now (a new arm from 0, a retired arm's weight shared by the rest).
