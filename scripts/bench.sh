@@ -24,6 +24,10 @@
 #   BENCH_RECOVERY_COUNT=5000000    assignments in its window
 #   BENCH_BASE_REV                  also time replay of this earlier revision (built in a git
 #                                   worktree) against this build, in turn on the same traffic
+#   BENCH_BASE_PATCH                a patch applied to that revision's worktree first, e.g.
+#                                   benches/without-statistics.patch with BENCH_BASE_REV=HEAD:
+#                                   this revision with issue 11's statistics and decision rules
+#                                   taken out, so the comparison prices them alone
 #   BENCH_BASE_RUNS=5               pairs of that comparison
 #   BENCH_SIMULATE=1                also time `banditflow simulate` on dataflows/scenarios/bench.toml
 #                                   (1,000,000 steps x 20 reps of 10 arms, refresh every 100)
@@ -286,11 +290,19 @@ if [[ ${BENCH_RECOVERY:-1} == 1 ]]; then
 fi
 # --- 11. Before and after: this build against an earlier revision, same traffic, same run ---
 if [[ -n ${BENCH_BASE_REV:-} ]]; then
-    BASE_DIR=$BENCH_DIR/base-$BENCH_BASE_REV
+    # By commit, so a moving name (HEAD) never reuses a stale worktree.
+    BASE_COMMIT=$(git rev-parse --short "$BENCH_BASE_REV^{commit}") || die "no revision $BENCH_BASE_REV"
+    BASE_NAME=$BASE_COMMIT${BENCH_BASE_PATCH:+-$(basename "$BENCH_BASE_PATCH" .patch)}
+    BASE_DIR=$BENCH_DIR/base-$BASE_NAME
     BASE_BIN=$BENCH_DIR/base-target/release/banditflow
     if [[ ! -d $BASE_DIR ]]; then
         log "checking out $BENCH_BASE_REV into $BASE_DIR"
-        git worktree add --force --detach "$BASE_DIR" "$BENCH_BASE_REV" >/dev/null
+        git worktree add --force --detach "$BASE_DIR" "$BASE_COMMIT" >/dev/null
+        if [[ -n ${BENCH_BASE_PATCH:-} ]]; then
+            log "applying $BENCH_BASE_PATCH"
+            git -C "$BASE_DIR" apply "$ROOT/$BENCH_BASE_PATCH" ||
+                die "$BENCH_BASE_PATCH does not apply to $BENCH_BASE_REV (refresh it against that revision)"
+        fi
     fi
     log "building $BENCH_BASE_REV (cargo build --release, target $BENCH_DIR/base-target)"
     (cd "$BASE_DIR" && CARGO_TARGET_DIR=$BENCH_DIR/base-target cargo build --release --quiet --bin banditflow) ||
@@ -318,11 +330,11 @@ if [[ -n ${BENCH_BASE_REV:-} ]]; then
     fi
     {
         echo
-        echo "### Before and after: rev $REV against $BENCH_BASE_REV, same traffic, $RUNS pairs in turn"
+        echo "### Before and after: rev $REV against $BASE_NAME, same traffic, $RUNS pairs in turn"
         echo
         echo "| | wall s (median) | events/s | peak RSS MiB (last) |"
         echo "|---|---:|---:|---:|"
-        echo "| before ($BENCH_BASE_REV) | $(median "${BEFORE_WALL[@]}") | $(eps "$(median "${BEFORE_WALL[@]}")") | $(mib "$BEFORE_RSS") |"
+        echo "| before ($BASE_NAME) | $(median "${BEFORE_WALL[@]}") | $(eps "$(median "${BEFORE_WALL[@]}")") | $(mib "$BEFORE_RSS") |"
         echo "| after ($REV) | $(median "${AFTER_WALL[@]}") | $(eps "$(median "${AFTER_WALL[@]}")") | $(mib "$AFTER_RSS") |"
         echo
         echo "- after / before wall, pair by pair: ${RATIOS[*]}; median $(median "${RATIOS[@]}")"
