@@ -1309,13 +1309,14 @@ fn arms_set_retire_and_list_round_trip_through_the_registry_topic() {
     };
     let (_, said) = arms(&["set", "entity-000", "model-b", "--model-version", "v3", "--trained-at", "2026-11-30T12:00:00Z", "--label", "team=search", "--label", "stage=canary"]);
     assert!(said.contains("entity-000/model-b is active from"), "{said}");
-    arms(&["set", "entity-000", "model-c"]);
+    arms(&["set", "entity-000", "model-c", "--initial-weight", "0.25"]);
     arms(&["set", "entity-001", "model-a", "--model-version", "v1"]);
     arms(&["retire", "entity-000", "model-b"]);
     let (listed, _) = arms(&["list", "--json", "--entity", "entity-000"]);
     let records: Vec<Value> = listed.lines().map(|l| serde_json::from_str(l).expect("a registry record")).collect();
     let states: Vec<(&str, &str)> = records.iter().map(|r| (r["arm_id"].as_str().expect("arm"), r["state"].as_str().expect("state"))).collect();
     assert_eq!(states, [("model-b", "retired"), ("model-c", "active")], "{listed}");
+    assert_eq!(records[1]["initial_weight"], serde_json::json!(0.25), "{listed}");
     // What was written is a registry record the dataflow reads, under its key.
     let schema: Value = serde_json::from_str(&std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("schemas/arm.schema.json")).expect("schema")).expect("JSON");
     let validator = jsonschema::draft202012::new(&schema).expect("schema compiles");
@@ -1335,6 +1336,16 @@ fn arms_set_retire_and_list_round_trip_through_the_registry_topic() {
     assert!(lines[0].starts_with("entity") && lines[0].contains("model_version"), "{table}");
     assert_eq!(lines.len(), 4, "{table}");
     assert!(lines.iter().any(|l| l.contains("entity-001") && l.contains("model-a") && l.contains("active") && l.contains("v1")), "{table}");
+    assert!(lines[0].contains("initial_weight") && lines.iter().any(|l| l.contains("model-c") && l.contains("0.25")), "{table}");
+    // A weight outside (0, 1] is refused before anything is written.
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_banditflow"))
+        .args(["arms", "set", "--dataflow"])
+        .arg(&scenario.job)
+        .args(["entity-000", "model-d", "--initial-weight", "1.5"])
+        .env("BANDITFLOW_KAFKA_ARMS_TOPIC", "arms")
+        .output()
+        .expect("run");
+    assert!(!out.status.success() && String::from_utf8_lossy(&out.stderr).contains("--initial-weight 1.5"), "{}", String::from_utf8_lossy(&out.stderr));
     // Without a registry topic in the job, it says so.
     let out = std::process::Command::new(env!("CARGO_BIN_EXE_banditflow")).args(["arms", "list", "--dataflow"]).arg(&scenario.job).output().expect("run");
     assert!(!out.status.success() && String::from_utf8_lossy(&out.stderr).contains("arms_topic"), "{}", String::from_utf8_lossy(&out.stderr));

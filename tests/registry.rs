@@ -331,3 +331,96 @@ fn a_new_arm_gets_its_new_arm_weight_and_does_not_send_an_adaptive_entity_back_t
         assert!((weight(settled, "c").expect("c") - (floor + (1.0 - 3.0 * floor) * settled.arms[2].p_best)).abs() < 1e-12, "{policy}: {settled:?}");
     }
 }
+
+/// Replays `alternating(40, 2)` (a always converts, b never) for entity "e" under `job_tail`
+/// (appended to a 1 s tick, 60 s window job) with the registry `arms`; the records of "e".
+fn replay_e(dir: &Path, job_tail: &str, arms: &[String], workers: usize) -> Vec<WeightRecord> {
+    let (assignments, outcomes) = alternating(40, 2);
+    write(&dir.join("a.jsonl"), &assignments);
+    write(&dir.join("o.jsonl"), &outcomes);
+    write(&dir.join("r.jsonl"), arms);
+    let job = Dataflow::from_toml_str(&format!(
+        "name = \"split\"\ntick = \"1s\"\nwindow = \"60s\"\nattribution = \"2s\"\nallowed_lateness = \"1s\"\n{job_tail}"
+    ))
+    .expect("valid job");
+    let options = ReplayOptions {
+        arms: Some(Input::File(dir.join("r.jsonl"))),
+        workers,
+        ..ReplayOptions::new(job, Input::File(dir.join("a.jsonl")), Input::File(dir.join("o.jsonl")))
+    };
+    let (mut records, _) = replay_records(&options).expect("replay");
+    for r in &mut records {
+        r.computed_at = 0;
+    }
+    records.retain(|r| r.entity_id == "e");
+    records
+}
+
+#[test]
+fn static_allocation_publishes_exactly_the_declared_split_at_every_tick_and_still_decides() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    // a and b declared in the job file (0.6 : 0.2); c joins at 5 s with 0.25 from the
+    // registry; b's registry record at 10 s overrides its weight with 0.1; b retires at 15 s.
+    let arms = [
+        format!(r#"{{"entity_id":"e","arm_id":"c","state":"active","ts":{},"initial_weight":0.25}}"#, T0 + 5_000),
+        format!(r#"{{"entity_id":"e","arm_id":"b","state":"active","ts":{},"initial_weight":0.1}}"#, T0 + 10_000),
+        format!(r#"{{"entity_id":"e","arm_id":"b","state":"retired","ts":{}}}"#, T0 + 15_000),
+    ];
+    let tail = "[policy]\nallocation = \"static\"\nmin_trials = 3\nfloor = 0.05\nmax_step = 0.05\n\
+                [[arms]]\nentity_id = \"e\"\narm_ids = [\"a\", \"b\"]\ninitial_weights = { a = 0.6, b = 0.2 }\n";
+    let records = replay_e(dir.path(), tail, &arms, 1);
+    assert_eq!(records, replay_e(dir.path(), tail, &arms, 2), "the same for 1 and 2 workers");
+    assert!(records.len() >= 15, "a record at least every time the counts change: {}", records.len());
+    let mut stopped = false;
+    for r in &records {
+        let at = r.as_of - T0;
+        let expected: Vec<(&str, f64)> = if at < 5_000 {
+            vec![("a", 0.6), ("b", 0.2)]
+        } else if at < 10_000 {
+            vec![("a", 0.6), ("b", 0.2), ("c", 0.25)]
+        } else if at < 15_000 {
+            vec![("a", 0.6), ("b", 0.1), ("c", 0.25)]
+        } else {
+            vec![("a", 0.6), ("c", 0.25)]
+        };
+        let total: f64 = expected.iter().map(|(_, w)| w).sum();
+        assert_eq!(arm_ids(r), expected.iter().map(|(a, _)| *a).collect::<Vec<_>>(), "{r:?}");
+        assert_eq!(r.status.as_str(), "static", "{r:?}");
+        for (arm, (_, w)) in r.arms.iter().zip(&expected) {
+            // Exactly the declared split, normalised: no floor, no step limit, no decision.
+            assert!((arm.weight - w / total).abs() < 1e-12, "{} has {} at {at}, declared {w} of {total}", arm.arm_id, arm.weight);
+        }
+        // Every statistic is still there, and the rules still decide.
+        assert!(r.arms.iter().all(|a| a.ci95[0] <= a.mean && a.mean <= a.ci95[1]), "{r:?}");
+        if r.arms.iter().all(|a| a.trials > 0) {
+            assert!(r.chi_square.dof as usize == r.arms.len() - 1 && r.chi_square.p_value < 1.0, "{r:?}");
+        }
+        stopped |= r.arms.iter().any(|a| a.arm_id == "b" && a.state.as_str() == "stopped");
+    }
+    assert!(stopped, "b (never converting) is stopped by the rules, its weight untouched");
+}
+
+#[test]
+fn an_adaptive_entity_starts_from_its_declared_split_and_a_new_arm_from_its_share() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let arms = [
+        format!(r#"{{"entity_id":"e","arm_id":"a","state":"active","ts":{},"initial_weight":0.7}}"#, T0),
+        format!(r#"{{"entity_id":"e","arm_id":"b","state":"active","ts":{},"initial_weight":0.3}}"#, T0),
+        // c declares no weight: it shares what a and b leave (nothing), so counts as 1/3.
+        format!(r#"{{"entity_id":"e","arm_id":"c","state":"active","ts":{}}}"#, T0 + 12_000),
+    ];
+    let tail = "[policy]\nmin_trials = 3\nfloor = 0.05\n[decision]\nstop_p_best = 0\n";
+    let records = replay_e(dir.path(), tail, &arms, 1);
+    assert_eq!(records, replay_e(dir.path(), tail, &arms, 2), "the same for 1 and 2 workers");
+    let burn_in: Vec<&WeightRecord> = records.iter().filter(|r| r.status.as_str() == "burn_in").collect();
+    assert!(!burn_in.is_empty() && burn_in.iter().all(|r| r.as_of < T0 + 12_000), "{records:?}");
+    for r in &burn_in {
+        // The declared split, floored like p_best: 0.05 + 0.9 * share.
+        assert!((r.arms[0].weight - (0.05 + 0.9 * 0.7)).abs() < 1e-12 && (r.arms[1].weight - (0.05 + 0.9 * 0.3)).abs() < 1e-12, "{r:?}");
+    }
+    let with_c = records.iter().find(|r| r.arms.len() == 3).expect("c joins");
+    assert_eq!(with_c.as_of, T0 + 12_999, "{with_c:?}");
+    assert_ne!(with_c.status.as_str(), "burn_in", "not back to burn-in: {with_c:?}");
+    let split_c = (1.0 / 3.0) / (1.0 + 1.0 / 3.0);
+    assert!((with_c.arms[2].weight - split_c).abs() < 1e-12, "c gets its share of the split: {with_c:?}");
+}

@@ -47,6 +47,10 @@ enum Command {
         /// `metadata.labels`, `KEY=VALUE`; repeat for more.
         #[arg(long = "label", value_name = "KEY=VALUE")]
         labels: Vec<String>,
+        /// The arm's share of the declared split, in (0, 1]: its weight during burn-in and
+        /// under `allocation = "static"`.
+        #[arg(long)]
+        initial_weight: Option<f64>,
     },
     /// Retire an arm from now on: it leaves the weight records and its later assignments do
     /// not count.
@@ -87,7 +91,12 @@ pub fn run(args: Args) -> anyhow::Result<()> {
                 eprintln!("arms: {unreadable} records on {topic} are not registry records and are not listed");
             }
         }
-        Command::Set { dataflow, entity, arm, model_version, trained_at, labels } => {
+        Command::Set { dataflow, entity, arm, model_version, trained_at, labels, initial_weight } => {
+            if let Some(w) = initial_weight {
+                if banditflow_core::event::InitialWeight::new(w).is_none() {
+                    bail!("--initial-weight {w} must be greater than 0 and at most 1");
+                }
+            }
             let (kafka, topic) = registry_of(&dataflow)?;
             let mut metadata = serde_json::Map::new();
             if let Some(version) = model_version {
@@ -108,11 +117,11 @@ pub fn run(args: Args) -> anyhow::Result<()> {
                 metadata.insert("labels".into(), Value::Object(map));
             }
             let metadata = (!metadata.is_empty()).then_some(Value::Object(metadata));
-            write(&kafka, &topic, Standing { entity_id: entity, arm_id: arm, state: "active".into(), ts: banditflow_core::time::now_ms(), metadata })?;
+            write(&kafka, &topic, Standing { entity_id: entity, arm_id: arm, state: "active".into(), ts: banditflow_core::time::now_ms(), metadata, initial_weight })?;
         }
         Command::Retire { dataflow, entity, arm } => {
             let (kafka, topic) = registry_of(&dataflow)?;
-            write(&kafka, &topic, Standing { entity_id: entity, arm_id: arm, state: "retired".into(), ts: banditflow_core::time::now_ms(), metadata: None })?;
+            write(&kafka, &topic, Standing { entity_id: entity, arm_id: arm, state: "retired".into(), ts: banditflow_core::time::now_ms(), metadata: None, initial_weight: None })?;
         }
     }
     Ok(())
@@ -125,10 +134,10 @@ fn write(kafka: &KafkaConfig, topic: &str, standing: Standing) -> anyhow::Result
     Ok(())
 }
 
-/// The standings as an aligned table: entity, arm, state, since, model version, trained at,
-/// labels.
+/// The standings as an aligned table: entity, arm, state, since, initial weight, model
+/// version, trained at, labels.
 fn print_table(standings: &[&Standing]) {
-    let rows: Vec<[String; 7]> = standings
+    let rows: Vec<[String; 8]> = standings
         .iter()
         .map(|s| {
             let field = |name: &str| s.metadata.as_ref().and_then(|m| m.get(name)).and_then(Value::as_str).unwrap_or("").to_owned();
@@ -139,10 +148,11 @@ fn print_table(standings: &[&Standing]) {
                 .and_then(Value::as_object)
                 .map(|l| l.iter().map(|(k, v)| format!("{k}={}", v.as_str().unwrap_or_default())).collect::<Vec<_>>().join(","))
                 .unwrap_or_default();
-            [s.entity_id.clone(), s.arm_id.clone(), s.state.clone(), banditflow::logs::rfc3339(s.ts), field("model_version"), field("trained_at"), labels]
+            let initial = s.initial_weight.map(|w| w.to_string()).unwrap_or_default();
+            [s.entity_id.clone(), s.arm_id.clone(), s.state.clone(), banditflow::logs::rfc3339(s.ts), initial, field("model_version"), field("trained_at"), labels]
         })
         .collect();
-    let header = ["entity", "arm", "state", "since", "model_version", "trained_at", "labels"].map(str::to_owned);
+    let header = ["entity", "arm", "state", "since", "initial_weight", "model_version", "trained_at", "labels"].map(str::to_owned);
     let mut widths = header.clone().map(|h| h.len());
     for row in &rows {
         for (w, cell) in widths.iter_mut().zip(row) {

@@ -27,6 +27,8 @@ pub struct Standing {
     pub ts: i64,
     /// Its metadata, as written.
     pub metadata: Option<Value>,
+    /// Its share of the declared split, in `(0, 1]`.
+    pub initial_weight: Option<f64>,
 }
 
 /// Why the registry could not be read or written.
@@ -78,6 +80,7 @@ fn standing_of(record: &Value) -> Option<Standing> {
         state: state.to_owned(),
         ts: record["ts"].as_i64()?,
         metadata: record.get("metadata").filter(|m| !m.is_null()).cloned(),
+        initial_weight: record.get("initial_weight").and_then(Value::as_f64),
     })
 }
 
@@ -91,6 +94,9 @@ pub fn record_of(standing: &Standing) -> Value {
     });
     if let Some(metadata) = &standing.metadata {
         record["metadata"] = metadata.clone();
+    }
+    if let Some(weight) = standing.initial_weight {
+        record["initial_weight"] = serde_json::json!(weight);
     }
     record
 }
@@ -119,10 +125,12 @@ mod tests {
             state: "active".into(),
             ts: 1_767_225_600_000,
             metadata: Some(serde_json::json!({"model_version": "v2", "labels": {"team": "search"}})),
+            initial_weight: Some(0.25),
         };
         assert_eq!(standing_of(&record_of(&standing)), Some(standing.clone()));
-        let retired = Standing { state: "retired".into(), metadata: None, ..standing };
+        let retired = Standing { state: "retired".into(), metadata: None, initial_weight: None, ..standing };
         assert_eq!(record_of(&retired).get("metadata"), None);
+        assert_eq!(record_of(&retired).get("initial_weight"), None);
         assert_eq!(standing_of(&serde_json::json!({"entity_id": "e", "arm_id": "a", "state": "paused", "ts": 1})), None);
         assert_eq!(key_of("hero", "model-b"), "hero/model-b");
     }

@@ -214,7 +214,7 @@ fn register(catalog: &mut timely::dataflow::operators::vec::input::Handle<u64, C
     if active {
         catalog.send(Catalog::Name(Name { id: arm, text: name.clone() }));
     }
-    catalog.send(Catalog::Registration(Registration { entity: served.entity, arm, active, ts, metadata: None }));
+    catalog.send(Catalog::Registration(Registration { entity: served.entity, arm, active, ts, metadata: None, initial_weight: None }));
     if let Some(logs) = logs.as_mut() {
         logs.registration(&served.name, &name, active, ts);
     }

@@ -810,7 +810,7 @@ mod tests {
         let mut s = Attribution::new(rules(), 0);
         let mut c = Counters::default();
         let mut out = Vec::new();
-        let retire = Registration { entity: 1, arm: 7, active: false, ts: 2_000, metadata: None };
+        let retire = Registration { entity: 1, arm: 7, active: false, ts: 2_000, metadata: None, initial_weight: None };
         s.register(&retire);
         s.assignment(assignment("before", 7, 1_999), 0, &mut c);
         s.assignment(assignment("after", 7, 2_000), 0, &mut c);
@@ -896,7 +896,7 @@ mod tests {
     fn a_restored_snapshot_carries_on_exactly_like_the_original_on_any_worker_count() {
         let mut original = Attribution::new(rules(), 0);
         let (mut c, mut out) = (Counters::default(), Vec::new());
-        let reg = Registration { entity: 1, arm: 5, active: false, ts: 1_500, metadata: None };
+        let reg = Registration { entity: 1, arm: 5, active: false, ts: 1_500, metadata: None, initial_weight: None };
         original.register(&reg);
         original.name(Name { id: 7, text: "b".into() });
         original.name(Name { id: 9, text: "a".into() });

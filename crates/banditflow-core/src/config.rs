@@ -9,7 +9,7 @@
 //! `deployment` module reads them with [`from_toml`], so every error names its key the same
 //! way: by the path serde reports (`serde_path_to_error`) and the line of the toml span.
 
-use std::collections::HashSet;
+use std::collections::{BTreeMap, HashSet};
 use std::fmt;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -85,6 +85,17 @@ const DEFAULT_CONFIRM_TICKS: u32 = 3;
 const DEFAULT_STOP_P_BEST: f64 = 0.001;
 /// Default of [`DecisionConfig::srm_alpha`].
 const DEFAULT_SRM_ALPHA: f64 = 0.001;
+
+/// Whether weights follow the posteriors or a fixed split.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Allocation {
+    /// `"adaptive"`: burn-in, then the posteriors shape the weights.
+    Adaptive,
+    /// `"static"`: every record publishes the declared split (the arms' initial weights,
+    /// normalised; uniform without them), a classical A/B test that still gets every
+    /// statistic, sample-ratio check and decision event.
+    Static,
+}
 
 /// What the weights do once an entity has a winner.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -186,6 +197,9 @@ pub struct PolicyConfig {
     /// is declared active again (a retrained model), whether its counts still in the window
     /// stay (`keep`) or leave it at once, so the arm starts again from the prior (`reset`).
     pub reset_on_reactivate: bool,
+    /// `allocation` (optional, `"adaptive"` or `"static"`, default `"adaptive"`): whether
+    /// weights follow the posteriors or stay at the declared split.
+    pub allocation: Allocation,
 }
 
 impl Default for PolicyConfig {
@@ -197,6 +211,7 @@ impl Default for PolicyConfig {
             max_step: None,
             new_arm_weight: None,
             reset_on_reactivate: false,
+            allocation: Allocation::Adaptive,
         }
     }
 }
@@ -212,6 +227,9 @@ pub struct ArmDeclaration {
     /// `control` (optional, one of `arm_ids`): this entity's control arm, in place of
     /// `[decision] control`.
     pub control: Option<String>,
+    /// `initial_weights` (optional, a table from some of `arm_ids` to numbers in `(0, 1]`):
+    /// the declared split, used during burn-in and by `allocation = "static"`.
+    pub initial_weights: BTreeMap<String, f64>,
 }
 
 /// Why a job file was rejected. Every message names the key at fault.
@@ -455,6 +473,22 @@ pub enum ConfigError {
         /// The value given.
         value: String,
     },
+    /// `policy.allocation` is not one of its words.
+    #[error("invalid `policy.allocation`: \"{value}\" (expected \"adaptive\" or \"static\")")]
+    BadAllocation {
+        /// The value given.
+        value: String,
+    },
+    /// An `[[arms]]` initial weight for an arm not in its `arm_ids`, or outside `(0, 1]`.
+    #[error("invalid `arms.initial_weights` for entity `{entity_id}`: arm `{arm_id}` {problem}")]
+    BadInitialWeight {
+        /// The entity.
+        entity_id: String,
+        /// The arm named.
+        arm_id: String,
+        /// What is wrong, in words.
+        problem: String,
+    },
     /// `decision.on_winner` is not one of its words.
     #[error("invalid `decision.on_winner`: \"{value}\" (expected \"keep_exploring\" or \"exploit\")")]
     BadOnWinner {
@@ -632,6 +666,16 @@ impl DecisionConfig {
 
 impl ArmDeclaration {
     fn validate(&self) -> Result<(), ConfigError> {
+        for (arm_id, &weight) in &self.initial_weights {
+            let problem = if !self.arm_ids.contains(arm_id) {
+                "is not one of its `arm_ids`".to_owned()
+            } else if !(weight > 0.0 && weight <= 1.0) {
+                format!("has weight {weight}; must be greater than 0 and at most 1")
+            } else {
+                continue;
+            };
+            return Err(ConfigError::BadInitialWeight { entity_id: self.entity_id.clone(), arm_id: arm_id.clone(), problem });
+        }
         if let Some(control) = &self.control {
             if !self.arm_ids.contains(control) {
                 return Err(ConfigError::UnknownControl { entity_id: self.entity_id.clone(), arm_id: control.clone() });
@@ -770,6 +814,7 @@ struct RawPolicy {
     max_step: Option<f64>,
     new_arm_weight: Option<f64>,
     on_reactivate: Option<String>,
+    allocation: Option<String>,
 }
 
 #[derive(Deserialize)]
@@ -778,6 +823,7 @@ struct RawArmDeclaration {
     entity_id: Option<String>,
     arm_ids: Option<Vec<String>>,
     control: Option<String>,
+    initial_weights: Option<BTreeMap<String, f64>>,
 }
 
 #[derive(Default, Deserialize)]
@@ -865,12 +911,19 @@ impl RawPolicy {
             Some("reset") => true,
             Some(other) => return Err(ConfigError::BadOnReactivate { value: other.to_owned() }),
         };
+        let allocation = match self.allocation.as_deref() {
+            None => default.allocation,
+            Some("adaptive") => Allocation::Adaptive,
+            Some("static") => Allocation::Static,
+            Some(other) => return Err(ConfigError::BadAllocation { value: other.to_owned() }),
+        };
         Ok(PolicyConfig {
             min_trials: self.min_trials.unwrap_or(default.min_trials),
             floor: self.floor.unwrap_or(default.floor),
             max_step: self.max_step.or(default.max_step),
             new_arm_weight: self.new_arm_weight.or(default.new_arm_weight),
             reset_on_reactivate,
+            allocation,
         })
     }
 }
@@ -881,6 +934,7 @@ impl RawArmDeclaration {
             entity_id: required(self.entity_id, "arms.entity_id")?,
             arm_ids: required(self.arm_ids, "arms.arm_ids")?,
             control: self.control,
+            initial_weights: self.initial_weights.unwrap_or_default(),
         })
     }
 }
@@ -1064,6 +1118,7 @@ beta = 7
 min_trials = 50
 floor = 0.05
 max_step = 0.2
+allocation = "static"
 
 [decision]
 control = "x"
@@ -1079,6 +1134,7 @@ srm_alpha = 0.01
 entity_id = "hero"
 arm_ids = ["a", "b", "c"]
 control = "b"
+initial_weights = { a = 0.5, b = 0.3 }
 
 [[arms]]
 entity_id = "footer"
@@ -1104,17 +1160,20 @@ arm_ids = ["x"]
                 max_step: Some(0.2),
                 new_arm_weight: None,
                 reset_on_reactivate: false,
+                allocation: Allocation::Static,
             },
             arms: vec![
                 ArmDeclaration {
                     entity_id: "hero".into(),
                     arm_ids: vec!["a".into(), "b".into(), "c".into()],
                     control: Some("b".into()),
+                    initial_weights: [("a".to_owned(), 0.5), ("b".to_owned(), 0.3)].into_iter().collect(),
                 },
                 ArmDeclaration {
                     entity_id: "footer".into(),
                     arm_ids: vec!["x".into()],
                     control: None,
+                    initial_weights: BTreeMap::new(),
                 },
             ],
             decision: DecisionConfig {
@@ -1144,6 +1203,10 @@ arm_ids = ["x"]
             ("[decision]\nwinner_max_loss = -1\n", "invalid `decision.winner_max_loss`: must be a finite number at least 0 (got -1)"),
             ("[decision]\non_winner = \"greedy\"\n", "invalid `decision.on_winner`: \"greedy\" (expected \"keep_exploring\" or \"exploit\")"),
             ("[[arms]]\nentity_id = \"e\"\narm_ids = [\"a\"]\ncontrol = \"z\"\n", "invalid `arms.control` for entity `e`: `z` is not one of its `arm_ids`"),
+            ("[policy]\nallocation = \"fixed\"\n", "invalid `policy.allocation`: \"fixed\" (expected \"adaptive\" or \"static\")"),
+            ("[[arms]]\nentity_id = \"e\"\narm_ids = [\"a\"]\ninitial_weights = { z = 0.5 }\n", "invalid `arms.initial_weights` for entity `e`: arm `z` is not one of its `arm_ids`"),
+            ("[[arms]]\nentity_id = \"e\"\narm_ids = [\"a\"]\ninitial_weights = { a = 0 }\n", "invalid `arms.initial_weights` for entity `e`: arm `a` has weight 0; must be greater than 0 and at most 1"),
+            ("[[arms]]\nentity_id = \"e\"\narm_ids = [\"a\"]\ninitial_weights = { a = 1.5 }\n", "invalid `arms.initial_weights` for entity `e`: arm `a` has weight 1.5; must be greater than 0 and at most 1"),
         ] {
             let err = Dataflow::from_toml_str(&format!("{MINIMAL}{section}")).unwrap_err();
             assert_eq!(err.to_string(), message);
@@ -1173,7 +1236,8 @@ arm_ids = ["x"]
                 floor: 0.0,
                 max_step: None,
                 new_arm_weight: None,
-                reset_on_reactivate: false
+                reset_on_reactivate: false,
+                allocation: Allocation::Adaptive,
             }
         );
         assert!(dataflow.arms.is_empty());

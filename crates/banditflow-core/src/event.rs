@@ -111,6 +111,27 @@ pub struct Registration {
     pub ts: i64,
     /// The record's `metadata`, as JSON, passed through to the weight record.
     pub metadata: Option<String>,
+    /// The record's `initial_weight`: the arm's share of the declared split.
+    pub initial_weight: Option<InitialWeight>,
+}
+
+/// An arm's declared share of its entity's traffic, a number in `(0, 1]`, kept as its bits
+/// so that registry records stay `Eq` and sort the same on every worker.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub struct InitialWeight(u64);
+
+impl InitialWeight {
+    /// `weight` if it is in `(0, 1]`.
+    #[must_use]
+    pub fn new(weight: f64) -> Option<Self> {
+        (weight > 0.0 && weight <= 1.0).then(|| InitialWeight(weight.to_bits()))
+    }
+
+    /// The weight.
+    #[must_use]
+    pub fn get(self) -> f64 {
+        f64::from_bits(self.0)
+    }
 }
 
 /// What admission forgot at the end of a tick: the dataflow holds nothing of these any more.

@@ -1,6 +1,7 @@
-//! The weight policy: burn-in (per entity, then per arm), then a floor under `p_best`, then an optional step limit
-//! from the previously published weights (docs/semantics.md, "Weights"). Pure functions on
-//! slices in arm order; the caller keeps the arms aligned.
+//! The weight policy: the declared split, burn-in (per entity, then per arm), then a floor
+//! under `p_best`, then an optional step limit from the previously published weights
+//! (docs/semantics.md, "Weights"). Pure functions on slices in arm order; the caller keeps
+//! the arms aligned.
 
 /// Whether an entity's weights are still in burn-in or follow the posteriors.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
@@ -16,11 +17,13 @@ pub enum Status {
     /// Its last arm left (retired): one record with no arms says so, then none until it has
     /// arms again.
     Empty,
+    /// `allocation = "static"`: the weights are the declared split, whatever the posteriors.
+    Static,
 }
 
 impl Status {
     /// The status as written in the weight record: "burn_in", "adaptive", "winner" or
-    /// "empty".
+    /// "empty", "static".
     #[must_use]
     pub fn as_str(&self) -> &'static str {
         match self {
@@ -28,13 +31,14 @@ impl Status {
             Status::Adaptive => "adaptive",
             Status::Winner => "winner",
             Status::Empty => "empty",
+            Status::Static => "static",
         }
     }
 }
 
 /// What burn-in needs to know of an entity besides its arms' trials.
 #[derive(Clone, Copy, Debug, PartialEq)]
-pub struct BurnIn {
+pub struct BurnIn<'a> {
     /// Resolved trials an arm needs in the window to follow its posterior.
     pub min_trials: u64,
     /// The weight of an arm still short of `min_trials` in an entity that has left burn-in
@@ -42,23 +46,62 @@ pub struct BurnIn {
     pub new_arm_weight: Option<f64>,
     /// Whether the entity has left burn-in already (its last record was not `burn_in`).
     pub left: bool,
+    /// The declared split in arm order ([`declared_split`]); `None`: uniform.
+    pub split: Option<&'a [f64]>,
 }
 
-impl BurnIn {
-    /// Entity-wide burn-in only: `min_trials` for every arm of an entity not yet out of it.
+impl BurnIn<'_> {
+    /// Entity-wide burn-in only: `min_trials` for every arm of an entity not yet out of it,
+    /// uniform while it lasts.
     #[must_use]
     pub fn new(min_trials: u64) -> Self {
-        BurnIn { min_trials, new_arm_weight: None, left: false }
+        BurnIn { min_trials, new_arm_weight: None, left: false, split: None }
     }
+}
+
+/// The split an entity's arms declared by their initial weights (`initial`, in arm order):
+/// `None` when no arm declared one (uniform, 1/K each).
+///
+/// Arms without an initial weight share equally what the declared ones leave of 1; if they
+/// leave nothing, each of them counts as 1/K. The result is normalised to sum to 1, so
+/// declared weights that sum to less or more than 1 keep their ratios.
+///
+/// # Examples
+/// ```
+/// use banditflow_core::policy::declared_split;
+/// assert_eq!(declared_split(&[None, None]), None);
+/// let split = declared_split(&[Some(0.8), None, None]).unwrap();
+/// assert!((split[0] - 0.8).abs() < 1e-12 && (split[1] - 0.1).abs() < 1e-12 && (split[2] - 0.1).abs() < 1e-12);
+/// let split = declared_split(&[Some(0.5), Some(0.3)]).unwrap();
+/// assert!((split[0] - 0.625).abs() < 1e-12 && (split[1] - 0.375).abs() < 1e-12);
+/// ```
+#[must_use]
+pub fn declared_split(initial: &[Option<f64>]) -> Option<Vec<f64>> {
+    let declared: Vec<f64> = initial.iter().flatten().map(|w| if w.is_finite() { w.max(0.0) } else { 0.0 }).collect();
+    if declared.is_empty() {
+        return None;
+    }
+    let k = initial.len();
+    let undeclared = k - declared.len();
+    let left_over = 1.0 - declared.iter().sum::<f64>();
+    let share = if left_over > 0.0 { left_over / undeclared.max(1) as f64 } else { 1.0 / k as f64 };
+    let raw: Vec<f64> = initial.iter().map(|w| w.map_or(share, |w| if w.is_finite() { w.max(0.0) } else { 0.0 })).collect();
+    let total: f64 = raw.iter().sum();
+    if !(total > 0.0 && total.is_finite()) {
+        return None;
+    }
+    Some(raw.iter().map(|w| w / total).collect())
 }
 
 /// Burn-in then floor.
 ///
 /// An entity in burn-in (it has not left it, and some arm has fewer than `min_trials`
-/// trials; or no arm has them) gets uniform weights and status `BurnIn`. Once every arm has
+/// trials; or no arm has them) gets the declared split, floored as below (uniform without
+/// one), and status `BurnIn`. Once every arm has
 /// `min_trials`, w(k) = floor + (1 - K*floor) p_best(k) (uniform if K*floor >= 1), status
 /// `Adaptive`. An entity that has left burn-in does not go back when an arm short of
-/// `min_trials` joins (or falls short): each such arm gets the new-arm weight, and the arms
+/// `min_trials` joins (or falls short): each such arm gets the new-arm weight (by default its
+/// share of the declared split, 1/K without one), and the arms
 /// with their trials share the rest by the same floor rule over their own `p_best`. If the
 /// short arms would leave the others nothing, or less than the floor each, every arm gets 1/K.
 ///
@@ -83,20 +126,28 @@ impl BurnIn {
 /// ```
 ///
 /// # Panics
-/// If `p_best` and `trials` differ in length.
+/// If `p_best`, `trials` and the split differ in length.
 #[must_use]
 pub fn target_weights(p_best: &[f64], trials: &[u64], burn_in: &BurnIn, floor: f64) -> (Vec<f64>, Status) {
     assert_eq!(p_best.len(), trials.len(), "p_best and trials must describe the same arms");
     let k = p_best.len();
     let uniform = vec![1.0 / k as f64; k];
+    if let Some(split) = burn_in.split {
+        assert_eq!(split.len(), k, "the split must describe the same arms");
+    }
+    let floor = if floor.is_nan() { 0.0 } else { floor.max(0.0) };
     let ready: Vec<bool> = trials.iter().map(|&t| t >= burn_in.min_trials).collect();
     let short = ready.iter().filter(|r| !**r).count();
     if short > 0 && (!burn_in.left || short == k) {
-        return (uniform, Status::BurnIn);
+        let weights = match burn_in.split {
+            Some(split) if (k as f64) * floor < 1.0 => split.iter().map(|s| floor + (1.0 - k as f64 * floor) * s).collect(),
+            _ => uniform,
+        };
+        return (weights, Status::BurnIn);
     }
-    let floor = if floor.is_nan() { 0.0 } else { floor.max(0.0) };
-    let new_arm = burn_in.new_arm_weight.unwrap_or(1.0 / k as f64).max(floor);
-    let rest = 1.0 - short as f64 * new_arm;
+    let share = |i: usize| burn_in.split.map_or(1.0 / k as f64, |s| s[i]);
+    let new_arm = |i: usize| burn_in.new_arm_weight.unwrap_or_else(|| share(i)).max(floor);
+    let rest = 1.0 - (0..k).filter(|&i| !ready[i]).map(new_arm).sum::<f64>();
     // The arms with their trials share `rest` by the floor rule over their own p_best.
     let spare = rest - (k - short) as f64 * floor;
     if short > 0 && (spare < 0.0 || rest <= 0.0) {
@@ -107,8 +158,9 @@ pub fn target_weights(p_best: &[f64], trials: &[u64], burn_in: &BurnIn, floor: f
     let weights = clean
         .iter()
         .zip(&ready)
-        .map(|(&p, &r)| match (r, spare > 0.0 && total > 0.0) {
-            (false, _) => new_arm,
+        .enumerate()
+        .map(|(i, (&p, &r))| match (r, spare > 0.0 && total > 0.0) {
+            (false, _) => new_arm(i),
             (true, true) => floor + spare * (p / total),
             // No room above the floors (or no information at all): share equally.
             (true, false) => rest / (k - short) as f64,
@@ -235,6 +287,39 @@ mod tests {
     }
 
     #[test]
+    fn the_declared_split_fills_undeclared_arms_from_what_is_left_and_is_normalised() {
+        let close = |a: &[f64], b: &[f64]| a.len() == b.len() && a.iter().zip(b).all(|(x, y)| (x - y).abs() < 1e-12);
+        assert_eq!(declared_split(&[]), None);
+        assert_eq!(declared_split(&[None; 3]), None);
+        assert!(close(&declared_split(&[Some(0.9), Some(0.1)]).unwrap(), &[0.9, 0.1]));
+        assert!(close(&declared_split(&[Some(0.2), Some(0.2)]).unwrap(), &[0.5, 0.5]), "normalised");
+        assert!(close(&declared_split(&[None, Some(0.4), None]).unwrap(), &[0.3, 0.4, 0.3]));
+        // The declared ones take everything: an undeclared arm counts as 1/K.
+        let split = declared_split(&[Some(0.7), Some(0.6), None]).unwrap();
+        let total = 0.7 + 0.6 + 1.0 / 3.0;
+        assert!(close(&split, &[0.7 / total, 0.6 / total, 1.0 / 3.0 / total]), "{split:?}");
+    }
+
+    #[test]
+    fn burn_in_publishes_the_declared_split_floored_and_a_short_arm_gets_its_share() {
+        let split = [0.7, 0.2, 0.1];
+        let with_split = BurnIn { split: Some(&split), ..BurnIn::new(100) };
+        let (w, status) = target_weights(&[0.1, 0.1, 0.8], &[500, 0, 0], &with_split, 0.0);
+        assert_eq!((w, status), (split.to_vec(), Status::BurnIn));
+        // Floored like p_best: floor + (1 - K floor) share.
+        let (w, _) = target_weights(&[0.1, 0.1, 0.8], &[500, 0, 0], &with_split, 0.1);
+        assert!(w.iter().zip([0.1 + 0.7 * 0.7, 0.1 + 0.7 * 0.2, 0.1 + 0.7 * 0.1]).all(|(a, b)| (a - b).abs() < 1e-15), "{w:?}");
+        // Out of burn-in, the short arm gets its share of the split, the rest follow p_best.
+        let settled = BurnIn { left: true, ..with_split };
+        let (w, status) = target_weights(&[0.5, 0.5, 0.0], &[500, 500, 0], &settled, 0.0);
+        assert_eq!(status, Status::Adaptive);
+        assert!((w[2] - 0.1).abs() < 1e-15 && (w[0] - 0.45).abs() < 1e-15 && (w[1] - 0.45).abs() < 1e-15, "{w:?}");
+        // A configured new-arm weight still wins over the split.
+        let (w, _) = target_weights(&[0.5, 0.5, 0.0], &[500, 500, 0], &BurnIn { new_arm_weight: Some(0.3), ..settled }, 0.0);
+        assert!((w[2] - 0.3).abs() < 1e-15, "{w:?}");
+    }
+
+    #[test]
     fn floor_mixes_p_best_with_the_floor() {
         let (w, status) = target_weights(&[0.7, 0.2, 0.1, 0.0], &[10; 4], &BurnIn::new(0), 0.05);
         assert_eq!(status, Status::Adaptive);
@@ -295,7 +380,7 @@ mod tests {
     }
 
     /// K arms with p_best values, trials, a floor and previous weights that obey it.
-    fn scenario() -> impl Strategy<Value = (Vec<f64>, Vec<f64>, Vec<u64>, u64, f64, f64, Option<f64>, bool)> {
+    fn scenario() -> impl Strategy<Value = ((Vec<f64>, Vec<f64>, Vec<u64>, u64, f64, f64, Option<f64>, bool), Option<Vec<f64>>)> {
         (1usize..=20).prop_flat_map(|k| {
             (
                 prop::collection::vec(0.0f64..1.0, k),
@@ -307,6 +392,7 @@ mod tests {
                 prop_oneof![Just(None), (0.0f64..0.5).prop_map(Some)],
                 any::<bool>(),
             )
+                .prop_flat_map(move |rest| (Just(rest), prop::option::of(prop::collection::vec(0.001f64..1.0, k))))
         })
     }
 
@@ -322,14 +408,15 @@ mod tests {
     proptest! {
         #[test]
         fn policy_weights_are_distributions_that_keep_floors_and_step_limit(
-            (p_raw, prev_raw, trials, min_trials, floor, max_step, new_arm_weight, left) in scenario()
+            ((p_raw, prev_raw, trials, min_trials, floor, max_step, new_arm_weight, left), split_raw) in scenario()
         ) {
             let k = p_raw.len();
             let p = normalised(&p_raw);
-            let burn_in = BurnIn { min_trials, new_arm_weight, left };
+            let split = split_raw.map(|s| normalised(&s));
+            let burn_in = BurnIn { min_trials, new_arm_weight, left, split: split.as_deref() };
             let (target, status) = target_weights(&p, &trials, &burn_in, floor);
             let (previous, _) = target_weights(&normalised(&prev_raw), &vec![u64::MAX; k], &BurnIn::new(0), floor);
-            let floors_apply = status == Status::Adaptive && (k as f64) * floor < 1.0;
+            let floors_apply = (status == Status::Adaptive || split.is_some()) && (k as f64) * floor < 1.0;
             let check = |w: &[f64]| -> Result<(), TestCaseError> {
                 prop_assert!(w.iter().all(|&x| x >= 0.0), "negative weight {:?}", w);
                 prop_assert!((sum(w) - 1.0).abs() <= 1e-9, "sum {} for {:?}", sum(w), w);

@@ -15,10 +15,10 @@ use std::collections::{BTreeMap, BTreeSet, HashMap};
 use rustc_hash::FxHashMap;
 
 use crate::attribution::Served;
-use crate::config::{Dataflow, DecisionConfig, OnWinner, PolicyConfig, Prior};
+use crate::config::{Allocation, Dataflow, DecisionConfig, OnWinner, PolicyConfig, Prior};
 use crate::decision::{cap_stopped, shape, stopped_cap, ArmState, Change, Decisions, Standing};
-use crate::event::{arm_id_of, entity_id_of, Forgotten, Name, NameId, Registration};
-use crate::policy::{carried_over, limit_step, target_weights, BurnIn, Status};
+use crate::event::{arm_id_of, entity_id_of, Forgotten, InitialWeight, Name, NameId, Registration};
+use crate::policy::{carried_over, declared_split, limit_step, target_weights, BurnIn, Status};
 use crate::posterior::{best_arm, Beta};
 use crate::record::{
     ArmWeight, DecisionEvent, DecisionStatistics, EncodedDecision, EncodedRecord, Published, Thresholds, WeightRecord,
@@ -43,6 +43,8 @@ pub struct WeightRules {
     declared_names: Vec<Name>,
     /// Per declared entity, its own control arm.
     controls: HashMap<NameId, String>,
+    /// Per declared entity, its arms' initial weights from the job file.
+    initial: HashMap<NameId, HashMap<NameId, f64>>,
 }
 
 impl WeightRules {
@@ -51,8 +53,12 @@ impl WeightRules {
         let mut declared = HashMap::new();
         let mut declared_names = Vec::new();
         let mut controls = HashMap::new();
+        let mut initial = HashMap::new();
         for decl in &job.arms {
             let entity = entity_id_of(&decl.entity_id);
+            if !decl.initial_weights.is_empty() {
+                initial.insert(entity, decl.initial_weights.iter().map(|(arm, w)| (arm_id_of(arm), *w)).collect());
+            }
             declared_names.push(Name { id: entity, text: decl.entity_id.clone() });
             let arms = decl
                 .arm_ids
@@ -78,6 +84,7 @@ impl WeightRules {
             declared,
             declared_names,
             controls,
+            initial,
         }
     }
 
@@ -113,6 +120,7 @@ struct EntityWeights {
 struct Registered {
     active: bool,
     metadata: Option<serde_json::Value>,
+    initial_weight: Option<InitialWeight>,
 }
 
 /// The policy state of one worker's entities.
@@ -150,7 +158,8 @@ impl Policy {
                 self.redeclared.entry(r.entity).or_default().push(change);
             }
         }
-        self.registry.entry(r.entity).or_default().insert(r.arm, Registered { active: r.active, metadata });
+        let standing = Registered { active: r.active, metadata, initial_weight: r.initial_weight };
+        self.registry.entry(r.entity).or_default().insert(r.arm, standing);
     }
 
     /// The record of `entity` at `tick` from its current window counts and registry, with
@@ -186,11 +195,19 @@ impl Policy {
             .collect();
         let odds = best_arm(&posteriors);
         let trials: Vec<u64> = arms.iter().map(|a| a.2).collect();
+        // The split the arms declared: an arm's registry record's initial weight, else the job file's.
+        let job_initial = self.rules.initial.get(&entity);
+        let initial: Vec<Option<f64>> = arms
+            .iter()
+            .map(|a| standing(&a.0).and_then(|r| r.initial_weight).map(InitialWeight::get).or_else(|| job_initial.and_then(|w| w.get(&a.0).copied())))
+            .collect();
+        let split = declared_split(&initial);
         // An entity out of burn-in stays out when an arm joins: the arm has a burn-in of its own.
         let left = self.entities.get(&entity).is_some_and(|e| e.last.status != Status::BurnIn);
         let policy = &self.rules.policy;
-        let burn_in = BurnIn { min_trials: policy.min_trials, new_arm_weight: policy.new_arm_weight, left };
+        let burn_in = BurnIn { min_trials: policy.min_trials, new_arm_weight: policy.new_arm_weight, left, split: split.as_deref() };
         let (mut target, status) = target_weights(&odds.p_best, &trials, &burn_in, policy.floor);
+        let fixed = policy.allocation == Allocation::Static;
         let short: Vec<bool> = trials.iter().map(|&t| status == Status::BurnIn || t < policy.min_trials).collect();
 
         // Decisions first: the states shape the weights.
@@ -207,6 +224,8 @@ impl Policy {
         let states: Vec<ArmState> = arm_ids.iter().map(|a| decisions.state(*a)).collect();
         let status = if arms.is_empty() {
             Status::Empty
+        } else if fixed {
+            Status::Static
         } else if decisions.has_winner() {
             Status::Winner
         } else {
@@ -218,21 +237,28 @@ impl Policy {
         } else {
             self.deciding.remove(&entity);
         }
-        shape(&mut target, &states, &short, &self.rules.decision, self.rules.policy.floor);
-
-        // The step limit walks from the last record's weights, carried over to the arms of
-        // now (a new arm from 0, a retired arm's weight shared by the rest).
-        let before = self.entities.get(&entity).and_then(|e| {
-            let previous: Vec<(&str, f64)> = e.last.arms.iter().map(|a| (a.arm_id.as_str(), a.weight)).collect();
-            let names: Vec<&str> = arms.iter().map(|a| a.1.as_str()).collect();
-            carried_over(&previous, &names)
-        });
-        let mut weights = match (before, self.rules.policy.max_step) {
-            (Some(before), Some(max_step)) => limit_step(&before, &target, max_step),
-            _ => target.clone(),
+        let weights = if fixed {
+            // A static split is published as declared: decisions are reported, not applied,
+            // and there is no step to limit (the operator set the split).
+            target = split.unwrap_or_else(|| vec![1.0 / arms.len().max(1) as f64; arms.len()]);
+            target.clone()
+        } else {
+            shape(&mut target, &states, &short, &self.rules.decision, self.rules.policy.floor);
+            // The step limit walks from the last record's weights, carried over to the arms
+            // of now (a new arm from 0, a retired arm's weight shared by the rest).
+            let before = self.entities.get(&entity).and_then(|e| {
+                let previous: Vec<(&str, f64)> = e.last.arms.iter().map(|a| (a.arm_id.as_str(), a.weight)).collect();
+                let names: Vec<&str> = arms.iter().map(|a| a.1.as_str()).collect();
+                carried_over(&previous, &names)
+            });
+            let mut weights = match (before, self.rules.policy.max_step) {
+                (Some(before), Some(max_step)) => limit_step(&before, &target, max_step),
+                _ => target.clone(),
+            };
+            // A stop takes effect at once, whatever the step limit.
+            cap_stopped(&mut weights, &states, self.rules.stopped_cap());
+            weights
         };
-        // A stop takes effect at once, whatever the step limit.
-        cap_stopped(&mut weights, &states, self.rules.stopped_cap());
 
         let entity_name = self.name(entity);
         let control_name = self.rules.controls.get(&entity).or(self.rules.decision.control.as_ref());
@@ -360,8 +386,8 @@ pub struct WeigherState {
     pub names: Vec<(NameId, String)>,
     /// Window counts per entity, as last changed.
     pub counts: Vec<(NameId, Vec<ArmCount>)>,
-    /// Arm registry standing: per entity, (arm, active, metadata as JSON).
-    pub registry: Vec<(NameId, Vec<(NameId, bool, Option<String>)>)>,
+    /// Arm registry standing: per entity, (arm, active, metadata as JSON, initial weight).
+    pub registry: Vec<(NameId, Vec<(NameId, bool, Option<String>, Option<f64>)>)>,
     /// Per entity: its last record (JSON) and the target the step limit walks to.
     pub entities: Vec<(NameId, String, Vec<f64>)>,
     /// Entities still walking toward their target.
@@ -484,7 +510,10 @@ impl Weigher {
             registry: p
                 .registry
                 .iter()
-                .map(|(e, arms)| (*e, arms.iter().map(|(a, r)| (*a, r.active, r.metadata.as_ref().map(serde_json::Value::to_string))).collect()))
+                .map(|(e, arms)| {
+                    let arms = arms.iter().map(|(a, r)| (*a, r.active, r.metadata.as_ref().map(serde_json::Value::to_string), r.initial_weight.map(InitialWeight::get)));
+                    (*e, arms.collect())
+                })
                 .collect(),
             entities: p.entities.iter().map(|(e, w)| (*e, crate::record_json::encode(&w.last, 0).json, w.target.clone())).collect(),
             converging: p.converging.iter().copied().collect(),
@@ -514,9 +543,10 @@ impl Weigher {
             p.counts.extend(part.counts.iter().filter(|(e, _)| owns(*e)).cloned());
             for (entity, arms) in part.registry.iter().filter(|(e, _)| owns(*e)) {
                 let standing = p.registry.entry(*entity).or_default();
-                for (arm, active, metadata) in arms {
+                for (arm, active, metadata, initial_weight) in arms {
                     let metadata = metadata.as_deref().and_then(|m| serde_json::from_str(m).ok());
-                    standing.insert(*arm, Registered { active: *active, metadata });
+                    let initial_weight = initial_weight.and_then(InitialWeight::new);
+                    standing.insert(*arm, Registered { active: *active, metadata, initial_weight });
                 }
             }
             for (entity, json, target) in part.entities.iter().filter(|(e, ..)| owns(*e)) {
@@ -530,6 +560,13 @@ impl Weigher {
             // The restored window hands every assignment in it over again at the first tick.
             p.served.extend(part.served.iter().filter(|(e, _)| owns(*e)).map(|(e, s)| (*e, s.without_counts())));
         }
+        // A job that changed its allocation (static to adaptive or back) looks again at each
+        // entity at its first tick, not only once its counts change.
+        let p = &mut weigher.policy;
+        let fixed = p.rules.policy.allocation == Allocation::Static;
+        let switched = p.entities.iter().filter(|(_, e)| !e.last.arms.is_empty() && (e.last.status == Status::Static) != fixed).map(|(id, _)| *id);
+        let switched: Vec<NameId> = switched.collect();
+        p.deciding.extend(switched);
         weigher
     }
 
@@ -602,7 +639,7 @@ impl Weigher {
             if next_registration == Some(tick) {
                 let mut due = self.registrations.pop_first().map(|(_, r)| r).unwrap_or_default();
                 // Whatever order they arrived in, apply them in event-time order.
-                due.sort_by(|a, b| (a.ts, a.entity, a.arm, a.active, &a.metadata).cmp(&(b.ts, b.entity, b.arm, b.active, &b.metadata)));
+                due.sort_by(|a, b| (a.ts, a.entity, a.arm, a.active, &a.metadata, a.initial_weight).cmp(&(b.ts, b.entity, b.arm, b.active, &b.metadata, b.initial_weight)));
                 for r in due {
                     changed.insert(r.entity);
                     self.policy.register(r);
@@ -715,6 +752,68 @@ mod tests {
         let before = version(&mut with_tick("1s"), 7);
         let after = version(&mut with_tick("2s"), 4);
         assert_eq!((before, after), (7_999, 9_999));
+    }
+
+    #[test]
+    fn a_job_switched_from_static_to_adaptive_walks_from_the_split_within_max_step() {
+        let rules_with = |allocation: &str| {
+            let job = Dataflow::from_toml_str(&format!(
+                "name = \"t\"\ntick = \"1s\"\nwindow = \"60s\"\nattribution = \"5s\"\nallowed_lateness = \"0s\"\n\
+                 [policy]\nmin_trials = 10\nfloor = 0.05\nmax_step = 0.05\nallocation = \"{allocation}\"\n"
+            ))
+            .expect("job");
+            WeightRules::of(&job)
+        };
+        let weights = |records: &[String]| -> Vec<(u64, String, Vec<f64>)> {
+            records
+                .iter()
+                .filter_map(|r| serde_json::from_str::<serde_json::Value>(r).ok())
+                .filter(|r| r["arms"].is_array())
+                .map(|r| {
+                    let w = r["arms"].as_array().into_iter().flatten().filter_map(|a| a["weight"].as_f64()).collect();
+                    (r["version"].as_u64().unwrap_or_default(), r["status"].as_str().unwrap_or_default().to_owned(), w)
+                })
+                .collect()
+        };
+        let mut fixed = Weigher::new(rules_with("static"));
+        for (id, text) in [(1, "e1"), (2, "e2"), (10, "a"), (11, "b")] {
+            fixed.name(0, Name { id, text: text.into() });
+        }
+        for entity in [1, 2] {
+            for (arm, w) in [(10, 0.1), (11, 0.9)] {
+                fixed.registered(Registration { entity, arm, active: true, ts: 0, metadata: None, initial_weight: InitialWeight::new(w) }, 0);
+            }
+        }
+        let published = weights(&feed(&mut fixed, 0, 8));
+        assert!(published.len() >= 8, "{published:?}");
+        for (_, status, w) in &published {
+            assert_eq!((status.as_str(), w.len()), ("static", 2));
+            assert!((w[0] - 0.1).abs() < 1e-12 && (w[1] - 0.9).abs() < 1e-12, "the split exactly: {w:?}");
+        }
+        // Restarted with allocation = "adaptive": every entity moves at the first tick, even
+        // though its counts did not change, and walks within max_step from the split.
+        let snapshot = fixed.snapshot();
+        let mut adaptive = Weigher::restore(rules_with("adaptive"), [&snapshot], 8, |_| true);
+        for (entity, arms) in &snapshot.counts {
+            adaptive.counted(*entity, arms.clone(), 8, 1);
+        }
+        let mut out = Vec::new();
+        adaptive.advance(8, Some(60), |_, records| out.extend(records.into_iter().filter_map(|r| if let Published::Weights(r) = r { Some(r.json) } else { None })));
+        let walked = weights(&out);
+        assert_eq!(walked.iter().filter(|(v, ..)| *v == 8_999).count(), 2, "both entities at the first tick: {walked:?}");
+        for entity in ["e1", "e2"] {
+            let mut previous = vec![0.1, 0.9];
+            let mine: Vec<_> = out.iter().zip(&walked).filter(|(r, _)| r.contains(&format!("\"entity_id\":\"{entity}\""))).map(|(_, w)| w).collect();
+            assert!(mine.len() >= 3, "{entity} ramps over several ticks: {mine:?}");
+            for (_, status, w) in &mine {
+                assert_ne!(status.as_str(), "static");
+                let step = w.iter().zip(&previous).map(|(a, b)| (a - b).abs()).fold(0.0, f64::max);
+                assert!(step <= 0.05 + 1e-12, "{entity}: step {step} from {previous:?} to {w:?}");
+                previous = w.clone();
+            }
+            assert!(previous[0] > 0.5, "{entity} arrives at its adaptive target, far from the split: {previous:?}");
+        }
+        assert!(adaptive.policy.converging.is_empty(), "every entity arrived");
     }
 
     #[test]

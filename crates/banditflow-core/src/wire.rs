@@ -14,7 +14,7 @@ use rustc_hash::FxHashSet;
 use serde::Deserialize;
 
 use crate::counters::Counters;
-use crate::event::{arm_id_of, entity_id_of, Assignment, AssignmentKey, Catalog, Event, Name, NameId, Outcome, Registration};
+use crate::event::{arm_id_of, entity_id_of, Assignment, AssignmentKey, Catalog, Event, InitialWeight, Name, NameId, Outcome, Registration};
 use crate::limits::Limits;
 
 /// Why a record could not be applied; the reason is its counter label.
@@ -121,6 +121,8 @@ struct WireRegistration<'a> {
     ts: i64,
     #[serde(default)]
     metadata: Option<serde_json::Value>,
+    #[serde(default)]
+    initial_weight: Option<f64>,
 }
 
 /// An outcome kind, borrowed from the line (a bare `Option<Cow>` would always copy).
@@ -293,12 +295,17 @@ impl Decoder {
             "retired" => false,
             _ => return Err(Malformed::InvalidState),
         };
+        // A share of the traffic: in (0, 1].
+        let initial_weight = match wire.initial_weight {
+            None => None,
+            Some(w) => Some(InitialWeight::new(w).ok_or(Malformed::InvalidField)?),
+        };
         let entity = entity_id_of(&wire.entity_id);
         let arm = arm_id_of(&wire.arm_id);
         self.announce(entity, &wire.entity_id, names);
         self.announce(arm, &wire.arm_id, names);
         let metadata = wire.metadata.filter(|m| !m.is_null()).map(|m| m.to_string());
-        Ok(Registration { entity, arm, active, ts: wire.ts, metadata })
+        Ok(Registration { entity, arm, active, ts: wire.ts, metadata, initial_weight })
     }
 
     /// Decodes a source line of `kind`, counting it as read and, when it cannot be applied,
@@ -389,6 +396,13 @@ mod tests {
             d.registration(br#"{"entity_id":"e","arm_id":"m2","state":"paused","ts":7}"#, NOW, &mut names),
             Err(Malformed::InvalidState)
         );
+        let r = d.registration(br#"{"entity_id":"e","arm_id":"m3","state":"active","ts":7,"initial_weight":0.25}"#, NOW, &mut names).expect("valid");
+        assert_eq!((r.initial_weight.map(InitialWeight::get), r.metadata), (Some(0.25), None));
+        assert_eq!(r.initial_weight, InitialWeight::new(0.25));
+        for bad in ["0", "-0.1", "1.5", "\"half\""] {
+            let line = format!(r#"{{"entity_id":"e","arm_id":"m3","state":"active","ts":7,"initial_weight":{bad}}}"#);
+            assert_eq!(d.registration(line.as_bytes(), NOW, &mut names), Err(Malformed::InvalidField), "{bad}");
+        }
     }
 
     #[test]
