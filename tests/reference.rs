@@ -2,7 +2,8 @@
 //! arm's decision state recomputed at every tick straight from docs/semantics.md, on random
 //! streams with duplicates, conflicts, outcomes before their assignments and outside their
 //! interval, uncounted kinds, malformed lines and out-of-order input within the lateness
-//! bound. The decision thresholds are loose, so states change often in these small streams.
+//! bound, and an arm registry that declares, retires and reactivates arms (its counts kept or
+//! reset). The decision thresholds are loose, so states change often in these small streams.
 
 use std::collections::{BTreeMap, HashMap};
 use std::io::Write;
@@ -24,8 +25,9 @@ const ATTRIBUTION: i64 = 3_000;
 const WINDOW: i64 = 10_000;
 const LATENESS: i64 = 2_000;
 
-fn job() -> Dataflow {
-    Dataflow::from_toml_str(
+fn job(reset: bool) -> Dataflow {
+    let on_reactivate = if reset { "reset" } else { "keep" };
+    Dataflow::from_toml_str(&format!(
         r#"
 name = "reference"
 tick = "1s"
@@ -39,13 +41,14 @@ beta = 2.0
 [policy]
 min_trials = 2
 floor = 0.05
+on_reactivate = "{on_reactivate}"
 [decision]
 winner_p_best = 0.6
 winner_max_loss = 0.05
 confirm_ticks = 2
 stop_p_best = 0.15
-"#,
-    )
+"#
+    ))
     .expect("valid job")
 }
 
@@ -62,6 +65,46 @@ struct O {
     id: String,
     ts: i64,
     kind: &'static str,
+}
+
+/// An arm registry record.
+#[derive(Clone, Debug)]
+struct R {
+    entity: String,
+    arm: String,
+    active: bool,
+    ts: i64,
+}
+
+/// A random registry: per entity up to five records of arms arm0 to arm3 (arm3 never gets
+/// traffic), active or retired, at most one per (entity, arm, ts).
+fn registry(seed: u64) -> Vec<R> {
+    let mut rng = StdRng::seed_from_u64(seed ^ 0xa435);
+    let mut records: Vec<R> = Vec::new();
+    for e in 0..2 {
+        for _ in 0..rng.random_range(0..6) {
+            let at = rng.random_range(0..30_000);
+            let ts = T0 + if rng.random_bool(0.3) { at / TICK * TICK } else { at };
+            let record = R { entity: format!("e{e}"), arm: format!("arm{}", rng.random_range(0..4)), active: rng.random_bool(0.5), ts };
+            if !records.iter().any(|r| (&r.entity, &r.arm, r.ts) == (&record.entity, &record.arm, record.ts)) {
+                records.push(record);
+            }
+        }
+    }
+    records
+}
+
+/// Drops the assignment copies of an arm retired at their `ts` for more than 10 s. Admission
+/// forgets a retired pair `span` (here 14) ticks after its last sighting, with its registry
+/// history, and a pair seen again after that is admitted as new (docs/semantics.md, "Caps and
+/// forgetting"); the reference does not model forgetting, so its streams stay clear of it.
+fn clear_of_forgetting(a: Vec<A>, r: &[R]) -> Vec<A> {
+    a.into_iter()
+        .filter(|x| {
+            let latest = r.iter().filter(|y| y.entity == x.entity && y.arm == x.arm && y.ts <= x.ts).max_by_key(|y| (y.ts, y.active));
+            latest.is_none_or(|y| y.active || x.ts <= y.ts + 10_000)
+        })
+        .collect()
 }
 
 /// A random stream: assignment copies within `ATTRIBUTION` of each other (so every copy
@@ -109,12 +152,19 @@ fn shuffle_within_lateness<T>(rng: &mut StdRng, items: Vec<T>, ts: impl Fn(&T) -
     keyed.into_iter().map(|(_, x)| x).collect()
 }
 
-fn write_files(dir: &std::path::Path, seed: u64, a: &[A], o: &[O]) -> (std::path::PathBuf, std::path::PathBuf) {
+fn write_files(dir: &std::path::Path, seed: u64, a: &[A], o: &[O], r: &[R]) -> (std::path::PathBuf, std::path::PathBuf, std::path::PathBuf) {
     let mut rng = StdRng::seed_from_u64(seed ^ 0x5eed);
     let a = shuffle_within_lateness(&mut rng, a.to_vec(), |x| x.ts);
     let o = shuffle_within_lateness(&mut rng, o.to_vec(), |x| x.ts);
+    let r = shuffle_within_lateness(&mut rng, r.to_vec(), |x| x.ts);
     let ap = dir.join("assignments.jsonl");
     let op = dir.join("outcomes.jsonl");
+    let rp = dir.join("arms.jsonl");
+    let mut rf = std::fs::File::create(&rp).expect("create");
+    for x in &r {
+        let state = if x.active { "active" } else { "retired" };
+        writeln!(rf, r#"{{"entity_id":"{}","arm_id":"{}","state":"{state}","ts":{}}}"#, x.entity, x.arm, x.ts).expect("write");
+    }
     let mut af = std::fs::File::create(&ap).expect("create");
     for (i, x) in a.iter().enumerate() {
         if i % 17 == 3 {
@@ -130,7 +180,7 @@ fn write_files(dir: &std::path::Path, seed: u64, a: &[A], o: &[O]) -> (std::path
         }
         writeln!(of, r#"{{"assignment_id":"{}","ts":{},"kind":"{}"}}"#, x.id, x.ts, x.kind).expect("write");
     }
-    (ap, op)
+    (ap, op, rp)
 }
 
 type Counts = BTreeMap<String, (u64, u64)>;
@@ -198,10 +248,25 @@ fn decide(tracks: &mut BTreeMap<String, Track>, tick: i64, arms: &[(String, u64,
 }
 
 /// docs/semantics.md, recomputed from scratch at every tick: the expected (entity, version) →
-/// per-arm (trials, successes, state), for every tick at which an entity's counts changed or
-/// a decision streak ran (or a state changed) at its previous record.
-fn reference(a: &[A], o: &[O]) -> BTreeMap<(String, u64), Expected> {
-    let job = job();
+/// per-arm (trials, successes, state), for every tick at which an entity's counts changed, a
+/// registry record of it took effect, or a decision streak ran (or a state changed) at its
+/// previous record.
+fn reference(a: &[A], o: &[O], r: &[R], reset: bool) -> BTreeMap<(String, u64), Expected> {
+    let job = job(reset);
+    // Registry records in the order they apply: by ts, a retirement before an activation.
+    let mut registry: Vec<&R> = r.iter().collect();
+    registry.sort_by_key(|x| (x.ts, x.active));
+    // Whether the arm is retired at `ts`: its latest record at or before `ts` says so.
+    let retired_at = |entity: &str, arm: &str, ts: i64| {
+        registry.iter().rev().find(|x| x.entity == entity && x.arm == arm && x.ts <= ts).is_some_and(|x| !x.active)
+    };
+    // Reactivations (an activation right after a retirement of the same arm), by tick.
+    let reactivations: Vec<(&str, &str, i64)> = registry
+        .iter()
+        .enumerate()
+        .filter(|(i, x)| x.active && registry[..*i].iter().rev().find(|y| y.entity == x.entity && y.arm == x.arm).is_some_and(|y| !y.active))
+        .map(|(_, x)| (x.entity.as_str(), x.arm.as_str(), x.ts.div_euclid(TICK)))
+        .collect();
     let mut winners: HashMap<&str, &A> = HashMap::new();
     for x in a {
         let key = |y: &A| (y.ts, y.entity.clone(), y.arm.clone());
@@ -209,42 +274,73 @@ fn reference(a: &[A], o: &[O]) -> BTreeMap<(String, u64), Expected> {
     }
     let counted: Vec<&O> = o.iter().filter(|x| x.kind == "click").collect();
     let success = |w: &A| counted.iter().any(|x| x.id == w.id && w.ts <= x.ts && x.ts <= w.ts + ATTRIBUTION);
-    let last_tick = a.iter().map(|x| x.ts).chain(counted.iter().map(|x| x.ts)).max().expect("data") / TICK;
+    let last_tick = a.iter().map(|x| x.ts).chain(counted.iter().map(|x| x.ts)).chain(r.iter().map(|x| x.ts)).max().expect("data") / TICK;
     let first_tick = T0 / TICK;
     let entities: Vec<String> = (0..2).map(|e| format!("e{e}")).collect();
     let mut previous: HashMap<String, Counts> = HashMap::new();
     let mut tracks: HashMap<String, BTreeMap<String, Track>> = HashMap::new();
     let mut again: HashMap<String, bool> = HashMap::new();
-    // Per entity, whether its last record was out of burn-in.
+    // Per entity, whether its last record was out of burn-in, and whether it had arms.
     let mut left: HashMap<String, bool> = HashMap::new();
+    let mut had_arms: HashMap<String, bool> = HashMap::new();
+    // Per entity and arm, its registry standing as of the tick.
+    let mut standing: HashMap<(String, String), bool> = HashMap::new();
     let mut expected = BTreeMap::new();
     for tick in first_tick..=last_tick {
         let as_of = (tick + 1) * TICK - 1;
         for entity in &entities {
+            let entity_tracks = tracks.entry(entity.clone()).or_default();
+            let mut touched = false;
+            let mut redeclared = false;
+            for x in registry.iter().filter(|x| &x.entity == entity && x.ts.div_euclid(TICK) == tick) {
+                touched = true;
+                // A stopped arm declared active again explores from now on.
+                if let Some(track) = entity_tracks.get_mut(&x.arm).filter(|t| x.active && t.state == "stopped") {
+                    *track = Track { state: "exploring", toward: None };
+                    redeclared = true;
+                }
+                standing.insert((entity.clone(), x.arm.clone()), x.active);
+            }
+            // The window: resolved assignments not retired at their ts, and (with reset) not
+            // resolved before a later reactivation of their arm.
             let mut counts = Counts::new();
             for w in winners.values().filter(|w| &w.entity == entity) {
-                if as_of - WINDOW < w.ts && w.ts <= as_of - ATTRIBUTION {
+                let entered = (w.ts + ATTRIBUTION).div_euclid(TICK);
+                let reset_away = reset && reactivations.iter().any(|(e, arm, at)| *e == w.entity && *arm == w.arm && entered < *at && *at <= tick);
+                if as_of - WINDOW < w.ts && w.ts <= as_of - ATTRIBUTION && !retired_at(&w.entity, &w.arm, w.ts) && !reset_away {
                     let c = counts.entry(w.arm.clone()).or_insert((0, 0));
                     c.0 += 1;
                     c.1 += u64::from(success(w));
                 }
             }
             let before = previous.get(entity).cloned().unwrap_or_default();
-            if counts != before || again.get(entity).copied().unwrap_or(false) {
-                let posteriors: Vec<Beta> = counts
+            if counts != before || touched || again.get(entity).copied().unwrap_or(false) {
+                // The record's arms: those in the window or active on the registry, minus the
+                // retired, in name order.
+                let mut shown = counts.clone();
+                for ((e, arm), active) in &standing {
+                    if e == entity && *active {
+                        shown.entry(arm.clone()).or_insert((0, 0));
+                    }
+                }
+                shown.retain(|arm, _| standing.get(&(entity.clone(), arm.clone())).is_none_or(|active| *active));
+                let posteriors: Vec<Beta> = shown
                     .values()
                     .map(|(t, s)| Beta { alpha: job.prior.alpha + *s as f64, beta: job.prior.beta + (*t - *s) as f64 })
                     .collect();
                 let odds = best_arm(&posteriors);
                 let arms: Vec<(String, u64, f64, f64)> =
-                    counts.iter().enumerate().map(|(i, (arm, (t, _)))| (arm.clone(), *t, odds.p_best[i], odds.expected_loss[i])).collect();
-                let entity_tracks = tracks.entry(entity.clone()).or_default();
+                    shown.iter().enumerate().map(|(i, (arm, (t, _)))| (arm.clone(), *t, odds.p_best[i], odds.expected_loss[i])).collect();
                 let (status, busy) = decide(entity_tracks, tick, &arms, left.get(entity).copied().unwrap_or(false));
-                again.insert(entity.clone(), busy);
-                let states: BTreeMap<_, _> = counts.iter().map(|(arm, (t, s))| (arm.clone(), (*t, *s, entity_tracks[arm].state))).collect();
+                again.insert(entity.clone(), busy || redeclared);
+                let states: BTreeMap<_, _> = shown.iter().map(|(arm, (t, s))| (arm.clone(), (*t, *s, entity_tracks[arm].state))).collect();
                 let status = if states.values().any(|s| s.2 == "winner") { "winner" } else { status };
-                left.insert(entity.clone(), status != "burn_in");
-                expected.insert((entity.clone(), as_of as u64), (status, states));
+                // No arms: one record saying so after a record with arms, else none.
+                if !shown.is_empty() || had_arms.get(entity).copied().unwrap_or(false) {
+                    left.insert(entity.clone(), status != "burn_in");
+                    had_arms.insert(entity.clone(), !shown.is_empty());
+                    expected.insert((entity.clone(), as_of as u64), (status, states));
+                }
             }
             previous.insert(entity.clone(), counts);
         }
@@ -252,12 +348,13 @@ fn reference(a: &[A], o: &[O]) -> BTreeMap<(String, u64), Expected> {
     expected
 }
 
-fn run(ap: &std::path::Path, op: &std::path::Path, workers: usize) -> Vec<WeightRecord> {
+fn run(ap: &std::path::Path, op: &std::path::Path, rp: &std::path::Path, reset: bool, workers: usize) -> Vec<WeightRecord> {
     // Small blocks, so that every worker reads a share of these small files.
     let options = ReplayOptions {
         workers,
         block_bytes: 2_048,
-        ..ReplayOptions::new(job(), Input::File(ap.to_owned()), Input::File(op.to_owned()))
+        arms: Some(Input::File(rp.to_owned())),
+        ..ReplayOptions::new(job(reset), Input::File(ap.to_owned()), Input::File(op.to_owned()))
     };
     let (records, summary) = replay_records(&options).expect("replay runs");
     assert_eq!(summary.counters.late + summary.counters.too_late + summary.counters.too_old, 0, "{:?}", summary.counters);
@@ -268,15 +365,17 @@ proptest! {
     #![proptest_config(ProptestConfig { cases: 48, ..ProptestConfig::default() })]
 
     #[test]
-    fn dataflow_agrees_with_brute_force_reference_at_every_tick(seed in any::<u64>(), workers in 1usize..=3) {
+    fn dataflow_agrees_with_brute_force_reference_at_every_tick(seed in any::<u64>(), workers in 1usize..=3, reset in any::<bool>()) {
         let (a, o) = stream(seed);
+        let arms = registry(seed);
+        let a = clear_of_forgetting(a, &arms);
         let dir = tempfile::tempdir().expect("tempdir");
-        let (ap, op) = write_files(dir.path(), seed, &a, &o);
-        let records = run(&ap, &op, workers);
-        let expected = reference(&a, &o);
+        let (ap, op, rp) = write_files(dir.path(), seed, &a, &o, &arms);
+        let records = run(&ap, &op, &rp, reset, workers);
+        let expected = reference(&a, &o, &arms, reset);
         let mut got = BTreeMap::new();
         for r in &records {
-            let job = job();
+            let job = job(reset);
             let mut counts = BTreeMap::new();
             for arm in &r.arms {
                 prop_assert_eq!(arm.alpha, job.prior.alpha + arm.successes as f64);

@@ -43,9 +43,12 @@ type Catalogued = (Vec<Name>, Vec<Registration>, Vec<Forgotten>);
 fn settle_to(state: &mut Attribution, naming: &mut BTreeMap<u64, Catalogued>, to: u64, counters: &mut Counters, resolved: &mut Vec<Resolved>, departures: &mut Departures, updates: &mut Vec<WindowFact>) {
     while let Some(entry) = naming.first_entry().filter(|e| *e.key() < to) {
         let tick = *entry.key();
-        let (names, registrations, forgotten) = entry.remove();
+        let (names, mut registrations, forgotten) = entry.remove();
         state.settle(tick, counters, resolved);
         names.into_iter().for_each(|n| state.name(n));
+        // In event-time order, whatever order they arrived in: whether a record reactivates
+        // its arm depends on the records before it.
+        registrations.sort_by_key(|r| (r.ts, r.entity, r.arm, r.active));
         for r in &registrations {
             if state.rules().reset_on_reactivate && state.reactivates(r) {
                 departures.admit(resolved, updates);
