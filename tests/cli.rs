@@ -152,15 +152,26 @@ fn demo_runs_the_closed_loop_and_its_weights_favour_the_best_true_rates() {
     let (_, last) = stdout.split_once("final weights:").unwrap_or_else(|| panic!("no final table: {stdout}"));
     // entity -> [(weight, true rate)] from the rows of the final table.
     let mut arms: std::collections::BTreeMap<&str, Vec<(f64, f64)>> = Default::default();
+    let mut arm_ids: std::collections::BTreeMap<&str, Vec<&str>> = Default::default();
     for row in last.lines().map(str::split_whitespace).map(Iterator::collect::<Vec<_>>).filter(|c| c.len() == 8 && c[0].starts_with("entity-")) {
         let weight: f64 = row[2].parse().expect("weight");
         let truth: f64 = row[7].parse().expect("true rate");
         arms.entry(row[0]).or_default().push((weight, truth));
+        arm_ids.entry(row[0]).or_default().push(row[1]);
     }
     assert_eq!(arms.len(), 4, "{last}");
+    // The arms came from the registry: entity-000 lost its worst arm and gained arm-3 during
+    // the run, as the demo said when it did it.
+    let retired = stdout.lines().find_map(|l| l.strip_prefix("registry: ")?.split("retired entity-000/").nth(1)?.split_whitespace().next()).unwrap_or_else(|| panic!("no retirement: {stdout}"));
+    assert!(stdout.contains("declared entity-000/arm-3 (a new model"), "{stdout}");
+    assert!(!arm_ids["entity-000"].contains(&retired) && arm_ids["entity-000"].contains(&"arm-3"), "{retired}: {last}");
     for (entity, arms) in &arms {
         assert_eq!(arms.len(), 3, "{entity}: {last}");
         assert!((arms.iter().map(|a| a.0).sum::<f64>() - 1.0).abs() < 1e-3, "{entity}: {last}");
+        if *entity == "entity-000" {
+            // Its new arm came late: the bandit is still learning about it.
+            continue;
+        }
         let best_truth = arms.iter().map(|a| a.1).fold(0.0, f64::max);
         let favoured = arms.iter().max_by(|a, b| a.0.total_cmp(&b.0)).expect("arms");
         // The closed loop has shifted traffic to the best arm, or to one as good within noise.

@@ -69,6 +69,9 @@ pub fn run(args: Args, log_file: Option<&Path>) -> anyhow::Result<()> {
         c.records_written,
         demo::screen::weights_table(&report.latest, &|entity, arm| demo::demo_true_rate(seed, entity, arm))
     );
+    for line in &report.registry {
+        println!("demo: registry {line}");
+    }
     if let Some(address) = report.metrics_address {
         println!("demo: the worker's metrics were at http://{address}/metrics");
     }

@@ -1,7 +1,9 @@
 //! The demo (`banditflow demo`): the live worker on an embedded Kafka cluster (librdkafka's
 //! mock cluster), fed by a closed-loop traffic generator that reads the published weights and
-//! assigns arms by them, converting at known true rates. It shows each entity's weights as
-//! they move ([`screen`]), and stops by itself after `duration` unless told to run forever.
+//! assigns arms by them, converting at known true rates. The arms are declared on the arm
+//! registry topic, and during the run one is retired and a new one added ([`Registry`]). It
+//! shows each entity's weights as they move ([`screen`]), and stops by itself after `duration`
+//! unless told to run forever.
 
 use std::cmp::Reverse;
 use std::collections::{BTreeMap, BinaryHeap};
@@ -23,7 +25,8 @@ use banditflow_core::config::ConfigError;
 use banditflow_core::record::WeightRecord;
 use banditflow_core::time::now_ms;
 
-use crate::deployment::Job;
+use crate::deployment::{Job, KafkaConfig};
+use crate::kafka::registry::{self, Standing};
 use crate::traffic::true_rate;
 use crate::worker::{self, RunOptions, RunSummary, Watch, WorkerError};
 
@@ -57,6 +60,9 @@ pub enum DemoError {
     /// The traffic generator failed.
     #[error("traffic generator: {0}")]
     Generator(String),
+    /// A registry record could not be written.
+    #[error("arm registry: {0}")]
+    Registry(#[from] registry::RegistryError),
 }
 
 /// How the demo runs.
@@ -124,6 +130,75 @@ pub struct DemoReport {
     pub uniform_conversions: f64,
     /// Per entity and arm, when each assignment was served (for the report's cumulative counts).
     pub served: BTreeMap<String, BTreeMap<String, Vec<i64>>>,
+    /// What the demo did on the arm registry, one line per change, in order.
+    pub registry: Vec<String>,
+}
+
+/// The demo's arm registry story: every entity's arms declared at the start; entity-000's
+/// worst arm (by true rate) retired a third of the way in, and a new model declared halfway.
+pub struct Registry {
+    kafka: KafkaConfig,
+    topic: String,
+    seed: u64,
+    /// When to retire and when to add, since the traffic started.
+    retire_at: Duration,
+    add_at: Duration,
+    retired: bool,
+    added: bool,
+    /// What was done, for the screen and the report.
+    pub log: Vec<String>,
+}
+
+/// The entity whose arm set changes during the demo.
+const CHANGING: &str = "entity-000";
+
+impl Registry {
+    /// Declares `arms` arms (model v1) for each of `entities` entities.
+    fn declare(kafka: KafkaConfig, topic: String, options: &DemoOptions) -> Result<Self, DemoError> {
+        let span = options.duration.unwrap_or(Duration::from_secs(45));
+        let mut registry = Registry { kafka, topic, seed: options.seed, retire_at: span / 3, add_at: span / 2, retired: false, added: false, log: Vec::new() };
+        let declared: Vec<Standing> = (0..options.entities.max(1))
+            .flat_map(|e| (0..options.arms.max(1)).map(move |a| Registry::standing(&format!("entity-{e:03}"), &format!("arm-{a}"), true, Some("v1"))))
+            .collect();
+        registry::write_all(&registry.kafka, &registry.topic, &declared)?;
+        registry.log.push(format!("t+0s  declared {} arms for each of {} entities on the registry", options.arms.max(1), options.entities.max(1)));
+        Ok(registry)
+    }
+
+    /// A registry record of now, with the model version (and a label) as metadata.
+    fn standing(entity: &str, arm: &str, active: bool, model_version: Option<&str>) -> Standing {
+        let metadata = model_version.map(|v| serde_json::json!({ "model_version": v, "labels": { "source": "demo" } }));
+        Standing { entity_id: entity.into(), arm_id: arm.into(), state: if active { "active" } else { "retired" }.into(), ts: now_ms(), metadata, initial_weight: None }
+    }
+
+    fn write(&self, entity: &str, arm: &str, active: bool, model_version: Option<&str>) -> Result<(), DemoError> {
+        registry::write(&self.kafka, &self.topic, &Registry::standing(entity, arm, active, model_version))?;
+        Ok(())
+    }
+
+    /// Makes the changes due by `elapsed`, with `arms` arms per entity; returns the lines
+    /// describing them.
+    fn advance(&mut self, elapsed: Duration, arms: u32) -> Result<Vec<String>, DemoError> {
+        let mut done = Vec::new();
+        let rate = |arm: u32| demo_true_rate(self.seed, CHANGING, &format!("arm-{arm}")).unwrap_or(0.0);
+        if !self.retired && elapsed >= self.retire_at && arms > 1 {
+            let worst = (0..arms).min_by(|a, b| rate(*a).total_cmp(&rate(*b))).unwrap_or(0);
+            self.write(CHANGING, &format!("arm-{worst}"), false, None)?;
+            done.push(format!("t+{}s  retired {CHANGING}/arm-{worst} (true rate {:.4}, the lowest): it leaves the table, its weight goes to the others", elapsed.as_secs(), rate(worst)));
+            self.retired = true;
+        }
+        if !self.added && elapsed >= self.add_at {
+            self.write(CHANGING, &format!("arm-{arms}"), true, Some("v2"))?;
+            done.push(format!(
+                "t+{}s  declared {CHANGING}/arm-{arms} (a new model, true rate {:.4}): it starts from the prior with its new-arm weight, ramping up within the step limit",
+                elapsed.as_secs(),
+                rate(arms)
+            ));
+            self.added = true;
+        }
+        self.log.extend(done.iter().cloned());
+        Ok(done)
+    }
 }
 
 
@@ -147,13 +222,17 @@ pub fn run(options: &DemoOptions, out: &mut dyn Write) -> Result<DemoReport, Dem
         }
     }
     let cluster = MockCluster::new(1)?;
-    for (topic, partitions) in [("assignments", 4), ("outcomes", 4), ("weights", 1)] {
+    for (topic, partitions) in [("assignments", 4), ("outcomes", 4), ("weights", 1), ("arms", 1)] {
         cluster.create_topic(topic, partitions, 1)?;
     }
     let brokers = cluster.bootstrap_servers();
     let mut job = Job::from_toml_str(DEMO_JOB)?;
+    let mut registry = None;
     if let Some(kafka) = job.deployment.kafka.as_mut() {
         kafka.brokers = brokers.clone();
+        if let Some(topic) = kafka.arms_topic.clone() {
+            registry = Some(Registry::declare(kafka.clone(), topic, options)?);
+        }
     }
     let policy = job.dataflow.policy.clone();
     let stop_worker = Arc::new(AtomicBool::new(false));
@@ -191,11 +270,23 @@ pub fn run(options: &DemoOptions, out: &mut dyn Write) -> Result<DemoReport, Dem
     let started = Instant::now();
     let mut last_table = Instant::now();
     let mut first = true;
+    if let (false, Some(registry)) = (options.terminal, &registry) {
+        for line in &registry.log {
+            let _ = writeln!(out, "registry: {line}");
+        }
+    }
     loop {
         std::thread::sleep(Duration::from_millis(100));
         let over = options.duration.is_some_and(|d| started.elapsed() >= d) || options.stop.load(Ordering::Acquire);
         if over || generator.is_finished() || worker_thread.is_finished() {
             break;
+        }
+        if let Some(registry) = registry.as_mut() {
+            for line in registry.advance(started.elapsed(), options.arms)? {
+                if !options.terminal {
+                    let _ = writeln!(out, "registry: {line}");
+                }
+            }
         }
         let Some(every) = options.table_every else { continue };
         if last_table.elapsed() < every {
@@ -214,6 +305,7 @@ pub fn run(options: &DemoOptions, out: &mut dyn Write) -> Result<DemoReport, Dem
             snapshot: snapshot.as_ref(),
             metrics_url: watch.metrics_address().map(|a| format!("http://{a}/metrics")),
             log_file: options.log_file.clone(),
+            registry: registry.as_ref().map_or(&[], |r| &r.log),
         };
         let text = if options.terminal { screen::redraw(&screen::screen(&frame, &legend), first) } else { screen::plain(&frame) };
         first = false;
@@ -243,6 +335,7 @@ pub fn run(options: &DemoOptions, out: &mut dyn Write) -> Result<DemoReport, Dem
         records: produced.records.lock().map(|mut r| std::mem::take(&mut *r)).unwrap_or_default(),
         uniform_conversions: produced.uniform.lock().map_or(0.0, |u| *u),
         served: produced.served.lock().map(|mut s| std::mem::take(&mut *s)).unwrap_or_default(),
+        registry: registry.map(|r| r.log).unwrap_or_default(),
     })
 }
 
@@ -321,7 +414,11 @@ fn closed_loop(
             if let Ok(mut served) = produced.served.lock() {
                 served.entry(entity.clone()).or_default().entry(arm.clone()).or_default().push(now);
             }
-            let rates: Vec<f64> = (0..options.arms.max(1)).filter_map(|a| demo_true_rate(options.seed, &entity, &format!("arm-{a}"))).collect();
+            // A uniform split over the arms the entity has now (the registry changes them).
+            let rates: Vec<f64> = match current.get(&entity).filter(|r| !r.arms.is_empty()) {
+                Some(record) => record.arms.iter().filter_map(|a| demo_true_rate(options.seed, &entity, &a.arm_id)).collect(),
+                None => (0..options.arms.max(1)).filter_map(|a| demo_true_rate(options.seed, &entity, &format!("arm-{a}"))).collect(),
+            };
             if let Ok(mut uniform) = produced.uniform.lock() {
                 *uniform += rates.iter().sum::<f64>() / rates.len().max(1) as f64;
             }

@@ -38,6 +38,8 @@ pub struct Frame<'a> {
     pub metrics_url: Option<String>,
     /// Where log lines go.
     pub log_file: Option<PathBuf>,
+    /// What the demo did on the arm registry so far, one line per change.
+    pub registry: &'a [String],
 }
 
 /// The legend, one line per item: what each column and status means.
@@ -134,6 +136,7 @@ pub fn screen(frame: &Frame<'_>, legend: &[String]) -> Vec<String> {
     lines.push(String::new());
     lines.extend(entities(frame));
     lines.push(String::new());
+    lines.extend(frame.registry.iter().map(|l| format!("registry  {l}")));
     lines.extend(footer(frame));
     lines
 }
@@ -242,10 +245,11 @@ mod tests {
             snapshot: Some(&snapshot),
             metrics_url: Some("http://127.0.0.1:9898/metrics".into()),
             log_file: Some(PathBuf::from("/tmp/demo.log")),
+            registry: &["t+13s  retired entity-000/arm-1".to_owned()],
         };
         let lines = screen(&frame, &legend(30, 0.02, Some(0.1)));
         let text = lines.join("\n");
-        for part in ["t+12s of 40s", "p_best    the probability", "floor 2%, at most 10% change per tick", "entity-000  adaptive  version 7 (as of 00:00:07)", "arm-1", "0.1200", "?", "3 ticks published", "http://127.0.0.1:9898/metrics", "logs in /tmp/demo.log"] {
+        for part in ["t+12s of 40s", "p_best    the probability", "floor 2%, at most 10% change per tick", "entity-000  adaptive  version 7 (as of 00:00:07)", "arm-1", "0.1200", "?", "3 ticks published", "http://127.0.0.1:9898/metrics", "logs in /tmp/demo.log", "registry  t+13s  retired entity-000/arm-1"] {
             assert!(text.contains(part), "`{part}` missing from:\n{text}");
         }
         assert!(text.contains(&format!("{}{}", "█".repeat(15), "·".repeat(5))), "a weight of 0.75 fills 15 of 20 cells:\n{text}");

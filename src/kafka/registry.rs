@@ -104,11 +104,18 @@ pub fn record_of(standing: &Standing) -> Value {
 /// Writes `standing` to `topic` under its key (message timestamp: its `ts`) and waits until
 /// the brokers have it.
 pub fn write(kafka: &KafkaConfig, topic: &str, standing: &Standing) -> Result<(), RegistryError> {
+    write_all(kafka, topic, std::slice::from_ref(standing))
+}
+
+/// Writes `standings`, in order, like [`write`], with one producer.
+pub fn write_all(kafka: &KafkaConfig, topic: &str, standings: &[Standing]) -> Result<(), RegistryError> {
     let failed = |error| RegistryError::Write { topic: topic.to_owned(), error };
     let producer: BaseProducer = client::producer_config(kafka).create().map_err(failed)?;
-    let key = key_of(&standing.entity_id, &standing.arm_id);
-    let payload = record_of(standing).to_string();
-    producer.send(BaseRecord::to(topic).key(&key).payload(&payload).timestamp(standing.ts)).map_err(|(error, _)| failed(error))?;
+    for standing in standings {
+        let key = key_of(&standing.entity_id, &standing.arm_id);
+        let payload = record_of(standing).to_string();
+        producer.send(BaseRecord::to(topic).key(&key).payload(&payload).timestamp(standing.ts)).map_err(|(error, _)| failed(error))?;
+    }
     producer.flush(Duration::from_secs(30)).map_err(failed)?;
     Ok(())
 }
