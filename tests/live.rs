@@ -1257,18 +1257,22 @@ fn passwords_from_the_environment_appear_in_no_log_error_or_metrics_of_runs_that
     }
 }
 
-#[test]
-fn the_arm_registry_topic_declares_and_retires_arms_as_replay_with_arms_does() {
+/// The arm registry topic against replay with `--arms` of the same records, the worker run
+/// with `extra` arguments: declarations before the traffic (one with an initial weight),
+/// a retirement, a reactivation and a declaration older than `max_age`.
+fn registry_shape(extra: &[&str]) {
     let mut scenario = Scenario::new("production");
     scenario.broker.create_topic("arms", 2);
     let (a, o) = past_traffic(scenario.dir.path(), 53);
     let first = a.iter().filter_map(|l| serde_json::from_str::<Value>(l).ok()?["ts"].as_i64()).min().expect("ts");
     // A new model declared before the traffic (it has no assignments: it shows with the
-    // prior), with its metadata; an arm retired a third of the way in; and, declared long ago
+    // prior), with its metadata and a share of the declared split; an arm retired a third of
+    // the way in and reactivated (a retrained model) two thirds in; and, declared long ago
     // (older than the worker's `max_age`), a second new arm of another entity.
     let registry = [
-        ("entity-000/arm-new", format!(r#"{{"entity_id":"entity-000","arm_id":"arm-new","state":"active","ts":{},"metadata":{{"model_version":"v2","trained_at":"2026-11-30T00:00:00Z","labels":{{"team":"search"}}}}}}"#, first - 5_000)),
+        ("entity-000/arm-new", format!(r#"{{"entity_id":"entity-000","arm_id":"arm-new","state":"active","ts":{},"initial_weight":0.2,"metadata":{{"model_version":"v2","trained_at":"2026-11-30T00:00:00Z","labels":{{"team":"search"}}}}}}"#, first - 5_000)),
         ("entity-001/arm-1", format!(r#"{{"entity_id":"entity-001","arm_id":"arm-1","state":"retired","ts":{}}}"#, first + 10_000)),
+        ("entity-001/arm-1", format!(r#"{{"entity_id":"entity-001","arm_id":"arm-1","state":"active","ts":{},"metadata":{{"model_version":"v3"}}}}"#, first + 20_000)),
         ("entity-002/arm-old", format!(r#"{{"entity_id":"entity-002","arm_id":"arm-old","state":"active","ts":{}}}"#, first - 30 * 86_400_000)),
     ];
     produce_raw(&scenario.broker.brokers(), "arms", &registry.iter().map(|(k, v)| ((*k).to_owned(), v.clone().into_bytes())).collect::<Vec<_>>());
@@ -1279,15 +1283,29 @@ fn the_arm_registry_topic_declares_and_retires_arms_as_replay_with_arms_does() {
     let arms_of = |record: &Value| record["arms"].as_array().expect("arms").iter().map(|a| a["arm_id"].as_str().expect("id").to_owned()).collect::<Vec<_>>();
     let last = |entity: &str| expected[entity].last().expect("records").clone();
     assert!(arms_of(&last("entity-000")).contains(&"arm-new".to_owned()), "{}", last("entity-000"));
-    assert!(!arms_of(&last("entity-001")).contains(&"arm-1".to_owned()), "{}", last("entity-001"));
     assert!(arms_of(&last("entity-002")).contains(&"arm-old".to_owned()), "{}", last("entity-002"));
+    let at = |entity: &str, ts: i64| expected[entity].iter().rfind(|r| r["as_of"].as_i64().is_some_and(|as_of| as_of <= ts)).cloned().expect("a record by then");
+    assert!(!arms_of(&at("entity-001", first + 19_000)).contains(&"arm-1".to_owned()), "retired: {}", at("entity-001", first + 19_000));
+    let back = last("entity-001");
+    let arm_1 = back["arms"].as_array().expect("arms").iter().find(|a| a["arm_id"] == "arm-1").cloned().unwrap_or_else(|| panic!("reactivated: {back}"));
+    assert!(arm_1["trials"].as_u64() > Some(0) && arm_1["metadata"]["model_version"] == "v3", "kept its counts, new metadata: {arm_1}");
     let env = [("BANDITFLOW_KAFKA_ARMS_TOPIC", "arms".to_owned())];
-    let mut worker = Worker::start_with(Path::new(env!("CARGO_BIN_EXE_banditflow")), &scenario.job, &[], &env, &scenario.dir.path().join("worker.log"));
+    let mut worker = Worker::start_with(Path::new(env!("CARGO_BIN_EXE_banditflow")), &scenario.job, extra, &env, &scenario.dir.path().join("worker.log"));
     scenario.await_topic("weights", &expected, &mut worker);
     let new_arm = last("entity-000")["arms"].as_array().expect("arms").iter().find(|a| a["arm_id"] == "arm-new").cloned().expect("arm-new");
     assert_eq!(new_arm["metadata"]["model_version"], "v2", "metadata unchanged: {new_arm}");
     let (status, _) = worker.terminate();
     assert!(status.success());
+}
+
+#[test]
+fn the_arm_registry_topic_declares_retires_and_reactivates_arms_as_replay_with_arms_does() {
+    registry_shape(&[]);
+}
+
+#[test]
+fn with_a_registry_two_worker_threads_publish_what_one_does() {
+    registry_shape(&["--workers", "2"]);
 }
 
 #[test]
