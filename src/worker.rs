@@ -219,7 +219,8 @@ pub fn run(options: &RunOptions, watch: Arc<Watch>) -> Result<RunSummary, Worker
         }
         _ => None,
     };
-    let recovery = Recovery { restored, collector: collector.clone() };
+    let published_through = publisher.as_ref().and_then(|p| p.newest_version()).map(|v| v.min(i64::MAX as u64) as i64);
+    let recovery = Recovery { restored, collector: collector.clone(), published_through };
     let timing = checkpoint::timing(&job);
     let watched_topics = (kafka.clone(), partitions.clone());
     // A rebuild reads back far enough for the ticks after the last one published (or, the

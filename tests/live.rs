@@ -753,6 +753,63 @@ fn stopped_for_longer_than_five_ticks_it_resumes_and_the_step_limit_holds() {
 }
 
 #[test]
+fn restarted_from_static_to_adaptive_it_walks_on_from_the_published_split_within_max_step() {
+    let mut scenario = Scenario::with_job("production", "\n[checkpoint]\ndir = \"{dir}/checkpoints\"\ninterval = \"4s\"\nkeep = 3\n");
+    let text = std::fs::read_to_string(&scenario.job).expect("job");
+    let with = |allocation: &str| text.replace("max_step = 0.2\n", &format!("max_step = 0.2\nallocation = \"{allocation}\"\n"));
+    assert_ne!(with("static"), text, "the job has the max_step line this test extends");
+    std::fs::write(&scenario.job, with("static")).expect("job");
+    let producer = scenario.stream_traffic(24_000, 6_000, 31);
+    let checkpoints = scenario.dir.path().join("checkpoints");
+    let mut worker = Worker::start(&scenario.job, &[], &scenario.dir.path().join("run-0.log"));
+    // Static until it wrote a checkpoint and published ticks after it (with checkpoints every
+    // 4 s, some of them: those are not published again after the restart).
+    let started = Instant::now();
+    let ready = wait_until(Duration::from_secs(60), || {
+        worker.assert_running();
+        let written = std::fs::read_dir(&checkpoints).is_ok_and(|d| d.count() > 0);
+        written && started.elapsed() > Duration::from_secs(10)
+    });
+    assert!(ready, "no checkpoint: {}", worker.log_text());
+    let (status, _) = worker.terminate();
+    assert!(status.success());
+    std::fs::write(&scenario.job, with("adaptive")).expect("job");
+    let mut worker = Worker::start(&scenario.job, &[], &scenario.dir.path().join("run-1.log"));
+    producer.join().expect("producer");
+    let mut published = BTreeMap::new();
+    let switched = wait_until(Duration::from_secs(90), || {
+        worker.assert_running();
+        published = scenario.published("weights");
+        published.len() >= 3 && published.values().all(|r| r.last().is_some_and(|l| l["status"] != "static"))
+    });
+    assert!(switched, "every entity switched: {published:?}\n{}", worker.log_text());
+    assert!(worker.log_text().contains("resuming from checkpoint"), "{}", worker.log_text());
+    let weights = |r: &Value| -> Vec<f64> { r["arms"].as_array().expect("arms").iter().map(|a| a["weight"].as_f64().expect("weight")).collect() };
+    let arms = |r: &Value| -> Vec<String> { r["arms"].as_array().expect("arms").iter().map(|a| a["arm_id"].as_str().expect("id").to_owned()).collect() };
+    let mut largest = 0.0f64;
+    for (entity, records) in &published {
+        let first = records.iter().position(|r| r["status"] != "static").expect("switched");
+        assert!(first > 0, "{entity} published static records before the restart");
+        for r in &records[..first] {
+            let w = weights(r);
+            assert!(w.iter().all(|x| (x - 1.0 / w.len() as f64).abs() < 1e-12), "{entity}: the uniform split while static: {r}");
+        }
+        assert!(records[first..].iter().all(|r| r["status"] != "static"), "{entity} never static again");
+        for pair in records[first - 1..].windows(2) {
+            assert!(pair[0]["version"].as_u64() < pair[1]["version"].as_u64(), "{entity}: versions increase");
+            if arms(&pair[0]) == arms(&pair[1]) {
+                let step = weights(&pair[0]).iter().zip(weights(&pair[1])).map(|(a, b)| (a - b).abs()).fold(0.0, f64::max);
+                assert!(step <= 0.2 + 1e-9, "{entity}: a step of {step} from {} to {}", pair[0], pair[1]);
+                largest = largest.max(step);
+            }
+        }
+    }
+    assert!(largest > 0.2 - 1e-9, "some entity walked a full step: {largest}");
+    let (status, _) = worker.terminate();
+    assert!(status.success());
+}
+
+#[test]
 fn a_damaged_newest_checkpoint_is_skipped_for_the_one_before_it() {
     let stop = |truncate| Stop { after: Duration::from_secs(4), kill: true, down: Duration::from_millis(500), corrupt: Some(truncate), workers: 1, fresh: true };
     let logs = streamed_restarts(22, 1, &[stop(true), stop(false)]);

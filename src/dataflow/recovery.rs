@@ -13,5 +13,8 @@ pub struct Recovery {
     pub restored: Option<Arc<Checkpoint>>,
     /// Where the operators hand their parts of new checkpoints.
     pub collector: Option<Arc<Collector>>,
+    /// The newest `as_of` on the weights topic at start-up: records up to it were published
+    /// and are not published again.
+    pub published_through: Option<i64>,
 }
 

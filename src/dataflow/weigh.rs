@@ -69,6 +69,9 @@ pub fn weigh<'scope>(
             Some(checkpoint) => (Weigher::restore(rules, &checkpoint.weighers, checkpoint.tick, |e| e % peers == worker as u64), checkpoint.tick),
             None => (Weigher::new(rules), 0),
         };
+        if let (Some(_), Some(through)) = (&recovery.restored, recovery.published_through) {
+            weigher.hold_allocation_through(through);
+        }
         let collector = recovery.collector;
         move |(changes_in, changes_frontier), (names_in, names_frontier), output| {
             names_in.for_each(|time, data| {

@@ -143,6 +143,12 @@ struct Policy {
     redeclared: FxHashMap<NameId, Vec<Change>>,
     /// The sample-ratio state per entity (also looked up per window change).
     served: FxHashMap<NameId, ServedCounts>,
+    /// Entities restored under another `allocation` than their last record's: looked at
+    /// again at the first tick after `hold_through`.
+    switching: BTreeSet<NameId>,
+    /// Until this `as_of`, an entity with a record keeps its last record's allocation (the
+    /// newest version already published when a restarted worker started).
+    hold_through: i64,
 }
 
 impl Policy {
@@ -207,7 +213,12 @@ impl Policy {
         let policy = &self.rules.policy;
         let burn_in = BurnIn { min_trials: policy.min_trials, new_arm_weight: policy.new_arm_weight, left, split: split.as_deref() };
         let (mut target, status) = target_weights(&odds.p_best, &trials, &burn_in, policy.floor);
-        let fixed = policy.allocation == Allocation::Static;
+        // A restarted job that changed its allocation keeps the old one for the ticks it had
+        // published already, so that what it publishes next walks on from what it published.
+        let fixed = match self.entities.get(&entity) {
+            Some(e) if self.rules.ticks.as_of(tick) <= self.hold_through => e.last.status == Status::Static,
+            _ => policy.allocation == Allocation::Static,
+        };
         let short: Vec<bool> = trials.iter().map(|&t| status == Status::BurnIn || t < policy.min_trials).collect();
 
         // Decisions first: the states shape the weights.
@@ -434,6 +445,8 @@ impl Weigher {
             deciding: BTreeSet::new(),
             redeclared: FxHashMap::default(),
             served: FxHashMap::default(),
+            switching: BTreeSet::new(),
+            hold_through: i64::MIN,
         };
         Weigher { policy, changes: BTreeMap::new(), registrations: BTreeMap::new(), served: BTreeMap::new(), next_tick: 0, forgets: BTreeMap::new(), names: BTreeMap::new() }
     }
@@ -483,6 +496,7 @@ impl Weigher {
                 p.deciding.remove(entity);
                 p.redeclared.remove(entity);
                 p.served.remove(entity);
+                p.switching.remove(entity);
                 if held {
                     records.push(Published::Forgotten { tick, entity_id: p.name(*entity) });
                 }
@@ -561,13 +575,21 @@ impl Weigher {
             p.served.extend(part.served.iter().filter(|(e, _)| owns(*e)).map(|(e, s)| (*e, s.without_counts())));
         }
         // A job that changed its allocation (static to adaptive or back) looks again at each
-        // entity at its first tick, not only once its counts change.
+        // entity once the switch takes effect, not only once its counts change.
         let p = &mut weigher.policy;
         let fixed = p.rules.policy.allocation == Allocation::Static;
         let switched = p.entities.iter().filter(|(_, e)| !e.last.arms.is_empty() && (e.last.status == Status::Static) != fixed).map(|(id, _)| *id);
         let switched: Vec<NameId> = switched.collect();
-        p.deciding.extend(switched);
+        p.switching.extend(switched);
         weigher
+    }
+
+    /// A restarted worker whose weights topic already holds records up to `as_of`: an entity
+    /// restored under another `allocation` keeps its old one through `as_of` (the records of
+    /// those ticks were published under it and are not published again), and switches at the
+    /// first tick after, walking from what was published.
+    pub fn hold_allocation_through(&mut self, as_of: i64) {
+        self.policy.hold_through = as_of;
     }
 
 
@@ -604,7 +626,7 @@ impl Weigher {
             let next_served = self.served.first_key_value().map(|(t, _)| *t);
             let next_forget = self.forgets.first_key_value().map(|(t, _)| *t);
             let next_data = next_change.into_iter().chain(next_registration).chain(next_served).chain(next_forget).min();
-            let tick = if self.policy.converging.is_empty() && self.policy.deciding.is_empty() {
+            let tick = if self.policy.converging.is_empty() && self.policy.deciding.is_empty() && self.policy.switching.is_empty() {
                 match next_data {
                     Some(t) => t,
                     None => break,
@@ -647,6 +669,9 @@ impl Weigher {
             }
             // Entities with a decision streak are evaluated again at every tick.
             changed.extend(self.policy.deciding.iter().copied());
+            if self.policy.rules.ticks.as_of(tick) > self.policy.hold_through {
+                changed.extend(std::mem::take(&mut self.policy.switching));
+            }
             let mut records: Vec<Published> = Vec::new();
             for entity in &changed {
                 self.policy.recompute(*entity, tick, &mut records);
@@ -814,6 +839,20 @@ mod tests {
             assert!(previous[0] > 0.5, "{entity} arrives at its adaptive target, far from the split: {previous:?}");
         }
         assert!(adaptive.policy.converging.is_empty(), "every entity arrived");
+
+        // Restarted where the weights topic holds records through tick 11 already: ticks 8 to
+        // 11 stay static (their counts change: records, but the split), the walk starts at 12.
+        let mut held = Weigher::restore(rules_with("adaptive"), [&snapshot], 8, |_| true);
+        held.hold_allocation_through(11_999);
+        for (entity, arms) in &snapshot.counts {
+            held.counted(*entity, arms.clone(), 8, 1);
+        }
+        let records = weights(&feed(&mut held, 8, 30));
+        let (static_part, walking): (Vec<_>, Vec<_>) = records.iter().partition(|(v, ..)| *v <= 11_999);
+        assert!(!static_part.is_empty() && static_part.iter().all(|(_, status, w)| status == "static" && (w[0] - 0.1).abs() < 1e-12), "{static_part:?}");
+        assert!(walking.iter().all(|(_, status, _)| status != "static") && walking.first().is_some_and(|(v, ..)| *v == 12_999), "{walking:?}");
+        let first = &walking[0].2;
+        assert!((first[0] - 0.1).abs() <= 0.05 + 1e-12 && first[0] > 0.1, "one step from the split: {first:?}");
     }
 
     #[test]
