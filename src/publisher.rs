@@ -188,8 +188,10 @@ impl Publisher {
     /// holds: all of it, or, resuming from `resume`, what came after the checkpoint (the
     /// versions before it are in the checkpoint). `capacity` bounds each sink's buffer
     /// (entities waiting to be written). Weight records the weights topic refuses for good
-    /// go to `dead_letters`, if given.
-    pub fn start(targets: &Targets, capacity: usize, resume: Option<&Checkpoint>, dead_letters: Option<Arc<DeadLetters>>) -> Result<Publisher, SinkError> {
+    /// go to `dead_letters`, if given. `newest_now`: resuming, read back before returning, so
+    /// that [`Publisher::newest_version`] is known (the dataflow needs it when the job changed
+    /// its allocation); if that read fails, the sink reads back on its own thread as usual.
+    pub fn start(targets: &Targets, capacity: usize, resume: Option<&Checkpoint>, dead_letters: Option<Arc<DeadLetters>>, newest_now: bool) -> Result<Publisher, SinkError> {
         let mut sinks = Vec::new();
         let mut positions = None;
         let mut newest_version = None;
@@ -201,6 +203,18 @@ impl Publisher {
                 // Resuming, the read-back is short and nothing else waits for it: the sink
                 // does it on its own thread while the sources catch up, and writes nothing
                 // (and counts as not up) until it is done.
+                Some(checkpoint) if newest_now => match open_kafka(config, topic, Some(&ResumeFrom::of(checkpoint)), shared_positions.clone(), dead_letters.clone()) {
+                    Ok((writer, newest)) => {
+                        newest_version = newest;
+                        sinks.push(spawn("kafka", Carries::Weights, target, writer)?);
+                    }
+                    Err(error) => {
+                        tracing::warn!(%error, "cannot read the weights topic back at start: the allocation switches at the checkpoint's tick");
+                        let (config, topic, checkpoint, letters) = (config.clone(), topic.clone(), ResumeFrom::of(checkpoint), dead_letters);
+                        let open = move || open_kafka(&config, &topic, Some(&checkpoint), shared_positions.clone(), letters.clone()).map(|(writer, _)| writer);
+                        sinks.push(spawn_opening("kafka", Carries::Weights, target, open)?);
+                    }
+                },
                 Some(checkpoint) => {
                     let (config, topic, checkpoint, letters) = (config.clone(), topic.clone(), ResumeFrom::of(checkpoint), dead_letters);
                     let open = move || open_kafka(&config, &topic, Some(&checkpoint), shared_positions.clone(), letters.clone()).map(|(writer, _)| writer);

@@ -206,7 +206,10 @@ pub fn run(options: &RunOptions, watch: Arc<Watch>) -> Result<RunSummary, Worker
         if targets.kafka.is_none() && targets.redis.is_none() {
             return Err(WorkerError::NoSink);
         }
-        Some(Arc::new(Publisher::start(&targets, SINK_CAPACITY, restored.as_deref(), dead_letters.clone())?))
+        // Resumed under another allocation, the weights stage needs to know what was published.
+        let static_now = job.policy.allocation == banditflow_core::config::Allocation::Static;
+        let switching = restored.as_ref().is_some_and(|c| c.weighers.iter().any(|w| w.switches_allocation(static_now)));
+        Some(Arc::new(Publisher::start(&targets, SINK_CAPACITY, restored.as_deref(), dead_letters.clone(), switching)?))
     } else {
         None
     };

@@ -412,6 +412,15 @@ pub struct WeigherState {
     pub served: Vec<(NameId, ServedCounts)>,
 }
 
+impl WeigherState {
+    /// Whether some entity's last record was published under the other allocation than
+    /// `to_static` says (a job restarted after switching between static and adaptive).
+    #[must_use]
+    pub fn switches_allocation(&self, to_static: bool) -> bool {
+        self.entities.iter().filter_map(|(_, json, _)| serde_json::from_str::<WeightRecord>(json).ok()).any(|r| !r.arms.is_empty() && (r.status == Status::Static) != to_static)
+    }
+}
+
 /// The weight state of one worker's entities, and the changes waiting for their tick.
 pub struct Weigher {
     policy: Policy,
