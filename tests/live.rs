@@ -1316,10 +1316,17 @@ fn passwords_from_the_environment_appear_in_no_log_error_or_metrics_of_runs_that
 
 /// The arm registry topic against replay with `--arms` of the same records, the worker run
 /// with `extra` arguments: declarations before the traffic (one with an initial weight),
-/// a retirement, a reactivation and a declaration older than `max_age`.
-fn registry_shape(extra: &[&str]) {
+/// a retirement, a reactivation (its counts kept, or with `reset` started from the prior)
+/// and a declaration older than `max_age`.
+fn registry_shape(extra: &[&str], reset: bool) {
     let mut scenario = Scenario::new("production");
     scenario.broker.create_topic("arms", 2);
+    if reset {
+        let text = std::fs::read_to_string(&scenario.job).expect("job");
+        let changed = text.replace("max_step = 0.2\n", "max_step = 0.2\non_reactivate = \"reset\"\n");
+        assert_ne!(changed, text, "the job has the max_step line this test extends");
+        std::fs::write(&scenario.job, changed).expect("job");
+    }
     let (a, o) = past_traffic(scenario.dir.path(), 53);
     let first = a.iter().filter_map(|l| serde_json::from_str::<Value>(l).ok()?["ts"].as_i64()).min().expect("ts");
     // A new model declared before the traffic (it has no assignments: it shows with the
@@ -1343,9 +1350,13 @@ fn registry_shape(extra: &[&str]) {
     assert!(arms_of(&last("entity-002")).contains(&"arm-old".to_owned()), "{}", last("entity-002"));
     let at = |entity: &str, ts: i64| expected[entity].iter().rfind(|r| r["as_of"].as_i64().is_some_and(|as_of| as_of <= ts)).cloned().expect("a record by then");
     assert!(!arms_of(&at("entity-001", first + 19_000)).contains(&"arm-1".to_owned()), "retired: {}", at("entity-001", first + 19_000));
-    let back = last("entity-001");
+    // The record of the reactivation's tick: arm-1 back with its new metadata, and its counts
+    // from before the retirement kept, or (reset) gone.
+    let tick_end = (first + 20_000) / 1_000 * 1_000 + 999;
+    let back = expected["entity-001"].iter().find(|r| r["as_of"].as_i64() == Some(tick_end)).cloned().unwrap_or_else(|| panic!("a record at the reactivation: {:?}", expected["entity-001"]));
     let arm_1 = back["arms"].as_array().expect("arms").iter().find(|a| a["arm_id"] == "arm-1").cloned().unwrap_or_else(|| panic!("reactivated: {back}"));
-    assert!(arm_1["trials"].as_u64() > Some(0) && arm_1["metadata"]["model_version"] == "v3", "kept its counts, new metadata: {arm_1}");
+    assert_eq!(arm_1["metadata"]["model_version"], "v3", "new metadata: {arm_1}");
+    assert_eq!(arm_1["trials"].as_u64() == Some(0), reset, "counts kept unless reset: {arm_1}");
     let env = [("BANDITFLOW_KAFKA_ARMS_TOPIC", "arms".to_owned())];
     let mut worker = Worker::start_with(Path::new(env!("CARGO_BIN_EXE_banditflow")), &scenario.job, extra, &env, &scenario.dir.path().join("worker.log"));
     scenario.await_topic("weights", &expected, &mut worker);
@@ -1357,12 +1368,12 @@ fn registry_shape(extra: &[&str]) {
 
 #[test]
 fn the_arm_registry_topic_declares_retires_and_reactivates_arms_as_replay_with_arms_does() {
-    registry_shape(&[]);
+    registry_shape(&[], false);
 }
 
 #[test]
-fn with_a_registry_two_worker_threads_publish_what_one_does() {
-    registry_shape(&["--workers", "2"]);
+fn with_two_worker_threads_the_registry_topic_publishes_what_replay_does_and_a_reset_reactivation_starts_from_the_prior() {
+    registry_shape(&["--workers", "2"], true);
 }
 
 #[test]
