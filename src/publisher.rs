@@ -203,7 +203,7 @@ impl Publisher {
                 // Resuming, the read-back is short and nothing else waits for it: the sink
                 // does it on its own thread while the sources catch up, and writes nothing
                 // (and counts as not up) until it is done.
-                Some(checkpoint) if newest_now => match open_kafka(config, topic, Some(&ResumeFrom::of(checkpoint)), shared_positions.clone(), dead_letters.clone()) {
+                Some(checkpoint) if newest_now => match open_kafka(config, topic, Some(&ResumeFrom::of(checkpoint)), shared_positions.clone(), dead_letters.clone(), true) {
                     Ok((writer, newest)) => {
                         newest_version = newest;
                         sinks.push(spawn("kafka", Carries::Weights, target, writer)?);
@@ -211,17 +211,17 @@ impl Publisher {
                     Err(error) => {
                         tracing::warn!(%error, "cannot read the weights topic back at start: the allocation switches at the checkpoint's tick");
                         let (config, topic, checkpoint, letters) = (config.clone(), topic.clone(), ResumeFrom::of(checkpoint), dead_letters);
-                        let open = move || open_kafka(&config, &topic, Some(&checkpoint), shared_positions.clone(), letters.clone()).map(|(writer, _)| writer);
+                        let open = move || open_kafka(&config, &topic, Some(&checkpoint), shared_positions.clone(), letters.clone(), false).map(|(writer, _)| writer);
                         sinks.push(spawn_opening("kafka", Carries::Weights, target, open)?);
                     }
                 },
                 Some(checkpoint) => {
                     let (config, topic, checkpoint, letters) = (config.clone(), topic.clone(), ResumeFrom::of(checkpoint), dead_letters);
-                    let open = move || open_kafka(&config, &topic, Some(&checkpoint), shared_positions.clone(), letters.clone()).map(|(writer, _)| writer);
+                    let open = move || open_kafka(&config, &topic, Some(&checkpoint), shared_positions.clone(), letters.clone(), false).map(|(writer, _)| writer);
                     sinks.push(spawn_opening("kafka", Carries::Weights, target, open)?);
                 }
                 None => {
-                    let (writer, newest) = open_kafka(config, topic, None, shared_positions, dead_letters)?;
+                    let (writer, newest) = open_kafka(config, topic, None, shared_positions, dead_letters, false)?;
                     newest_version = newest;
                     sinks.push(spawn("kafka", Carries::Weights, target, writer)?);
                 }
@@ -235,7 +235,7 @@ impl Publisher {
             // Events before the checkpoint are all out; the read-back says which after it are.
             let resume = resume.map(|c| ResumeFrom { offsets: c.decisions_offsets.clone(), versions: Vec::new() });
             let (config, topic) = (config.clone(), topic.clone());
-            let open = move || open_kafka(&config, &topic, resume.as_ref(), shared_positions.clone(), None).map(|(writer, _)| writer);
+            let open = move || open_kafka(&config, &topic, resume.as_ref(), shared_positions.clone(), None, false).map(|(writer, _)| writer);
             sinks.push(spawn_opening("decisions", Carries::Decisions, target, open)?);
         }
         if let Some((config, prefix)) = &targets.redis {
@@ -387,9 +387,23 @@ impl ResumeFrom {
 
 /// Reads back what the weights topic holds (from the checkpoint's offsets when resuming) and
 /// opens the Kafka writer; returns it with the newest version found.
-fn open_kafka(config: &KafkaConfig, topic: &str, resume: Option<&ResumeFrom>, positions: Arc<Mutex<Positions>>, dead_letters: Option<Arc<DeadLetters>>) -> Result<(Writer, Option<u64>), SinkError> {
+fn open_kafka(config: &KafkaConfig, topic: &str, resume: Option<&ResumeFrom>, positions: Arc<Mutex<Positions>>, dead_letters: Option<Arc<DeadLetters>>, settle: bool) -> Result<(Writer, Option<u64>), SinkError> {
     let from = resume.map(|r| r.offsets.clone()).unwrap_or_default();
     let mut read = kafka::published_versions(config, topic, &from)?;
+    // `settle`: the newest version must be the newest. A broker may report the end early
+    // (tansu 0.6, under load): read on from where the read stopped until a read finds nothing.
+    for _ in 0..if settle { 5 } else { 0 } {
+        let ends: Vec<(i32, i64)> = read.ends.iter().map(|(p, o)| (*p, *o)).collect();
+        let more = kafka::published_versions(config, topic, &ends)?;
+        if more.versions.is_empty() {
+            break;
+        }
+        for (entity, version) in more.versions {
+            let newest = read.versions.entry(entity).or_insert(version);
+            *newest = (*newest).max(version);
+        }
+        read.ends.extend(more.ends);
+    }
     for (entity, version) in resume.iter().flat_map(|r| r.versions.iter().cloned()) {
         let newest = read.versions.entry(entity).or_insert(version);
         *newest = (*newest).max(version);

@@ -799,7 +799,7 @@ fn restarted_from_static_to_adaptive_it_walks_on_from_the_published_split_within
             assert!(pair[0]["version"].as_u64() < pair[1]["version"].as_u64(), "{entity}: versions increase");
             if arms(&pair[0]) == arms(&pair[1]) {
                 let step = weights(&pair[0]).iter().zip(weights(&pair[1])).map(|(a, b)| (a - b).abs()).fold(0.0, f64::max);
-                assert!(step <= 0.2 + 1e-9, "{entity}: a step of {step} from {} to {}", pair[0], pair[1]);
+                assert!(step <= 0.2 + 1e-9, "{entity}: a step of {step} from {} to {}\nrestarted worker's log:\n{}", pair[0], pair[1], worker.log_text());
                 largest = largest.max(step);
             }
         }
