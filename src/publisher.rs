@@ -14,7 +14,7 @@
 //! version, which plays the role of the version: read back at start-up, it tells a restart
 //! which events are already out.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
@@ -388,12 +388,39 @@ impl ResumeFrom {
 /// Reads back what the weights topic holds (from the checkpoint's offsets when resuming) and
 /// opens the Kafka writer; returns it with the newest version found.
 fn open_kafka(config: &KafkaConfig, topic: &str, resume: Option<&ResumeFrom>, positions: Arc<Mutex<Positions>>, dead_letters: Option<Arc<DeadLetters>>, settle: bool) -> Result<(Writer, Option<u64>), SinkError> {
+    let read = read_back(config, topic, resume, settle)?;
+    let newest = read.versions.values().max().copied();
+    let writer = KafkaWriter::new(config, topic.to_owned(), read.versions, read.ends, positions, dead_letters)?;
+    Ok((Writer::Kafka(Box::new(writer)), newest))
+}
+
+/// The newest version the weights topic of `targets` holds after `checkpoint`'s offsets, for
+/// a process that publishes nothing itself (a cluster's other processes) but must know it
+/// when the job changed its allocation. `None` without a weights topic or when it cannot be
+/// read (the switch then comes at the checkpoint's tick).
+pub fn newest_published(targets: &Targets, checkpoint: &Checkpoint) -> Option<u64> {
+    let (config, topic) = targets.kafka.as_ref()?;
+    match read_back(config, topic, Some(&ResumeFrom::of(checkpoint)), true) {
+        Ok(read) => read.versions.values().max().copied(),
+        Err(error) => {
+            tracing::warn!(%error, "cannot read the weights topic back at start: the allocation switches at the checkpoint's tick");
+            None
+        }
+    }
+}
+
+/// What the weights topic holds from `resume`'s offsets on (all of it without), with the
+/// checkpoint's versions merged in.
+fn read_back(config: &KafkaConfig, topic: &str, resume: Option<&ResumeFrom>, settle: bool) -> Result<kafka::ReadBack, SinkError> {
     let from = resume.map(|r| r.offsets.clone()).unwrap_or_default();
     let mut read = kafka::published_versions(config, topic, &from)?;
     // `settle`: the newest version must be the newest. A broker may report the end early
     // (tansu 0.6, under load): read on from where the read stopped until a read finds nothing.
     for _ in 0..if settle { 5 } else { 0 } {
-        let ends: Vec<(i32, i64)> = read.ends.iter().map(|(p, o)| (*p, *o)).collect();
+        // On from where each partition was read to (or, read nothing, where it was to start).
+        let mut at: BTreeMap<i32, i64> = from.iter().copied().collect();
+        at.extend(read.ends.iter().map(|(p, o)| (*p, *o)));
+        let ends: Vec<(i32, i64)> = at.into_iter().collect();
         let more = kafka::published_versions(config, topic, &ends)?;
         if more.versions.is_empty() {
             break;
@@ -409,9 +436,7 @@ fn open_kafka(config: &KafkaConfig, topic: &str, resume: Option<&ResumeFrom>, po
         *newest = (*newest).max(version);
     }
     tracing::info!(topic = %topic, entities = read.versions.len(), from_checkpoint = resume.is_some(), "read back published versions");
-    let newest = read.versions.values().max().copied();
-    let writer = KafkaWriter::new(config, topic.to_owned(), read.versions, read.ends, positions, dead_letters)?;
-    Ok((Writer::Kafka(Box::new(writer)), newest))
+    Ok(read)
 }
 
 /// [`spawn`] for a writer that `open` makes on the sink's thread first, retried with backoff

@@ -207,8 +207,7 @@ pub fn run(options: &RunOptions, watch: Arc<Watch>) -> Result<RunSummary, Worker
             return Err(WorkerError::NoSink);
         }
         // Resumed under another allocation, the weights stage needs to know what was published.
-        let static_now = job.policy.allocation == banditflow_core::config::Allocation::Static;
-        let switching = restored.as_ref().is_some_and(|c| c.weighers.iter().any(|w| w.switches_allocation(static_now)));
+        let switching = restored.as_deref().is_some_and(|c| switches_allocation(c, &job));
         Some(Arc::new(Publisher::start(&targets, SINK_CAPACITY, restored.as_deref(), dead_letters.clone(), switching)?))
     } else {
         None
@@ -222,7 +221,14 @@ pub fn run(options: &RunOptions, watch: Arc<Watch>) -> Result<RunSummary, Worker
         }
         _ => None,
     };
-    let published_through = publisher.as_ref().and_then(|p| p.newest_version()).map(|v| v.min(i64::MAX as u64) as i64);
+    // The first process learns what was published from its publisher's read-back; the others
+    // read the weights topic themselves, needed only when the allocation changed.
+    let newest = match (&publisher, restored.as_deref()) {
+        (Some(p), _) => p.newest_version(),
+        (None, Some(checkpoint)) if switches_allocation(checkpoint, &job) => crate::publisher::newest_published(&Targets::of(Some(&kafka), deployment.redis.as_ref(), deployment.mode), checkpoint),
+        (None, _) => None,
+    };
+    let published_through = newest.map(|v| v.min(i64::MAX as u64) as i64);
     let recovery = Recovery { restored, collector: collector.clone(), published_through };
     let timing = checkpoint::timing(&job);
     let watched_topics = (kafka.clone(), partitions.clone());
@@ -471,6 +477,13 @@ fn resume_from(store: &Store, job: &banditflow_core::config::Dataflow, config: &
         "resuming from checkpoint"
     );
     Ok(Some(c))
+}
+
+/// Whether `checkpoint` was computed under another `allocation` than `job` runs (static to
+/// adaptive or back): then the weights stage holds the old one through what was published.
+fn switches_allocation(checkpoint: &banditflow_core::checkpoint::Checkpoint, job: &banditflow_core::config::Dataflow) -> bool {
+    let static_now = job.policy.allocation == banditflow_core::config::Allocation::Static;
+    checkpoint.weighers.iter().any(|w| w.static_allocation != static_now)
 }
 
 /// The first tick a rebuild from `read_from_ms` may publish: 0 when nothing before the read

@@ -14,7 +14,7 @@ use crate::window::Departure;
 /// The first bytes of every checkpoint.
 pub const MAGIC: &[u8; 6] = b"BFCKPT";
 /// The layout this build writes and reads.
-pub const FORMAT_VERSION: u16 = 5;
+pub const FORMAT_VERSION: u16 = 6;
 /// Magic, version and length.
 const HEADER_BYTES: usize = MAGIC.len() + 2 + 8;
 

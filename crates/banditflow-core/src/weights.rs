@@ -146,9 +146,12 @@ struct Policy {
     /// Entities restored under another `allocation` than their last record's: looked at
     /// again at the first tick after `hold_through`.
     switching: BTreeSet<NameId>,
-    /// Until this `as_of`, an entity with a record keeps its last record's allocation (the
-    /// newest version already published when a restarted worker started).
+    /// Until this `as_of`, every entity keeps `held_static`, the allocation the restored
+    /// checkpoint's job ran under (the newest version already published when a restarted
+    /// worker started).
     hold_through: i64,
+    /// Whether the allocation held through `hold_through` is static.
+    held_static: bool,
 }
 
 impl Policy {
@@ -202,12 +205,18 @@ impl Policy {
         let odds = best_arm(&posteriors);
         let trials: Vec<u64> = arms.iter().map(|a| a.2).collect();
         // The split the arms declared: an arm's registry record's initial weight, else the job file's.
+        // (Most entities declare none: no list to build for them, once per record.)
         let job_initial = self.rules.initial.get(&entity);
-        let initial: Vec<Option<f64>> = arms
-            .iter()
-            .map(|a| standing(&a.0).and_then(|r| r.initial_weight).map(InitialWeight::get).or_else(|| job_initial.and_then(|w| w.get(&a.0).copied())))
-            .collect();
-        let split = declared_split(&initial);
+        let any_initial = job_initial.is_some() || registry.is_some_and(|r| r.values().any(|x| x.initial_weight.is_some()));
+        let split = any_initial
+            .then(|| {
+                let initial: Vec<Option<f64>> = arms
+                    .iter()
+                    .map(|a| standing(&a.0).and_then(|r| r.initial_weight).map(InitialWeight::get).or_else(|| job_initial.and_then(|w| w.get(&a.0).copied())))
+                    .collect();
+                declared_split(&initial)
+            })
+            .flatten();
         // An entity out of burn-in stays out when an arm joins: the arm has a burn-in of its own.
         let left = self.entities.get(&entity).is_some_and(|e| e.last.status != Status::BurnIn);
         let policy = &self.rules.policy;
@@ -215,10 +224,14 @@ impl Policy {
         let (mut target, status) = target_weights(&odds.p_best, &trials, &burn_in, policy.floor);
         // A restarted job that changed its allocation keeps the old one for the ticks it had
         // published already, so that what it publishes next walks on from what it published.
-        let fixed = match self.entities.get(&entity) {
-            Some(e) if self.rules.ticks.as_of(tick) <= self.hold_through => e.last.status == Status::Static,
-            _ => policy.allocation == Allocation::Static,
-        };
+        // Every entity holds, with a record or not: one first published after the checkpoint
+        // (by a worker lagging its traffic) was published under the old allocation too.
+        let fixed_now = policy.allocation == Allocation::Static;
+        let holding = self.rules.ticks.as_of(tick) <= self.hold_through && self.held_static != fixed_now;
+        let fixed = if holding { self.held_static } else { fixed_now };
+        if holding && !arms.is_empty() {
+            self.switching.insert(entity);
+        }
         let short: Vec<bool> = trials.iter().map(|&t| status == Status::BurnIn || t < policy.min_trials).collect();
 
         // Decisions first: the states shape the weights.
@@ -410,15 +423,10 @@ pub struct WeigherState {
     /// The sample-ratio state per entity: the published weights still needed (its counts
     /// are rebuilt from the restored window).
     pub served: Vec<(NameId, ServedCounts)>,
-}
-
-impl WeigherState {
-    /// Whether some entity's last record was published under the other allocation than
-    /// `to_static` says (a job restarted after switching between static and adaptive).
-    #[must_use]
-    pub fn switches_allocation(&self, to_static: bool) -> bool {
-        self.entities.iter().filter_map(|(_, json, _)| serde_json::from_str::<WeightRecord>(json).ok()).any(|r| !r.arms.is_empty() && (r.status == Status::Static) != to_static)
-    }
+    /// Whether the records from `next_tick` on were computed under `allocation = "static"`
+    /// (a job restarted under the other allocation holds this one through what it had
+    /// published already).
+    pub static_allocation: bool,
 }
 
 /// The weight state of one worker's entities, and the changes waiting for their tick.
@@ -443,7 +451,9 @@ pub struct Weigher {
 impl Weigher {
     /// No entities yet; the job's declared names are known from the start.
     pub fn new(rules: WeightRules) -> Self {
+        let held_static = rules.policy.allocation == Allocation::Static;
         let policy = Policy {
+            held_static,
             names: rules.declared_names.iter().map(|n| (n.id, n.text.clone())).collect(),
             rules,
             counts: HashMap::new(),
@@ -543,6 +553,7 @@ impl Weigher {
             decisions: p.decisions.iter().map(|(e, d)| (*e, d.clone())).collect(),
             deciding: p.deciding.iter().copied().collect(),
             served: p.served.iter().map(|(e, s)| (*e, s.without_counts())).collect(),
+            static_allocation: if p.rules.ticks.as_of(self.next_tick) <= p.hold_through { p.held_static } else { p.rules.policy.allocation == Allocation::Static },
         };
         state.names.sort_unstable();
         state.decisions.sort_by_key(|(e, _)| *e);
@@ -562,6 +573,7 @@ impl Weigher {
         for part in parts {
             weigher.next_tick = weigher.next_tick.max(part.next_tick);
             let p = &mut weigher.policy;
+            p.held_static = part.static_allocation;
             p.names.extend(part.names.iter().cloned());
             p.counts.extend(part.counts.iter().filter(|(e, _)| owns(*e)).cloned());
             for (entity, arms) in part.registry.iter().filter(|(e, _)| owns(*e)) {
@@ -851,12 +863,35 @@ mod tests {
 
         // Restarted where the weights topic holds records through tick 11 already: ticks 8 to
         // 11 stay static (their counts change: records, but the split), the walk starts at 12.
+        // An entity first published after the checkpoint (e3, declared at tick 9: a worker
+        // lagging its traffic published it static before it stopped) holds as well.
+        assert!(snapshot.static_allocation);
         let mut held = Weigher::restore(rules_with("adaptive"), [&snapshot], 8, |_| true);
         held.hold_allocation_through(11_999);
+        held.name(0, Name { id: 3, text: "e3".into() });
+        for (arm, w) in [(10, 0.1), (11, 0.9)] {
+            held.registered(Registration { entity: 3, arm, active: true, ts: 9_500, metadata: None, initial_weight: InitialWeight::new(w) }, 8);
+        }
         for (entity, arms) in &snapshot.counts {
             held.counted(*entity, arms.clone(), 8, 1);
         }
-        let records = weights(&feed(&mut held, 8, 30));
+        held.counted(3, vec![(10, 200, 40), (11, 200, 25)], 10, 1);
+        let all = feed(&mut held, 8, 30);
+        let e3: Vec<_> = weights(&all.iter().filter(|r| r.contains("\"entity_id\":\"e3\"")).cloned().collect::<Vec<_>>());
+        assert!(e3.iter().any(|(v, ..)| *v == 9_999), "{e3:?}");
+        let mut previous = vec![0.1, 0.9];
+        for (version, status, w) in &e3 {
+            if *version <= 11_999 {
+                assert!(status == "static" && (w[0] - 0.1).abs() < 1e-12, "e3 holds the split through the hold: {e3:?}");
+            } else {
+                assert_ne!(status.as_str(), "static");
+            }
+            let step = w.iter().zip(&previous).map(|(a, b)| (a - b).abs()).fold(0.0, f64::max);
+            assert!(step <= 0.05 + 1e-12, "e3: step {step} at {version}: {e3:?}");
+            previous = w.clone();
+        }
+        assert!(e3.iter().any(|(v, ..)| *v == 12_999) && previous[0] > 0.5, "e3 switches after the hold and walks on: {e3:?}");
+        let records = weights(&all.iter().filter(|r| !r.contains("\"entity_id\":\"e3\"")).cloned().collect::<Vec<_>>());
         let (static_part, walking): (Vec<_>, Vec<_>) = records.iter().partition(|(v, ..)| *v <= 11_999);
         assert!(!static_part.is_empty() && static_part.iter().all(|(_, status, w)| status == "static" && (w[0] - 0.1).abs() < 1e-12), "{static_part:?}");
         assert!(walking.iter().all(|(_, status, _)| status != "static") && walking.first().is_some_and(|(v, ..)| *v == 12_999), "{walking:?}");
