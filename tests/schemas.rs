@@ -86,8 +86,9 @@ fn weight_record() -> Value {
         ],
         "chi_square": {"statistic": 2.1, "dof": 1, "p_value": 0.15},
         "srm": {"statistic": 0.4, "dof": 1, "p_value": 0.53, "flagged": false, "matched": 800, "unmatched": 0},
+        "max_age_hint_ms": 5_000,
         "dataflow": "homepage-hero",
-        "schema_version": 2
+        "schema_version": 3
     })
 }
 

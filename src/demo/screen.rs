@@ -225,6 +225,7 @@ mod tests {
             arms: vec![arm("arm-0", 0.75), arm("arm-1", 0.25)],
             chi_square: banditflow_core::statistics::independence([(31, 2), (31, 2)]),
             srm: banditflow_core::srm::ServedCounts::default().test(0.001),
+            max_age_hint_ms: 5_000,
             dataflow: "demo".into(),
             schema_version: banditflow_core::record::SCHEMA_VERSION,
         }

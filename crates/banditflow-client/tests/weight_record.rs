@@ -42,6 +42,7 @@ fn record() -> WeightRecord {
         ],
         chi_square: ChiSquare { statistic: 0.5, dof: 1, p_value: 0.48 },
         srm: SampleRatio { statistic: Some(1.2), dof: 1, p_value: 0.27, flagged: false, matched: 8_000, unmatched: 200 },
+        max_age_hint_ms: 5_000,
         dataflow: "default".to_owned(),
         schema_version: SCHEMA_VERSION,
     }

@@ -10,7 +10,7 @@ use crate::srm::SampleRatio;
 use crate::statistics::{ChiSquare, VersusControl};
 
 /// The version of the weight record's layout (`schemas/weights.schema.json`).
-pub const SCHEMA_VERSION: u32 = 2;
+pub const SCHEMA_VERSION: u32 = 3;
 /// The version of the decision event's layout (`schemas/decision.schema.json`).
 pub const DECISION_SCHEMA_VERSION: u32 = 1;
 
@@ -67,6 +67,11 @@ pub struct WeightRecord {
     pub chi_square: ChiSquare,
     /// The sample-ratio check of the window's assignments against the weights in force.
     pub srm: SampleRatio,
+    /// How long serving may keep using weights after the pipeline last published anything
+    /// (a few ticks): older than that, the pipeline has likely stalled and serving falls
+    /// back. 0 in records of schema version 2, which had none.
+    #[serde(default)]
+    pub max_age_hint_ms: u64,
     /// The dataflow (job) that wrote it.
     pub dataflow: String,
     /// Layout version, [`SCHEMA_VERSION`].

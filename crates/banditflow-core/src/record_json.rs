@@ -41,6 +41,7 @@ pub fn write_record(record: &WeightRecord, out: &mut String) {
     out.push(']');
     chi_square(out, &record.chi_square);
     sample_ratio(out, &record.srm);
+    integer_field(out, ",\"max_age_hint_ms\":", record.max_age_hint_ms);
     string_field(out, ",\"dataflow\":", &record.dataflow);
     integer_field(out, ",\"schema_version\":", record.schema_version);
     out.push('}');
@@ -203,8 +204,8 @@ mod tests {
         let chi = (any_float(), any::<u32>(), any_float()).prop_map(|(statistic, dof, p_value)| ChiSquare { statistic, dof, p_value });
         let srm = (proptest::option::of(any_float()), any::<u32>(), any_float(), any::<bool>(), any::<u64>(), any::<u64>())
             .prop_map(|(statistic, dof, p_value, flagged, matched, unmatched)| SampleRatio { statistic, dof, p_value, flagged, matched, unmatched });
-        (head, proptest::collection::vec(any_arm(), 0..6), chi, srm, any_id(), any::<u32>()).prop_map(
-            |((entity_id, version, as_of, computed_at, status), arms, chi_square, srm, dataflow, schema_version)| WeightRecord {
+        (head, proptest::collection::vec(any_arm(), 0..6), chi, srm, any_id(), any::<u32>(), any::<u64>()).prop_map(
+            |((entity_id, version, as_of, computed_at, status), arms, chi_square, srm, dataflow, schema_version, max_age_hint_ms)| WeightRecord {
                 entity_id,
                 version,
                 as_of,
@@ -213,6 +214,7 @@ mod tests {
                 arms,
                 chi_square,
                 srm,
+                max_age_hint_ms,
                 dataflow,
                 schema_version,
             },

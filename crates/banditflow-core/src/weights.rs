@@ -108,7 +108,16 @@ impl WeightRules {
     fn stopped_cap(&self) -> f64 {
         stopped_cap(&self.decision, self.policy.floor)
     }
+
+    /// The record's `max_age_hint_ms`: five ticks. A live worker with traffic publishes some
+    /// record most ticks; five without any say it has stalled (or all traffic stopped).
+    fn max_age_hint_ms(&self) -> u64 {
+        self.ticks.tick_ms().saturating_mul(MAX_AGE_TICKS)
+    }
 }
+
+/// Ticks in a record's `max_age_hint_ms`.
+const MAX_AGE_TICKS: u64 = 5;
 
 /// Weights of one entity and where the step limit is taking them.
 struct EntityWeights {
@@ -326,6 +335,7 @@ impl Policy {
                 .collect(),
             chi_square,
             srm,
+            max_age_hint_ms: self.rules.max_age_hint_ms(),
             dataflow: self.rules.dataflow.clone(),
             schema_version: SCHEMA_VERSION,
         };
@@ -372,6 +382,7 @@ impl Policy {
         last.version = as_of.max(0) as u64;
         last.as_of = as_of;
         last.computed_at = now_ms();
+        last.max_age_hint_ms = self.rules.max_age_hint_ms();
         if let Some(served) = self.served.get(&entity) {
             last.srm = served.test(self.rules.decision.srm_alpha);
         }

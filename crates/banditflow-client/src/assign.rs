@@ -1,0 +1,329 @@
+//! `assign`: which arm a unit gets, from the cached weights, with no I/O on the way (unless
+//! the caller chose a sticky store that does I/O). The unit's point in `[0, 1)` comes from a
+//! hash of (entity seed, unit id) and falls in one arm's range of the cumulative weights, so
+//! a unit gets the same arm while the weights do not change, and units spread in the
+//! published proportions.
+//!
+//! When an entity's weights are missing or older than `max_age` (the pipeline stalled), the
+//! configured fallback serves instead, and the assignment says so (`fallback: true`).
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use banditflow_core::config::Dataflow;
+use banditflow_core::time::now_ms;
+use prometheus::{IntCounter, IntCounterVec, Opts, Registry};
+use serde::Serialize;
+
+use crate::bucket;
+use crate::cache::WeightsCache;
+use crate::sticky::StickyStore;
+
+/// The assignment serving publishes (`schemas/assignment.schema.json`) after serving `arm_id`.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct Assignment {
+    /// Fresh for every call: the key outcomes join on.
+    pub assignment_id: String,
+    /// The entity served.
+    pub entity_id: String,
+    /// The arm served.
+    pub arm_id: String,
+    /// The unit served.
+    pub unit_id: String,
+    /// When, ms since the epoch.
+    pub ts: i64,
+    /// The version of the weight record used; absent on a fallback.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub weights_version: Option<u64>,
+    /// The probability the weights gave the served arm (uniform's 1/K, or 1 for a control,
+    /// on a fallback): the propensity offline evaluation weighs by.
+    pub propensity: f64,
+    /// Whether the fallback served, not the weights.
+    pub fallback: bool,
+    /// Whether a sticky store kept the unit's earlier arm.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub sticky: bool,
+}
+
+/// What serves when an entity's weights are missing or too old.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Fallback {
+    /// A split that is uniform over the entity's declared arms (else the arms of its last
+    /// record), by the same hash.
+    Uniform,
+    /// The entity's control arm: its `[[arms]]` `control`, else this arm id.
+    Control(String),
+}
+
+/// The serving rules: how old weights may be, and what serves instead.
+#[derive(Clone, Debug)]
+pub struct Defaults {
+    /// Weights older than this (the pipeline's age, [`WeightsCache::age_ms`]) are not used.
+    pub max_age_ms: i64,
+    /// What serves instead.
+    pub fallback: Fallback,
+    /// Declared arms per entity (the job file's `[[arms]]`), for the uniform fallback.
+    pub declared: HashMap<String, Vec<String>>,
+    /// Control arm per entity (`[[arms]] control`, else `[decision] control`).
+    pub controls: HashMap<String, String>,
+}
+
+impl Defaults {
+    /// Uniform fallback after `max_age_ms`, with no declared arms.
+    #[must_use]
+    pub fn new(max_age_ms: i64) -> Self {
+        Defaults { max_age_ms, fallback: Fallback::Uniform, declared: HashMap::new(), controls: HashMap::new() }
+    }
+
+    /// The declared arms and controls of a job file, uniform fallback after `max_age_ms`.
+    #[must_use]
+    pub fn of_job(job: &Dataflow, max_age_ms: i64) -> Self {
+        let declared = job.arms.iter().map(|a| (a.entity_id.clone(), a.arm_ids.clone())).collect();
+        let controls = job.arms.iter().filter_map(|a| a.control.clone().or_else(|| job.decision.control.clone()).map(|c| (a.entity_id.clone(), c))).collect();
+        Defaults { max_age_ms, fallback: Fallback::Uniform, declared, controls }
+    }
+}
+
+/// Why no arm could be served.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum AssignError {
+    /// No weights, and the fallback knows no arm of the entity.
+    #[error("no weights for entity {0:?} and no declared arm to fall back on")]
+    UnknownEntity(String),
+    /// The entity's record lists no arm (its last arm was retired: status `empty`).
+    #[error("entity {0:?} has no arms (its last arm was retired)")]
+    NoArms(String),
+}
+
+/// Why serving fell back, for the metric.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Reason {
+    Missing,
+    Stale,
+}
+
+/// Counters of what `assign` did, for Prometheus.
+#[derive(Clone, Debug)]
+pub struct ServingMetrics {
+    assignments: IntCounter,
+    fallbacks: IntCounterVec,
+    missing: IntCounter,
+    stale: IntCounter,
+}
+
+impl ServingMetrics {
+    fn new() -> Self {
+        let assignments = IntCounter::new("banditflow_serving_assignments_total", "Assignments served.").expect("a valid metric");
+        let fallbacks = IntCounterVec::new(Opts::new("banditflow_serving_fallbacks_total", "Assignments the fallback served, by reason (missing: no weights; stale: older than max_age)."), &["reason"])
+            .expect("a valid metric");
+        let missing = fallbacks.with_label_values(&["missing"]);
+        let stale = fallbacks.with_label_values(&["stale"]);
+        ServingMetrics { assignments, fallbacks, missing, stale }
+    }
+
+    /// Registers the counters with `registry`.
+    pub fn register(&self, registry: &Registry) -> Result<(), prometheus::Error> {
+        registry.register(Box::new(self.assignments.clone()))?;
+        registry.register(Box::new(self.fallbacks.clone()))
+    }
+
+    /// Assignments served so far.
+    #[must_use]
+    pub fn assignments(&self) -> u64 {
+        self.assignments.get()
+    }
+
+    /// Fallbacks so far: (weights missing, weights too old).
+    #[must_use]
+    pub fn fallbacks(&self) -> (u64, u64) {
+        (self.missing.get(), self.stale.get())
+    }
+}
+
+/// Assigns units by the cached weights.
+pub struct Assigner {
+    cache: Arc<WeightsCache>,
+    defaults: Defaults,
+    sticky: Option<Arc<dyn StickyStore>>,
+    metrics: ServingMetrics,
+}
+
+impl Assigner {
+    /// Assigns by `cache`'s weights under `defaults`.
+    #[must_use]
+    pub fn new(cache: Arc<WeightsCache>, defaults: Defaults) -> Self {
+        Assigner { cache, defaults, sticky: None, metrics: ServingMetrics::new() }
+    }
+
+    /// A unit keeps the arm `store` remembers for it while that arm is live (in the record,
+    /// with a weight above 0), whatever the weights say now.
+    #[must_use]
+    pub fn with_sticky(mut self, store: Arc<dyn StickyStore>) -> Self {
+        self.sticky = Some(store);
+        self
+    }
+
+    /// The cache it reads.
+    #[must_use]
+    pub fn cache(&self) -> &Arc<WeightsCache> {
+        &self.cache
+    }
+
+    /// Its counters.
+    #[must_use]
+    pub fn metrics(&self) -> &ServingMetrics {
+        &self.metrics
+    }
+
+    /// The arm `unit_id` gets of `entity_id` now, as the assignment record to publish.
+    pub fn assign(&self, entity_id: &str, unit_id: &str) -> Result<Assignment, AssignError> {
+        self.assign_at(entity_id, unit_id, now_ms())
+    }
+
+    /// [`Assigner::assign`] at a given time `now` (ms since the epoch).
+    pub fn assign_at(&self, entity_id: &str, unit_id: &str, now: i64) -> Result<Assignment, AssignError> {
+        let cached = self.cache.get(entity_id);
+        let fresh = cached.as_ref().filter(|_| self.cache.pipeline_age_ms(now) <= self.defaults.max_age_ms);
+        let (arm_id, weights_version, propensity, fallback, sticky) = match fresh {
+            Some(c) => {
+                if c.record.arms.is_empty() {
+                    return Err(AssignError::NoArms(entity_id.to_owned()));
+                }
+                let kept = self.sticky.as_ref().and_then(|s| s.arm(entity_id, unit_id)).and_then(|arm| c.record.arms.iter().position(|a| a.arm_id == arm && a.weight > 0.0));
+                let (index, sticky) = match kept {
+                    Some(i) => (i, true),
+                    None => {
+                        let point = bucket::unit_point(entity_id, unit_id);
+                        // Weights summing a hair under 1 leave the top of the interval to no
+                        // range; it goes to the last arm with a weight.
+                        let i = bucket::choose(point, &c.ranges).or_else(|| c.record.arms.iter().rposition(|a| a.weight > 0.0)).unwrap_or(0);
+                        if let Some(store) = &self.sticky {
+                            store.keep(entity_id, unit_id, &c.record.arms[i].arm_id);
+                        }
+                        (i, false)
+                    }
+                };
+                let arm = &c.record.arms[index];
+                (arm.arm_id.clone(), Some(c.record.version), arm.weight, false, sticky)
+            }
+            None => {
+                let reason = if cached.is_some() { Reason::Stale } else { Reason::Missing };
+                let (arm, propensity) = self.fall_back(entity_id, unit_id, cached.as_ref().map(|c| &c.record))?;
+                match reason {
+                    Reason::Missing => self.metrics.missing.inc(),
+                    Reason::Stale => self.metrics.stale.inc(),
+                }
+                (arm, None, propensity, true, false)
+            }
+        };
+        self.metrics.assignments.inc();
+        Ok(Assignment {
+            assignment_id: uuid::Uuid::new_v4().to_string(),
+            entity_id: entity_id.to_owned(),
+            arm_id,
+            unit_id: unit_id.to_owned(),
+            ts: now,
+            weights_version,
+            propensity,
+            fallback,
+            sticky,
+        })
+    }
+
+    /// The fallback's arm and its propensity.
+    fn fall_back(&self, entity_id: &str, unit_id: &str, stale: Option<&banditflow_core::record::WeightRecord>) -> Result<(String, f64), AssignError> {
+        if let Fallback::Control(default) = &self.defaults.fallback {
+            let control = self.defaults.controls.get(entity_id).unwrap_or(default);
+            return Ok((control.clone(), 1.0));
+        }
+        let arms: Vec<&str> = match self.defaults.declared.get(entity_id) {
+            Some(declared) if !declared.is_empty() => declared.iter().map(String::as_str).collect(),
+            _ => stale.map(|r| r.arms.iter().map(|a| a.arm_id.as_str()).collect()).unwrap_or_default(),
+        };
+        if arms.is_empty() {
+            return Err(AssignError::UnknownEntity(entity_id.to_owned()));
+        }
+        let share = 1.0 / arms.len() as f64;
+        let ranges = bucket::ranges(&vec![share; arms.len()]);
+        let index = bucket::choose(bucket::unit_point(entity_id, unit_id), &ranges).unwrap_or(arms.len() - 1);
+        Ok((arms[index].to_owned(), share))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::cache::tests::record;
+    use crate::sticky::MemorySticky;
+
+    fn assigner(weights: &[(&str, f64)]) -> Assigner {
+        let cache = Arc::new(WeightsCache::new());
+        cache.offer(record("e", 10, 1_000, weights));
+        Assigner::new(cache, Defaults::new(5_000))
+    }
+
+    #[test]
+    fn the_same_unit_gets_the_same_arm_while_the_weights_stay() {
+        let a = assigner(&[("a", 0.2), ("b", 0.3), ("c", 0.5)]);
+        for unit in 0..500 {
+            let unit = format!("u{unit}");
+            let first = a.assign_at("e", &unit, 2_000).expect("served");
+            let again = a.assign_at("e", &unit, 2_500).expect("served");
+            assert_eq!(first.arm_id, again.arm_id);
+            assert_ne!(first.assignment_id, again.assignment_id, "a fresh id per call");
+            assert_eq!((first.weights_version, first.fallback), (Some(10), false));
+            let weight = [("a", 0.2), ("b", 0.3), ("c", 0.5)].iter().find(|(id, _)| *id == first.arm_id).map(|(_, w)| *w);
+            assert_eq!(Some(first.propensity), weight);
+        }
+    }
+
+    #[test]
+    fn missing_or_stale_weights_fall_back_and_say_so() {
+        let cache = Arc::new(WeightsCache::new());
+        let mut defaults = Defaults::new(5_000);
+        defaults.declared.insert("declared".into(), vec!["x".into(), "y".into()]);
+        let a = Assigner::new(cache.clone(), defaults.clone());
+        assert_eq!(a.assign_at("nowhere", "u", 0), Err(AssignError::UnknownEntity("nowhere".into())));
+        let missing = a.assign_at("declared", "u", 0).expect("uniform over the declared arms");
+        assert!(missing.fallback && missing.weights_version.is_none() && (missing.propensity - 0.5).abs() < 1e-12);
+        cache.offer(record("e", 10, 1_000, &[("a", 1.0), ("b", 0.0)]));
+        assert!(!a.assign_at("e", "u", 6_000).expect("fresh").fallback, "5 s old: still in max_age");
+        let stale = a.assign_at("e", "u", 6_001).expect("uniform over the record's arms");
+        assert!(stale.fallback && (stale.propensity - 0.5).abs() < 1e-12);
+        assert_eq!(a.metrics().fallbacks(), (1, 1));
+        defaults.fallback = Fallback::Control("a".into());
+        defaults.controls.insert("declared".into(), "y".into());
+        let control = Assigner::new(cache, defaults);
+        assert_eq!(control.assign_at("e", "u", 9_000).map(|s| (s.arm_id, s.propensity)), Ok(("a".into(), 1.0)));
+        assert_eq!(control.assign_at("declared", "u", 9_000).map(|s| s.arm_id), Ok("y".into()), "the entity's own control");
+    }
+
+    #[test]
+    fn an_entity_without_arms_serves_nothing() {
+        let a = assigner(&[]);
+        assert_eq!(a.assign_at("e", "u", 2_000), Err(AssignError::NoArms("e".into())));
+    }
+
+    #[test]
+    fn a_sticky_unit_keeps_its_arm_while_it_is_live() {
+        let cache = Arc::new(WeightsCache::new());
+        cache.offer(record("e", 1, 1_000, &[("a", 0.5), ("b", 0.5)]));
+        let store = Arc::new(MemorySticky::default());
+        let a = Assigner::new(cache.clone(), Defaults::new(i64::MAX)).with_sticky(store);
+        let units: Vec<String> = (0..400).map(|u| format!("u{u}")).collect();
+        let before: Vec<String> = units.iter().map(|u| a.assign_at("e", u, 2_000).expect("served").arm_id).collect();
+        // The split moves a lot: without the store about a third of the units would move.
+        cache.offer(record("e", 2, 2_000, &[("a", 0.1), ("b", 0.9)]));
+        for (u, arm) in units.iter().zip(&before) {
+            let now = a.assign_at("e", u, 3_000).expect("served");
+            assert_eq!((&now.arm_id, now.sticky), (arm, true));
+        }
+        // Arm a stops (weight 0): its units move, b's stay.
+        cache.offer(record("e", 3, 3_000, &[("a", 0.0), ("b", 1.0)]));
+        for (u, arm) in units.iter().zip(&before) {
+            let now = a.assign_at("e", u, 4_000).expect("served");
+            assert_eq!(now.arm_id, "b");
+            assert_eq!(now.sticky, arm == "b");
+        }
+    }
+}
