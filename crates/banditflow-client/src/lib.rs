@@ -32,22 +32,11 @@ pub mod cache;
 pub mod follow;
 #[cfg(feature = "kafka")]
 pub mod produce;
+pub mod record;
 pub mod sticky;
 
 pub use assign::{AssignError, Assigner, Assignment, Defaults, Fallback, ServingMetrics};
-pub use banditflow_core::decision::ArmState;
-pub use banditflow_core::policy::Status;
-pub use banditflow_core::record::{ArmWeight, WeightRecord, SCHEMA_VERSION};
-pub use banditflow_core::srm::SampleRatio;
-pub use banditflow_core::statistics::{ChiSquare, VersusControl};
 pub use cache::{Offered, WeightsCache};
 pub use follow::{Following, Progress};
+pub use record::{parse_record, ArmState, ArmWeight, ChiSquare, ParseError, SampleRatio, Status, VersusControl, WeightRecord, SCHEMA_VERSION};
 pub use sticky::{MemorySticky, StickyStore};
-
-/// Why a weight record could not be read.
-pub type ParseError = serde_json::Error;
-
-/// Reads a weight record as serving receives it (a Redis value or a Kafka message payload).
-pub fn parse_record(json: &[u8]) -> Result<WeightRecord, ParseError> {
-    serde_json::from_slice(json)
-}

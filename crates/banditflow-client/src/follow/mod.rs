@@ -54,7 +54,7 @@ impl Progress {
 
     /// Parses `payload` and offers it to `cache`, counting what happened.
     pub(crate) fn offer(&self, cache: &WeightsCache, payload: &[u8], source: &str) {
-        match crate::parse_record(payload) {
+        match crate::record::parse_record(payload) {
             Ok(record) => match cache.offer(record) {
                 Offered::Kept => self.kept.fetch_add(1, Ordering::Relaxed),
                 Offered::Older { .. } => self.older.fetch_add(1, Ordering::Relaxed),

@@ -1,0 +1,173 @@
+//! The serving client against a live worker: tansu and redis-server on loopback, the worker
+//! publishing to both, and the client's caches following each while the client's own
+//! `assign` and producer make the traffic (a closed loop, as a serving process runs it).
+
+mod common;
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use banditflow_client::follow::{self, Following};
+use banditflow_client::produce::{Outcome, TrafficProducer};
+use banditflow_client::{Assigner, Defaults, WeightsCache};
+use common::*;
+
+const PREFIX: &str = "serving";
+const ENTITIES: [&str; 2] = ["hero", "ranker"];
+const ARMS: [&str; 3] = ["a", "b", "c"];
+
+fn job(brokers: &str, redis_url: &str) -> String {
+    let mut text = format!(
+        r#"name = "serving-test"
+tick = "1s"
+window = "10m"
+attribution = "2s"
+allowed_lateness = "1s"
+idle_timeout = "1s"
+mode = "production"
+
+[policy]
+min_trials = 5
+floor = 0.05
+max_step = 0.2
+
+[kafka]
+brokers = "{brokers}"
+assignments_topic = "assignments"
+outcomes_topic = "outcomes"
+weights_topic = "weights"
+group_id = "serving-test"
+
+[redis]
+url = "{redis_url}"
+prefix = "{PREFIX}"
+"#
+    );
+    for entity in ENTITIES {
+        text.push_str(&format!("\n[[arms]]\nentity_id = \"{entity}\"\narm_ids = [\"a\", \"b\", \"c\"]\n"));
+    }
+    text
+}
+
+/// Waits up to `secs` for `condition`, polling; panics with `what` and the worker's log.
+fn wait_for(secs: u64, what: &str, log: &std::path::Path, mut condition: impl FnMut() -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(secs);
+    while !condition() {
+        if Instant::now() > deadline {
+            panic!("timed out waiting for {what}; worker log:\n{}", std::fs::read_to_string(log).unwrap_or_default());
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+/// Serves units of every entity by `assigner` and produces the assignments and their
+/// outcomes (arm c converts at 40%, the others at 10%), until `stop`.
+fn closed_loop(assigner: Arc<Assigner>, producer: TrafficProducer, stop: Arc<AtomicBool>) -> std::thread::JoinHandle<u64> {
+    std::thread::spawn(move || {
+        let mut served = 0u64;
+        while !stop.load(Ordering::Acquire) {
+            for entity in ENTITIES {
+                served += 1;
+                let unit = format!("unit-{served}");
+                let Ok(assignment) = assigner.assign(entity, &unit) else { continue };
+                producer.assignment(&assignment).expect("produce an assignment");
+                // A deterministic conversion: arm c for 4 units in 10, the others 1 in 10.
+                let converts = if assignment.arm_id == "c" { served % 10 < 4 } else { served % 10 == 0 };
+                if converts {
+                    producer.outcome(&Outcome { assignment_id: assignment.assignment_id.clone(), ts: assignment.ts + 100, kind: None }).expect("produce an outcome");
+                }
+            }
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        producer.flush(Duration::from_secs(10)).expect("flush");
+        served
+    })
+}
+
+#[test]
+fn the_client_follows_a_live_worker_through_redis_and_tansu_ignores_older_versions_survives_a_redis_restart_and_falls_back_once_it_stops() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let broker = Broker::start();
+    for (topic, partitions) in [("assignments", 2), ("outcomes", 2), ("weights", 2)] {
+        broker.create_topic(topic, partitions);
+    }
+    let redis_dir = dir.path().join("redis");
+    std::fs::create_dir_all(&redis_dir).expect("redis dir");
+    let mut redis = Redis::start(&redis_dir);
+    let job_path = dir.path().join("job.toml");
+    std::fs::write(&job_path, job(&broker.brokers(), &redis.url())).expect("job file");
+    let log = dir.path().join("worker.log");
+    let worker = Worker::start(&job_path, &[], &log);
+
+    // The caches and their followers.
+    let via_redis = Arc::new(WeightsCache::new());
+    let via_kafka = Arc::new(WeightsCache::new());
+    let redis_client = redis::Client::open(redis.url()).expect("redis client");
+    let (cache, prefix) = (via_redis.clone(), PREFIX.to_owned());
+    let redis_follower = Following::spawn("redis", move |progress| follow::redis::follow(redis_client, prefix, cache, progress)).expect("follow redis");
+    let (cache, brokers) = (via_kafka.clone(), broker.brokers());
+    let kafka_follower = Following::spawn("kafka", move |progress| follow::kafka::follow(brokers, "weights".into(), cache, progress)).expect("follow the topic");
+
+    // Traffic served by the client itself, from the topic's cache (uniform over the declared
+    // arms until the first records arrive: marked as fallbacks).
+    let job_file = banditflow_core::config::Dataflow::load(&job_path).expect("job");
+    let assigner = Arc::new(Assigner::new(via_kafka.clone(), Defaults::of_job(&job_file, 60_000)));
+    let producer = TrafficProducer::new(&broker.brokers(), "assignments", "outcomes").expect("producer");
+    let stop = Arc::new(AtomicBool::new(false));
+    let traffic = closed_loop(assigner.clone(), producer, stop.clone());
+
+    // Both caches catch up with what Redis holds, entity by entity.
+    let redis_versions = |redis: &Redis| -> Vec<(String, u64)> {
+        redis.records(PREFIX).into_iter().filter_map(|(key, v)| Some((key.strip_prefix(&format!("{PREFIX}:"))?.to_owned(), v["version"].as_u64()?))).collect()
+    };
+    wait_for(180, "records of every entity in Redis", &log, || redis_versions(&redis).len() == ENTITIES.len());
+    let snapshot = redis_versions(&redis);
+    wait_for(120, "both caches to reach Redis's versions", &log, || {
+        snapshot.iter().all(|(e, v)| via_redis.version(e).is_some_and(|c| c >= *v) && via_kafka.version(e).is_some_and(|c| c >= *v))
+    });
+    assert!(redis_follower.progress().loaded() && kafka_follower.progress().loaded());
+    let record = via_redis.get("hero").expect("hero's record");
+    assert_eq!(record.record.max_age_hint_ms, 5_000, "five ticks of 1 s");
+    let served = assigner.assign("hero", "someone").expect("served");
+    assert!(!served.fallback && served.weights_version.is_some_and(|v| v >= snapshot[0].1.min(snapshot[1].1)), "{served:?}");
+
+    // An older record, replayed into both: ignored.
+    let hero = via_kafka.get("hero").expect("hero");
+    let mut old = hero.record.clone();
+    old.version = 1;
+    old.arms.iter_mut().for_each(|a| a.weight = if a.arm_id == "a" { 1.0 } else { 0.0 });
+    let old_json = serde_json::to_string(&old).expect("json");
+    let (older_redis, older_kafka) = (redis_follower.progress().counts().1, kafka_follower.progress().counts().1);
+    produce_raw(&broker.brokers(), "weights", &[("hero".to_owned(), old_json.clone().into_bytes())]);
+    let mut connection = redis.connection();
+    let _: () = redis::cmd("SET").arg(format!("{PREFIX}:hero")).arg(&old_json).query(&mut connection).expect("SET");
+    let _: () = redis::cmd("PUBLISH").arg(format!("{PREFIX}:updates")).arg("hero").query(&mut connection).expect("PUBLISH");
+    wait_for(60, "both followers to meet the older record", &log, || redis_follower.progress().counts().1 > older_redis && kafka_follower.progress().counts().1 > older_kafka);
+    assert!(via_kafka.version("hero") >= Some(hero.record.version) && via_redis.version("hero") > Some(1), "the older version never replaces a newer one");
+
+    // Redis restarts: the follower connects again, loads, and follows on.
+    let before_restart: Vec<(String, u64)> = ENTITIES.iter().map(|e| ((*e).to_owned(), via_redis.version(e).unwrap_or(0))).collect();
+    redis.stop();
+    redis.resume();
+    wait_for(120, "the Redis follower to reconnect and see newer versions", &log, || {
+        redis_follower.progress().counts().3 >= 1 && before_restart.iter().all(|(e, v)| via_redis.version(e).is_some_and(|c| c > *v))
+    });
+
+    // The worker stops: once the pipeline has said nothing for longer than max_age (the
+    // records' hint), assign falls back and says so.
+    let (kept_before, ..) = kafka_follower.progress().counts();
+    assert!(kept_before > 0);
+    stop.store(true, Ordering::Release);
+    let served_total = traffic.join().expect("traffic thread");
+    assert!(served_total > 0);
+    let (status, _) = worker.terminate();
+    assert!(status.success(), "worker: {status:?}");
+    let hint = i64::try_from(record.record.max_age_hint_ms).expect("hint");
+    let watching = Assigner::new(via_redis.clone(), Defaults::of_job(&job_file, hint));
+    wait_for(60, "assign to fall back after max_age", &log, || watching.assign("hero", "unit-x").is_ok_and(|a| a.fallback));
+    let fallback = watching.assign("ranker", "unit-y").expect("fallback");
+    assert!(fallback.fallback && fallback.weights_version.is_none() && (fallback.propensity - 1.0 / ARMS.len() as f64).abs() < 1e-12, "{fallback:?}");
+    assert!(watching.metrics().fallbacks().1 >= 2, "counted as stale");
+    assert!(via_redis.age_ms("hero", banditflow_core::time::now_ms()).is_some_and(|age| age > hint));
+}
