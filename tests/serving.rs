@@ -73,7 +73,7 @@ fn closed_loop(assigner: Arc<Assigner>, producer: TrafficProducer, stop: Arc<Ato
                 let Ok(assignment) = assigner.assign(entity, &unit) else { continue };
                 producer.assignment(&assignment).expect("produce an assignment");
                 // A deterministic conversion: arm c for 4 units in 10, the others 1 in 10.
-                let converts = if assignment.arm_id == "c" { served % 10 < 4 } else { served % 10 == 0 };
+                let converts = if assignment.arm_id == "c" { served % 10 < 4 } else { served.is_multiple_of(10) };
                 if converts {
                     producer.outcome(&Outcome { assignment_id: assignment.assignment_id.clone(), ts: assignment.ts + 100, kind: None }).expect("produce an outcome");
                 }
