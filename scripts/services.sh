@@ -15,6 +15,9 @@ ensure_services() {
   command -v promtool >/dev/null 2>&1 || missing+=(prometheus)
   # Headless Chromium opens the HTML report in tests/report.rs.
   command -v chromium >/dev/null 2>&1 || missing+=(chromium)
+  # tests/growthbook.rs puts GrowthBook's Python SDK into a throwaway venv.
+  command -v python3 >/dev/null 2>&1 || missing+=(python3)
+  python3 -c 'import ensurepip, venv' >/dev/null 2>&1 || missing+=(python3-venv)
   if [ ${#missing[@]} -gt 0 ]; then
     echo "services: installing ${missing[*]}" >&2
     sudo_if_needed apt-get update -qq

@@ -20,6 +20,7 @@ pub mod publisher;
 pub mod redis;
 pub mod replay;
 pub mod report;
+pub mod serve;
 pub mod simulate;
 pub mod traffic;
 pub mod worker;

@@ -60,6 +60,9 @@ enum Command {
     /// Draw a weights file (and its decision events) as one HTML page, or summarize it in
     /// markdown: per entity its weights, posteriors and decisions over time.
     Report(cli::report::Args),
+    /// Serve the job's weights over HTTP: assign units by them (produced to the assignments
+    /// topic), take outcomes, and hand GrowthBook SDKs a features payload of the same split.
+    Serve(cli::serve::Args),
 }
 
 fn main() -> ExitCode {
@@ -85,6 +88,7 @@ fn main() -> ExitCode {
         Command::Run(args) => cli::run::run(args),
         Command::Simulate(args) => cli::simulate::run(args),
         Command::Report(args) => cli::report::run(args),
+        Command::Serve(args) => cli::serve::run(args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

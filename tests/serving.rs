@@ -107,13 +107,13 @@ fn the_client_follows_a_live_worker_through_redis_and_tansu_ignores_older_versio
     let (cache, prefix) = (via_redis.clone(), PREFIX.to_owned());
     let redis_follower = Following::spawn("redis", move |progress| follow::redis::follow(redis_client, prefix, cache, progress)).expect("follow redis");
     let (cache, brokers) = (via_kafka.clone(), broker.brokers());
-    let kafka_follower = Following::spawn("kafka", move |progress| follow::kafka::follow(brokers, "weights".into(), cache, progress)).expect("follow the topic");
+    let kafka_follower = Following::spawn("kafka", move |progress| follow::kafka::follow(brokers, Vec::new(), "weights".into(), cache, progress)).expect("follow the topic");
 
     // Traffic served by the client itself, from the topic's cache (uniform over the declared
     // arms until the first records arrive: marked as fallbacks).
     let job_file = banditflow_core::config::Dataflow::load(&job_path).expect("job");
     let assigner = Arc::new(Assigner::new(via_kafka.clone(), Defaults::of_job(&job_file, 60_000)));
-    let producer = TrafficProducer::new(&broker.brokers(), "assignments", "outcomes").expect("producer");
+    let producer = TrafficProducer::new(&broker.brokers(), &[], "assignments", "outcomes").expect("producer");
     let stop = Arc::new(AtomicBool::new(false));
     let traffic = closed_loop(assigner.clone(), producer, stop.clone());
 
@@ -164,7 +164,7 @@ fn the_client_follows_a_live_worker_through_redis_and_tansu_ignores_older_versio
     let (status, _) = worker.terminate();
     assert!(status.success(), "worker: {status:?}");
     let hint = i64::try_from(record.record.max_age_hint_ms).expect("hint");
-    let watching = Assigner::new(via_redis.clone(), Defaults::of_job(&job_file, hint));
+    let watching = Assigner::new(via_redis.clone(), Defaults::of_job(&job_file, None));
     wait_for(60, "assign to fall back after max_age", &log, || watching.assign("hero", "unit-x").is_ok_and(|a| a.fallback));
     let fallback = watching.assign("ranker", "unit-y").expect("fallback");
     assert!(fallback.fallback && fallback.weights_version.is_none() && (fallback.propensity - 1.0 / ARMS.len() as f64).abs() < 1e-12, "{fallback:?}");

@@ -9,6 +9,7 @@ pub mod generate;
 pub mod replay;
 pub mod report;
 pub mod run;
+pub mod serve;
 pub mod simulate;
 
 /// A flag that SIGTERM and SIGINT set: the worker and the demo stop gracefully on it.

@@ -16,7 +16,7 @@ use prometheus::{IntCounter, IntCounterVec, Opts, Registry};
 use serde::Serialize;
 
 use crate::bucket;
-use crate::cache::WeightsCache;
+use crate::cache::{Cached, WeightsCache};
 use crate::sticky::StickyStore;
 
 /// The assignment serving publishes (`schemas/assignment.schema.json`) after serving `arm_id`.
@@ -45,21 +45,39 @@ pub struct Assignment {
     pub sticky: bool,
 }
 
+/// The age past which weights are not used when neither the caller nor the record says.
+pub const DEFAULT_MAX_AGE_MS: i64 = 30_000;
+
+/// The arms and weights an entity is served by now ([`Assigner::split`]).
+#[derive(Clone, Debug, PartialEq)]
+pub struct Split {
+    /// Arm ids, in the record's order (the order the ranges are laid out in).
+    pub arms: Vec<String>,
+    /// Their weights.
+    pub weights: Vec<f64>,
+    /// The record's version; `None` on a fallback.
+    pub weights_version: Option<u64>,
+    /// Whether the fallback's split.
+    pub fallback: bool,
+}
+
 /// What serves when an entity's weights are missing or too old.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Fallback {
     /// A split that is uniform over the entity's declared arms (else the arms of its last
     /// record), by the same hash.
     Uniform,
-    /// The entity's control arm: its `[[arms]]` `control`, else this arm id.
+    /// The entity's control arm: its `[[arms]]` `control`, else this arm id (empty: none,
+    /// and an entity without a control of its own gets the uniform split).
     Control(String),
 }
 
 /// The serving rules: how old weights may be, and what serves instead.
 #[derive(Clone, Debug)]
 pub struct Defaults {
-    /// Weights older than this (the pipeline's age, [`WeightsCache::age_ms`]) are not used.
-    pub max_age_ms: i64,
+    /// Weights older than this (the pipeline's age, [`WeightsCache::age_ms`]) are not used;
+    /// `None`: the record's own `max_age_hint_ms` (or [`DEFAULT_MAX_AGE_MS`] without one).
+    pub max_age_ms: Option<i64>,
     /// What serves instead.
     pub fallback: Fallback,
     /// Declared arms per entity (the job file's `[[arms]]`), for the uniform fallback.
@@ -69,15 +87,17 @@ pub struct Defaults {
 }
 
 impl Defaults {
-    /// Uniform fallback after `max_age_ms`, with no declared arms.
+    /// Uniform fallback after `max_age_ms` (`None`: the records' hint), no declared arms.
     #[must_use]
-    pub fn new(max_age_ms: i64) -> Self {
-        Defaults { max_age_ms, fallback: Fallback::Uniform, declared: HashMap::new(), controls: HashMap::new() }
+    pub fn new(max_age_ms: impl Into<Option<i64>>) -> Self {
+        Defaults { max_age_ms: max_age_ms.into(), fallback: Fallback::Uniform, declared: HashMap::new(), controls: HashMap::new() }
     }
 
-    /// The declared arms and controls of a job file, uniform fallback after `max_age_ms`.
+    /// The declared arms and controls of a job file, uniform fallback after `max_age_ms`
+    /// (`None`: the records' hint).
     #[must_use]
-    pub fn of_job(job: &Dataflow, max_age_ms: i64) -> Self {
+    pub fn of_job(job: &Dataflow, max_age_ms: impl Into<Option<i64>>) -> Self {
+        let max_age_ms = max_age_ms.into();
         let declared = job.arms.iter().map(|a| (a.entity_id.clone(), a.arm_ids.clone())).collect();
         let controls = job.arms.iter().filter_map(|a| a.control.clone().or_else(|| job.decision.control.clone()).map(|c| (a.entity_id.clone(), c))).collect();
         Defaults { max_age_ms, fallback: Fallback::Uniform, declared, controls }
@@ -183,7 +203,7 @@ impl Assigner {
     /// [`Assigner::assign`] at a given time `now` (ms since the epoch).
     pub fn assign_at(&self, entity_id: &str, unit_id: &str, now: i64) -> Result<Assignment, AssignError> {
         let cached = self.cache.get(entity_id);
-        let fresh = cached.as_ref().filter(|_| self.cache.pipeline_age_ms(now) <= self.defaults.max_age_ms);
+        let fresh = cached.as_ref().filter(|c| self.fresh(c, now));
         let (arm_id, weights_version, propensity, fallback, sticky) = match fresh {
             Some(c) => {
                 if c.record.arms.is_empty() {
@@ -230,23 +250,65 @@ impl Assigner {
         })
     }
 
+    /// The split `assign` serves `entity_id` by at `now`: the record's arms and weights, or
+    /// the fallback's (uniform over its arms, or all to the control). For whoever hands the
+    /// split to another assigner (a GrowthBook SDK): the same arms, weights and seed give
+    /// the same arm for a unit, sticky stores aside.
+    pub fn split(&self, entity_id: &str, now: i64) -> Result<Split, AssignError> {
+        let cached = self.cache.get(entity_id);
+        if let Some(c) = cached.as_ref().filter(|c| self.fresh(c, now)) {
+            if c.record.arms.is_empty() {
+                return Err(AssignError::NoArms(entity_id.to_owned()));
+            }
+            let arms = c.record.arms.iter().map(|a| a.arm_id.clone()).collect();
+            let weights = c.record.arms.iter().map(|a| a.weight).collect();
+            return Ok(Split { arms, weights, weights_version: Some(c.record.version), fallback: false });
+        }
+        if let Some(control) = self.control_of(entity_id) {
+            return Ok(Split { arms: vec![control.to_owned()], weights: vec![1.0], weights_version: None, fallback: true });
+        }
+        let arms = self.fallback_arms(entity_id, cached.as_ref().map(|c| &c.record));
+        if arms.is_empty() {
+            return Err(AssignError::UnknownEntity(entity_id.to_owned()));
+        }
+        let weights = vec![1.0 / arms.len() as f64; arms.len()];
+        Ok(Split { arms, weights, weights_version: None, fallback: true })
+    }
+
+    /// The arm a control fallback serves `entity_id`: its own control, else the default
+    /// (none when the fallback is uniform, or the default is empty: then uniform serves).
+    fn control_of(&self, entity_id: &str) -> Option<&str> {
+        let Fallback::Control(default) = &self.defaults.fallback else { return None };
+        self.defaults.controls.get(entity_id).map(String::as_str).or(Some(default.as_str()).filter(|d| !d.is_empty()))
+    }
+
+    /// Whether `cached` may be served at `now`: the pipeline spoke within `max_age`.
+    fn fresh(&self, cached: &Cached, now: i64) -> bool {
+        let hint = i64::try_from(cached.record.max_age_hint_ms).ok().filter(|h| *h > 0).unwrap_or(DEFAULT_MAX_AGE_MS);
+        self.cache.pipeline_age_ms(now) <= self.defaults.max_age_ms.unwrap_or(hint)
+    }
+
+    /// The arms a uniform fallback spreads over: the declared ones, else the stale record's.
+    fn fallback_arms(&self, entity_id: &str, stale: Option<&banditflow_core::record::WeightRecord>) -> Vec<String> {
+        match self.defaults.declared.get(entity_id) {
+            Some(declared) if !declared.is_empty() => declared.clone(),
+            _ => stale.map(|r| r.arms.iter().map(|a| a.arm_id.clone()).collect()).unwrap_or_default(),
+        }
+    }
+
     /// The fallback's arm and its propensity.
     fn fall_back(&self, entity_id: &str, unit_id: &str, stale: Option<&banditflow_core::record::WeightRecord>) -> Result<(String, f64), AssignError> {
-        if let Fallback::Control(default) = &self.defaults.fallback {
-            let control = self.defaults.controls.get(entity_id).unwrap_or(default);
-            return Ok((control.clone(), 1.0));
+        if let Some(control) = self.control_of(entity_id) {
+            return Ok((control.to_owned(), 1.0));
         }
-        let arms: Vec<&str> = match self.defaults.declared.get(entity_id) {
-            Some(declared) if !declared.is_empty() => declared.iter().map(String::as_str).collect(),
-            _ => stale.map(|r| r.arms.iter().map(|a| a.arm_id.as_str()).collect()).unwrap_or_default(),
-        };
+        let mut arms = self.fallback_arms(entity_id, stale);
         if arms.is_empty() {
             return Err(AssignError::UnknownEntity(entity_id.to_owned()));
         }
         let share = 1.0 / arms.len() as f64;
         let ranges = bucket::ranges(&vec![share; arms.len()]);
         let index = bucket::choose(bucket::unit_point(entity_id, unit_id), &ranges).unwrap_or(arms.len() - 1);
-        Ok((arms[index].to_owned(), share))
+        Ok((arms.swap_remove(index), share))
     }
 }
 

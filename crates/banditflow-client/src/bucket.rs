@@ -3,15 +3,19 @@
 //! ranges, so a GrowthBook SDK given the same weights, seed and `hashVersion: 2` picks the
 //! same arm for the same unit.
 
-/// FNV-1a over 32 bits, one step per Unicode scalar value (as GrowthBook's Python SDK does:
-/// for ASCII ids this is the same as per byte; its JavaScript SDK steps per UTF-16 code unit,
-/// which differs only outside the Basic Multilingual Plane).
+/// FNV-1a over 32 bits, one step per UTF-16 code unit, as GrowthBook's SDKs hash (the
+/// JavaScript SDK's `charCodeAt` loop; for ASCII ids the same as per byte).
 fn fnv1a32(parts: &[&str]) -> u32 {
     let mut hash: u32 = 0x811C_9DC5;
     for part in parts {
-        for c in part.chars() {
-            hash ^= u32::from(c);
-            hash = hash.wrapping_mul(0x0100_0193);
+        if part.is_ascii() {
+            for b in part.bytes() {
+                hash = (hash ^ u32::from(b)).wrapping_mul(0x0100_0193);
+            }
+        } else {
+            for unit in part.encode_utf16() {
+                hash = (hash ^ u32::from(unit)).wrapping_mul(0x0100_0193);
+            }
         }
     }
     hash
@@ -60,6 +64,11 @@ mod tests {
         assert_eq!(fnv1a32(&["a"]), 0xe40c_292c);
         assert_eq!(fnv1a32(&["foobar"]), 0xbf9c_f968);
         assert_eq!(fnv1a32(&["foo", "bar"]), fnv1a32(&["foobar"]), "parts hash as one string");
+        // Outside ASCII, per UTF-16 code unit: "é" is one unit (0xE9), "😀" two surrogates.
+        let by_units = |units: &[u32]| units.iter().fold(0x811C_9DC5u32, |h, u| (h ^ u).wrapping_mul(0x0100_0193));
+        assert_eq!(fnv1a32(&["é"]), by_units(&[0xE9]));
+        assert_eq!(fnv1a32(&["a😀"]), by_units(&[0x61, 0xD83D, 0xDE00]));
+        assert_eq!(fnv1a32(&["a", "😀"]), fnv1a32(&["a😀"]));
     }
 
     #[test]

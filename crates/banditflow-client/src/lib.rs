@@ -30,12 +30,13 @@ pub mod assign;
 pub mod bucket;
 pub mod cache;
 pub mod follow;
+pub mod growthbook;
 #[cfg(feature = "kafka")]
 pub mod produce;
 pub mod record;
 pub mod sticky;
 
-pub use assign::{AssignError, Assigner, Assignment, Defaults, Fallback, ServingMetrics};
+pub use assign::{AssignError, Assigner, Assignment, Defaults, Fallback, ServingMetrics, Split};
 pub use cache::{Offered, WeightsCache};
 pub use follow::{Following, Progress};
 pub use record::{parse_record, ArmState, ArmWeight, ChiSquare, ParseError, SampleRatio, Status, VersusControl, WeightRecord, SCHEMA_VERSION};

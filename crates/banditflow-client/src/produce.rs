@@ -46,11 +46,15 @@ pub struct TrafficProducer {
 }
 
 impl TrafficProducer {
-    /// A producer to the brokers at `brokers` (a `host:port` list).
-    pub fn new(brokers: &str, assignments_topic: &str, outcomes_topic: &str) -> Result<Self, ProduceError> {
-        let producer = ClientConfig::new()
-            .set("bootstrap.servers", brokers)
-            .set("linger.ms", "5")
+    /// A producer to the brokers at `brokers` (a `host:port` list), with librdkafka
+    /// `properties` on top (security settings, say).
+    pub fn new(brokers: &str, properties: &[(String, String)], assignments_topic: &str, outcomes_topic: &str) -> Result<Self, ProduceError> {
+        let mut config = ClientConfig::new();
+        config.set("bootstrap.servers", brokers).set("linger.ms", "5");
+        for (key, value) in properties {
+            config.set(key, value);
+        }
+        let producer = config
             .create()
             .map_err(|error| ProduceError::Kafka { topic: assignments_topic.to_owned(), error })?;
         Ok(TrafficProducer { producer, assignments_topic: assignments_topic.to_owned(), outcomes_topic: outcomes_topic.to_owned() })

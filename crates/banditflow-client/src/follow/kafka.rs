@@ -13,12 +13,13 @@ use rdkafka::{ClientConfig, Message, Offset, TopicPartitionList};
 use super::{backoff, Progress};
 use crate::cache::WeightsCache;
 
-/// Follows `topic` at `brokers` into `cache`, forever (librdkafka reconnects on its own;
-/// this only starts again if the consumer cannot be made or the topic cannot be found).
-pub async fn follow(brokers: String, topic: String, cache: Arc<WeightsCache>, progress: Arc<Progress>) {
+/// Follows `topic` at `brokers` (librdkafka `properties` on top: security settings, say)
+/// into `cache`, forever (librdkafka reconnects on its own; this only starts again if the
+/// consumer cannot be made or the topic cannot be found).
+pub async fn follow(brokers: String, properties: Vec<(String, String)>, topic: String, cache: Arc<WeightsCache>, progress: Arc<Progress>) {
     let mut failures = 0;
     loop {
-        let error = session(&brokers, &topic, &cache, &progress).await;
+        let error = session(&brokers, &properties, &topic, &cache, &progress).await;
         tracing::warn!(%error, %topic, "cannot follow the weights topic: trying again");
         progress.reconnected();
         tokio::time::sleep(backoff(failures)).await;
@@ -26,14 +27,13 @@ pub async fn follow(brokers: String, topic: String, cache: Arc<WeightsCache>, pr
     }
 }
 
-async fn session(brokers: &str, topic: &str, cache: &WeightsCache, progress: &Progress) -> KafkaError {
-    let consumer: Arc<StreamConsumer> = match ClientConfig::new()
-        .set("bootstrap.servers", brokers)
-        .set("group.id", "banditflow-serving")
-        .set("enable.auto.commit", "false")
-        .set("enable.partition.eof", "false")
-        .create()
-    {
+async fn session(brokers: &str, properties: &[(String, String)], topic: &str, cache: &WeightsCache, progress: &Progress) -> KafkaError {
+    let mut config = ClientConfig::new();
+    config.set("bootstrap.servers", brokers).set("group.id", "banditflow-serving").set("enable.auto.commit", "false").set("enable.partition.eof", "false");
+    for (key, value) in properties {
+        config.set(key, value);
+    }
+    let consumer: Arc<StreamConsumer> = match config.create() {
         Ok(c) => Arc::new(c),
         Err(e) => return e,
     };
