@@ -171,3 +171,55 @@ fn the_client_follows_a_live_worker_through_redis_and_tansu_ignores_older_versio
     assert!(watching.metrics().fallbacks().1 >= 2, "counted as stale");
     assert!(via_redis.age_ms("hero", banditflow_core::time::now_ms()).is_some_and(|age| age > hint));
 }
+
+/// A weight record of `hero` at `version` with these weights for arms a, b, c.
+fn hero(version: u64, weights: [f64; 3]) -> banditflow_client::WeightRecord {
+    let arms: Vec<serde_json::Value> = ARMS
+        .iter()
+        .zip(weights)
+        .map(|(id, w)| serde_json::json!({"arm_id": id, "weight": w, "p_best": w, "alpha": 1.0, "beta": 1.0, "trials": 0, "successes": 0,
+            "mean": 0.5, "ci95": [0.0, 1.0], "expected_loss": 0.0, "vs_control": null, "state": "exploring"}))
+        .collect();
+    serde_json::from_value(serde_json::json!({"entity_id": "hero", "version": version, "as_of": version, "computed_at": 0, "status": "adaptive", "arms": arms,
+        "chi_square": {"statistic": 0.0, "dof": 0, "p_value": 1.0},
+        "srm": {"statistic": 0.0, "dof": 0, "p_value": 1.0, "flagged": false, "matched": 0, "unmatched": 0},
+        "max_age_hint_ms": 5_000, "dataflow": "t", "schema_version": banditflow_client::SCHEMA_VERSION}))
+    .expect("a weight record")
+}
+
+#[test]
+fn a_redis_sticky_store_keeps_units_on_their_arm_across_serving_processes_and_serving_goes_on_without_it() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut redis = Redis::start(dir.path());
+    let cache = Arc::new(WeightsCache::new());
+    cache.offer(hero(1, [0.2, 0.3, 0.5]));
+    let store = |redis: &Redis| Arc::new(banditflow_client::RedisSticky::new(redis::Client::open(redis.url()).expect("client"), PREFIX));
+    let first = Assigner::new(cache.clone(), Defaults::new(i64::MAX)).with_sticky(store(&redis));
+    let units: Vec<String> = (0..300).map(|u| format!("u{u}")).collect();
+    let before: Vec<String> = units.iter().map(|u| first.assign("hero", u).expect("served").arm_id).collect();
+    assert!(before.iter().any(|a| a == "a") && before.iter().any(|a| a == "c"));
+    // The weights move a lot; another serving process, with its own connection, keeps
+    // every unit on its arm.
+    cache.offer(hero(2, [0.6, 0.1, 0.3]));
+    let second = Assigner::new(cache.clone(), Defaults::new(i64::MAX)).with_sticky(store(&redis));
+    for (u, arm) in units.iter().zip(&before) {
+        let served = second.assign("hero", u).expect("served");
+        assert_eq!((&served.arm_id, served.sticky), (arm, true), "{u}");
+    }
+    // Arm c stops: its units move (and are remembered on their new arm), the others stay.
+    cache.offer(hero(3, [0.5, 0.5, 0.0]));
+    let moved: Vec<String> = units.iter().map(|u| second.assign("hero", u).expect("served").arm_id).collect();
+    for ((u, was), now) in units.iter().zip(&before).zip(&moved) {
+        assert!(if was == "c" { now != "c" } else { now == was }, "{u}: {was} then {now}");
+    }
+    let again: Vec<String> = units.iter().map(|u| first.assign("hero", u).expect("served").arm_id).collect();
+    assert_eq!(again, moved, "the moved units stick to their new arm");
+    // Redis down: serving goes on by the weights, nothing sticky.
+    redis.stop();
+    let plain = Assigner::new(cache, Defaults::new(i64::MAX));
+    for u in units.iter().take(20) {
+        let served = second.assign("hero", u).expect("served without Redis");
+        assert!(!served.sticky);
+        assert_eq!(served.arm_id, plain.assign("hero", u).expect("served").arm_id);
+    }
+}

@@ -1,6 +1,8 @@
 //! The demo (`banditflow demo`): the live worker on an embedded Kafka cluster (librdkafka's
-//! mock cluster), fed by a closed-loop traffic generator that reads the published weights and
-//! assigns arms by them, converting at known true rates. The arms are declared on the arm
+//! mock cluster), fed by a closed-loop traffic generator that serves as a serving process
+//! would, with the serving client (`banditflow-client`): it reads the published weights into
+//! the client's cache, assigns units by them and produces the assignments and conversions
+//! with the client's producer, converting at known true rates. The arms are declared on the arm
 //! registry topic, and during the run one is retired and a new one added ([`Registry`]). It
 //! shows each entity's weights as they move ([`screen`]), and stops by itself after `duration`
 //! unless told to run forever.
@@ -25,6 +27,9 @@ use banditflow_core::config::ConfigError;
 use banditflow_core::record::WeightRecord;
 use banditflow_core::time::now_ms;
 
+use banditflow_client::produce::{Outcome, ProduceError, TrafficProducer};
+use banditflow_client::{Assigner, Defaults, WeightsCache};
+
 use crate::deployment::{Job, KafkaConfig};
 use crate::kafka::registry::{self, Standing};
 use crate::traffic::true_rate;
@@ -36,6 +41,8 @@ pub mod screen;
 pub const DEMO_JOB: &str = include_str!("../../dataflows/demo.toml");
 /// Mean true conversion rate of the demo's arms.
 const RATE: f64 = 0.1;
+/// Units the demo's traffic draws from (each entity serves units of this pool).
+const DEMO_UNITS: u32 = 1_000_000;
 /// Longest delay from an assignment to its conversion, in ms (within the 2 s attribution).
 const MAX_CONVERSION_DELAY_MS: i64 = 1_500;
 
@@ -48,6 +55,9 @@ pub enum DemoError {
     /// The embedded Kafka cluster or a client of it failed.
     #[error("embedded kafka: {0}")]
     Kafka(#[from] KafkaError),
+    /// The serving client's producer failed.
+    #[error("embedded kafka: {0}")]
+    Produce(#[from] ProduceError),
     /// The worker failed.
     #[error(transparent)]
     Worker(#[from] WorkerError),
@@ -354,8 +364,9 @@ struct Produced {
     served: Mutex<BTreeMap<String, BTreeMap<String, Vec<i64>>>>,
 }
 
-/// The traffic generator: reads the weights topic, assigns arms by the newest weights (uniform
-/// before any), and converts at each arm's true rate after a short delay.
+/// The traffic generator: reads the weights topic into the serving client's cache, assigns
+/// random units by it (the client's fallback, uniform over the declared arms, before any
+/// record), and converts at each arm's true rate after a short delay.
 fn closed_loop(
     brokers: &str,
     options: &DemoOptions,
@@ -375,6 +386,14 @@ fn closed_loop(
     assignment.add_partition_offset("weights", 0, Offset::Beginning)?;
     weights.assign(&assignment)?;
     drop(assignment);
+    // The serving client, as a serving process runs it; the demo's own producer only sends
+    // the broken lines.
+    let mut defaults = Defaults::new(None);
+    for e in 0..options.entities.max(1) {
+        defaults.declared.insert(format!("entity-{e:03}"), (0..options.arms.max(1)).map(|a| format!("arm-{a}")).collect());
+    }
+    let assigner = Assigner::new(Arc::new(WeightsCache::new()), defaults);
+    let traffic = TrafficProducer::new(brokers, &[], "assignments", "outcomes")?;
     let mut rng = StdRng::seed_from_u64(options.seed);
     let mut conversions: BinaryHeap<Reverse<(i64, String)>> = BinaryHeap::new();
     let mut sequence = 0u64;
@@ -394,6 +413,7 @@ fn closed_loop(
                 if let Ok(mut records) = produced.records.lock() {
                     records.push(record.clone());
                 }
+                assigner.cache().offer(record.clone());
                 if let Ok(mut latest) = latest.lock() {
                     latest.insert(record.entity_id.clone(), record);
                 }
@@ -405,11 +425,12 @@ fn closed_loop(
         while owed >= 1.0 {
             owed -= 1.0;
             let entity = format!("entity-{:03}", rng.random_range(0..options.entities.max(1)));
-            let arm = choose_arm(current.get(&entity), options.arms, &mut rng);
+            let unit = format!("unit-{}", rng.random_range(0..DEMO_UNITS));
+            // An entity whose every arm is retired serves nothing.
+            let Ok(assignment) = assigner.assign_at(&entity, &unit, now) else { continue };
             sequence += 1;
-            let id = format!("demo-{}-{sequence}", options.seed);
-            let line = format!(r#"{{"assignment_id":"{id}","entity_id":"{entity}","arm_id":"{arm}","ts":{now}}}"#);
-            send(&producer, "assignments", &id, &line, now)?;
+            let (id, arm) = (assignment.assignment_id.clone(), assignment.arm_id.clone());
+            traffic.assignment(&assignment)?;
             produced.assignments.fetch_add(1, Ordering::Relaxed);
             if let Ok(mut served) = produced.served.lock() {
                 served.entry(entity.clone()).or_default().entry(arm.clone()).or_default().push(now);
@@ -432,8 +453,7 @@ fn closed_loop(
         }
         while conversions.peek().is_some_and(|Reverse((due, _))| *due <= now) {
             let Some(Reverse((due, id))) = conversions.pop() else { break };
-            let line = format!(r#"{{"assignment_id":"{id}","ts":{due},"kind":"click"}}"#);
-            send(&producer, "outcomes", &id, &line, due)?;
+            traffic.outcome(&Outcome { assignment_id: id, ts: due, kind: Some("click".into()) })?;
             produced.outcomes.fetch_add(1, Ordering::Relaxed);
         }
         producer.poll(Duration::ZERO);
@@ -441,6 +461,7 @@ fn closed_loop(
         std::thread::sleep(next.saturating_duration_since(Instant::now()));
     }
     producer.flush(Duration::from_secs(5))?;
+    traffic.flush(Duration::from_secs(5))?;
     Ok(())
 }
 
@@ -456,21 +477,4 @@ fn send(producer: &BaseProducer, topic: &str, key: &str, line: &str, ts: i64) ->
             Err((error, _)) => return Err(error.into()),
         }
     }
-}
-
-/// An arm drawn by the record's weights, or uniformly without one.
-fn choose_arm(record: Option<&WeightRecord>, arms: u32, rng: &mut StdRng) -> String {
-    if let Some(record) = record.filter(|r| !r.arms.is_empty()) {
-        let mut draw: f64 = rng.random();
-        for arm in &record.arms {
-            draw -= arm.weight;
-            if draw <= 0.0 {
-                return arm.arm_id.clone();
-            }
-        }
-        if let Some(last) = record.arms.last() {
-            return last.arm_id.clone();
-        }
-    }
-    format!("arm-{}", rng.random_range(0..arms.max(1)))
 }

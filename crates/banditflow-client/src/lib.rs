@@ -41,3 +41,5 @@ pub use cache::{Offered, WeightsCache};
 pub use follow::{Following, Progress};
 pub use record::{parse_record, ArmState, ArmWeight, ChiSquare, ParseError, SampleRatio, Status, VersusControl, WeightRecord, SCHEMA_VERSION};
 pub use sticky::{MemorySticky, StickyStore};
+#[cfg(feature = "redis")]
+pub use sticky::RedisSticky;
