@@ -33,6 +33,8 @@
 #                                   (1,000,000 steps x 20 reps of 10 arms, refresh every 100)
 #   BENCH_REPORT=1                  also run scripts/bench-report.sh (the HTML report of 100
 #                                   entities x 10,000 records, opened in headless Chromium)
+#   BENCH_SERVING=1                 also run scripts/bench-serving.sh (assign against GrowthBook's
+#                                   Python SDK; banditflow serve under wrk)
 set -euo pipefail
 
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
@@ -366,6 +368,12 @@ if [[ ${BENCH_REPORT:-1} == 1 ]]; then
         echo
         BENCH_DIR=$BENCH_DIR BANDITFLOW_BIN=$BIN scripts/bench-report.sh 2>&1 | grep -E '^(report|page|chromium)' | sed 's/^/- /'
     } >>"$BENCH_DIR/results.md"
+fi
+# --- 14. Serving: assign and banditflow serve ----------------------------------------------------
+if [[ ${BENCH_SERVING:-1} == 1 ]]; then
+    log "serving (scripts/bench-serving.sh)"
+    { echo; BENCH_DIR=$BENCH_DIR BANDITFLOW_BIN=$BIN scripts/bench-serving.sh 2>"$OUT/serving.log"; } >>"$BENCH_DIR/results.md" ||
+        die "serving benchmark failed (see $OUT/serving.log)"
 fi
 cat "$BENCH_DIR/results.md"
 

@@ -223,3 +223,96 @@ fn a_redis_sticky_store_keeps_units_on_their_arm_across_serving_processes_and_se
         assert_eq!(served.arm_id, plain.assign("hero", u).expect("served").arm_id);
     }
 }
+
+/// POST `body` (JSON) to 127.0.0.1:`port` `path`: the status code and the body.
+fn http_post(port: u16, path: &str, body: &str) -> Option<(u16, String)> {
+    use std::io::{Read, Write};
+    let mut stream = std::net::TcpStream::connect(("127.0.0.1", port)).ok()?;
+    stream.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
+    write!(stream, "POST {path} HTTP/1.0\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}", body.len()).ok()?;
+    let mut response = String::new();
+    stream.read_to_string(&mut response).ok()?;
+    let status = response.split_whitespace().nth(1)?.parse().ok()?;
+    Some((status, response.split_once("\r\n\r\n").map(|(_, b)| b.to_owned()).unwrap_or_default()))
+}
+
+#[test]
+fn serve_answers_from_redis_and_produces_what_it_assigns_and_the_outcomes_it_is_told() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let broker = Broker::start();
+    for (topic, partitions) in [("assignments", 2), ("outcomes", 2), ("weights", 1)] {
+        broker.create_topic(topic, partitions);
+    }
+    let redis_dir = dir.path().join("redis");
+    std::fs::create_dir_all(&redis_dir).expect("redis dir");
+    let redis = Redis::start(&redis_dir);
+    let mut record = hero(7_000, [0.2, 0.3, 0.5]);
+    record.computed_at = now_ms();
+    let mut connection = redis.connection();
+    let _: () = redis::cmd("SET").arg(format!("{PREFIX}:hero")).arg(serde_json::to_string(&record).expect("json")).query(&mut connection).expect("SET");
+    let job_path = dir.path().join("job.toml");
+    std::fs::write(&job_path, job(&broker.brokers(), &redis.url())).expect("job file");
+    let port = free_port();
+    let log = dir.path().join("serve.log");
+    let mut serve = std::process::Command::new(env!("CARGO_BIN_EXE_banditflow"))
+        .args(["serve", "--dataflow"])
+        .arg(&job_path)
+        .args(["--listen", &format!("127.0.0.1:{port}"), "--max-age", "1h"])
+        .stderr(std::fs::File::create(&log).expect("log"))
+        .spawn()
+        .expect("start serve");
+    wait_for(60, "serve to be ready", &log, || http_get(port, "/readyz").is_some_and(|(s, _)| s == 200));
+
+    let (status, body) = http_get(port, "/weights/hero").expect("GET /weights/hero");
+    assert_eq!(status, 200);
+    let served_record: banditflow_client::WeightRecord = serde_json::from_str(&body).expect("a weight record");
+    assert_eq!(served_record, record);
+    assert_eq!(http_get(port, "/weights/nowhere").map(|(s, _)| s), Some(404));
+    assert_eq!(http_get(port, "/assign?entity=nowhere&unit=u").map(|(s, _)| s), Some(404), "no weights and not declared");
+
+    // Assignments as the library makes them, each produced with its id as key and its ts as
+    // the message time.
+    let cache = Arc::new(WeightsCache::new());
+    cache.offer(record);
+    let library = Assigner::new(cache, Defaults::new(i64::MAX));
+    let mut answers = Vec::new();
+    for u in 0..20 {
+        let (status, body) = http_get(port, &format!("/assign?entity=hero&unit=u{u}")).expect("GET /assign");
+        assert_eq!(status, 200, "{body}");
+        let served: serde_json::Value = serde_json::from_str(&body).expect("JSON");
+        assert_eq!(served["arm_id"].as_str(), Some(library.assign("hero", &format!("u{u}")).expect("served").arm_id.as_str()));
+        assert_eq!((served["weights_version"].as_u64(), served["fallback"].as_bool()), (Some(7_000), Some(false)));
+        answers.push(served);
+    }
+    // One declared entity without weights: the uniform fallback, said so.
+    let (status, body) = http_get(port, "/assign?entity=ranker&unit=u1").expect("GET /assign");
+    let fallback: serde_json::Value = serde_json::from_str(&body).expect("JSON");
+    assert_eq!((status, fallback["fallback"].as_bool()), (200, Some(true)), "{body}");
+    answers.push(fallback);
+    let first = answers[0]["assignment_id"].as_str().expect("an id").to_owned();
+    let (status, body) = http_post(port, "/outcome", &format!(r#"{{"assignment_id":"{first}","kind":"click"}}"#)).expect("POST /outcome");
+    assert_eq!(status, 202, "{body}");
+    assert!(http_post(port, "/outcome", "not json").is_some_and(|(s, _)| (400..500).contains(&s)));
+
+    let produced = read_raw(&broker.brokers(), "assignments", answers.len(), Duration::from_secs(60));
+    assert_eq!(produced.len(), answers.len());
+    for answer in &answers {
+        let id = answer["assignment_id"].as_str().expect("id");
+        let message = produced.iter().find(|m| m.key.as_deref() == Some(id.as_bytes())).unwrap_or_else(|| panic!("{id} not produced"));
+        assert_eq!(&serde_json::from_slice::<serde_json::Value>(&message.payload).expect("JSON"), answer);
+        assert_eq!(message.timestamp, answer["ts"].as_i64());
+    }
+    let outcomes = read_raw(&broker.brokers(), "outcomes", 1, Duration::from_secs(60));
+    assert_eq!(outcomes.len(), 1);
+    let outcome: serde_json::Value = serde_json::from_slice(&outcomes[0].payload).expect("JSON");
+    assert_eq!((outcome["assignment_id"].as_str(), outcome["kind"].as_str()), (Some(first.as_str()), Some("click")));
+    assert!(outcome["ts"].as_i64().is_some());
+
+    let (_, page) = http_get(port, "/metrics").expect("GET /metrics");
+    assert_eq!(metric(&page, "banditflow_serving_assignments_total", ""), Some(answers.len() as f64), "{page}");
+    assert_eq!(metric(&page, "banditflow_serving_fallbacks_total", "reason=\"missing\""), Some(1.0), "{page}");
+    assert_eq!(metric(&page, "banditflow_serving_loaded", ""), Some(1.0));
+    assert_eq!(metric(&page, "banditflow_serving_cache_entities", ""), Some(1.0));
+    let _ = serve.kill();
+    let _ = serve.wait();
+}

@@ -447,6 +447,8 @@ pub struct RawMessage {
     pub key: Option<Vec<u8>>,
     pub payload: Vec<u8>,
     pub headers: BTreeMap<String, String>,
+    /// The message timestamp, ms since the epoch, if it has one.
+    pub timestamp: Option<i64>,
 }
 
 /// Every message of `topic` as it is, per partition in offset order (waits up to `timeout`
@@ -465,7 +467,8 @@ pub fn read_raw(brokers: &str, topic: &str, at_least: usize, timeout: Duration) 
                 .headers()
                 .map(|h| h.iter().map(|h| (h.key.to_owned(), h.value.map(|v| String::from_utf8_lossy(v).into_owned()).unwrap_or_default())).collect())
                 .unwrap_or_default();
-            out.push(RawMessage { partition: m.partition(), offset: m.offset(), key: m.key().map(<[u8]>::to_vec), payload: m.payload().unwrap_or_default().to_vec(), headers });
+            let timestamp = m.timestamp().to_millis();
+            out.push(RawMessage { partition: m.partition(), offset: m.offset(), key: m.key().map(<[u8]>::to_vec), payload: m.payload().unwrap_or_default().to_vec(), headers, timestamp });
         }
     }
     out.sort_by_key(|m| (m.partition, m.offset));
