@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The serving side: `assign` under criterion (crates/banditflow-client/benches/assign.rs)
+# The serving side: the client's `assign` under criterion (benches/serving.rs)
 # against GrowthBook's Python SDK evaluating the same 10-arm split in the same run, and
 # `banditflow serve` answering /assign under wrk on loopback against its own /readyz (the
 # HTTP stack alone) in the same run. Prints a markdown block for BENCHMARKS.md.
@@ -32,8 +32,8 @@ fi
 [[ -x $BIN ]] || cargo build --release --quiet
 
 # --- assign: criterion --------------------------------------------------------------------
-log "criterion: cargo bench -p banditflow-client --bench assign"
-cargo bench --quiet -p banditflow-client --bench assign >"$OUT/criterion.log" 2>&1
+log "criterion: cargo bench --bench serving"
+cargo bench --quiet --bench serving >"$OUT/criterion.log" 2>&1
 estimate() { grep -E "^$1 +time:" "$OUT/criterion.log" | sed -E 's/.*\[([^ ]+ [^ ]+) ([^ ]+ [^ ]+) ([^ ]+ [^ ]+)\]/\2/'; }
 in_ns() { awk '{ v = $1; u = $2; if (u == "ps") v /= 1000; else if (u == "µs" || u == "us") v *= 1000; else if (u == "ms") v *= 1e6; printf "%.1f", v }'; }
 ASSIGN_10=$(estimate 'assign/10' | in_ns)
@@ -123,7 +123,7 @@ echo "### Serving (scripts/bench-serving.sh)"
 echo
 echo "Machine: $(nproc) cores, $(awk '/MemTotal/ { printf "%.0f GiB", $2 / 1048576 }' /proc/meminfo); $(date -u +%Y-%m-%d)."
 echo
-echo "- \`assign\` (criterion, \`cargo bench -p banditflow-client --bench assign\`) [low estimate high]:"
+echo "- \`assign\` (criterion, \`cargo bench --bench serving\`) [low estimate high]:"
 grep -E '^(assign/[0-9]+|cache_get(_under_writes)?) +time:' "$OUT/criterion.log" | sed -E 's/^([^ ]+) +time: +(.*)/  - `\1`: \2/'
 echo "- Peer in the same run: GrowthBook's Python SDK 4.0.0 evaluating the same 10-arm split (set_attributes + eval_feature): $SDK_NS ns per call; \`assign/10\` $ASSIGN_10 ns: $(awk -v a="$ASSIGN_10" -v b="$SDK_NS" 'BEGIN { printf "%.0fx", b / a }') faster."
 echo "- \`banditflow serve\` under wrk on loopback (2 threads, $CONNECTIONS connections, ${SECONDS_EACH}s; wrk and the service share the 2 cores; no Kafka configured, so nothing produced): \`/assign\` over 1,000 entities of 10 arms, random units: $ASSIGN_RATE requests/s (mean latency $(latency "$OUT/wrk-assign.txt")); \`/readyz\` (the HTTP stack alone) $READY_RATE requests/s: /assign at $(awk -v a="$ASSIGN_RATE" -v b="$READY_RATE" 'BEGIN { printf "%.2f", a / b }') of it. The service counted $ASSIGNED assignments."

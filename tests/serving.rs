@@ -316,3 +316,33 @@ fn serve_answers_from_redis_and_produces_what_it_assigns_and_the_outcomes_it_is_
     let _ = serve.kill();
     let _ = serve.wait();
 }
+
+#[test]
+fn the_redis_follower_passes_over_keys_that_are_not_this_prefixes_weight_records() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let redis = Redis::start(dir.path());
+    let mut connection = redis.connection();
+    let set = |connection: &mut redis::Connection, key: &str, value: &str| {
+        let _: () = redis::cmd("SET").arg(key).arg(value).query(connection).expect("SET");
+    };
+    let json = |version: u64| serde_json::to_string(&hero(version, [0.2, 0.3, 0.5])).expect("json");
+    set(&mut connection, &format!("{PREFIX}:hero"), &json(5));
+    // A shadow worker's record of the same entity, newer: not this prefix's.
+    set(&mut connection, &format!("{PREFIX}:shadow:hero"), &json(9));
+    set(&mut connection, &format!("{PREFIX}:junk"), "not a record");
+    // A sticky store's hash under the same prefix.
+    let _: () = redis::cmd("HSET").arg(format!("{PREFIX}:sticky:hero")).arg("u1").arg("a").query(&mut connection).expect("HSET");
+
+    let cache = Arc::new(WeightsCache::new());
+    let (c, client) = (cache.clone(), redis::Client::open(redis.url()).expect("client"));
+    let following = Following::spawn("redis", move |p| follow::redis::follow(client, PREFIX.to_owned(), c, p)).expect("follow");
+    let log = dir.path().join("none.log");
+    wait_for(30, "the first load", &log, || following.progress().loaded());
+    assert_eq!(cache.version("hero"), Some(5), "the shadow record is not this prefix's");
+    let (kept, older, unreadable, reconnects) = following.progress().counts();
+    assert_eq!((kept, older, unreadable, reconnects), (1, 0, 1, 0), "the hash is passed over, the junk counted, no reconnect");
+    // Updates are followed after it.
+    set(&mut connection, &format!("{PREFIX}:hero"), &json(6));
+    let _: () = redis::cmd("PUBLISH").arg(format!("{PREFIX}:updates")).arg("hero").query(&mut connection).expect("PUBLISH");
+    wait_for(30, "the update", &log, || cache.version("hero") == Some(6));
+}

@@ -102,7 +102,8 @@ pub fn serve(options: ServeOptions, stop: Arc<AtomicBool>) -> Result<(), ServeEr
     let producer = match &job.deployment.kafka {
         Some(k) => {
             let properties: Vec<(String, String)> = k.properties.iter().map(|(a, b)| (a.clone(), b.clone())).collect();
-            Some(TrafficProducer::new(&k.brokers, &properties, &k.assignments_topic, &k.outcomes_topic)?)
+            // On the request path: a full queue fails the produce (counted), not the request.
+            Some(TrafficProducer::new(&k.brokers, &properties, &k.assignments_topic, &k.outcomes_topic)?.without_waiting())
         }
         None => None,
     };

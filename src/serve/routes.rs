@@ -50,6 +50,7 @@ async fn assign(State(service): State<Arc<Service>>, Query(query): Query<AssignQ
             Json(assignment).into_response()
         }
         Err(e @ (AssignError::UnknownEntity(_) | AssignError::NoArms(_))) => error(StatusCode::NOT_FOUND, &e.to_string()),
+        Err(e @ AssignError::EmptyUnit) => error(StatusCode::BAD_REQUEST, &e.to_string()),
     }
 }
 
@@ -115,16 +116,25 @@ async fn metrics(State(service): State<Arc<Service>>) -> Response {
     let gauges = [
         ("banditflow_serving_cache_entities", "Entities in the weights cache.", cache.len() as f64),
         ("banditflow_serving_pipeline_age_seconds", "Time since the pipeline last published a record (its newest computed_at); -1 before any.", if age == i64::MAX { -1.0 } else { age as f64 / 1000.0 }),
-        ("banditflow_serving_records_kept_total", "Weight records the cache kept.", kept as f64),
-        ("banditflow_serving_records_older_total", "Weight records ignored as older than the one held.", older as f64),
-        ("banditflow_serving_records_unreadable_total", "Weight records that did not parse.", unreadable as f64),
-        ("banditflow_serving_reconnects_total", "Times the follower lost its source and connected again.", reconnects as f64),
         ("banditflow_serving_loaded", "1 once the first full load of the weights is done.", f64::from(u8::from(service.progress.loaded()))),
     ];
     for (name, help, value) in gauges {
         if let Ok(gauge) = prometheus::Gauge::new(name, help) {
             gauge.set(value);
             families.extend(prometheus::core::Collector::collect(&gauge));
+        }
+    }
+    // The follower's counts, as counters (read from its progress at each scrape).
+    let counters = [
+        ("banditflow_serving_records_kept_total", "Weight records the cache kept.", kept),
+        ("banditflow_serving_records_older_total", "Weight records ignored as older than the one held.", older),
+        ("banditflow_serving_records_unreadable_total", "Weight records that did not parse.", unreadable),
+        ("banditflow_serving_reconnects_total", "Times the follower lost its source and connected again.", reconnects),
+    ];
+    for (name, help, value) in counters {
+        if let Ok(counter) = prometheus::IntCounter::new(name, help) {
+            counter.inc_by(value);
+            families.extend(prometheus::core::Collector::collect(&counter));
         }
     }
     let mut body = Vec::new();

@@ -110,9 +110,13 @@ pub enum AssignError {
     /// No weights, and the fallback knows no arm of the entity.
     #[error("no weights for entity {0:?} and no declared arm to fall back on")]
     UnknownEntity(String),
-    /// The entity's record lists no arm (its last arm was retired: status `empty`).
-    #[error("entity {0:?} has no arms (its last arm was retired)")]
+    /// The entity's record lists no arm with a weight (its last arm was retired: status
+    /// `empty`; or every arm was stopped).
+    #[error("entity {0:?} has no arm to serve (its last arm was retired, or every arm has weight 0)")]
     NoArms(String),
+    /// The unit id is empty: nothing to hash (GrowthBook leaves such a unit out too).
+    #[error("the unit id is empty")]
+    EmptyUnit,
 }
 
 /// Why serving fell back, for the metric.
@@ -202,11 +206,14 @@ impl Assigner {
 
     /// [`Assigner::assign`] at a given time `now` (ms since the epoch).
     pub fn assign_at(&self, entity_id: &str, unit_id: &str, now: i64) -> Result<Assignment, AssignError> {
+        if unit_id.is_empty() {
+            return Err(AssignError::EmptyUnit);
+        }
         let cached = self.cache.get(entity_id);
         let fresh = cached.as_ref().filter(|c| self.fresh(c, now));
         let (arm_id, weights_version, propensity, fallback, sticky) = match fresh {
             Some(c) => {
-                if c.record.arms.is_empty() {
+                if !c.record.arms.iter().any(|a| a.weight > 0.0) {
                     return Err(AssignError::NoArms(entity_id.to_owned()));
                 }
                 let kept = self.sticky.as_ref().and_then(|s| s.arm(entity_id, unit_id)).and_then(|arm| c.record.arms.iter().position(|a| a.arm_id == arm && a.weight > 0.0));
@@ -257,14 +264,14 @@ impl Assigner {
     pub fn split(&self, entity_id: &str, now: i64) -> Result<Split, AssignError> {
         let cached = self.cache.get(entity_id);
         if let Some(c) = cached.as_ref().filter(|c| self.fresh(c, now)) {
-            if c.record.arms.is_empty() {
+            if !c.record.arms.iter().any(|a| a.weight > 0.0) {
                 return Err(AssignError::NoArms(entity_id.to_owned()));
             }
             let arms = c.record.arms.iter().map(|a| a.arm_id.clone()).collect();
             let weights = c.record.arms.iter().map(|a| a.weight).collect();
             return Ok(Split { arms, weights, weights_version: Some(c.record.version), fallback: false });
         }
-        if let Some(control) = self.control_of(entity_id) {
+        if let Some(control) = self.control_of(entity_id, cached.is_some()) {
             return Ok(Split { arms: vec![control.to_owned()], weights: vec![1.0], weights_version: None, fallback: true });
         }
         let arms = self.fallback_arms(entity_id, cached.as_ref().map(|c| &c.record));
@@ -277,9 +284,14 @@ impl Assigner {
 
     /// The arm a control fallback serves `entity_id`: its own control, else the default
     /// (none when the fallback is uniform, or the default is empty: then uniform serves).
-    fn control_of(&self, entity_id: &str) -> Option<&str> {
+    /// Only for an entity it knows (declared, or held): any other id is unknown.
+    fn control_of(&self, entity_id: &str, held: bool) -> Option<&str> {
         let Fallback::Control(default) = &self.defaults.fallback else { return None };
-        self.defaults.controls.get(entity_id).map(String::as_str).or(Some(default.as_str()).filter(|d| !d.is_empty()))
+        if let Some(own) = self.defaults.controls.get(entity_id) {
+            return Some(own);
+        }
+        let known = held || self.defaults.declared.contains_key(entity_id);
+        Some(default.as_str()).filter(|d| known && !d.is_empty())
     }
 
     /// Whether `cached` may be served at `now`: the pipeline spoke within `max_age`.
@@ -298,7 +310,7 @@ impl Assigner {
 
     /// The fallback's arm and its propensity.
     fn fall_back(&self, entity_id: &str, unit_id: &str, stale: Option<&banditflow_core::record::WeightRecord>) -> Result<(String, f64), AssignError> {
-        if let Some(control) = self.control_of(entity_id) {
+        if let Some(control) = self.control_of(entity_id, stale.is_some()) {
             return Ok((control.to_owned(), 1.0));
         }
         let mut arms = self.fallback_arms(entity_id, stale);
@@ -364,6 +376,23 @@ mod tests {
     fn an_entity_without_arms_serves_nothing() {
         let a = assigner(&[]);
         assert_eq!(a.assign_at("e", "u", 2_000), Err(AssignError::NoArms("e".into())));
+        let stopped = assigner(&[("a", 0.0), ("b", 0.0)]);
+        assert_eq!(stopped.assign_at("e", "u", 2_000), Err(AssignError::NoArms("e".into())), "no arm with a weight");
+        assert_eq!(stopped.assign_at("e", "", 2_000), Err(AssignError::EmptyUnit));
+    }
+
+    #[test]
+    fn a_control_fallback_serves_only_entities_it_knows() {
+        let cache = Arc::new(WeightsCache::new());
+        cache.offer(record("held", 1, 0, &[("a", 1.0)]));
+        let mut defaults = Defaults::new(1);
+        defaults.fallback = Fallback::Control("control".into());
+        defaults.declared.insert("declared".into(), vec!["control".into(), "b".into()]);
+        let a = Assigner::new(cache, defaults);
+        assert_eq!(a.assign_at("held", "u", 10_000).map(|s| s.arm_id), Ok("control".into()), "stale");
+        assert_eq!(a.assign_at("declared", "u", 10_000).map(|s| s.arm_id), Ok("control".into()), "missing, declared");
+        assert_eq!(a.assign_at("typo", "u", 10_000), Err(AssignError::UnknownEntity("typo".into())));
+        assert_eq!(a.split("typo", 10_000), Err(AssignError::UnknownEntity("typo".into())));
     }
 
     #[test]

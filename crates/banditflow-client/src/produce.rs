@@ -1,8 +1,9 @@
 //! Publishing what serving did: assignments and outcomes to their topics in the schemas'
 //! format (`schemas/assignment.schema.json`, `schemas/outcome.schema.json`), keyed by
 //! `assignment_id` so an assignment and its outcomes share a partition, with the message
-//! timestamp set to `ts`. A background thread of librdkafka's sends them; `send` returns once
-//! the message is queued (it waits only while the queue is full).
+//! timestamp set to `ts`. A background thread of librdkafka's sends them; a call returns once
+//! the message is queued. With the queue full (the brokers out of reach for a while) it waits
+//! for room, or, made [`TrafficProducer::without_waiting`] (on a request path), fails at once.
 
 use std::time::Duration;
 
@@ -28,6 +29,12 @@ pub struct Outcome {
 /// Why a message was not queued.
 #[derive(Debug, thiserror::Error)]
 pub enum ProduceError {
+    /// The queue is full and the producer does not wait.
+    #[error("cannot produce to {topic}: the queue is full (the brokers are out of reach?)")]
+    QueueFull {
+        /// The topic.
+        topic: String,
+    },
     /// librdkafka refused it.
     #[error("cannot produce to {topic}: {error}")]
     Kafka {
@@ -43,6 +50,8 @@ pub struct TrafficProducer {
     producer: ThreadedProducer<DefaultProducerContext>,
     assignments_topic: String,
     outcomes_topic: String,
+    /// Whether a full queue makes a call wait for room (else it fails at once).
+    waits: bool,
 }
 
 impl TrafficProducer {
@@ -57,7 +66,15 @@ impl TrafficProducer {
         let producer = config
             .create()
             .map_err(|error| ProduceError::Kafka { topic: assignments_topic.to_owned(), error })?;
-        Ok(TrafficProducer { producer, assignments_topic: assignments_topic.to_owned(), outcomes_topic: outcomes_topic.to_owned() })
+        Ok(TrafficProducer { producer, assignments_topic: assignments_topic.to_owned(), outcomes_topic: outcomes_topic.to_owned(), waits: true })
+    }
+
+    /// A call finding the queue full fails at once with [`ProduceError::QueueFull`] instead
+    /// of waiting for room: for callers on a request path.
+    #[must_use]
+    pub fn without_waiting(mut self) -> Self {
+        self.waits = false;
+        self
     }
 
     /// Queues `assignment` for its topic.
@@ -74,7 +91,8 @@ impl TrafficProducer {
 
     /// Waits up to `timeout` for every queued message to be delivered.
     pub fn flush(&self, timeout: Duration) -> Result<(), ProduceError> {
-        self.producer.flush(timeout).map_err(|error| ProduceError::Kafka { topic: self.assignments_topic.clone(), error })
+        let topics = format!("{} and {}", self.assignments_topic, self.outcomes_topic);
+        self.producer.flush(timeout).map_err(|error| ProduceError::Kafka { topic: topics, error })
     }
 
     fn send(&self, topic: &str, key: &str, json: &str, ts: i64) -> Result<(), ProduceError> {
@@ -82,6 +100,7 @@ impl TrafficProducer {
         loop {
             match self.producer.send(record) {
                 Ok(()) => return Ok(()),
+                Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), _)) if !self.waits => return Err(ProduceError::QueueFull { topic: topic.to_owned() }),
                 Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), back)) => {
                     record = back;
                     std::thread::sleep(Duration::from_millis(5));

@@ -7,16 +7,22 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use rdkafka::consumer::{Consumer, StreamConsumer};
-use rdkafka::error::KafkaError;
+use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::{ClientConfig, Message, Offset, TopicPartitionList};
 
 use super::{backoff, Progress};
 use crate::cache::WeightsCache;
 
+/// How long with nothing read counts as read to the end (tansu 0.6 reports partition ends
+/// wrongly, so the ends fetched at the start cannot always be trusted).
+const IDLE_IS_LOADED: Duration = Duration::from_secs(3);
+
 /// Follows `topic` at `brokers` (librdkafka `properties` on top: security settings, say)
 /// into `cache`, forever (librdkafka reconnects on its own; this only starts again if the
 /// consumer cannot be made or the topic cannot be found).
 pub async fn follow(brokers: String, properties: Vec<(String, String)>, topic: String, cache: Arc<WeightsCache>, progress: Arc<Progress>) {
+    // A session ends only before it follows (once following, librdkafka reconnects by
+    // itself), so failures in a row are failures to start.
     let mut failures = 0;
     loop {
         let error = session(&brokers, &properties, &topic, &cache, &progress).await;
@@ -41,6 +47,11 @@ async fn session(brokers: &str, properties: &[(String, String)], topic: &str, ca
     let (looking, name) = (consumer.clone(), topic.to_owned());
     let looked_up = tokio::task::spawn_blocking(move || -> Result<(Vec<(i32, i64)>, TopicPartitionList), KafkaError> {
         let metadata = looking.fetch_metadata(Some(&name), Duration::from_secs(10))?;
+        // A topic not there (yet): no partitions to follow; try again later.
+        let known = metadata.topics().iter().any(|t| t.error().is_none() && !t.partitions().is_empty());
+        if !known {
+            return Err(KafkaError::MetadataFetch(RDKafkaErrorCode::UnknownTopicOrPartition));
+        }
         let mut list = TopicPartitionList::new();
         let mut ends = Vec::new();
         for p in metadata.topics().iter().flat_map(|t| t.partitions()) {
@@ -67,8 +78,8 @@ async fn session(brokers: &str, properties: &[(String, String)], topic: &str, ca
     }
     loop {
         // Loaded once every partition is read to where its end was at the start, or (a broker
-        // may report a wrong end) once nothing has come for a second.
-        let Ok(received) = tokio::time::timeout(Duration::from_secs(1), consumer.recv()).await else {
+        // may report a wrong end) once nothing has come for a few seconds.
+        let Ok(received) = tokio::time::timeout(IDLE_IS_LOADED, consumer.recv()).await else {
             progress.set_loaded();
             continue;
         };

@@ -54,16 +54,28 @@ impl Progress {
 
     /// Parses `payload` and offers it to `cache`, counting what happened.
     pub(crate) fn offer(&self, cache: &WeightsCache, payload: &[u8], source: &str) {
+        self.offer_for(cache, payload, source, None);
+    }
+
+    /// [`Progress::offer`] of a record that must be `entity`'s (when given): another
+    /// entity's is passed over (a key of another namespace that happens to parse).
+    pub(crate) fn offer_for(&self, cache: &WeightsCache, payload: &[u8], source: &str, entity: Option<&str>) {
         match crate::record::parse_record(payload) {
-            Ok(record) => match cache.offer(record) {
-                Offered::Kept => self.kept.fetch_add(1, Ordering::Relaxed),
-                Offered::Older { .. } => self.older.fetch_add(1, Ordering::Relaxed),
-            },
+            Ok(record) if entity.is_some_and(|e| e != record.entity_id) => {
+                tracing::debug!(%source, entity_id = %record.entity_id, "passing over a record under another entity's key");
+            }
+            Ok(record) => {
+                let counter = match cache.offer(record) {
+                    Offered::Kept => &self.kept,
+                    Offered::Older { .. } => &self.older,
+                };
+                counter.fetch_add(1, Ordering::Relaxed);
+            }
             Err(error) => {
                 tracing::warn!(%source, %error, "skipping a weight record that does not parse");
-                self.unreadable.fetch_add(1, Ordering::Relaxed)
+                self.unreadable.fetch_add(1, Ordering::Relaxed);
             }
-        };
+        }
     }
 }
 
