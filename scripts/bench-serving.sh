@@ -70,7 +70,13 @@ PORT=$(free_port)
 redis-server --port "$REDIS_PORT" --bind 127.0.0.1 --save '' --appendonly no >"$OUT/redis.log" 2>&1 &
 REDIS_PID=$!
 SERVE_PID=
-cleanup() { [[ -n $SERVE_PID ]] && kill "$SERVE_PID" 2>/dev/null; kill "$REDIS_PID" 2>/dev/null; wait 2>/dev/null || true; }
+TANSU_PID=
+cleanup() {
+    [[ -n $SERVE_PID ]] && kill "$SERVE_PID" 2>/dev/null
+    [[ -n $TANSU_PID ]] && kill "$TANSU_PID" 2>/dev/null
+    kill "$REDIS_PID" 2>/dev/null
+    wait 2>/dev/null || true
+}
 trap cleanup EXIT
 for _ in $(seq 100); do redis-cli -p "$REDIS_PORT" ping >/dev/null 2>&1 && break; sleep 0.1; done
 log "writing 1,000 entities of 10 arms to redis on :$REDIS_PORT"
@@ -118,6 +124,27 @@ wrk -t2 -c"$CONNECTIONS" -d"${SECONDS_EACH}s" -s "$OUT/assign.lua" "http://127.0
 ASSIGNED=$(curl -s "http://127.0.0.1:$PORT/metrics" | awk '/^banditflow_serving_assignments_total / { print $2 }')
 READY_RATE=$(rate "$OUT/wrk-readyz.txt")
 ASSIGN_RATE=$(rate "$OUT/wrk-assign.txt")
+kill "$SERVE_PID" 2>/dev/null; wait "$SERVE_PID" 2>/dev/null || true
+SERVE_PID=
+
+# --- the same with every assignment produced to tansu (when installed: scripts/services.sh) ---
+PRODUCED_LINE=
+if command -v tansu >/dev/null 2>&1; then
+    KAFKA_PORT=$(free_port)
+    tansu broker --listener-url "tcp://127.0.0.1:$KAFKA_PORT" --advertised-listener-url "tcp://127.0.0.1:$KAFKA_PORT" --storage-engine memory://tansu/ >"$OUT/tansu.log" 2>&1 &
+    TANSU_PID=$!
+    for _ in $(seq 100); do (exec 3<>"/dev/tcp/127.0.0.1/$KAFKA_PORT") 2>/dev/null && break; sleep 0.1; done
+    for topic in assignments outcomes; do tansu topic create --broker "tcp://127.0.0.1:$KAFKA_PORT" --partitions 4 "$topic" >/dev/null; done
+    printf '\n[kafka]\nbrokers = "127.0.0.1:%s"\nassignments_topic = "assignments"\noutcomes_topic = "outcomes"\ngroup_id = "bench-serving"\n' "$KAFKA_PORT" >>"$OUT/job.toml"
+    "$BIN" serve --dataflow "$OUT/job.toml" --listen "127.0.0.1:$PORT" --max-age 1h 2>"$OUT/serve-kafka.log" &
+    SERVE_PID=$!
+    for _ in $(seq 200); do curl -sf "http://127.0.0.1:$PORT/readyz" >/dev/null 2>&1 && break; sleep 0.1; done
+    log "wrk: /assign producing to tansu (${SECONDS_EACH}s)"
+    wrk -t2 -c"$CONNECTIONS" -d"${SECONDS_EACH}s" -s "$OUT/assign.lua" "http://127.0.0.1:$PORT/" >"$OUT/wrk-assign-kafka.txt"
+    FAILED=$(curl -s "http://127.0.0.1:$PORT/metrics" | awk '/^banditflow_serving_produce_failures_total / { print $2 }')
+    KAFKA_RATE=$(rate "$OUT/wrk-assign-kafka.txt")
+    PRODUCED_LINE="- The same \`/assign\` with every assignment produced to tansu 0.6 (its own process on the same 2 cores): $KAFKA_RATE requests/s (mean latency $(latency "$OUT/wrk-assign-kafka.txt")), $(awk -v a="$KAFKA_RATE" -v b="$ASSIGN_RATE" 'BEGIN { printf "%.2f", a / b }') of the rate without Kafka; ${FAILED:-0} produces failed (queue full)."
+fi
 
 echo "### Serving (scripts/bench-serving.sh)"
 echo
@@ -127,3 +154,4 @@ echo "- \`assign\` (criterion, \`cargo bench --bench serving\`) [low estimate hi
 grep -E '^(assign/[0-9]+|cache_get(_under_writes)?) +time:' "$OUT/criterion.log" | sed -E 's/^([^ ]+) +time: +(.*)/  - `\1`: \2/'
 echo "- Peer in the same run: GrowthBook's Python SDK 4.0.0 evaluating the same 10-arm split (set_attributes + eval_feature): $SDK_NS ns per call; \`assign/10\` $ASSIGN_10 ns: $(awk -v a="$ASSIGN_10" -v b="$SDK_NS" 'BEGIN { printf "%.0fx", b / a }') faster."
 echo "- \`banditflow serve\` under wrk on loopback (2 threads, $CONNECTIONS connections, ${SECONDS_EACH}s; wrk and the service share the 2 cores; no Kafka configured, so nothing produced): \`/assign\` over 1,000 entities of 10 arms, random units: $ASSIGN_RATE requests/s (mean latency $(latency "$OUT/wrk-assign.txt")); \`/readyz\` (the HTTP stack alone) $READY_RATE requests/s: /assign at $(awk -v a="$ASSIGN_RATE" -v b="$READY_RATE" 'BEGIN { printf "%.2f", a / b }') of it. The service counted $ASSIGNED assignments."
+if [[ -n $PRODUCED_LINE ]]; then echo "$PRODUCED_LINE"; fi
