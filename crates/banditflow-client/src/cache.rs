@@ -91,6 +91,14 @@ impl WeightsCache {
         self.get(entity_id).map(|_| self.pipeline_age_ms(now_ms))
     }
 
+    /// How old the entity's own record is at `now_ms`: the time since it was computed (its
+    /// `computed_at`). A quiet entity's record grows old while still current; serving
+    /// decides by [`WeightsCache::age_ms`].
+    #[must_use]
+    pub fn record_age_ms(&self, entity_id: &str, now_ms: i64) -> Option<i64> {
+        self.get(entity_id).map(|c| now_ms.saturating_sub(c.record.computed_at).max(0))
+    }
+
     /// The time since the pipeline last published anything, at `now_ms` (`i64::MAX` before
     /// any record).
     #[must_use]
@@ -192,6 +200,7 @@ pub(crate) mod tests {
         cache.offer(record("quiet", 1, 1_000, &[("a", 1.0)]));
         cache.offer(record("busy", 1, 5_000, &[("a", 1.0)]));
         assert_eq!(cache.age_ms("quiet", 6_000), Some(1_000), "the pipeline spoke at 5 s");
+        assert_eq!(cache.record_age_ms("quiet", 6_000), Some(5_000), "its own record is 5 s old");
         assert_eq!(cache.age_ms("missing", 6_000), None);
         // An older record (a replay) does not make the pipeline look alive.
         cache.offer(record("busy", 1, 9_000, &[("a", 1.0)]));

@@ -16,6 +16,7 @@ pub mod config;
 pub mod counters;
 pub mod decision;
 pub mod environment;
+pub mod evaluation;
 pub mod event;
 pub mod limits;
 pub mod pending_cap;
