@@ -37,6 +37,9 @@ cargo bench --quiet --bench serving >"$OUT/criterion.log" 2>&1
 estimate() { grep -E "^$1 +time:" "$OUT/criterion.log" | sed -E 's/.*\[([^ ]+ [^ ]+) ([^ ]+ [^ ]+) ([^ ]+ [^ ]+)\]/\2/'; }
 in_ns() { awk '{ v = $1; u = $2; if (u == "ps") v /= 1000; else if (u == "µs" || u == "us") v *= 1000; else if (u == "ms") v *= 1e6; printf "%.1f", v }'; }
 ASSIGN_10=$(estimate 'assign/10' | in_ns)
+# Units that move when the weights move: the measurement in the client's tests/assign.rs.
+log "churn: cargo test --release -p banditflow-client --test assign"
+cargo test --quiet --release -p banditflow-client --test assign -- --nocapture a_weight_change >"$OUT/churn.log" 2>&1
 
 # --- the peer: GrowthBook's Python SDK on the same split ------------------------------------
 VENV=$BENCH_DIR/growthbook-venv
@@ -155,3 +158,5 @@ grep -E '^(assign/[0-9]+|cache_get(_under_writes)?) +time:' "$OUT/criterion.log"
 echo "- Peer in the same run: GrowthBook's Python SDK 4.0.0 evaluating the same 10-arm split (set_attributes + eval_feature): $SDK_NS ns per call; \`assign/10\` $ASSIGN_10 ns: $(awk -v a="$ASSIGN_10" -v b="$SDK_NS" 'BEGIN { printf "%.0fx", b / a }') faster."
 echo "- \`banditflow serve\` under wrk on loopback (2 threads, $CONNECTIONS connections, ${SECONDS_EACH}s; wrk and the service share the 2 cores; no Kafka configured, so nothing produced): \`/assign\` over 1,000 entities of 10 arms, random units: $ASSIGN_RATE requests/s (mean latency $(latency "$OUT/wrk-assign.txt")); \`/readyz\` (the HTTP stack alone) $READY_RATE requests/s: /assign at $(awk -v a="$ASSIGN_RATE" -v b="$READY_RATE" 'BEGIN { printf "%.2f", a / b }') of it. The service counted $ASSIGNED assignments."
 if [[ -n $PRODUCED_LINE ]]; then echo "$PRODUCED_LINE"; fi
+echo "- Units whose arm changes after a weight change (half of arm 0's weight, weights proportional to 1..K, moved to the last arm; 100,000 units; \`cargo test --release -p banditflow-client --test assign -- --nocapture\`), against the change's total variation d:"
+grep -E '^K = ' "$OUT/churn.log" | sed 's/^/  - /'

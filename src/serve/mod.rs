@@ -79,6 +79,11 @@ pub(crate) struct Service {
     pub(crate) produce_failures: prometheus::IntCounter,
 }
 
+/// The job's librdkafka properties (security settings, say), for the client's Kafka clients.
+fn properties(kafka: &crate::deployment::KafkaConfig) -> Vec<(String, String)> {
+    kafka.properties.iter().map(|(k, v)| (k.clone(), v.clone())).collect()
+}
+
 /// Serves until `stop` is set; the listening address is logged once bound.
 pub fn serve(options: ServeOptions, stop: Arc<AtomicBool>) -> Result<(), ServeError> {
     let ServeOptions { job, listen, source, max_age_ms, fallback_to_control } = options;
@@ -101,9 +106,8 @@ pub fn serve(options: ServeOptions, stop: Arc<AtomicBool>) -> Result<(), ServeEr
     let cache = Arc::new(WeightsCache::new());
     let producer = match &job.deployment.kafka {
         Some(k) => {
-            let properties: Vec<(String, String)> = k.properties.iter().map(|(a, b)| (a.clone(), b.clone())).collect();
             // On the request path: a full queue fails the produce (counted), not the request.
-            Some(TrafficProducer::new(&k.brokers, &properties, &k.assignments_topic, &k.outcomes_topic)?.without_waiting())
+            Some(TrafficProducer::new(&k.brokers, &properties(k), &k.assignments_topic, &k.outcomes_topic)?.without_waiting())
         }
         None => None,
     };
@@ -119,8 +123,7 @@ pub fn serve(options: ServeOptions, stop: Arc<AtomicBool>) -> Result<(), ServeEr
     let follower: std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send>> = match (source, &targets.redis, &targets.kafka) {
         (Source::Redis, Some((redis, prefix)), _) => Box::pin(follow::redis::follow(redis::Client::open(redis.url.as_str())?, prefix.clone(), cache, progress.clone())),
         (Source::Kafka, _, Some((kafka, topic))) => {
-            let properties: Vec<(String, String)> = kafka.properties.iter().map(|(a, b)| (a.clone(), b.clone())).collect();
-            Box::pin(follow::kafka::follow(kafka.brokers.clone(), properties, topic.clone(), cache, progress.clone()))
+            Box::pin(follow::kafka::follow(kafka.brokers.clone(), properties(kafka), topic.clone(), cache, progress.clone()))
         }
         (s, ..) => return Err(ServeError::Missing(s)),
     };

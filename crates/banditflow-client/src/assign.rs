@@ -271,10 +271,19 @@ impl Assigner {
             let weights = c.record.arms.iter().map(|a| a.weight).collect();
             return Ok(Split { arms, weights, weights_version: Some(c.record.version), fallback: false });
         }
-        if let Some(control) = self.control_of(entity_id, cached.is_some()) {
+        self.fallback_split(entity_id, cached.as_ref().map(|c| &c.record))
+    }
+
+    /// The fallback's split: all to the control, or uniform over the declared arms (else the
+    /// stale record's).
+    fn fallback_split(&self, entity_id: &str, stale: Option<&banditflow_core::record::WeightRecord>) -> Result<Split, AssignError> {
+        if let Some(control) = self.control_of(entity_id, stale.is_some()) {
             return Ok(Split { arms: vec![control.to_owned()], weights: vec![1.0], weights_version: None, fallback: true });
         }
-        let arms = self.fallback_arms(entity_id, cached.as_ref().map(|c| &c.record));
+        let arms: Vec<String> = match self.defaults.declared.get(entity_id) {
+            Some(declared) if !declared.is_empty() => declared.clone(),
+            _ => stale.map(|r| r.arms.iter().map(|a| a.arm_id.clone()).collect()).unwrap_or_default(),
+        };
         if arms.is_empty() {
             return Err(AssignError::UnknownEntity(entity_id.to_owned()));
         }
@@ -300,27 +309,11 @@ impl Assigner {
         self.cache.pipeline_age_ms(now) <= self.defaults.max_age_ms.unwrap_or(hint)
     }
 
-    /// The arms a uniform fallback spreads over: the declared ones, else the stale record's.
-    fn fallback_arms(&self, entity_id: &str, stale: Option<&banditflow_core::record::WeightRecord>) -> Vec<String> {
-        match self.defaults.declared.get(entity_id) {
-            Some(declared) if !declared.is_empty() => declared.clone(),
-            _ => stale.map(|r| r.arms.iter().map(|a| a.arm_id.clone()).collect()).unwrap_or_default(),
-        }
-    }
-
-    /// The fallback's arm and its propensity.
+    /// The fallback's arm and its propensity, by the same hash over the fallback's split.
     fn fall_back(&self, entity_id: &str, unit_id: &str, stale: Option<&banditflow_core::record::WeightRecord>) -> Result<(String, f64), AssignError> {
-        if let Some(control) = self.control_of(entity_id, stale.is_some()) {
-            return Ok((control.to_owned(), 1.0));
-        }
-        let mut arms = self.fallback_arms(entity_id, stale);
-        if arms.is_empty() {
-            return Err(AssignError::UnknownEntity(entity_id.to_owned()));
-        }
-        let share = 1.0 / arms.len() as f64;
-        let ranges = bucket::ranges(&vec![share; arms.len()]);
-        let index = bucket::choose(bucket::unit_point(entity_id, unit_id), &ranges).unwrap_or(arms.len() - 1);
-        Ok((arms.swap_remove(index), share))
+        let Split { mut arms, weights, .. } = self.fallback_split(entity_id, stale)?;
+        let index = bucket::choose(bucket::unit_point(entity_id, unit_id), &bucket::ranges(&weights)).unwrap_or(arms.len() - 1);
+        Ok((arms.swap_remove(index), weights[index]))
     }
 }
 
