@@ -69,7 +69,6 @@ PY
 # --- serve /assign under wrk ------------------------------------------------------------------
 free_port() { python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'; }
 REDIS_PORT=$(free_port)
-PORT=$(free_port)
 redis-server --port "$REDIS_PORT" --bind 127.0.0.1 --save '' --appendonly no >"$OUT/redis.log" 2>&1 &
 REDIS_PID=$!
 SERVE_PID=
@@ -82,6 +81,8 @@ cleanup() {
 }
 trap cleanup EXIT
 for _ in $(seq 100); do redis-cli -p "$REDIS_PORT" ping >/dev/null 2>&1 && break; sleep 0.1; done
+# Picked once redis-server holds its port, so the two cannot be the same.
+PORT=$(free_port)
 log "writing 1,000 entities of 10 arms to redis on :$REDIS_PORT"
 python3 - "$OUT/records.redis" <<'PY'
 import json, sys, time
