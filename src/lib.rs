@@ -12,6 +12,8 @@ pub mod checkpoint;
 pub mod dataflow;
 pub mod demo;
 pub mod deployment;
+pub mod evaluate;
+pub mod export;
 pub mod file;
 pub mod kafka;
 pub mod logs;

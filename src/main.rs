@@ -60,6 +60,13 @@ enum Command {
     /// Draw a weights file (and its decision events) as one HTML page, or summarize it in
     /// markdown: per entity its weights, posteriors and decisions over time.
     Report(cli::report::Args),
+    /// Write one evaluation dataset per entity from logged traffic: a row per resolved
+    /// assignment with its reward, propensity and context (Parquet and JSON lines, a manifest).
+    Export(cli::export::Args),
+    /// Score candidate job files on an exported dataset: the weights each would have
+    /// published, and their expected reward by IPS, self-normalised IPS and doubly robust
+    /// estimators, per entity and window.
+    Evaluate(cli::evaluate::Args),
     /// Serve the job's weights over HTTP: assign units by them (produced to the assignments
     /// topic), take outcomes, and hand GrowthBook SDKs a features payload of the same split.
     Serve(cli::serve::Args),
@@ -89,6 +96,8 @@ fn main() -> ExitCode {
         Command::Simulate(args) => cli::simulate::run(args),
         Command::Report(args) => cli::report::run(args),
         Command::Serve(args) => cli::serve::run(args),
+        Command::Export(args) => cli::export::run(args),
+        Command::Evaluate(args) => cli::evaluate::run(args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -5,6 +5,8 @@ use std::sync::Arc;
 
 pub mod arms;
 pub mod demo;
+pub mod evaluate;
+pub mod export;
 pub mod generate;
 pub mod replay;
 pub mod report;

@@ -139,7 +139,7 @@ pub fn run_rep(scenario: &Scenario, job: &Dataflow, rep: u32, at: &[u64], logs: 
                     let name = arm_name(arm.number);
                     events_in.send(Arrival { event: Event::Assignment(Assignment { key, entity: served.entity, arm: arm_id_of(&name), ts: step as i64, weights_version: served.version }), raw: None });
                     if let Some(logs) = logs.as_mut() {
-                        logs.assignment(&id, &served.name, &name, step as i64, served.version);
+                        logs.assignment(&id, &served.name, &name, step as i64, served.version, propensity(&served.weights, slot));
                     }
                     if let Some(delay) = served.world.outcome(slot) {
                         let at = step + delay;
@@ -205,6 +205,17 @@ pub fn run_rep(scenario: &Scenario, job: &Dataflow, rep: u32, at: &[u64], logs: 
         }
     }
     outcome.unwrap_or_else(|| Err("the dataflow ended without a result".into()))
+}
+
+/// The probability `draw_slot` gave `slot` under `weights`: its share of their sum, or 1/K
+/// when they sum to nothing (it then draws uniformly).
+fn propensity(weights: &[f64], slot: usize) -> f64 {
+    let total: f64 = weights.iter().sum();
+    if total.is_nan() || total <= 0.0 {
+        1.0 / weights.len().max(1) as f64
+    } else {
+        weights.get(slot).copied().unwrap_or(0.0) / total
+    }
 }
 
 /// Announces the arm's name (when it is new) and registers it (`active`) or retires it at `ts`.

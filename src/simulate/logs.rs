@@ -39,9 +39,9 @@ impl Logs {
         }
     }
 
-    /// An assignment as serving would log it.
-    pub fn assignment(&mut self, id: &str, entity: &str, arm: &str, ts: i64, version: u64) {
-        let mut line = serde_json::json!({"assignment_id": id, "entity_id": entity, "arm_id": arm, "ts": ts});
+    /// An assignment as serving would log it, with the probability it gave the arm.
+    pub fn assignment(&mut self, id: &str, entity: &str, arm: &str, ts: i64, version: u64, propensity: f64) {
+        let mut line = serde_json::json!({"assignment_id": id, "entity_id": entity, "arm_id": arm, "ts": ts, "propensity": propensity});
         if version != 0 {
             line["weights_version"] = version.into();
         }

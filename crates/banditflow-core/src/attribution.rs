@@ -562,6 +562,12 @@ impl Attribution {
     /// Completes every tick before `frontier`: resolves the assignments due and drops the
     /// outcomes nobody claimed. Resolved facts are appended to `resolved`.
     pub fn settle(&mut self, frontier: u64, counters: &mut Counters, resolved: &mut Vec<Resolved>) {
+        self.settle_each(frontier, counters, |_, _, fact| resolved.push(fact));
+    }
+
+    /// [`Attribution::settle`], handing each resolved fact to `each` with the key and `ts`
+    /// of the assignment it came from (what `banditflow export` writes a row for).
+    pub fn settle_each(&mut self, frontier: u64, counters: &mut Counters, mut each: impl FnMut(AssignmentKey, i64, Resolved)) {
         if frontier <= self.settled {
             return;
         }
@@ -624,7 +630,7 @@ impl Attribution {
                     continue;
                 }
                 let leave = rules.ticks.settle_tick(held.ts(), rules.window_ms);
-                resolved.push(Resolved { entity, arm, enter: tick, leave, success, served });
+                each(key, held.ts(), Resolved { entity, arm, enter: tick, leave, success, served });
             }
         }
         while let Some(entry) = self.expire_at.first_entry() {

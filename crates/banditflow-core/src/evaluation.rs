@@ -14,8 +14,8 @@
 //! linearisation `w_i (r_i − V) / mean(w)`, the delta method).
 
 /// One logged row as the estimators see it.
-#[derive(Clone, Debug, PartialEq)]
-pub struct LoggedRow {
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct LoggedRow<'a> {
     /// The reward observed (0 or 1 for a conversion).
     pub reward: f64,
     /// The index of the served arm in `candidate` and `model`.
@@ -24,9 +24,9 @@ pub struct LoggedRow {
     /// be weighted and are left out by the caller, and counted.
     pub propensity: f64,
     /// The candidate's probability of each arm for this row.
-    pub candidate: Vec<f64>,
+    pub candidate: &'a [f64],
     /// The reward model's prediction for each arm for this row.
-    pub model: Vec<f64>,
+    pub model: &'a [f64],
 }
 
 /// An estimate with its 95% interval.
@@ -55,6 +55,8 @@ pub struct Estimates {
     pub above_clip: f64,
     /// The mean observed reward (the logged policy's).
     pub logged_reward: f64,
+    /// The same with its interval (the normal approximation of a mean).
+    pub logged: Estimate,
 }
 
 /// The 97.5% quantile of the standard normal distribution.
@@ -81,7 +83,7 @@ fn interval(estimate: f64, error: f64) -> Estimate {
 /// The estimates over `rows` (each with a positive propensity), counting weights above
 /// `clip` in `above_clip`. `None` without rows.
 #[must_use]
-pub fn estimate(rows: &[LoggedRow], clip: f64) -> Option<Estimates> {
+pub fn estimate(rows: &[LoggedRow<'_>], clip: f64) -> Option<Estimates> {
     if rows.is_empty() {
         return None;
     }
@@ -103,7 +105,7 @@ pub fn estimate(rows: &[LoggedRow], clip: f64) -> Option<Estimates> {
         .iter()
         .zip(&weights)
         .map(|(r, w)| {
-            let direct: f64 = r.candidate.iter().zip(&r.model).map(|(p, q)| p * q).sum();
+            let direct: f64 = r.candidate.iter().zip(r.model).map(|(p, q)| p * q).sum();
             direct + w * (r.reward - r.model.get(r.arm).copied().unwrap_or(0.0))
         })
         .collect();
@@ -116,15 +118,60 @@ pub fn estimate(rows: &[LoggedRow], clip: f64) -> Option<Estimates> {
         ess: if squares > 0.0 { weight_sum * weight_sum / squares } else { 0.0 },
         above_clip: weights.iter().filter(|w| **w > clip).count() as f64 / n,
         logged_reward: rows.iter().map(|r| r.reward).sum::<f64>() / n,
+        logged: {
+            let rewards: Vec<f64> = rows.iter().map(|r| r.reward).collect();
+            let (mean, error) = mean_and_error(&rewards);
+            interval(mean, error)
+        },
     })
+}
+
+/// The windows `[start, end)` of a running evaluation over rows whose `ts` lie in
+/// `[first, last]`: without `window_ms` one window holding every row; with it, windows of
+/// that length ending `step_ms` apart, the first ending `window_ms` after `first`, the last
+/// the first to end after `last`. A window at least as long as the range is the one window
+/// of every row.
+#[must_use]
+pub fn windows(first: i64, last: i64, window_ms: Option<u64>, step_ms: u64) -> Vec<(i64, i64)> {
+    let Some(window) = window_ms.map(|w| w.clamp(1, i64::MAX as u64 / 4) as i64) else {
+        return vec![(first, last.saturating_add(1))];
+    };
+    let step = step_ms.clamp(1, i64::MAX as u64 / 4) as i64;
+    let mut out = Vec::new();
+    let mut end = first.saturating_add(window);
+    loop {
+        out.push((end - window, end));
+        if end > last {
+            return out;
+        }
+        end = end.saturating_add(step);
+    }
+}
+
+/// The reward model doubly robust uses: each arm's mean reward over `rows` (served arm,
+/// reward), an arm without rows getting the mean of all of them (0 without rows).
+#[must_use]
+pub fn arm_means(rows: impl IntoIterator<Item = (usize, f64)>, arms: usize) -> Vec<f64> {
+    let mut sums = vec![(0.0f64, 0u64); arms];
+    let (mut total, mut count) = (0.0, 0u64);
+    for (arm, reward) in rows {
+        if let Some(s) = sums.get_mut(arm) {
+            s.0 += reward;
+            s.1 += 1;
+        }
+        total += reward;
+        count += 1;
+    }
+    let overall = if count > 0 { total / count as f64 } else { 0.0 };
+    sums.into_iter().map(|(sum, n)| if n > 0 { sum / n as f64 } else { overall }).collect()
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    fn row(reward: f64, arm: usize, propensity: f64, candidate: &[f64], model: &[f64]) -> LoggedRow {
-        LoggedRow { reward, arm, propensity, candidate: candidate.to_vec(), model: model.to_vec() }
+    fn row<'a>(reward: f64, arm: usize, propensity: f64, candidate: &'a [f64], model: &'a [f64]) -> LoggedRow<'a> {
+        LoggedRow { reward, arm, propensity, candidate, model }
     }
 
     #[test]
@@ -164,5 +211,20 @@ mod tests {
         assert_eq!((e.ips.estimate, e.snips.estimate, e.ess), (0.0, 0.0, 0.0));
         assert!(e.dr.estimate.is_finite());
         assert_eq!(estimate(&[], 10.0), None);
+    }
+
+    #[test]
+    fn windows_step_through_the_range_and_a_long_one_holds_it_all() {
+        assert_eq!(windows(0, 99, None, 10), vec![(0, 100)]);
+        assert_eq!(windows(0, 99, Some(100), 10), vec![(0, 100)]);
+        assert_eq!(windows(0, 99, Some(1000), 10), vec![(-900, 100)]);
+        assert_eq!(windows(0, 99, Some(50), 25), vec![(0, 50), (25, 75), (50, 100)]);
+        assert_eq!(windows(0, 100, Some(50), 25), vec![(0, 50), (25, 75), (50, 100), (75, 125)]);
+    }
+
+    #[test]
+    fn the_reward_model_is_each_arms_mean() {
+        assert_eq!(arm_means([(0, 1.0), (0, 0.0), (1, 1.0)], 3), vec![0.5, 1.0, 2.0 / 3.0]);
+        assert_eq!(arm_means([], 2), vec![0.0, 0.0]);
     }
 }

@@ -11,8 +11,23 @@ use banditflow_core::evaluation::{estimate, LoggedRow};
 use rand::{Rng, SeedableRng};
 use serde_json::{json, Value};
 
+/// A row's data, owned: [`LoggedRow`] borrows its arms' probabilities.
+struct Owned {
+    reward: f64,
+    arm: usize,
+    propensity: f64,
+    candidate: Vec<f64>,
+    model: Vec<f64>,
+}
+
+impl Owned {
+    fn row(&self) -> LoggedRow<'_> {
+        LoggedRow { reward: self.reward, arm: self.arm, propensity: self.propensity, candidate: &self.candidate, model: &self.model }
+    }
+}
+
 /// `n` rows over `k` arms: a logging policy and a candidate that differ, rewards from rates.
-fn rows(n: usize, k: usize, seed: u64) -> Vec<LoggedRow> {
+fn rows(n: usize, k: usize, seed: u64) -> Vec<Owned> {
     let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(seed);
     let rates: Vec<f64> = (0..k).map(|_| rng.random_range(0.02..0.2)).collect();
     (0..n)
@@ -35,7 +50,7 @@ fn rows(n: usize, k: usize, seed: u64) -> Vec<LoggedRow> {
             }
             let reward = f64::from(u8::from(rng.random_bool(rates[arm])));
             let model: Vec<f64> = rates.iter().map(|r| (r + rng.random_range(-0.01..0.01)).clamp(0.0, 1.0)).collect();
-            LoggedRow { reward, arm, propensity: logging[arm], candidate, model }
+            Owned { reward, arm, propensity: logging[arm], candidate, model }
         })
         .collect()
 }
@@ -79,7 +94,8 @@ fn ips_snips_and_dr_agree_with_a_numpy_reference_to_1e_9() {
     for (n, k, seed) in [(2_000, 2, 1), (5_000, 3, 2), (10_000, 10, 3)] {
         let rows = rows(n, k, seed);
         let clip = 5.0;
-        let ours = estimate(&rows, clip).expect("rows");
+        let views: Vec<LoggedRow<'_>> = rows.iter().map(Owned::row).collect();
+        let ours = estimate(&views, clip).expect("rows");
         let input = json!({
             "reward": rows.iter().map(|r| r.reward).collect::<Vec<_>>(),
             "action": rows.iter().map(|r| r.arm).collect::<Vec<_>>(),

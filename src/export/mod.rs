@@ -1,0 +1,332 @@
+//! `banditflow export`: clean, traceable evaluation datasets, one per entity.
+//!
+//! Each resolved assignment becomes a row ([`rows::DatasetRow`]): its reward and the tick it
+//! resolved in are decided by the same attribution state machine the dataflow runs
+//! ([`banditflow_core::attribution`]), its propensity is what serving gave the served arm
+//! ([`propensity`]), and every field of its line beyond the schema's is kept as context. Rows
+//! are written per entity as Parquet ([`parquet`]) and JSON lines, with a [`manifest`].
+//!
+//! The inputs are read whole before anything is decided, so the answer does not depend on
+//! the order of the lines: an assignment is a row once its attribution window has passed
+//! within the input (its resolution tick is at or before the tick of the last event).
+
+use std::collections::BTreeMap;
+use std::fs::File;
+use std::io::{BufRead, BufReader, BufWriter, Write};
+use std::path::{Path, PathBuf};
+
+use banditflow_core::attribution::{Attribution, AttributionRules};
+use banditflow_core::config::Dataflow;
+use banditflow_core::counters::Counters;
+use banditflow_core::event::{arm_id_of, entity_id_of, AssignmentKey};
+use banditflow_core::time::{now_ms, Ticks};
+use banditflow_core::wire::Decoder;
+use rustc_hash::FxHashMap;
+
+pub mod manifest;
+pub mod parquet;
+pub mod propensity;
+pub mod rows;
+
+use manifest::{EntityPart, Manifest, Source, MANIFEST};
+use propensity::WeightHistory;
+use rows::{split_line, DatasetRow, Logged};
+
+/// The arm registry's copy in a dataset's folder, when it was exported with one: the
+/// candidates of `banditflow evaluate` see the same arms come and go.
+pub const ARMS_COPY: &str = "arms.jsonl";
+
+/// What to export.
+#[derive(Clone, Debug)]
+pub struct ExportOptions {
+    /// The job file the traffic was served under.
+    pub dataflow: PathBuf,
+    /// Assignment records (JSON lines).
+    pub assignments: PathBuf,
+    /// Outcome records (JSON lines).
+    pub outcomes: PathBuf,
+    /// Arm registry records, if any: an assignment to an arm retired at its `ts` is no row,
+    /// as it is no trial.
+    pub arms: Option<PathBuf>,
+    /// Weight records serving used, if any: the propensity of rows whose assignment did not
+    /// log one.
+    pub weights: Option<PathBuf>,
+    /// The dataset's folder (created).
+    pub out: PathBuf,
+}
+
+/// Why an export could not run.
+#[derive(Debug, thiserror::Error)]
+pub enum ExportError {
+    /// The job file.
+    #[error(transparent)]
+    Job(#[from] banditflow_core::config::ConfigError),
+    /// An input could not be read.
+    #[error("cannot read {path}: {source}")]
+    Input {
+        /// Which.
+        path: String,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// The dataset could not be written.
+    #[error("cannot write {path}: {message}")]
+    Output {
+        /// Which file.
+        path: String,
+        /// Why.
+        message: String,
+    },
+}
+
+fn input_error(path: &Path) -> impl FnOnce(std::io::Error) -> ExportError + '_ {
+    move |source| ExportError::Input { path: path.display().to_string(), source }
+}
+
+fn output_error(path: &Path) -> impl FnOnce(String) -> ExportError + '_ {
+    move |message| ExportError::Output { path: path.display().to_string(), message }
+}
+
+/// Lines read so far, for progress output.
+pub type Progress = dyn Fn(&str, u64) + Sync;
+
+/// Calls `each` with every non-blank line of `path` and its number; `progress` hears of every
+/// millionth line.
+fn each_line(path: &Path, what: &str, progress: &Progress, mut each: impl FnMut(&[u8], u64)) -> Result<u64, ExportError> {
+    let mut input = BufReader::with_capacity(1 << 20, File::open(path).map_err(input_error(path))?);
+    let mut line = Vec::new();
+    let mut number = 0u64;
+    loop {
+        line.clear();
+        if input.read_until(b'\n', &mut line).map_err(input_error(path))? == 0 {
+            break;
+        }
+        number += 1;
+        if number.is_multiple_of(1_000_000) {
+            progress(what, number);
+        }
+        if !line.iter().all(u8::is_ascii_whitespace) {
+            each(&line, number);
+        }
+    }
+    progress(what, number);
+    Ok(number)
+}
+
+/// Reads the inputs, writes the dataset into `options.out` and returns its manifest.
+pub fn export(options: &ExportOptions, progress: &Progress) -> Result<Manifest, ExportError> {
+    let job: Dataflow = crate::deployment::Job::load(&options.dataflow)?.dataflow;
+    let ticks = Ticks::new(job.tick_ms);
+    let rules = AttributionRules {
+        ticks,
+        attribution_ms: job.attribution_ms,
+        window_ms: job.window_ms,
+        max_outcomes_per_assignment: job.limits.max_outcomes_per_assignment,
+        reset_on_reactivate: job.policy.reset_on_reactivate,
+    };
+    let mut state = Attribution::new(rules, 0);
+    let mut counters = Counters::default();
+    let mut decoder = Decoder::new(job.outcome_kinds.as_deref(), job.limits.for_history());
+    let now = now_ms();
+    let mut names = Vec::new();
+    let mut refused: BTreeMap<String, u64> = BTreeMap::new();
+    let mut max_ts = i64::MIN;
+    let mut registrations = Vec::new();
+    if let Some(arms) = &options.arms {
+        each_line(arms, "arm registry lines", progress, |line, _| match decoder.registration(line, now, &mut names) {
+            Ok(r) => {
+                max_ts = max_ts.max(r.ts);
+                registrations.push(r);
+            }
+            Err(reason) => *refused.entry(format!("arms: {reason}")).or_default() += 1,
+        })?;
+    }
+    registrations.sort_by_key(|r| (r.ts, r.entity, r.arm, r.active));
+    for r in &registrations {
+        state.register(r);
+    }
+    each_line(&options.outcomes, "outcome lines", progress, |line, _| match decoder.outcome(line, now) {
+        Ok(Some(o)) => {
+            max_ts = max_ts.max(o.ts);
+            let _ = state.outcome(o, &mut counters);
+        }
+        Ok(_) => {}
+        Err(reason) => *refused.entry(format!("outcomes: {reason}")).or_default() += 1,
+    })?;
+    // Each assignment's line, by key: the first copy in `first`, any later ones in `copies`.
+    let mut logged: Vec<Logged> = Vec::new();
+    let mut first: FxHashMap<AssignmentKey, u32> = FxHashMap::default();
+    let mut copies: FxHashMap<AssignmentKey, Vec<u32>> = FxHashMap::default();
+    let mut ts_of: Vec<i64> = Vec::new();
+    each_line(&options.assignments, "assignment lines", progress, |line, _| match decoder.assignment(line, now, &mut names) {
+        Ok(a) => {
+            let ts = a.ts;
+            let Some(parts) = serde_json::from_slice(line).ok().and_then(|v| match v {
+                serde_json::Value::Object(o) => split_line(o),
+                _ => None,
+            }) else {
+                *refused.entry("assignments: invalid_field".into()).or_default() += 1;
+                return;
+            };
+            max_ts = max_ts.max(ts);
+            let index = logged.len() as u32;
+            logged.push(parts);
+            ts_of.push(ts);
+            match first.entry(a.key) {
+                std::collections::hash_map::Entry::Vacant(slot) => {
+                    slot.insert(index);
+                }
+                std::collections::hash_map::Entry::Occupied(_) => copies.entry(a.key).or_default().push(index),
+            }
+            let _ = state.assignment(a, 0, &mut counters);
+        }
+        Err(reason) => *refused.entry(format!("assignments: {reason}")).or_default() += 1,
+    })?;
+    for name in names.drain(..) {
+        state.name(name);
+    }
+    let history = match &options.weights {
+        Some(path) => WeightHistory::read(BufReader::new(File::open(path).map_err(input_error(path))?)).map_err(input_error(path))?,
+        None => WeightHistory::default(),
+    };
+    // Every tick up to the last event's is complete, as at the end of a replay.
+    let end = if max_ts == i64::MIN { 0 } else { ticks.tick_of(max_ts) + 1 };
+    let mut rows: Vec<DatasetRow> = Vec::new();
+    state.settle_each(end, &mut counters, |key, ts, resolved| {
+        let candidates = first.get(&key).copied().into_iter().chain(copies.get(&key).into_iter().flatten().copied());
+        // The copy attribution kept: the one at its ts, entity and arm.
+        let held = candidates
+            .filter(|i| ts_of[*i as usize] == ts)
+            .find(|i| {
+                let l = &logged[*i as usize];
+                entity_id_of(&l.entity_id) == resolved.entity && arm_id_of(&l.arm_id) == resolved.arm
+            });
+        let Some(index) = held else { return };
+        let l = &logged[index as usize];
+        let (propensity, propensity_source) = match l.propensity {
+            Some(p) => (Some(p), Some(rows::PropensitySource::Assignment)),
+            None => match history.propensity(&l.entity_id, &l.arm_id, ts, l.weights_version) {
+                Some((p, source)) => (Some(p), Some(source)),
+                None => (None, None),
+            },
+        };
+        rows.push(DatasetRow {
+            assignment_id: l.assignment_id.clone(),
+            entity_id: l.entity_id.clone(),
+            arm_id: l.arm_id.clone(),
+            unit_id: l.unit_id.clone(),
+            ts,
+            resolved_at: ticks.as_of(resolved.enter),
+            reward: u8::from(resolved.success),
+            weights_version: l.weights_version,
+            propensity,
+            propensity_source,
+            context: l.context.clone(),
+        });
+    });
+    drop((logged, first, copies, ts_of));
+    rows.sort_unstable_by(|a, b| (&a.entity_id, a.ts, &a.assignment_id).cmp(&(&b.entity_id, b.ts, &b.assignment_id)));
+    let mut left_out = refused;
+    for (why, n) in [
+        ("unresolved", state.pending_assignments() as u64),
+        ("retired_arm", counters.retired_arm),
+        ("duplicate", counters.duplicate),
+        ("conflict", counters.conflict),
+    ] {
+        if n > 0 {
+            left_out.insert(why.into(), n);
+        }
+    }
+    for (reason, n) in &counters.malformed {
+        left_out.insert(format!("malformed: {reason}"), *n);
+    }
+    let entities = write_parts(&options.out, &rows)?;
+    let copy = options.out.join(ARMS_COPY);
+    match &options.arms {
+        Some(arms) => {
+            std::fs::copy(arms, &copy).map_err(|e| output_error(&copy)(e.to_string()))?;
+        }
+        None if copy.exists() => std::fs::remove_file(&copy).map_err(|e| output_error(&copy)(e.to_string()))?,
+        None => {}
+    }
+    let mut inputs = BTreeMap::new();
+    for (flag, path) in [("assignments", Some(&options.assignments)), ("outcomes", Some(&options.outcomes)), ("arms", options.arms.as_ref()), ("weights", options.weights.as_ref())] {
+        if let Some(path) = path {
+            inputs.insert(flag.to_owned(), Source::of(path).map_err(input_error(path))?);
+        }
+    }
+    let manifest = Manifest {
+        tool: format!("banditflow {}", env!("CARGO_PKG_VERSION")),
+        dataflow: job.name.clone(),
+        tick_ms: job.tick_ms,
+        attribution_ms: job.attribution_ms,
+        job: Source::of(&options.dataflow).map_err(input_error(&options.dataflow))?,
+        inputs,
+        rows: rows.len() as u64,
+        null_propensity: rows.iter().filter(|r| r.propensity.is_none()).count() as u64,
+        time_range: rows.iter().map(|r| r.ts).min().zip(rows.iter().map(|r| r.ts).max()).map(|(a, b)| [a, b]),
+        left_out,
+        unreadable_weight_lines: history.unreadable,
+        entities,
+    };
+    let path = options.out.join(MANIFEST);
+    let json = serde_json::to_string_pretty(&manifest).map_err(|e| output_error(&path)(e.to_string()))?;
+    std::fs::write(&path, json + "\n").map_err(|e| output_error(&path)(e.to_string()))?;
+    Ok(manifest)
+}
+
+/// A file name for an entity id: bytes outside `[A-Za-z0-9._-]` as `%XX`, so distinct ids
+/// get distinct names on any file system.
+pub fn file_stem(entity: &str) -> String {
+    let mut stem = String::with_capacity(entity.len());
+    for b in entity.bytes() {
+        if b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-') {
+            stem.push(b as char);
+        } else {
+            stem.push_str(&format!("%{b:02X}"));
+        }
+    }
+    stem
+}
+
+/// Writes each entity's rows (sorted by entity) under `out/entities/` as Parquet and JSON
+/// lines.
+fn write_parts(out: &Path, rows: &[DatasetRow]) -> Result<Vec<EntityPart>, ExportError> {
+    let dir = out.join("entities");
+    std::fs::create_dir_all(&dir).map_err(|e| output_error(&dir)(e.to_string()))?;
+    let mut parts = Vec::new();
+    for group in rows.chunk_by(|a, b| a.entity_id == b.entity_id) {
+        let entity = group[0].entity_id.clone();
+        let stem = file_stem(&entity);
+        let (parquet, jsonl) = (format!("entities/{stem}.parquet"), format!("entities/{stem}.jsonl"));
+        let path = out.join(&parquet);
+        parquet::write(&path, group).map_err(|e| output_error(&path)(e.to_string()))?;
+        let path = out.join(&jsonl);
+        let written = File::create(&path).and_then(|file| {
+            let mut w = BufWriter::with_capacity(1 << 20, file);
+            for row in group {
+                serde_json::to_writer(&mut w, row)?;
+                w.write_all(b"\n")?;
+            }
+            w.flush()
+        });
+        written.map_err(|e| output_error(&path)(e.to_string()))?;
+        let mut propensity_sources = BTreeMap::new();
+        for row in group {
+            if let Some(source) = row.propensity_source {
+                *propensity_sources.entry(source.name().to_owned()).or_default() += 1;
+            }
+        }
+        parts.push(EntityPart {
+            entity_id: entity,
+            rows: group.len() as u64,
+            rewards: group.iter().filter(|r| r.reward == 1).count() as u64,
+            null_propensity: group.iter().filter(|r| r.propensity.is_none()).count() as u64,
+            propensity_sources,
+            time_range: [group[0].ts, group[group.len() - 1].ts],
+            parquet,
+            jsonl,
+        });
+    }
+    Ok(parts)
+}
