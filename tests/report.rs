@@ -175,3 +175,39 @@ fn the_html_report_opens_in_chromium_with_every_entitys_charts_and_the_last_weig
     let shot = chromium(dir.path()).arg(format!("--screenshot={}", screenshot.display())).arg("--window-size=1000,1400").arg(&url).output().expect("chromium");
     assert!(shot.status.success() && screenshot.exists(), "{}", String::from_utf8_lossy(&shot.stderr));
 }
+
+#[test]
+fn the_html_report_draws_an_offline_evaluation_per_entity() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (weights, _) = known_replay(dir.path());
+    let d = |name: &str| dir.path().join(name);
+    // Propensities from the records in force (the generated log names none).
+    run(bin().args(["export", "--quiet", "--dataflow"]).arg(repo("dataflows/default.toml")).arg("--assignments").arg(d("a.jsonl")).arg("--outcomes").arg(d("o.jsonl")).arg("--weights").arg(&weights).arg("--out").arg(d("dataset")));
+    let explore = std::fs::read_to_string(repo("dataflows/default.toml")).expect("job").replace("floor = 0.02", "floor = 0.2");
+    assert!(explore.contains("floor = 0.2"));
+    std::fs::write(d("explore.toml"), explore).expect("candidate");
+    run(bin().args(["evaluate", "--quiet", "--window", "2h", "--step", "1h", "--format", "json", "--dataset"]).arg(d("dataset")).arg("--candidate").arg(repo("dataflows/default.toml")).arg("--candidate").arg(d("explore.toml")).arg("--out").arg(d("evaluation.jsonl")));
+    let rows: Vec<serde_json::Value> = std::fs::read_to_string(d("evaluation.jsonl")).expect("evaluation").lines().map(|l| serde_json::from_str(l).expect("a row")).collect();
+    let page = d("report.html");
+    run(bin().args(["report", "--weights"]).arg(&weights).arg("--evaluation").arg(d("evaluation.jsonl")).arg("--out").arg(&page));
+    let dumped = chromium(dir.path()).arg("--dump-dom").arg(format!("file://{}", page.display())).output().expect("chromium (scripts/test.sh installs it)");
+    assert!(dumped.status.success(), "{}", String::from_utf8_lossy(&dumped.stderr));
+    let dom = String::from_utf8(dumped.stdout).expect("UTF-8 DOM");
+    let sections: Vec<&str> = dom.split("<section").skip(1).collect();
+    assert_eq!(sections.len(), 3);
+    for section in sections {
+        let entity = attributes(section, "data-entity", "data-entity")[0];
+        let mine: Vec<&serde_json::Value> = rows.iter().filter(|r| r["entity_id"] == entity).collect();
+        assert!(mine.len() >= 2 * 5, "{entity}: two candidates, a row per window end");
+        let chart = section.split("data-chart=\"evaluation\"").nth(1).expect("an evaluation chart").split("</svg>").next().expect("svg");
+        let series = attributes(chart, "class=\"series\"", "data-series");
+        assert_eq!(series, ["logged", "default", "explore"], "{entity}");
+        let last = attributes(chart, "class=\"series\"", "data-last");
+        for (name, drawn) in series.iter().zip(&last) {
+            let row = mine.iter().rev().find(|r| r["candidate"] == *name || *name == "logged").expect("a row");
+            let expected = if *name == "logged" { &row["logged"]["estimate"] } else { &row["dr"]["estimate"] };
+            assert_eq!(drawn.parse::<f64>().ok(), expected.as_f64(), "{entity} {name}: the last window's estimate");
+        }
+        assert_eq!(attributes(section, "data-candidate", "data-window-end").len(), mine.len(), "{entity}: a table row per evaluation row");
+    }
+}

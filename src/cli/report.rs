@@ -31,6 +31,10 @@ pub struct Args {
     /// assignments per arm; without it the page says how to get them.
     #[arg(long)]
     assignments: Option<PathBuf>,
+    /// An offline evaluation (`banditflow evaluate --format json`): per entity a chart of
+    /// each candidate's estimate and the logged policy's reward per window, and a table.
+    #[arg(long)]
+    evaluation: Option<PathBuf>,
     /// Only this entity (repeatable; all by default).
     #[arg(long = "entity", value_name = "ID")]
     entities: Vec<String>,
@@ -51,7 +55,10 @@ pub struct Args {
 /// Reads the input and prints the report.
 pub fn run(args: Args) -> anyhow::Result<()> {
     let selection = Selection { entities: args.entities, from: args.from, to: args.to };
-    let input = read(&args.weights, args.decisions.as_deref(), args.assignments.as_deref(), &selection)?;
+    let mut input = read(&args.weights, args.decisions.as_deref(), args.assignments.as_deref(), &selection)?;
+    if let Some(path) = &args.evaluation {
+        input = input.with_evaluation(path, &selection)?;
+    }
     match (args.format, &args.out) {
         (Format::Md, _) => write!(std::io::stdout().lock(), "{}", markdown::render(&input)).context("cannot write the report")?,
         (Format::Html, Some(path)) => {

@@ -43,15 +43,30 @@ pub fn render(input: &ReportInput) -> String {
         let _ = write!(out, "<p id=\"assignments\" class=\"{}\">Assignment log: {} lines, {} skipped as malformed, {} further copies of an assignment id counted once.</p>", if log.skipped > 0 { "flagged" } else { "note" }, log.lines, log.skipped, log.copies);
     }
     let _ = write!(out, "<p class=\"note\">Series with more points than a chart has pixel columns are downsampled: each 4-pixel slice of the time axis keeps its first, lowest, highest and last point.</p>");
-    if input.entities.len() > 1 {
+    let evaluated = input.evaluation.as_ref().map(|e| &e.entities);
+    if let Some(evaluation) = &input.evaluation {
+        let _ = write!(out, "<p id=\"evaluation\" class=\"{}\">Offline evaluation: {} entities{}.</p>", if evaluation.skipped > 0 { "flagged" } else { "note" }, evaluation.entities.len(), if evaluation.skipped > 0 { format!(", {} malformed lines skipped", evaluation.skipped) } else { String::new() });
+    }
+    // Entities with records, then any only the evaluation names.
+    let mut names: Vec<&String> = input.entities.keys().collect();
+    names.extend(evaluated.into_iter().flat_map(|e| e.keys()).filter(|e| !input.entities.contains_key(*e)));
+    if names.len() > 1 {
         out.push_str("<nav><b>Entities:</b> ");
-        for entity in input.entities.keys() {
+        for entity in &names {
             let _ = write!(out, "<a href=\"#{0}\">{0}</a> ", escape(entity));
         }
         out.push_str("</nav>");
     }
-    for (entity, history) in &input.entities {
-        entity_section(&mut out, entity, history);
+    for entity in names {
+        let rows = evaluated.and_then(|e| e.get(entity)).map(Vec::as_slice);
+        match input.entities.get(entity) {
+            Some(history) => entity_section(&mut out, entity, history, rows),
+            None => {
+                let _ = write!(out, "<section id=\"{0}\" data-entity=\"{0}\"><h2>{0}</h2><p class=\"note\">No weight records of this entity in the weights file.</p>", escape(entity));
+                super::evaluation::section(&mut out, rows.unwrap_or_default());
+                out.push_str("</section>");
+            }
+        }
     }
     out.push_str("</body></html>\n");
     out
@@ -73,7 +88,7 @@ fn per_arm(records: &[WeightRecord], value: impl Fn(&banditflow_core::record::Ar
     order.into_iter().map(|arm| (arm.clone(), series.remove(&arm).unwrap_or_default())).collect()
 }
 
-fn entity_section(out: &mut String, entity: &str, history: &EntityHistory) {
+fn entity_section(out: &mut String, entity: &str, history: &EntityHistory, evaluation: Option<&[crate::evaluate::EvaluationRow]>) {
     let Some(last) = history.records.last() else { return };
     let first = history.records.first().map_or(last.as_of, |r| r.as_of);
     let span = (first, last.as_of.max(first + 1));
@@ -113,6 +128,9 @@ fn entity_section(out: &mut String, entity: &str, history: &EntityHistory) {
     out.push_str(&draw("observed", "Observed rate in the window (successes / trials)", per_arm(&history.records, |a| (rate(a), 0.0, 0.0)), false, (0.0, top(&history.records, rate)), &[]));
     latest_table(out, last);
     decisions_table(out, history);
+    if let Some(rows) = evaluation {
+        super::evaluation::section(out, rows);
+    }
     out.push_str("</section>");
 }
 

@@ -55,6 +55,8 @@ pub struct ReportInput {
     pub dataflows: Vec<String>,
     /// What the assignment log held, when one was read.
     pub assignments: Option<ServedTally>,
+    /// An offline evaluation to show beside the records, when one was read.
+    pub evaluation: Option<super::evaluation::Evaluation>,
 }
 
 impl ReportInput {
@@ -87,6 +89,13 @@ impl ReportInput {
         }
         self.assignments = Some(tally);
         self
+    }
+
+    /// The same input with the offline evaluation in `path` (`banditflow evaluate --format
+    /// json`), for the entities `selection` covers.
+    pub fn with_evaluation(mut self, path: &Path, selection: &Selection) -> Result<ReportInput, InputError> {
+        self.evaluation = Some(super::evaluation::read(path, |entity| selection.entities.is_empty() || selection.entities.iter().any(|e| e == entity))?);
+        Ok(self)
     }
 
     fn keep(&mut self, record: WeightRecord) {
