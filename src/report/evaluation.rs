@@ -1,41 +1,15 @@
 //! The offline evaluation in the report (`banditflow report --evaluation FILE`, the JSON
 //! lines of `banditflow evaluate --format json`): per entity a chart of each candidate's
 //! doubly robust estimate and the logged policy's observed reward at each window end, with
-//! their 95% intervals as bands, and a table of every estimator.
+//! their 95% intervals as bands, and a table of every estimator. ([`super::input`] reads it.)
 
-use std::collections::BTreeMap;
 use std::fmt::Write;
-use std::path::Path;
 
 use banditflow_core::evaluation::Estimate;
 
-use super::lines::{for_each_line, InputError};
 use super::markdown::time;
 use super::svg::{chart, escape, Frame, Series};
 use crate::evaluate::EvaluationRow;
-
-/// An evaluation as the report reads it.
-#[derive(Clone, Debug, Default)]
-pub struct Evaluation {
-    /// Per entity, its rows in window-end order.
-    pub entities: BTreeMap<String, Vec<EvaluationRow>>,
-    /// Lines that were not evaluation rows (skipped).
-    pub skipped: u64,
-}
-
-/// Reads an evaluation file, keeping the entities `keep` says.
-pub fn read(path: &Path, keep: impl Fn(&str) -> bool) -> Result<Evaluation, InputError> {
-    let mut evaluation = Evaluation::default();
-    for_each_line(path, |line| match serde_json::from_str::<EvaluationRow>(line) {
-        Ok(row) if keep(&row.entity_id) => evaluation.entities.entry(row.entity_id.clone()).or_default().push(row),
-        Ok(_) => {}
-        Err(_) => evaluation.skipped += 1,
-    })?;
-    for rows in evaluation.entities.values_mut() {
-        rows.sort_by(|a, b| (a.window_end, &a.candidate).cmp(&(b.window_end, &b.candidate)));
-    }
-    Ok(evaluation)
-}
 
 /// A series at each window end (both ends of the window when there is only one, so it draws
 /// as a segment over it).

@@ -1,13 +1,16 @@
 //! What a report reads: weight records and decision events as JSON lines (the formats of
 //! `schemas/weights.schema.json` and `schemas/decision.schema.json`), decoded by the same
 //! types as every other reader, grouped per entity, filtered by entity and time; and, when
-//! given, the assignment log for the cumulative counts ([`super::served`]). A line that does
+//! given, the assignment log for the cumulative counts ([`super::served`]) and an offline
+//! evaluation (`banditflow evaluate --format json`). A line that does
 //! not decode is counted, not fatal.
 
 use std::collections::BTreeMap;
 use std::path::Path;
 
 use banditflow_core::record::{DecisionEvent, WeightRecord};
+
+use crate::evaluate::EvaluationRow;
 
 use super::lines::{for_each_line, InputError};
 use super::served::{self, Served, ServedTally};
@@ -56,7 +59,7 @@ pub struct ReportInput {
     /// What the assignment log held, when one was read.
     pub assignments: Option<ServedTally>,
     /// An offline evaluation to show beside the records, when one was read.
-    pub evaluation: Option<super::evaluation::Evaluation>,
+    pub evaluation: Option<Evaluation>,
 }
 
 impl ReportInput {
@@ -94,7 +97,7 @@ impl ReportInput {
     /// The same input with the offline evaluation in `path` (`banditflow evaluate --format
     /// json`), for the entities `selection` covers.
     pub fn with_evaluation(mut self, path: &Path, selection: &Selection) -> Result<ReportInput, InputError> {
-        self.evaluation = Some(super::evaluation::read(path, |entity| selection.entities.is_empty() || selection.entities.iter().any(|e| e == entity))?);
+        self.evaluation = Some(read_evaluation(path, |entity| selection.entities.is_empty() || selection.entities.iter().any(|e| e == entity))?);
         Ok(self)
     }
 
@@ -121,6 +124,29 @@ impl ReportInput {
         let all = self.entities.values().flat_map(|e| e.records.iter().map(|r| r.as_of));
         all.fold(None, |range, t| Some(range.map_or((t, t), |(a, b): (i64, i64)| (a.min(t), b.max(t)))))
     }
+}
+
+/// An evaluation as the report reads it.
+#[derive(Clone, Debug, Default)]
+pub struct Evaluation {
+    /// Per entity, its rows in window-end order.
+    pub entities: BTreeMap<String, Vec<EvaluationRow>>,
+    /// Lines that were not evaluation rows (skipped).
+    pub skipped: u64,
+}
+
+/// Reads an evaluation file (`banditflow evaluate --format json`), keeping the entities `keep` says.
+pub fn read_evaluation(path: &Path, keep: impl Fn(&str) -> bool) -> Result<Evaluation, InputError> {
+    let mut evaluation = Evaluation::default();
+    for_each_line(path, |line| match serde_json::from_str::<EvaluationRow>(line) {
+        Ok(row) if keep(&row.entity_id) => evaluation.entities.entry(row.entity_id.clone()).or_default().push(row),
+        Ok(_) => {}
+        Err(_) => evaluation.skipped += 1,
+    })?;
+    for rows in evaluation.entities.values_mut() {
+        rows.sort_by(|a, b| (a.window_end, &a.candidate).cmp(&(b.window_end, &b.candidate)));
+    }
+    Ok(evaluation)
 }
 
 /// Reads the weights file and, if given, the decisions file and the assignment log, keeping
