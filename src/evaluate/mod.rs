@@ -130,8 +130,12 @@ pub fn evaluate(options: &EvaluateOptions, progress: &Progress) -> Result<Vec<Ev
             write_records(dir, &name, &records)?;
         }
         progress(&format!("candidate {name}: {} records; scoring", records.len()));
+        let mut by_entity: std::collections::HashMap<String, Vec<WeightRecord>> = std::collections::HashMap::new();
+        for record in records {
+            by_entity.entry(record.entity_id.clone()).or_default().push(record);
+        }
         for entity in &dataset.entities {
-            out.extend(score(entity, &name, &records, options));
+            out.extend(score(entity, &name, by_entity.get(&entity.entity_id).map_or(&[], Vec::as_slice), options));
         }
     }
     Ok(out)
@@ -149,25 +153,25 @@ fn write_records(dir: &Path, name: &str, records: &[WeightRecord]) -> Result<(),
     std::fs::write(&path, text).map_err(error)
 }
 
-/// The candidate's probabilities over `arms` from each of its records for the entity, by `as_of`.
-fn timeline(entity: &str, records: &[WeightRecord], arms: &[&str]) -> Vec<(i64, Vec<f64>)> {
+/// The candidate's probabilities over `arms` from each of its records of an entity, by `as_of`.
+fn timeline(records: &[WeightRecord], arms: &[&str]) -> Vec<(i64, Vec<f64>)> {
     let mut timeline: Vec<(i64, Vec<f64>)> = records
         .iter()
-        .filter(|r| r.entity_id == entity)
         .map(|r| (r.as_of, arms.iter().map(|a| r.arms.iter().find(|w| w.arm_id == *a).map_or(0.0, |w| w.weight)).collect()))
         .collect();
     timeline.sort_by_key(|(as_of, _)| *as_of);
     timeline
 }
 
-/// One entity's rows scored for one candidate, a row per window.
+/// One entity's rows scored for one candidate (`records`: its records of the entity), a row
+/// per window.
 pub fn score(entity: &EntityRows, candidate: &str, records: &[WeightRecord], options: &EvaluateOptions) -> Vec<EvaluationRow> {
     let (Some(first), Some(last)) = (entity.rows.first(), entity.rows.last()) else { return Vec::new() };
     let mut arms: Vec<&str> = entity.rows.iter().map(|r| r.arm_id.as_str()).collect();
-    arms.extend(records.iter().filter(|r| r.entity_id == entity.entity_id).flat_map(|r| r.arms.iter().map(|a| a.arm_id.as_str())));
+    arms.extend(records.iter().flat_map(|r| r.arms.iter().map(|a| a.arm_id.as_str())));
     arms.sort_unstable();
     arms.dedup();
-    let timeline = timeline(&entity.entity_id, records, &arms);
+    let timeline = timeline(records, &arms);
     let uniform = vec![1.0 / arms.len() as f64; arms.len()];
     // Per row: the served arm's index and the candidate's probabilities (None: before its first record).
     let served: Vec<(usize, Option<usize>)> = entity

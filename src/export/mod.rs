@@ -154,7 +154,7 @@ pub fn export(options: &ExportOptions, progress: &Progress) -> Result<Manifest, 
         Err(reason) => *refused.entry(format!("outcomes: {reason}")).or_default() += 1,
     })?;
     // Each assignment's line, by key: the first copy in `first`, any later ones in `copies`.
-    let mut logged: Vec<Logged> = Vec::new();
+    let mut logged: Vec<Option<Logged>> = Vec::new();
     let mut first: FxHashMap<AssignmentKey, u32> = FxHashMap::default();
     let mut copies: FxHashMap<AssignmentKey, Vec<u32>> = FxHashMap::default();
     let mut ts_of: Vec<i64> = Vec::new();
@@ -170,7 +170,7 @@ pub fn export(options: &ExportOptions, progress: &Progress) -> Result<Manifest, 
             };
             max_ts = max_ts.max(ts);
             let index = logged.len() as u32;
-            logged.push(parts);
+            logged.push(Some(parts));
             ts_of.push(ts);
             match first.entry(a.key) {
                 std::collections::hash_map::Entry::Vacant(slot) => {
@@ -197,12 +197,9 @@ pub fn export(options: &ExportOptions, progress: &Progress) -> Result<Manifest, 
         // The copy attribution kept: the one at its ts, entity and arm.
         let held = candidates
             .filter(|i| ts_of[*i as usize] == ts)
-            .find(|i| {
-                let l = &logged[*i as usize];
-                entity_id_of(&l.entity_id) == resolved.entity && arm_id_of(&l.arm_id) == resolved.arm
-            });
-        let Some(index) = held else { return };
-        let l = &logged[index as usize];
+            .find(|i| logged[*i as usize].as_ref().is_some_and(|l| entity_id_of(&l.entity_id) == resolved.entity && arm_id_of(&l.arm_id) == resolved.arm));
+        // Each assignment resolves once: its line moves into its row.
+        let Some(l) = held.and_then(|i| logged[i as usize].take()) else { return };
         let (propensity, propensity_source) = match l.propensity {
             Some(p) => (Some(p), Some(rows::PropensitySource::Assignment)),
             None => match history.propensity(&l.entity_id, &l.arm_id, ts, l.weights_version) {
@@ -211,17 +208,17 @@ pub fn export(options: &ExportOptions, progress: &Progress) -> Result<Manifest, 
             },
         };
         rows.push(DatasetRow {
-            assignment_id: l.assignment_id.clone(),
-            entity_id: l.entity_id.clone(),
-            arm_id: l.arm_id.clone(),
-            unit_id: l.unit_id.clone(),
+            assignment_id: l.assignment_id,
+            entity_id: l.entity_id,
+            arm_id: l.arm_id,
+            unit_id: l.unit_id,
             ts,
             resolved_at: ticks.as_of(resolved.enter),
             reward: u8::from(resolved.success),
             weights_version: l.weights_version,
             propensity,
             propensity_source,
-            context: l.context.clone(),
+            context: l.context,
         });
     });
     drop((logged, first, copies, ts_of));
