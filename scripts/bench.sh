@@ -35,6 +35,8 @@
 #                                   entities x 10,000 records, opened in headless Chromium)
 #   BENCH_SERVING=1                 also run scripts/bench-serving.sh (assign against GrowthBook's
 #                                   Python SDK; banditflow serve under wrk)
+#   BENCH_EVALUATION=1              also run scripts/bench-evaluation.sh (export and evaluate on
+#                                   10,000,000 assignments beside replay of the same traffic)
 set -euo pipefail
 
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
@@ -374,6 +376,12 @@ if [[ ${BENCH_SERVING:-1} == 1 ]]; then
     log "serving (scripts/bench-serving.sh)"
     { echo; BENCH_DIR=$BENCH_DIR BANDITFLOW_BIN=$BIN scripts/bench-serving.sh 2>"$OUT/serving.log"; } >>"$BENCH_DIR/results.md" ||
         die "serving benchmark failed (see $OUT/serving.log)"
+fi
+# --- 15. Offline evaluation: export and evaluate on 10M assignments ----------------------------
+if [[ ${BENCH_EVALUATION:-1} == 1 ]]; then
+    log "offline evaluation (scripts/bench-evaluation.sh)"
+    { echo; BENCH_DIR=$BENCH_DIR BANDITFLOW_BIN=$BIN scripts/bench-evaluation.sh 2>"$OUT/evaluation.log"; } >>"$BENCH_DIR/results.md" ||
+        die "offline evaluation benchmark failed (see $OUT/evaluation.log)"
 fi
 cat "$BENCH_DIR/results.md"
 

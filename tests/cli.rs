@@ -447,3 +447,36 @@ fn simulate_writes_its_report_its_plots_and_says_what_is_wrong_with_a_scenario()
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(!out.status.success() && stderr.contains("bad.toml") && stderr.contains("lists 1 rates"), "{stderr}");
 }
+
+#[test]
+fn export_counts_the_lines_it_refuses_and_evaluate_names_a_missing_dataset() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (a, o) = generate(dir.path());
+    // Bad lines among the good ones: refused, counted by reason in the manifest, nothing else lost.
+    let mut text = std::fs::read_to_string(&a).expect("read");
+    text.push_str("{not json\n{\"assignment_id\":\"x\",\"entity_id\":\"e\",\"ts\":5}\n");
+    std::fs::write(&a, text).expect("write");
+    let out = bin().args(["export", "--quiet", "--dataflow"]).arg(repo("dataflows/default.toml")).arg("--assignments").arg(&a).arg("--outcomes").arg(&o).arg("--out").arg(dir.path().join("dataset")).output().expect("run export");
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let manifest: Value = serde_json::from_str(&std::fs::read_to_string(dir.path().join("dataset/manifest.json")).expect("manifest")).expect("json");
+    assert_eq!(manifest["left_out"]["assignments: invalid_json"], 1, "{}", manifest["left_out"]);
+    assert_eq!(manifest["left_out"]["assignments: invalid_field"], 1, "{}", manifest["left_out"]);
+    let left_out: u64 = manifest["left_out"].as_object().expect("object").values().map(|v| v.as_u64().expect("count")).sum();
+    assert_eq!(manifest["rows"].as_u64().expect("rows") + left_out, 20_002, "every line is a row or counted");
+    assert_eq!(manifest["null_propensity"], manifest["rows"], "no propensity logged and no --weights: every one null");
+    // A folder that is no dataset: the error names the manifest it looked for.
+    let out = bin().args(["evaluate", "--dataset"]).arg(dir.path().join("nothing")).arg("--candidate").arg(repo("dataflows/default.toml")).output().expect("run evaluate");
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("nothing/manifest.json"), "{stderr}");
+    // Without propensities there is nothing to weigh: every window says so, nothing divides by zero.
+    let out = bin().args(["evaluate", "--quiet", "--format", "json", "--dataset"]).arg(dir.path().join("dataset")).arg("--candidate").arg(repo("dataflows/default.toml")).output().expect("run evaluate");
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let rows: Vec<Value> = String::from_utf8_lossy(&out.stdout).lines().map(|l| serde_json::from_str(l).expect("a row")).collect();
+    assert_eq!(rows.len(), 4, "one window per entity");
+    for row in &rows {
+        assert_eq!((row["rows"].as_u64(), row["ips"].is_null()), (Some(0), true), "{row}");
+        assert!(row["no_propensity"].as_u64().is_some_and(|n| n > 0));
+        assert!(row["warnings"].as_array().is_some_and(|w| w.len() == 2), "{row}");
+    }
+}

@@ -233,3 +233,20 @@ fn a_window_as_long_as_the_data_is_the_all_data_estimate() {
     let first = running[0].rows;
     assert_eq!(first, 1000, "a row per step in [0, 1000)");
 }
+
+#[test]
+fn the_logging_job_as_its_own_candidate_weighs_every_row_one() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let rep = one_rep(dir.path(), 8);
+    let options = logs(&rep);
+    export(&options, &|_, _| {}).expect("export");
+    // The same dataflow over the same rows publishes the weights serving drew with, so every
+    // weight is 1: IPS and SNIPS are the observed reward and every row counts fully.
+    let rows = evaluate(&EvaluateOptions { dataset: options.out.clone(), candidates: vec![root().join("dataflows/simulate.toml")], window_ms: None, step_ms: None, clip: 1.0 + 1e-9, weights_out: None }, &|_| {}).expect("evaluate");
+    let row = &rows[0];
+    let logged = row.logged_reward.expect("rows");
+    assert!((row.ips.expect("ips").estimate - logged).abs() < 1e-9, "{row:?}");
+    assert!((row.snips.expect("snips").estimate - logged).abs() < 1e-9);
+    assert!((row.ess - row.rows as f64).abs() < 1e-6, "ess {} of {} rows", row.ess, row.rows);
+    assert_eq!(row.above_clip, 0.0);
+}

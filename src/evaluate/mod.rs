@@ -167,7 +167,7 @@ fn timeline(records: &[WeightRecord], arms: &[&str]) -> Vec<(i64, Vec<f64>)> {
 /// per window.
 pub fn score(entity: &EntityRows, candidate: &str, records: &[WeightRecord], options: &EvaluateOptions) -> Vec<EvaluationRow> {
     let (Some(first), Some(last)) = (entity.rows.first(), entity.rows.last()) else { return Vec::new() };
-    let mut arms: Vec<&str> = entity.rows.iter().map(|r| r.arm_id.as_str()).collect();
+    let mut arms: Vec<&str> = entity.rows.iter().map(|r| &*r.arm_id).collect();
     arms.extend(records.iter().flat_map(|r| r.arms.iter().map(|a| a.arm_id.as_str())));
     arms.sort_unstable();
     arms.dedup();
@@ -178,7 +178,7 @@ pub fn score(entity: &EntityRows, candidate: &str, records: &[WeightRecord], opt
         .rows
         .iter()
         .map(|r| {
-            let arm = arms.binary_search(&r.arm_id.as_str()).unwrap_or(0);
+            let arm = arms.binary_search(&&*r.arm_id).unwrap_or(0);
             (arm, timeline.partition_point(|(as_of, _)| *as_of < r.ts).checked_sub(1))
         })
         .collect();

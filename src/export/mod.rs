@@ -30,7 +30,7 @@ pub mod rows;
 
 use manifest::{EntityPart, Manifest, Source, MANIFEST};
 use propensity::WeightHistory;
-use rows::{split_line, DatasetRow, Logged};
+use rows::{DatasetRow, Logged};
 
 /// The arm registry's copy in a dataset's folder, when it was exported with one: the
 /// candidates of `banditflow evaluate` see the same arms come and go.
@@ -155,19 +155,20 @@ pub fn export(options: &ExportOptions, progress: &Progress) -> Result<Manifest, 
     })?;
     // Each assignment's line, by key: the first copy in `first`, any later ones in `copies`.
     let mut logged: Vec<Option<Logged>> = Vec::new();
+    let mut interned: rustc_hash::FxHashSet<std::sync::Arc<str>> = rustc_hash::FxHashSet::default();
     let mut first: FxHashMap<AssignmentKey, u32> = FxHashMap::default();
     let mut copies: FxHashMap<AssignmentKey, Vec<u32>> = FxHashMap::default();
     let mut ts_of: Vec<i64> = Vec::new();
     each_line(&options.assignments, "assignment lines", progress, |line, _| match decoder.assignment(line, now, &mut names) {
         Ok(a) => {
             let ts = a.ts;
-            let Some(parts) = serde_json::from_slice(line).ok().and_then(|v| match v {
-                serde_json::Value::Object(o) => split_line(o),
-                _ => None,
-            }) else {
+            let Ok(mut parts) = serde_json::from_slice::<Logged>(line) else {
                 *refused.entry("assignments: invalid_field".into()).or_default() += 1;
                 return;
             };
+            // Every row of an entity, and of an arm, shares its name.
+            parts.entity_id = intern(&mut interned, parts.entity_id);
+            parts.arm_id = intern(&mut interned, parts.arm_id);
             max_ts = max_ts.max(ts);
             let index = logged.len() as u32;
             logged.push(Some(parts));
@@ -191,7 +192,7 @@ pub fn export(options: &ExportOptions, progress: &Progress) -> Result<Manifest, 
     };
     // Every tick up to the last event's is complete, as at the end of a replay.
     let end = if max_ts == i64::MIN { 0 } else { ticks.tick_of(max_ts) + 1 };
-    let mut rows: Vec<DatasetRow> = Vec::new();
+    let mut rows: Vec<DatasetRow> = Vec::with_capacity(state.pending_assignments());
     state.settle_each(end, &mut counters, |key, ts, resolved| {
         let candidates = first.get(&key).copied().into_iter().chain(copies.get(&key).into_iter().flatten().copied());
         // The copy attribution kept: the one at its ts, entity and arm.
@@ -221,7 +222,7 @@ pub fn export(options: &ExportOptions, progress: &Progress) -> Result<Manifest, 
             context: l.context,
         });
     });
-    drop((logged, first, copies, ts_of));
+    drop((logged, first, copies, ts_of, interned));
     rows.sort_unstable_by(|a, b| (&a.entity_id, a.ts, &a.assignment_id).cmp(&(&b.entity_id, b.ts, &b.assignment_id)));
     let mut left_out = refused;
     for (why, n) in [
@@ -272,6 +273,17 @@ pub fn export(options: &ExportOptions, progress: &Progress) -> Result<Manifest, 
     Ok(manifest)
 }
 
+/// The one shared copy of `name`.
+fn intern(table: &mut rustc_hash::FxHashSet<std::sync::Arc<str>>, name: std::sync::Arc<str>) -> std::sync::Arc<str> {
+    match table.get(&name) {
+        Some(shared) => shared.clone(),
+        None => {
+            table.insert(name.clone());
+            name
+        }
+    }
+}
+
 /// A file name for an entity id: bytes outside `[A-Za-z0-9._-]` as `%XX`, so distinct ids
 /// get distinct names on any file system.
 pub fn file_stem(entity: &str) -> String {
@@ -293,7 +305,7 @@ fn write_parts(out: &Path, rows: &[DatasetRow]) -> Result<Vec<EntityPart>, Expor
     std::fs::create_dir_all(&dir).map_err(|e| output_error(&dir)(e.to_string()))?;
     let mut parts = Vec::new();
     for group in rows.chunk_by(|a, b| a.entity_id == b.entity_id) {
-        let entity = group[0].entity_id.clone();
+        let entity = group[0].entity_id.to_string();
         let stem = file_stem(&entity);
         let (parquet, jsonl) = (format!("entities/{stem}.parquet"), format!("entities/{stem}.jsonl"));
         let path = out.join(&parquet);

@@ -1,8 +1,10 @@
 //! A dataset row: one resolved assignment as `banditflow export` writes it and
-//! `banditflow evaluate` reads it back, and how its assignment line is split into the schema's
-//! fields and its free-form `context`.
+//! `banditflow evaluate` reads it back, and an assignment line read into the schema's fields
+//! and its free-form `context`.
 
-use serde::{Deserialize, Serialize};
+use std::sync::Arc;
+
+use serde::{Deserialize, Deserializer, Serialize};
 use serde_json::{Map, Value};
 
 /// Where a row's propensity came from.
@@ -33,10 +35,10 @@ impl PropensitySource {
 pub struct DatasetRow {
     /// The assignment's id.
     pub assignment_id: String,
-    /// The entity.
-    pub entity_id: String,
-    /// The served arm.
-    pub arm_id: String,
+    /// The entity (shared by its rows).
+    pub entity_id: Arc<str>,
+    /// The served arm (shared by its rows).
+    pub arm_id: Arc<str>,
     /// The unit served, when the assignment named one.
     pub unit_id: Option<String>,
     /// Event time of the assignment, ms since the epoch.
@@ -59,18 +61,19 @@ pub struct DatasetRow {
 /// The fields `schemas/assignment.schema.json` defines: everything else is context.
 pub const SCHEMA_FIELDS: [&str; 9] = ["assignment_id", "entity_id", "arm_id", "unit_id", "ts", "weights_version", "propensity", "fallback", "sticky"];
 
-/// What an assignment line gives a row beyond what attribution decides.
+/// What an assignment line gives a row beyond what attribution decides, read in one pass
+/// over the line: the schema's fields by name, every other field into `context`.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Logged {
     /// The assignment's id.
     pub assignment_id: String,
     /// The entity.
-    pub entity_id: String,
+    pub entity_id: Arc<str>,
     /// The served arm.
-    pub arm_id: String,
+    pub arm_id: Arc<str>,
     /// The unit, if named (a string).
     pub unit_id: Option<String>,
-    /// `weights_version`, if it was a non-negative integer.
+    /// `weights_version`, if it was a positive integer.
     pub weights_version: Option<u64>,
     /// `propensity`, if it was a number.
     pub propensity: Option<f64>,
@@ -78,24 +81,85 @@ pub struct Logged {
     pub context: Map<String, Value>,
 }
 
-/// Splits a decoded assignment line (its object) into the schema's fields and its context;
-/// `None` when it is not an object with string ids (the decoder refuses such lines first).
-pub fn split_line(object: Map<String, Value>) -> Option<Logged> {
-    let mut object = object;
-    let text = |v: Option<Value>| match v {
-        Some(Value::String(s)) => Some(s),
-        _ => None,
-    };
-    let assignment_id = text(object.remove("assignment_id"))?;
-    let entity_id = text(object.remove("entity_id"))?;
-    let arm_id = text(object.remove("arm_id"))?;
-    let unit_id = text(object.remove("unit_id"));
-    let weights_version = object.remove("weights_version").and_then(|v| v.as_u64()).filter(|v| *v != 0);
-    let propensity = object.remove("propensity").and_then(|v| v.as_f64());
-    for field in SCHEMA_FIELDS {
-        object.remove(field);
+/// A key of an assignment line: one of the schema's fields, or another (kept as context).
+enum Key {
+    Id,
+    Entity,
+    Arm,
+    Unit,
+    Version,
+    Propensity,
+    Schema,
+    Other(String),
+}
+
+impl<'de> Deserialize<'de> for Key {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Key, D::Error> {
+        struct Visit;
+        impl serde::de::Visitor<'_> for Visit {
+            type Value = Key;
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("a field name")
+            }
+            fn visit_str<E: serde::de::Error>(self, key: &str) -> Result<Key, E> {
+                Ok(match key {
+                    "assignment_id" => Key::Id,
+                    "entity_id" => Key::Entity,
+                    "arm_id" => Key::Arm,
+                    "unit_id" => Key::Unit,
+                    "weights_version" => Key::Version,
+                    "propensity" => Key::Propensity,
+                    "ts" | "fallback" | "sticky" => Key::Schema,
+                    other => Key::Other(other.to_owned()),
+                })
+            }
+        }
+        deserializer.deserialize_str(Visit)
     }
-    Some(Logged { assignment_id, entity_id, arm_id, unit_id, weights_version, propensity, context: object })
+}
+
+impl<'de> Deserialize<'de> for Logged {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Logged, D::Error> {
+        struct Visit;
+        impl<'de> serde::de::Visitor<'de> for Visit {
+            type Value = Logged;
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("an assignment object")
+            }
+            fn visit_map<A: serde::de::MapAccess<'de>>(self, mut map: A) -> Result<Logged, A::Error> {
+                use serde::de::{Error, IgnoredAny};
+                let (mut id, mut entity, mut arm, mut unit, mut version, mut propensity): (Option<String>, Option<String>, Option<String>, Option<String>, Option<u64>, Option<f64>) = (None, None, None, None, None, None);
+                let mut context = Map::new();
+                while let Some(key) = map.next_key::<Key>()? {
+                    match key {
+                        Key::Id => id = Some(map.next_value()?),
+                        Key::Entity => entity = Some(map.next_value()?),
+                        Key::Arm => arm = Some(map.next_value()?),
+                        // Optional fields of another type than the schema's are as if absent.
+                        Key::Unit => unit = map.next_value::<Value>()?.as_str().map(str::to_owned),
+                        Key::Version => version = map.next_value::<Value>()?.as_u64().filter(|v| *v != 0),
+                        Key::Propensity => propensity = map.next_value::<Value>()?.as_f64(),
+                        Key::Schema => {
+                            map.next_value::<IgnoredAny>()?;
+                        }
+                        Key::Other(name) => {
+                            context.insert(name, map.next_value()?);
+                        }
+                    }
+                }
+                Ok(Logged {
+                    assignment_id: id.ok_or_else(|| A::Error::missing_field("assignment_id"))?,
+                    entity_id: entity.ok_or_else(|| A::Error::missing_field("entity_id"))?.into(),
+                    arm_id: arm.ok_or_else(|| A::Error::missing_field("arm_id"))?.into(),
+                    unit_id: unit,
+                    weights_version: version,
+                    propensity,
+                    context,
+                })
+            }
+        }
+        deserializer.deserialize_map(Visit)
+    }
 }
 
 #[cfg(test)]
@@ -105,11 +169,13 @@ mod tests {
     #[test]
     fn fields_beyond_the_schema_are_kept_as_context() {
         let line = r#"{"assignment_id":"a","entity_id":"e","arm_id":"x","unit_id":"u","ts":5,"weights_version":7,"propensity":0.25,"sticky":false,"country":"FR","scores":[1,2],"nested":{"k":null}}"#;
-        let Value::Object(object) = serde_json::from_str(line).expect("json") else { panic!("object") };
-        let logged = split_line(object).expect("ids");
+        let logged: Logged = serde_json::from_str(line).expect("an assignment");
         assert_eq!((logged.unit_id.as_deref(), logged.weights_version, logged.propensity), (Some("u"), Some(7), Some(0.25)));
         let keys: Vec<&str> = logged.context.keys().map(String::as_str).collect();
         assert_eq!(keys, ["country", "nested", "scores"]);
         assert_eq!(logged.context["nested"], serde_json::json!({"k": null}));
+        assert!(serde_json::from_str::<Logged>(r#"{"entity_id":"e","arm_id":"x","ts":5}"#).is_err(), "no id");
+        let odd: Logged = serde_json::from_str(r#"{"assignment_id":"a","entity_id":"e","arm_id":"x","unit_id":7,"weights_version":-1,"propensity":"high"}"#).expect("odd optional fields");
+        assert_eq!((odd.unit_id, odd.weights_version, odd.propensity), (None, None, None));
     }
 }
