@@ -175,7 +175,7 @@ fn the_datasets_rows_and_propensities_agree_with_the_weight_records_that_produce
     assert!(records.len() > 10);
     for record in &records {
         for arm in &record.arms {
-            let counted: Vec<&DatasetRow> = rows.iter().filter(|r| r.arm_id == arm.arm_id && r.resolved_at <= record.as_of).collect();
+            let counted: Vec<&DatasetRow> = rows.iter().filter(|r| *r.arm_id == *arm.arm_id && r.resolved_at <= record.as_of).collect();
             assert_eq!(counted.len() as u64, arm.trials, "{} at {}: trials", arm.arm_id, record.as_of);
             assert_eq!(counted.iter().filter(|r| r.reward == 1).count() as u64, arm.successes, "{} at {}: successes", arm.arm_id, record.as_of);
         }
@@ -242,7 +242,7 @@ fn the_logging_job_as_its_own_candidate_weighs_every_row_one() {
     export(&options, &|_, _| {}).expect("export");
     // The same dataflow over the same rows publishes the weights serving drew with, so every
     // weight is 1: IPS and SNIPS are the observed reward and every row counts fully.
-    let rows = evaluate(&EvaluateOptions { dataset: options.out.clone(), candidates: vec![root().join("dataflows/simulate.toml")], window_ms: None, step_ms: None, clip: 1.0 + 1e-9, weights_out: None }, &|_| {}).expect("evaluate");
+    let rows = evaluate(&EvaluateOptions { dataset: options.out, candidates: vec![root().join("dataflows/simulate.toml")], window_ms: None, step_ms: None, clip: 1.0 + 1e-9, weights_out: None }, &|_| {}).expect("evaluate");
     let row = &rows[0];
     let logged = row.logged_reward.expect("rows");
     assert!((row.ips.expect("ips").estimate - logged).abs() < 1e-9, "{row:?}");

@@ -217,7 +217,7 @@ mod tests {
     fn windows_step_through_the_range_and_a_long_one_holds_it_all() {
         assert_eq!(windows(0, 99, None, 10), vec![(0, 100)]);
         assert_eq!(windows(0, 99, Some(100), 10), vec![(0, 100)]);
-        assert_eq!(windows(0, 99, Some(1000), 10), vec![(-900, 100)]);
+        assert_eq!(windows(0, 99, Some(1000), 10), vec![(0, 1000)]);
         assert_eq!(windows(0, 99, Some(50), 25), vec![(0, 50), (25, 75), (50, 100)]);
         assert_eq!(windows(0, 100, Some(50), 25), vec![(0, 50), (25, 75), (50, 100), (75, 125)]);
     }
