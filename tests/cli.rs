@@ -459,8 +459,8 @@ fn export_counts_the_lines_it_refuses_and_evaluate_names_a_missing_dataset() {
     let out = bin().args(["export", "--quiet", "--dataflow"]).arg(repo("dataflows/default.toml")).arg("--assignments").arg(&a).arg("--outcomes").arg(&o).arg("--out").arg(dir.path().join("dataset")).output().expect("run export");
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     let manifest: Value = serde_json::from_str(&std::fs::read_to_string(dir.path().join("dataset/manifest.json")).expect("manifest")).expect("json");
-    assert_eq!(manifest["left_out"]["assignments: invalid_json"], 1, "{}", manifest["left_out"]);
-    assert_eq!(manifest["left_out"]["assignments: invalid_field"], 1, "{}", manifest["left_out"]);
+    assert_eq!(manifest["left_out"]["invalid_json"], 1, "{}", manifest["left_out"]);
+    assert_eq!(manifest["left_out"]["invalid_field"], 1, "{}", manifest["left_out"]);
     let left_out: u64 = manifest["left_out"].as_object().expect("object").values().map(|v| v.as_u64().expect("count")).sum();
     assert_eq!(manifest["rows"].as_u64().expect("rows") + left_out, 20_002, "every line is a row or counted");
     assert_eq!(manifest["null_propensity"], manifest["rows"], "no propensity logged and no --weights: every one null");

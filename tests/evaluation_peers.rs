@@ -55,10 +55,12 @@ arms = sorted({r["arm_id"] for r in rows} | {a["arm_id"] for rec in records for 
 K = len(arms)
 as_of = np.array([r["as_of"] for r in records])
 
+first_arms = {a["arm_id"] for a in records[0]["arms"]} if records else set(r["arm_id"] for r in rows)
+
 def candidate(ts):
     i = np.searchsorted(as_of, ts, side="left") - 1   # newest record with as_of < ts
-    if i < 0:
-        return np.full(K, 1.0 / K)
+    if i < 0:   # before the first record: uniform over the arms it lists
+        return np.array([1.0 / len(first_arms) if a in first_arms else 0.0 for a in arms])
     weights = {a["arm_id"]: a["weight"] for a in records[i]["arms"]}
     return np.array([weights.get(a, 0.0) for a in arms])
 
@@ -129,7 +131,7 @@ fn pyarrow_reads_the_dataset_and_numpy_gives_the_same_estimates() {
         assert!(output.status.success(), "reference failed: {}", String::from_utf8_lossy(&output.stderr));
         let reference: Value = serde_json::from_slice(&output.stdout).expect("the reference's JSON");
         let types = &reference["types"];
-        for (column, expected) in [("assignment_id", "string"), ("entity_id", "string"), ("arm_id", "string"), ("unit_id", "string"), ("ts", "int64"), ("resolved_at", "int64"), ("reward", "int8"), ("weights_version", "uint64"), ("propensity", "double"), ("propensity_source", "string"), ("context", "string")] {
+        for (column, expected) in [("assignment_id", "string"), ("entity_id", "string"), ("arm_id", "string"), ("unit_id", "string"), ("ts", "int64"), ("resolved_at", "int64"), ("reward", "int8"), ("weights_version", "uint64"), ("propensity", "double"), ("propensity_source", "string"), ("fallback", "bool"), ("sticky", "bool"), ("context", "string")] {
             assert_eq!(types[column], expected, "{column}: {types}");
         }
         assert_eq!(reference["same_as_jsonl"], true, "the Parquet rows are the JSON lines' rows");

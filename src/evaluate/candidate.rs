@@ -24,8 +24,13 @@ use crate::dataflow::{bandit, publish, Arrival, Recovery};
 /// Events sent between waits for the dataflow to catch up.
 const EVENTS_PER_STEP: usize = 100_000;
 
-/// The weight records `job` publishes over `dataset`, in the order it wrote them.
-pub fn published(job: &Dataflow, dataset: &Arc<Dataset>) -> Result<Vec<WeightRecord>, String> {
+/// The weight records `job` publishes over `dataset`, in the order it wrote them, up to the
+/// tick of the last row (as a replay stops there), and how many lines of the dataset's arm
+/// registry were refused.
+///
+/// Admission does not run here: the candidate's caps on entities and arms, forgetting and
+/// `require_declared_arms` do not apply, since the dataset holds only what the logged job kept.
+pub fn published(job: &Dataflow, dataset: &Arc<Dataset>) -> Result<(Vec<WeightRecord>, u64), String> {
     let ticks = Ticks::new(job.tick_ms);
     // Every event by tick; names first.
     let mut events: Vec<(u64, Event)> = Vec::new();
@@ -42,17 +47,21 @@ pub fn published(job: &Dataflow, dataset: &Arc<Dataset>) -> Result<Vec<WeightRec
         }
     }
     events.sort_by_key(|(tick, _)| *tick);
+    // A replay's last complete tick is the last event's.
+    let last = ticks.as_of(events.last().map_or(0, |(tick, _)| *tick));
     // Entity and arm ids hash differently: each name under its own.
     let mut names: Vec<Name> = dataset.entities.iter().map(|e| Name { id: entity_id_of(&e.entity_id), text: e.entity_id.clone() }).collect();
     names.extend(arms.into_iter().map(|text| Name { id: arm_id_of(text), text: text.to_owned() }));
     let mut registrations = Vec::new();
+    let mut refused = 0u64;
     if let Some(path) = &dataset.arms {
         let text = std::fs::read_to_string(path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
         // The registry as export read it: any time is fine, there is no clock to be ahead of.
         let mut decoder = Decoder::new(None, Limits::default().any_time());
         for line in text.lines().filter(|l| !l.trim().is_empty()) {
-            if let Ok(r) = decoder.registration(line.as_bytes(), 0, &mut names) {
-                registrations.push((ticks.tick_of(r.ts), r));
+            match decoder.registration(line.as_bytes(), 0, &mut names) {
+                Ok(r) => registrations.push((ticks.tick_of(r.ts), r)),
+                Err(_) => refused += 1,
             }
         }
     }
@@ -109,5 +118,5 @@ pub fn published(job: &Dataflow, dataset: &Arc<Dataset>) -> Result<Vec<WeightRec
         while worker.step() {}
         read.take()
     });
-    Ok(read)
+    Ok((read.into_iter().filter(|r| r.as_of <= last).collect(), refused))
 }

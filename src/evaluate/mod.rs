@@ -23,6 +23,9 @@ use dataset::{Dataset, EntityRows};
 /// An effective sample size below this gets a warning: the normal intervals are unreliable.
 pub const SMALL_ESS: f64 = 100.0;
 
+/// The most windows one evaluation computes per entity and candidate.
+pub const MAX_WINDOWS: u64 = 100_000;
+
 /// What to evaluate.
 #[derive(Clone, Debug)]
 pub struct EvaluateOptions {
@@ -46,6 +49,9 @@ pub enum EvaluateError {
     /// The dataset.
     #[error("dataset: {0}")]
     Dataset(String),
+    /// The options do not make sense.
+    #[error("{0}")]
+    Options(String),
     /// A candidate job file.
     #[error(transparent)]
     Candidate(#[from] banditflow_core::config::ConfigError),
@@ -85,6 +91,10 @@ pub struct EvaluationRow {
     /// Rows left out for a logged propensity of 0 (the logging policy could not have served
     /// them: nothing can be said of them).
     pub zero_propensity: u64,
+    /// Rows left out because a sticky store kept the unit's arm: their propensity is not the
+    /// probability the unit had.
+    #[serde(default)]
+    pub sticky: u64,
     /// Rows served before the candidate's first record, scored as a uniform split.
     pub before_candidate: u64,
     /// The logged policy's observed mean reward.
@@ -117,15 +127,33 @@ pub type Progress = dyn Fn(&str);
 
 /// Runs every candidate over the dataset and scores it per entity and window.
 pub fn evaluate(options: &EvaluateOptions, progress: &Progress) -> Result<Vec<EvaluationRow>, EvaluateError> {
+    if !(options.clip.is_finite() && options.clip > 0.0) {
+        return Err(EvaluateError::Options(format!("--clip must be a positive number, not {}", options.clip)));
+    }
+    let mut names: Vec<String> = options.candidates.iter().map(|p| candidate_name(p)).collect();
+    names.sort_unstable();
+    if let Some(pair) = names.windows(2).find(|w| w[0] == w[1]) {
+        return Err(EvaluateError::Options(format!("two candidates are named `{}` (their file name): rename one", pair[0])));
+    }
     progress(&format!("reading {}", options.dataset.display()));
     let dataset = Arc::new(Dataset::read(&options.dataset).map_err(EvaluateError::Dataset)?);
+    if let (Some([first, last]), Some(window)) = (dataset.manifest.time_range, options.window_ms) {
+        let step = options.step_ms.unwrap_or(window).max(1);
+        let count = (last - first).max(0) as u64 / step + 1;
+        if count > MAX_WINDOWS {
+            return Err(EvaluateError::Options(format!("--window and --step give {count} windows over the dataset's range; at most {MAX_WINDOWS}: take a longer --step")));
+        }
+    }
     let rows: u64 = dataset.entities.iter().map(|e| e.rows.len() as u64).sum();
     let mut out = Vec::new();
     for path in &options.candidates {
         let name = candidate_name(path);
         let job = crate::deployment::Job::load(path)?.dataflow;
         progress(&format!("candidate {name}: its dataflow over {rows} rows"));
-        let records = candidate::published(&job, &dataset).map_err(|message| EvaluateError::Dataflow { candidate: name.clone(), message })?;
+        let (records, refused) = candidate::published(&job, &dataset).map_err(|message| EvaluateError::Dataflow { candidate: name.clone(), message })?;
+        if refused > 0 {
+            progress(&format!("candidate {name}: {refused} lines of the dataset's arm registry refused (its arms may differ from the logged job's)"));
+        }
         if let Some(dir) = &options.weights_out {
             write_records(dir, &name, &records)?;
         }
@@ -172,7 +200,15 @@ pub fn score(entity: &EntityRows, candidate: &str, records: &[WeightRecord], opt
     arms.sort_unstable();
     arms.dedup();
     let timeline = timeline(records, &arms);
-    let uniform = vec![1.0 / arms.len() as f64; arms.len()];
+    // Before the candidate's first record: a uniform split over the arms it first lists (what
+    // serving's uniform fallback would serve), else over the entity's logged arms.
+    let first_arms: Vec<usize> = records.iter().min_by_key(|r| r.as_of).map_or_else(Vec::new, |r| r.arms.iter().filter_map(|a| arms.binary_search(&a.arm_id.as_str()).ok()).collect());
+    let uniform: Vec<f64> = if first_arms.is_empty() {
+        let logged: std::collections::BTreeSet<&str> = entity.rows.iter().map(|r| &*r.arm_id).collect();
+        arms.iter().map(|a| if logged.contains(a) { 1.0 / logged.len() as f64 } else { 0.0 }).collect()
+    } else {
+        (0..arms.len()).map(|i| if first_arms.contains(&i) { 1.0 / first_arms.len() as f64 } else { 0.0 }).collect()
+    };
     // Per row: the served arm's index and the candidate's probabilities (None: before its first record).
     let served: Vec<(usize, Option<usize>)> = entity
         .rows
@@ -187,7 +223,8 @@ pub fn score(entity: &EntityRows, candidate: &str, records: &[WeightRecord], opt
         let lo = entity.rows.partition_point(|r| r.ts < start);
         let hi = entity.rows.partition_point(|r| r.ts < end);
         let in_window = lo..hi;
-        let usable: Vec<usize> = in_window.clone().filter(|i| entity.rows[*i].propensity.is_some_and(|p| p > 0.0)).collect();
+        let weighable = |r: &crate::export::rows::DatasetRow| r.sticky != Some(true) && r.propensity.is_some_and(|p| p > 0.0);
+        let usable: Vec<usize> = in_window.clone().filter(|i| weighable(&entity.rows[*i])).collect();
         let model = arm_means(usable.iter().map(|i| (served[*i].0, f64::from(entity.rows[*i].reward))), arms.len());
         let views: Vec<LoggedRow<'_>> = usable
             .iter()
@@ -198,8 +235,9 @@ pub fn score(entity: &EntityRows, candidate: &str, records: &[WeightRecord], opt
             })
             .collect();
         let estimates = estimate(&views, options.clip);
-        let no_propensity = in_window.clone().filter(|i| entity.rows[*i].propensity.is_none()).count() as u64;
-        let zero_propensity = (hi - lo) as u64 - usable.len() as u64 - no_propensity;
+        let sticky = in_window.clone().filter(|i| entity.rows[*i].sticky == Some(true)).count() as u64;
+        let no_propensity = in_window.clone().filter(|i| entity.rows[*i].sticky != Some(true) && entity.rows[*i].propensity.is_none()).count() as u64;
+        let zero_propensity = (hi - lo) as u64 - usable.len() as u64 - no_propensity - sticky;
         let before_candidate = usable.iter().filter(|i| served[**i].1.is_none()).count() as u64;
         let mut warnings = Vec::new();
         match &estimates {
@@ -213,6 +251,9 @@ pub fn score(entity: &EntityRows, candidate: &str, records: &[WeightRecord], opt
         if zero_propensity > 0 {
             warnings.push(format!("{zero_propensity} rows with a logged propensity of 0 left out"));
         }
+        if sticky > 0 {
+            warnings.push(format!("{sticky} rows kept on their arm by a sticky store left out (their propensity is not the unit's)"));
+        }
         out.push(EvaluationRow {
             entity_id: entity.entity_id.clone(),
             candidate: candidate.to_owned(),
@@ -221,6 +262,7 @@ pub fn score(entity: &EntityRows, candidate: &str, records: &[WeightRecord], opt
             rows: usable.len() as u64,
             no_propensity,
             zero_propensity,
+            sticky,
             before_candidate,
             logged_reward: estimates.map(|e| e.logged_reward),
             logged: estimates.map(|e| e.logged),

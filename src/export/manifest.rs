@@ -20,23 +20,41 @@ pub struct Source {
     pub bytes: u64,
 }
 
+/// A file's SHA-256 and length, computed from its bytes as they are read.
+#[derive(Default)]
+pub struct Hashing {
+    hasher: Sha256,
+    bytes: u64,
+}
+
+impl Hashing {
+    /// More of the file.
+    pub fn update(&mut self, bytes: &[u8]) {
+        self.hasher.update(bytes);
+        self.bytes += bytes.len() as u64;
+    }
+
+    /// The file's [`Source`].
+    pub fn finish(self, path: &Path) -> Source {
+        let sha256 = self.hasher.finalize().iter().map(|b| format!("{b:02x}")).collect();
+        Source { path: path.display().to_string(), sha256, bytes: self.bytes }
+    }
+}
+
 impl Source {
     /// Hashes the file at `path`.
     pub fn of(path: &Path) -> std::io::Result<Source> {
         let mut file = std::fs::File::open(path)?;
-        let mut hasher = Sha256::new();
+        let mut hashing = Hashing::default();
         let mut buf = vec![0u8; 1 << 16];
-        let mut bytes = 0u64;
         loop {
             let n = file.read(&mut buf)?;
             if n == 0 {
                 break;
             }
-            bytes += n as u64;
-            hasher.update(&buf[..n]);
+            hashing.update(&buf[..n]);
         }
-        let sha256 = hasher.finalize().iter().map(|b| format!("{b:02x}")).collect();
-        Ok(Source { path: path.display().to_string(), sha256, bytes })
+        Ok(hashing.finish(path))
     }
 }
 
@@ -80,11 +98,16 @@ pub struct Manifest {
     pub rows: u64,
     /// Rows whose propensity could not be found (kept, with a null propensity).
     pub null_propensity: u64,
+    /// Of those, rows whose assignment logged a `propensity` outside (0, 1].
+    pub invalid_propensity: u64,
     /// The first and last `ts` of the rows (`None` without rows).
     pub time_range: Option<[i64; 2]>,
-    /// Assignments read that are not rows, by why: still pending at the end of the input
-    /// (`unresolved`), retired arm, duplicate, conflict, and each reason a line was refused.
+    /// Assignment lines that are not rows, by why: still pending at the end of the input
+    /// (`unresolved`), retired arm, duplicate, conflict, and each reason a line was refused;
+    /// with the rows they add up to the assignment lines read.
     pub left_out: BTreeMap<String, u64>,
+    /// Outcome and arm registry lines refused, by `input: reason`.
+    pub refused_lines: BTreeMap<String, u64>,
     /// Weights-file lines that were not weight records.
     pub unreadable_weight_lines: u64,
     /// Each entity's part, by entity id.

@@ -5,7 +5,7 @@ use std::fs::File;
 use std::path::Path;
 use std::sync::Arc;
 
-use arrow_array::builder::{Float64Builder, Int64Builder, Int8Builder, StringBuilder, UInt64Builder};
+use arrow_array::builder::{BooleanBuilder, Float64Builder, Int64Builder, Int8Builder, StringBuilder, UInt64Builder};
 use arrow_array::{ArrayRef, RecordBatch};
 use arrow_schema::{DataType, Field, Schema};
 use parquet::arrow::ArrowWriter;
@@ -18,7 +18,7 @@ use super::rows::DatasetRow;
 const BATCH_ROWS: usize = 64 * 1024;
 
 /// The dataset's Arrow schema: ids as UTF-8, times as Int64 ms since the epoch, `reward` as
-/// Int8, `context` as JSON text.
+/// Int8, `fallback` and `sticky` as booleans, `context` as JSON text.
 pub fn schema() -> Schema {
     Schema::new(vec![
         Field::new("assignment_id", DataType::Utf8, false),
@@ -31,6 +31,8 @@ pub fn schema() -> Schema {
         Field::new("weights_version", DataType::UInt64, true),
         Field::new("propensity", DataType::Float64, true),
         Field::new("propensity_source", DataType::Utf8, true),
+        Field::new("fallback", DataType::Boolean, true),
+        Field::new("sticky", DataType::Boolean, true),
         Field::new("context", DataType::Utf8, false),
     ])
 }
@@ -46,6 +48,7 @@ fn batch(schema: &Arc<Schema>, rows: &[DatasetRow]) -> Result<RecordBatch, arrow
     let mut version = UInt64Builder::with_capacity(n);
     let mut propensity = Float64Builder::with_capacity(n);
     let mut source = StringBuilder::with_capacity(n, n * 8);
+    let (mut fallback, mut sticky) = (BooleanBuilder::with_capacity(n), BooleanBuilder::with_capacity(n));
     let mut context = StringBuilder::with_capacity(n, n * 2);
     for row in rows {
         ids.append_value(&row.assignment_id);
@@ -58,6 +61,8 @@ fn batch(schema: &Arc<Schema>, rows: &[DatasetRow]) -> Result<RecordBatch, arrow
         version.append_option(row.weights_version);
         propensity.append_option(row.propensity);
         source.append_option(row.propensity_source.map(|s| s.name()));
+        fallback.append_option(row.fallback);
+        sticky.append_option(row.sticky);
         context.append_value(serde_json::Value::Object(row.context.clone()).to_string());
     }
     let columns: Vec<ArrayRef> = vec![
@@ -71,6 +76,8 @@ fn batch(schema: &Arc<Schema>, rows: &[DatasetRow]) -> Result<RecordBatch, arrow
         Arc::new(version.finish()),
         Arc::new(propensity.finish()),
         Arc::new(source.finish()),
+        Arc::new(fallback.finish()),
+        Arc::new(sticky.finish()),
         Arc::new(context.finish()),
     ];
     RecordBatch::try_new(schema.clone(), columns)

@@ -54,6 +54,13 @@ pub struct DatasetRow {
     pub propensity: Option<f64>,
     /// Where `propensity` came from (`None` with it).
     pub propensity_source: Option<PropensitySource>,
+    /// The assignment's `fallback`: serving used its fallback split, not a weight record.
+    #[serde(default)]
+    pub fallback: Option<bool>,
+    /// The assignment's `sticky`: a sticky store kept the unit's earlier arm, so `propensity`
+    /// is not the probability this unit had of it ([`crate::evaluate`] leaves such rows out).
+    #[serde(default)]
+    pub sticky: Option<bool>,
     /// Every field of the assignment beyond the schema's, as it was logged.
     pub context: Map<String, Value>,
 }
@@ -77,6 +84,10 @@ pub struct Logged {
     pub weights_version: Option<u64>,
     /// `propensity`, if it was a number.
     pub propensity: Option<f64>,
+    /// `fallback`, if it was a boolean.
+    pub fallback: Option<bool>,
+    /// `sticky`, if it was a boolean.
+    pub sticky: Option<bool>,
     /// The other fields.
     pub context: Map<String, Value>,
 }
@@ -89,6 +100,8 @@ enum Key {
     Unit,
     Version,
     Propensity,
+    Fallback,
+    Sticky,
     Schema,
     Other(String),
 }
@@ -109,7 +122,9 @@ impl<'de> Deserialize<'de> for Key {
                     "unit_id" => Key::Unit,
                     "weights_version" => Key::Version,
                     "propensity" => Key::Propensity,
-                    "ts" | "fallback" | "sticky" => Key::Schema,
+                    "fallback" => Key::Fallback,
+                    "sticky" => Key::Sticky,
+                    "ts" => Key::Schema,
                     other => Key::Other(other.to_owned()),
                 })
             }
@@ -129,6 +144,7 @@ impl<'de> Deserialize<'de> for Logged {
             fn visit_map<A: serde::de::MapAccess<'de>>(self, mut map: A) -> Result<Logged, A::Error> {
                 use serde::de::{Error, IgnoredAny};
                 let (mut id, mut entity, mut arm, mut unit, mut version, mut propensity): (Option<String>, Option<String>, Option<String>, Option<String>, Option<u64>, Option<f64>) = (None, None, None, None, None, None);
+                let (mut fallback, mut sticky) = (None, None);
                 let mut context = Map::new();
                 while let Some(key) = map.next_key::<Key>()? {
                     match key {
@@ -139,6 +155,8 @@ impl<'de> Deserialize<'de> for Logged {
                         Key::Unit => unit = map.next_value::<Value>()?.as_str().map(str::to_owned),
                         Key::Version => version = map.next_value::<Value>()?.as_u64().filter(|v| *v != 0),
                         Key::Propensity => propensity = map.next_value::<Value>()?.as_f64(),
+                        Key::Fallback => fallback = map.next_value::<Value>()?.as_bool(),
+                        Key::Sticky => sticky = map.next_value::<Value>()?.as_bool(),
                         Key::Schema => {
                             map.next_value::<IgnoredAny>()?;
                         }
@@ -154,6 +172,8 @@ impl<'de> Deserialize<'de> for Logged {
                     unit_id: unit,
                     weights_version: version,
                     propensity,
+                    fallback,
+                    sticky,
                     context,
                 })
             }

@@ -47,11 +47,13 @@ pub fn section(out: &mut String, rows: &[EvaluationRow]) {
         named.push(((*candidate).to_owned(), series_points(&mine, |r| r.dr, single)));
     }
     let high = named.iter().flat_map(|(_, p)| p.iter().map(|p| p.3)).filter(|v| v.is_finite()).fold(0.0, f64::max);
+    // Intervals of few rows reach below 0: the axis follows them.
+    let low = named.iter().flat_map(|(_, p)| p.iter().map(|p| p.2)).filter(|v| v.is_finite()).fold(0.0, f64::min);
     let series: Vec<Series<'_>> = named
         .iter()
         .map(|(name, points)| Series { name, points: points.iter().map(|(t, v, _, _)| (*t, *v)).collect(), band: Some(points.iter().map(|(t, _, lo, hi)| (*t, *lo, *hi)).collect()) })
         .collect();
-    let frame = Frame { size: (900, 240), time: (span.0, span.1.max(span.0 + 1)), value: (0.0, if high > 0.0 { high * 1.05 } else { 1.0 }) };
+    let frame = Frame { size: (900, 240), time: (span.0, span.1.max(span.0 + 1)), value: (if low < 0.0 { low * 1.05 } else { 0.0 }, if high > 0.0 { high * 1.05 } else { 1.0 }) };
     let _ = write!(
         out,
         "<h3>Offline evaluation: expected reward per window (doubly robust; logged: observed; bands: 95% intervals)</h3>{}",
