@@ -250,3 +250,43 @@ fn the_logging_job_as_its_own_candidate_weighs_every_row_one() {
     assert!((row.ess - row.rows as f64).abs() < 1e-6, "ess {} of {} rows", row.ess, row.rows);
     assert_eq!(row.above_clip, 0.0);
 }
+
+#[test]
+fn sticky_fallback_invalid_and_reused_assignments_are_told_apart() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let d = |name: &str| dir.path().join(name);
+    let line = |v: serde_json::Value| v.to_string() + "\n";
+    let assignments = [
+        serde_json::json!({"assignment_id": "a1", "entity_id": "e", "arm_id": "a", "ts": 0, "propensity": 0.5}),
+        serde_json::json!({"assignment_id": "a2", "entity_id": "e", "arm_id": "b", "ts": 10, "propensity": 1.5}),
+        serde_json::json!({"assignment_id": "a3", "entity_id": "e", "arm_id": "a", "ts": 120, "fallback": true}),
+        serde_json::json!({"assignment_id": "a4", "entity_id": "e", "arm_id": "b", "ts": 130, "sticky": true, "propensity": 0.7}),
+        serde_json::json!({"assignment_id": "a5", "entity_id": "e", "arm_id": "b", "ts": 200}),
+        // One id served twice, the second time long after the first resolved: two trials.
+        serde_json::json!({"assignment_id": "r", "entity_id": "e", "arm_id": "a", "ts": 1}),
+        serde_json::json!({"assignment_id": "r", "entity_id": "e", "arm_id": "b", "ts": 1000}),
+        serde_json::json!({"assignment_id": "z", "entity_id": "e", "arm_id": "a", "ts": 2060}),
+    ];
+    std::fs::write(d("a.jsonl"), assignments.into_iter().map(line).collect::<String>()).expect("write");
+    std::fs::write(d("o.jsonl"), [serde_json::json!({"assignment_id": "a1", "ts": 5}), serde_json::json!({"assignment_id": "r", "ts": 1010})].into_iter().map(line).collect::<String>()).expect("write");
+    let record = serde_json::json!({"entity_id": "e", "version": 99, "as_of": 99, "arms": [{"arm_id": "a", "weight": 0.3}, {"arm_id": "b", "weight": 0.7}]});
+    std::fs::write(d("w.jsonl"), line(record)).expect("write");
+    let options = ExportOptions { dataflow: root().join("dataflows/simulate.toml"), assignments: d("a.jsonl"), outcomes: d("o.jsonl"), arms: None, weights: Some(d("w.jsonl")), out: d("dataset") };
+    let manifest = export(&options, &|_, _| {}).expect("export");
+    let rows: Vec<DatasetRow> = read_jsonl(&options.out.join(&manifest.entities[0].jsonl));
+    let by = |id: &str, ts: i64| rows.iter().find(|r| r.assignment_id == id && r.ts == ts).unwrap_or_else(|| panic!("row {id} at {ts}"));
+    assert_eq!((by("a1", 0).propensity, by("a1", 0).propensity_source, by("a1", 0).reward), (Some(0.5), Some(PropensitySource::Assignment), 1));
+    assert_eq!(by("a2", 10).propensity, None, "a logged propensity above 1 is not one");
+    assert_eq!(by("a3", 120).propensity, None, "a fallback did not draw from the record in force");
+    assert_eq!((by("a4", 130).sticky, by("a4", 130).propensity), (Some(true), Some(0.7)));
+    assert_eq!((by("a5", 200).propensity, by("a5", 200).propensity_source), (Some(0.7), Some(PropensitySource::InForce)));
+    assert_eq!((by("r", 1).reward, by("r", 1000).reward), (0, 1), "the second serving of r converted");
+    assert_eq!(rows.len(), 7);
+    assert_eq!((manifest.invalid_propensity, manifest.null_propensity), (1, 3), "{manifest:?}");
+    assert_eq!(manifest.left_out, BTreeMap::from([("unresolved".to_owned(), 1)]));
+    // The sticky row is left out of the estimates, and said to be.
+    let evaluated = evaluate(&EvaluateOptions { dataset: options.out, candidates: vec![root().join("dataflows/simulate.toml")], window_ms: None, step_ms: None, clip: 10.0, weights_out: None }, &|_| {}).expect("evaluate");
+    let row = &evaluated[0];
+    assert_eq!((row.rows, row.sticky, row.no_propensity), (3, 1, 3), "{row:?}");
+    assert!(row.warnings.iter().any(|w| w.contains("sticky")), "{:?}", row.warnings);
+}

@@ -285,7 +285,6 @@ pub fn export(options: &ExportOptions, progress: &Progress) -> Result<Manifest, 
     if let Some(last) = max_tick {
         state.settle_each(last + 1, &mut counters, &mut on_resolved);
     }
-    drop(on_resolved);
     drop((logged, first, copies, order));
     rows.sort_unstable_by(|a, b| (&a.entity_id, a.ts, &a.assignment_id).cmp(&(&b.entity_id, b.ts, &b.assignment_id)));
     for (why, n) in [
