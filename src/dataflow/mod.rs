@@ -4,7 +4,8 @@
 //! events → [`attribute`] → [`arm_counts`] → [`weigh`] → [`publish`], and what attribution
 //! refuses → [`attribute::refusal_sink`] (on the worker that read it), joined to the records. Sources (in `file/` and
 //! `kafka/`) hand their decoded records over through [`sources`] and [`admit`], which keeps
-//! the caps on entities and arms and says when they are forgotten.
+//! the caps on entities and arms and says when they are forgotten. [`in_memory`] feeds the
+//! graph from memory (the simulator, `banditflow evaluate`).
 
 use std::cell::RefCell;
 use std::rc::Rc;
@@ -27,6 +28,7 @@ pub mod agreement;
 pub mod arm_counts;
 pub mod attribute;
 pub mod frontier;
+pub mod in_memory;
 pub mod publish;
 pub mod recovery;
 pub mod sources;

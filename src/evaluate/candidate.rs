@@ -3,23 +3,19 @@
 //! assignment at its `ts` and, when it converted, an outcome at the same `ts` (so its reward is
 //! the logged one whatever the candidate's `attribution`).
 
-use std::cell::RefCell;
 use std::collections::BTreeSet;
-use std::rc::Rc;
 use std::sync::Arc;
 
 use banditflow_core::config::Dataflow;
-use banditflow_core::counters::Counters;
 use banditflow_core::event::{arm_id_of, entity_id_of, Assignment, AssignmentKey, Catalog, Event, Name, Outcome};
 use banditflow_core::limits::Limits;
 use banditflow_core::record::WeightRecord;
 use banditflow_core::time::Ticks;
 use banditflow_core::wire::Decoder;
-use timely::dataflow::operators::vec::Input;
-use timely::dataflow::operators::Probe;
 
 use super::dataset::Dataset;
-use crate::dataflow::{bandit, publish, Arrival, Recovery};
+use crate::dataflow::in_memory::{in_memory, InMemory};
+use crate::dataflow::Arrival;
 
 /// Events sent between waits for the dataflow to catch up.
 const EVENTS_PER_STEP: usize = 100_000;
@@ -68,22 +64,7 @@ pub fn published(job: &Dataflow, dataset: &Arc<Dataset>) -> Result<(Vec<WeightRe
     registrations.sort_by_key(|(tick, r)| (*tick, r.ts));
     let job = job.clone();
     let read = timely::execute_directly(move |worker| {
-        let read: Rc<RefCell<Vec<WeightRecord>>> = Rc::default();
-        let sink = read.clone();
-        let counters = Rc::new(RefCell::new(Counters::default()));
-        let (mut events_in, mut catalog_in, probe) = worker.dataflow::<u64, _, _>(|scope| {
-            let (events_in, events) = scope.new_input::<Arrival>();
-            let (catalog_in, catalog) = scope.new_input::<Catalog>();
-            let records = bandit(events, catalog, &job, counters.clone(), &Recovery::default(), Rc::new(|_, _| {}));
-            let done = publish(
-                records,
-                move |_tick, batch, _decisions, _forgotten| {
-                    sink.borrow_mut().extend(batch.into_iter().filter_map(|r| serde_json::from_str(&r.json).ok()));
-                },
-                || u64::MAX,
-            );
-            (events_in, catalog_in, done.probe().0)
-        });
+        let InMemory { events: mut events_in, catalog: mut catalog_in, probe, read } = in_memory(worker, &job);
         for name in names {
             catalog_in.send(Catalog::Name(name));
         }

@@ -3,24 +3,19 @@
 //! same dataflow replay and the worker run ([`crate::dataflow::bandit`]), one tick at a time:
 //! a tick's records are read back before the next tick's units are served.
 
-use std::cell::RefCell;
 use std::collections::BTreeMap;
-use std::rc::Rc;
 use std::sync::Mutex;
 
 use banditflow_core::config::Dataflow;
-use banditflow_core::counters::Counters;
 use banditflow_core::environment::{arm_name, draw_slot, stream, Environment, Purpose};
 use banditflow_core::event::{arm_id_of, entity_id_of, Assignment, AssignmentKey, Catalog, Event, Name, NameId, Outcome, Registration};
-use banditflow_core::record::WeightRecord;
 use banditflow_core::regret::Curve;
 use banditflow_core::scenario::Scenario;
 use rand_chacha::ChaCha8Rng;
-use timely::dataflow::operators::vec::Input;
-use timely::dataflow::operators::Probe;
 
 use super::logs::Logs;
-use crate::dataflow::{bandit, publish, Arrival, Recovery};
+use crate::dataflow::in_memory::{in_memory, InMemory};
+use crate::dataflow::Arrival;
 
 /// What one repetition measured.
 #[derive(Clone, Debug)]
@@ -63,24 +58,7 @@ pub fn run_rep(scenario: &Scenario, job: &Dataflow, rep: u32, at: &[u64], logs: 
     let at = at.to_vec();
     let logs = Mutex::new(logs);
     let guards = timely::execute(timely::Config::process(workers.max(1)), move |worker| {
-        let read: Rc<RefCell<Vec<WeightRecord>>> = Rc::default();
-        let sink = read.clone();
-        let counters = Rc::new(RefCell::new(Counters::default()));
-        let (mut events_in, mut catalog_in, probe) = worker.dataflow::<u64, _, _>(|scope| {
-            let (events_in, events) = scope.new_input::<Arrival>();
-            let (catalog_in, catalog) = scope.new_input::<Catalog>();
-            // The simulator makes only records attribution takes: nothing to refuse.
-            let records = bandit(events, catalog, &job, counters.clone(), &Recovery::default(), Rc::new(|_, _| {}));
-            let done = publish(
-                records,
-                move |_tick, batch, _decisions, _forgotten| {
-                    // Records the dataflow itself encoded: they always read back.
-                    sink.borrow_mut().extend(batch.into_iter().filter_map(|r| serde_json::from_str(&r.json).ok()));
-                },
-                || u64::MAX,
-            );
-            (events_in, catalog_in, done.probe().0)
-        });
+        let InMemory { events: mut events_in, catalog: mut catalog_in, probe, read } = in_memory(worker, &job);
         if worker.index() != 0 {
             // Nothing to serve here: with its inputs closed, this worker's frontier is worker
             // 0's, and it computes its share of the entities and keys until the end.
